@@ -1,0 +1,1 @@
+"""Downstream tasks: OpenMMLab backbones, restoration, change detection."""

@@ -1,0 +1,1 @@
+"""Every family registers its variants with timm on import."""
