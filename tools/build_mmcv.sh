@@ -59,12 +59,12 @@ say "this compiles about 80 C++ units: roughly 18 minutes on 2 cores. Progress b
 mkdir -p "$DEST"
 start=$(date +%s)
 set +e
-# pip hides the compiler's output unless verbose; count compiled units as they finish.
+# pip hides the compiler's output unless verbose; report each unit as its compile starts.
 "$PYTHON" -m pip wheel -v --no-deps --no-build-isolation -w "$WORK/dist" "$SRC" 2>&1 \
     | tee "$WORK/build.log" \
     | while IFS= read -r line; do
         case "$line" in
-            *" -c "*.c*" -o "*|*nvcc*" -c "*) n=$((${n:-0} + 1)); say "compiled $n units ($(( $(date +%s) - start ))s)" ;;
+            *" -c "*.c*" -o "*|*nvcc*" -c "*) n=$((${n:-0} + 1)); say "compiling unit $n ($(( $(date +%s) - start ))s)" ;;
         esac
     done
 status=${PIPESTATUS[0]}

@@ -4,3 +4,5 @@ Importing the package registers every model with timm, so `timm.create_model('vi
 works after `import vimamba`. OpenMMLab integration lives in `vimamba.downstream` and is never imported here.
 """
 __version__ = "0.1.0"
+
+from .registry import list_models
