@@ -1,2 +1,17 @@
-"""Scan patterns: pure index maps over token grids (no kernels, no models)."""
-from .base import ScanOrder
+"""Scan patterns: pure index maps over token grids (no kernels, no models).
+
+`get_pattern(name, **params).order(h, w, device)` gives the cached `ScanOrder` a mixer hands to
+`vimamba.ops.selective_scan`. 1-D families scan a (1, L) grid.
+"""
+from .base import ScanOrder, ScanPattern, clear_cache, get_pattern, list_patterns, register_pattern
+from .basic import BidirectionalScan, CrossScan, RasterScan
+from .local import LocallyBidirectionalScan, lbmamba_window
+from .atrous import AtrousWindowScan, atrous_window_order
+from .nested import NestedSScan, nested_s_order
+from .shuffle import ShuffleScan
+
+__all__ = [
+    "ScanOrder", "ScanPattern", "get_pattern", "list_patterns", "register_pattern", "clear_cache",
+    "RasterScan", "BidirectionalScan", "CrossScan", "LocallyBidirectionalScan", "AtrousWindowScan",
+    "NestedSScan", "ShuffleScan", "lbmamba_window", "atrous_window_order", "nested_s_order",
+]

@@ -1,7 +1,12 @@
-"""What every scan pattern returns: the gather order of each direction and its inverse."""
-from dataclasses import dataclass
+"""What every scan pattern returns (`ScanOrder`), the pattern base class, its cache and the name registry."""
+import functools
+import operator
+from dataclasses import dataclass, fields
+from typing import ClassVar, Dict, List, Optional, Type, Union
 
 import torch
+
+DeviceLike = Union[torch.device, str, int, None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -12,6 +17,8 @@ class ScanOrder:
     `local_window` is the LBMamba window the op should use with this order (0: plain scan).
     The selective-scan op reads through `index` and writes back in token order, so nobody materialises
     permuted copies of the activations.
+
+    Orders returned by `ScanPattern.order` are cached and shared: never modify their tensors in place.
     """
     index: torch.Tensor
     inverse: torch.Tensor
@@ -25,6 +32,13 @@ class ScanOrder:
     def length(self) -> int:
         return self.index.shape[1]
 
+    @property
+    def device(self) -> torch.device:
+        return self.index.device
+
+    def to(self, device: DeviceLike) -> "ScanOrder":
+        return ScanOrder(self.index.to(device), self.inverse.to(device), self.local_window)
+
     @classmethod
     def from_index(cls, index: torch.Tensor, local_window: int = 0) -> "ScanOrder":
         index = torch.as_tensor(index, dtype=torch.long)
@@ -34,3 +48,126 @@ class ScanOrder:
         steps = torch.arange(index.shape[1], device=index.device).expand_as(index)
         inverse.scatter_(1, index, steps)
         return cls(index=index, inverse=inverse, local_window=local_window)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Argument checks shared by the patterns: each error names the argument, the value and what is accepted.
+
+def check_int(owner: str, name: str, value, minimum: int) -> int:
+    # bool is an int subclass; `window=True` is a bug, not a window of 1.
+    if isinstance(value, bool):
+        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_grid(owner: str, h, w) -> tuple:
+    try:
+        if isinstance(h, bool) or isinstance(w, bool):
+            raise TypeError
+        h, w = operator.index(h), operator.index(w)
+    except TypeError:
+        raise ValueError(f"{owner}: grid (h={h!r}, w={w!r}) is not valid; h and w must be ints >= 1") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"{owner}: grid (h={h}, w={w}) is not valid; h and w must be ints >= 1")
+    return h, w
+
+
+def _normalise_device(device: DeviceLike) -> torch.device:
+    device = torch.device("cpu") if device is None else torch.device(device)
+    # "cuda" and "cuda:0" must hit the same cache entry.
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+class ScanPattern:
+    """Base of every pattern. Subclasses are frozen dataclasses whose fields are the pattern's parameters.
+
+    A subclass sets `name` and `num_directions` and implements `_index(h, w) -> (K, h*w) long` on the CPU;
+    `_local_window(h, w)` is 0 unless the pattern asks the op for LBMamba's local reverse scan.
+    """
+    name: ClassVar[str]
+    num_directions: ClassVar[int]
+
+    def order(self, h: int, w: int, device: DeviceLike = None, *, training: bool = False,
+              generator: Optional[torch.Generator] = None) -> ScanOrder:
+        """The cached `ScanOrder` of an h x w grid (tokens in raster order, `p = i*w + j`) on `device`.
+
+        `training` and `generator` matter only to randomised patterns (`shuffle`); the others ignore them, so a
+        mixer can call every pattern the same way.
+        """
+        h, w = check_grid(type(self).__name__ + ".order", h, w)
+        return _cached_order(self, h, w, _normalise_device(device))
+
+    def _index(self, h: int, w: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _local_window(self, h: int, w: int) -> int:
+        return 0
+
+
+# Keyed by (pattern, h, w, device): patterns are frozen dataclasses, so equal parameters share an entry.
+@functools.lru_cache(maxsize=256)
+def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) -> ScanOrder:
+    if device.type != "cpu":
+        return _cached_order(pattern, h, w, torch.device("cpu")).to(device)
+    index = pattern._index(h, w)
+    return ScanOrder.from_index(index, local_window=pattern._local_window(h, w))
+
+
+def clear_cache() -> None:
+    """Drop every cached order (e.g. to free GPU memory after a resolution sweep)."""
+    _cached_order.cache_clear()
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+_PATTERNS: Dict[str, Type[ScanPattern]] = {}
+
+
+def register_pattern(cls: Type[ScanPattern]) -> Type[ScanPattern]:
+    if cls.name in _PATTERNS:
+        raise ValueError(f"scan pattern name {cls.name!r} is already registered by {_PATTERNS[cls.name].__name__}")
+    _PATTERNS[cls.name] = cls
+    return cls
+
+
+def list_patterns() -> List[str]:
+    """Names accepted by `get_pattern`, sorted."""
+    return sorted(_PATTERNS)
+
+
+def get_pattern(name: Union[str, ScanPattern], **params) -> ScanPattern:
+    """Build the pattern registered as `name` from its parameters (a built pattern passes through unchanged).
+
+    With no parameters each pattern takes the official default of the family that uses it.
+    """
+    if isinstance(name, ScanPattern):
+        if params:
+            raise TypeError(f"get_pattern: parameters {sorted(params)} given with an already built {name!r}")
+        return name
+    if name not in _PATTERNS:
+        raise ValueError(f"get_pattern: unknown scan pattern name={name!r}; accepted: {', '.join(list_patterns())}")
+    cls = _PATTERNS[name]
+    accepted = [f.name for f in fields(cls)]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise TypeError(f"get_pattern: scan pattern {name!r} got unknown parameters {unknown}; "
+                        f"accepted: {accepted or 'none'}")
+    return cls(**params)
+
+
+def from_transposed(order: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Map an order built on the transposed (w x h) grid back to raster indices of the h x w grid.
+
+    Position `t = j*h + i` of the transposed grid is token `(i, j)`, i.e. `i*w + j`.
+    """
+    return (order % h) * w + order // h

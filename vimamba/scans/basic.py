@@ -1,0 +1,46 @@
+"""Whole-image scans: raster, raster both ways (Vim, MobileMamba) and VMamba's four-way cross scan."""
+from dataclasses import dataclass
+
+import torch
+
+from .base import ScanPattern, from_transposed, register_pattern
+
+
+@register_pattern
+@dataclass(frozen=True)
+class RasterScan(ScanPattern):
+    """Tokens in raster order, one direction."""
+    name = "raster"
+    num_directions = 1
+
+    def _index(self, h, w):
+        return torch.arange(h * w)[None]
+
+
+@register_pattern
+@dataclass(frozen=True)
+class BidirectionalScan(ScanPattern):
+    """Raster order and its reverse (Vim's bimamba, MobileMamba's 2-direction SS2D); merge `y0 + y1`."""
+    name = "bidirectional"
+    num_directions = 2
+
+    def _index(self, h, w):
+        raster = torch.arange(h * w)
+        return torch.stack([raster, raster.flip(0)])
+
+
+@register_pattern
+@dataclass(frozen=True)
+class CrossScan(ScanPattern):
+    """VMamba's cross2d: raster, column-major, then the reverses of both (hier_family §0.3).
+
+    The direction order is the one VMamba's weights are trained with (direction k owns x_proj_weight[k], ...),
+    so it must not be reshuffled.
+    """
+    name = "cross"
+    num_directions = 4
+
+    def _index(self, h, w):
+        raster = torch.arange(h * w)
+        column_major = from_transposed(raster, h, w)
+        return torch.stack([raster, column_major, raster.flip(0), column_major.flip(0)])

@@ -1,0 +1,49 @@
+"""LBMamba's locally bi-directional scan: one raster direction plus a reverse scan inside each window."""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .base import ScanPattern, check_int, register_pattern
+
+
+def lbmamba_window(length: int) -> int:
+    """LBMamba's window for a sequence of `length` scanned tokens (vim_family §3.1).
+
+    The official kernel has no window argument: W is the per-thread item count of the launch configuration, which
+    grows with L. Checkpoints were trained with it (W = 8 at 196 tokens), so we reproduce the rule.
+    """
+    if length <= 128:
+        return 4
+    if length <= 256:
+        return 8
+    return 16
+
+
+@register_pattern
+@dataclass(frozen=True)
+class LocallyBidirectionalScan(ScanPattern):
+    """Raster order with `local_window` set, so the op adds a reverse recurrence inside each window of W steps.
+
+    `window`: W, or None for LBMamba's rule on L = h*w (`lbmamba_window`).
+    `reverse`: scan the reversed raster order. LBVim flips the sequence after every layer, so odd layers scan
+    right-to-left and their windows start at the last token (windows are aligned to the scanned order).
+    """
+    window: Optional[int] = None
+    reverse: bool = False
+
+    name = "locally_bidirectional"
+    num_directions = 1
+
+    def __post_init__(self):
+        if self.window is not None:
+            object.__setattr__(self, "window", check_int(type(self).__name__, "window", self.window, 1))
+        if not isinstance(self.reverse, bool):
+            raise ValueError(f"{type(self).__name__}: reverse must be a bool, got {self.reverse!r}")
+
+    def _index(self, h, w):
+        raster = torch.arange(h * w)
+        return (raster.flip(0) if self.reverse else raster)[None]
+
+    def _local_window(self, h, w):
+        return lbmamba_window(h * w) if self.window is None else int(self.window)

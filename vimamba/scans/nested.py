@@ -1,0 +1,74 @@
+"""MaIR's Nested S-shaped Scan (NSS, hier_family §3.3): S-shaped paths inside stripes of `scan_len` columns."""
+from dataclasses import dataclass
+
+import torch
+
+from .base import ScanPattern, check_int, from_transposed, register_pattern
+
+
+def nested_s_order(h: int, w: int, scan_len: int, shift: int) -> torch.Tensor:
+    """Raster indices of an h x w grid in NSS order over vertical stripes, shape (h*w,).
+
+    Stripes: columns [0, shift) when shift > 0, then [shift, shift + scan_len), ... the last clipped at w.
+    Stripe m is walked downward for even m and upward for odd m; rows alternate direction inside the stripe
+    (boustrophedon), so consecutive tokens of one stripe are 4-neighbours. The step from one stripe to the next
+    is not always adjacent (for even h a stripe ends on its left edge and the next one starts on its left edge):
+    that is MaIR's scan, reproduced as is.
+    """
+    if 0 < shift and w < shift:
+        # MaIR's generator degenerates to plain raster when the grid is narrower than the shift; the checkpoints
+        # were trained (and evaluated on small maps) that way, so we keep it.
+        return torch.arange(h * w)
+    col = torch.arange(w)
+    if shift > 0:
+        in_head = col < shift
+        stripe = torch.where(in_head, 0, 1 + (col - shift) // scan_len)
+        start = torch.where(in_head, 0, shift + (col - shift) // scan_len * scan_len)
+        stop = torch.where(in_head, shift, torch.clamp(start + scan_len, max=w))
+    else:
+        stripe = col // scan_len
+        start = stripe * scan_len
+        stop = torch.clamp(start + scan_len, max=w)
+    width = stop - start
+    row = torch.arange(h)[:, None]
+    row_step = torch.where(stripe % 2 == 0, row, h - 1 - row)              # (h, w)
+    offset = torch.where(row_step % 2 == 0, col - start, stop - 1 - col)
+    # Stripes before this one cover columns [0, start) entirely: h*start earlier steps.
+    position = h * start + row_step * width + offset
+    order = torch.empty(h * w, dtype=torch.long)
+    order[position.flatten()] = torch.arange(h * w)
+    return order
+
+
+@register_pattern
+@dataclass(frozen=True)
+class NestedSScan(ScanPattern):
+    """MaIR's four NSS directions: vertical stripes, the same on the 180-degree rotated image, horizontal bands
+    (the transposed grid) and the same rotated.
+
+    `scan_len`: stripe width s (default 8, MaIR's constructor default and the SR / light-T / dehaze setting; the
+    light-S, colour-denoising and real-denoising models use 4). `shift`: stripe offset o, 0 <= o < scan_len; MaIR's
+    odd blocks use o = scan_len // 2 ("shift-stripe"). Every grid fits: the last stripe is clipped.
+
+    k1 and k3 are `L-1-k`, the scan of the rotated image, NOT the reversed sequence of k0 and k2.
+    """
+    scan_len: int = 8
+    shift: int = 0
+
+    name = "nested_s"
+    num_directions = 4
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        object.__setattr__(self, "scan_len", check_int(owner, "scan_len", self.scan_len, 1))
+        shift = check_int(owner, "shift", self.shift, 0)
+        if shift >= self.scan_len:
+            raise ValueError(f"{owner}: shift must be an int with 0 <= shift < scan_len={self.scan_len}, "
+                             f"got {self.shift!r}")
+        object.__setattr__(self, "shift", shift)
+
+    def _index(self, h, w):
+        last = h * w - 1
+        stripes = nested_s_order(h, w, self.scan_len, self.shift)
+        bands = from_transposed(nested_s_order(w, h, self.scan_len, self.shift), h, w)
+        return torch.stack([stripes, last - stripes, bands, last - bands])
