@@ -1,0 +1,393 @@
+"""Triton selective scan: forward and backward, K directions in one launch, gather through the scan order.
+
+Backend interface (same as kernels/reference.py):
+
+    selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
+        -> (y, last_state)
+    selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
+        -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)
+
+u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N) fp32; D, delta_bias (K, d) fp32 or None;
+index (K, L) int64 or None (0..L-1 for every direction). Tensors are contiguous and in token order.
+
+How it works. One program owns (batch, direction, a block of BLOCK_D channels) and all N states of
+those channels. It walks the scanned sequence in chunks of T steps: the chunk's tokens are gathered
+through `index` inside the kernel, every (channel, state, step) of the chunk is a lane of a
+[BLOCK_D, N, T] tile, and the recurrence h_t = a_t h_{t-1} + b_t is a `tl.associative_scan` along the
+step axis (parallel in time), with the state entering the chunk carried in registers from the previous
+chunk. LBMamba's local reverse recurrence (`local_window` W, a power of two dividing T) is a second,
+reversed scan on the same tile whose decay is cut to 0 at every window's last step, so windows never
+leave the chunk. y = sum_n C h + D u (times silu z) is reduced over the state axis and scattered back
+to token order.
+
+The backward recomputes the forward from the inputs: a first pass over the chunks stores only the
+state entering each chunk (b, K, chunks, d, N) fp32, then a pass from the last chunk to the first
+rebuilds each chunk's states and runs the adjoint scans (the global one right to left, and for LBMamba
+the window-local one left to right). Gradients of B and C (summed over channels) and of A, D and the
+delta bias (summed over batch and steps) are accumulated in fp32 with atomics.
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["selective_scan_fwd", "selective_scan_bwd", "pick_config"]
+
+_LOG2E = 1.4426950408889634
+
+
+# ----------------------------------------------------------------------------------------------
+# scan combine functions (args: first = earlier accumulated segment for forward scans; for reverse
+# scans Triton calls combine(later segment, earlier segment), as flip + forward scan + flip)
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _affine_fwd(a1, b1, a2, b2):
+    # segment 1 then segment 2: h -> a2 (a1 h + b1) + b2
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _affine_rev(a2, b2, a1, b1):
+    # reverse: (a2, b2) is the later segment, (a1, b1) the earlier: r_s = b1 + a1 * (b2 + a2 r)
+    return a1 * a2, a1 * b2 + b1
+
+
+@triton.jit
+def _adj_rev(f2, q2, v2, f1, q1, v1):
+    # lambda_t = g_t + a_{t+1} lambda_{t+1}, scanned right to left. A segment [s..e] is
+    # (f = a_s, q = a_{s+1} ... a_e, v = lambda_s from inside the segment); (f2, q2, v2) is later.
+    m = q1 * f2
+    return f1, m * q2, v1 + m * v2
+
+
+@triton.jit
+def _adj_fwd(l1, q1, v1, l2, q2, v2):
+    # rho_t = g_t + a_{t-1} rho_{t-1}, scanned left to right. A segment [s..e] is
+    # (l = a_e, q = a_s ... a_{e-1} (0 where a window starts inside), v = rho_e from inside).
+    m = q2 * l1
+    return l2, q1 * m, v2 + m * v1
+
+
+@triton.jit
+def _softplus(x):
+    # softplus(x) = max(x, 0) + log1p(exp(-|x|)), log1p done accurately without libdevice:
+    # log1p(e) = log(1 + e) * e / ((1 + e) - 1)  (exact e where 1 + e rounds to 1).
+    e = tl.exp(-tl.abs(x))
+    w = 1.0 + e
+    den = w - 1.0
+    lp = tl.where(den == 0.0, e, tl.log(w) * (e / tl.where(den == 0.0, 1.0, den)))
+    return tl.maximum(x, 0.0) + lp
+
+
+@triton.jit
+def _load_chunk(u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr,
+                row_d, base_dl, base_bc, k, t0, L, D,
+                offs_d, offs_n, offs_t,
+                HAS_INDEX: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    t = t0 + offs_t
+    mt = t < L
+    if HAS_INDEX:
+        tok = tl.load(idx_ptr + k * L + t, mask=mt, other=0).to(tl.int32)
+    else:
+        tok = t
+    md = offs_d < D
+    m2 = md[:, None] & mt[None, :]
+    off2 = base_dl + offs_d[:, None] * L + tok[None, :]
+    u = tl.load(u_ptr + off2, mask=m2, other=0.0).to(tl.float32)
+    dt = tl.load(dl_ptr + off2, mask=m2, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + tl.load(bias_ptr + k * D + offs_d, mask=md, other=0.0)[:, None]
+    dt_raw = dt
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    dt = tl.where(m2, dt, 0.0)
+    offbc = base_bc + offs_n[:, None] * L + tok[None, :]
+    Bv = tl.load(B_ptr + offbc, mask=mt[None, :], other=0.0).to(tl.float32)
+    Cv = tl.load(C_ptr + offbc, mask=mt[None, :], other=0.0).to(tl.float32)
+    return tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv
+
+
+# ----------------------------------------------------------------------------------------------
+# forward
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
+                y_ptr, last_ptr, K, D, L,
+                N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, W: tl.constexpr,
+                HAS_INDEX: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    pid_d = tl.program_id(0)
+    bk = tl.program_id(1)
+    k = bk % K
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, N)
+    offs_t = tl.arange(0, T)
+    md = offs_d < D
+    base_dl = bk.to(tl.int64) * D * L
+    base_bc = bk.to(tl.int64) * N * L
+    A2 = tl.load(A_ptr + (k * D + offs_d[:, None]) * N + offs_n[None, :], mask=md[:, None], other=0.0) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + k * D + offs_d, mask=md, other=0.0)
+    h_prev = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    for t0 in range(0, L, T):
+        tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
+            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, t0, L, D,
+            offs_d, offs_n, offs_t, HAS_INDEX, HAS_BIAS, SOFTPLUS)
+        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        bb = (dt * u)[:, None, :] * Bv[None, :, :]
+        acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
+        h = h + acum * h_prev[:, :, None]
+        h_prev = tl.sum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), axis=2)
+        if W > 0:
+            a_cut = tl.where(((offs_t % W) == W - 1)[None, None, :], 0.0, a)
+            _, hr = tl.associative_scan((a_cut, bb), 2, _affine_rev, reverse=True)
+            h = h + hr - bb
+        y = tl.sum(Cv[None, :, :] * h, axis=1)
+        if HAS_D:
+            y += Dv[:, None] * u
+        if HAS_Z:
+            zv = tl.load(z_ptr + off2, mask=m2, other=0.0).to(tl.float32)
+            y = y * (zv / (1.0 + tl.exp(-zv)))
+        tl.store(y_ptr + off2, y.to(y_ptr.dtype.element_ty), mask=m2)
+    tl.store(last_ptr + (bk.to(tl.int64) * D + offs_d[:, None]) * N + offs_n[None, :], h_prev, mask=md[:, None])
+
+
+# ----------------------------------------------------------------------------------------------
+# backward
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
+                states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                K, D, L, NCHUNK,
+                N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, W: tl.constexpr,
+                HAS_INDEX: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    pid_d = tl.program_id(0)
+    bk = tl.program_id(1)
+    k = bk % K
+    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    offs_n = tl.arange(0, N)
+    offs_t = tl.arange(0, T)
+    md = offs_d < D
+    base_dl = bk.to(tl.int64) * D * L
+    base_bc = bk.to(tl.int64) * N * L
+    A = tl.load(A_ptr + (k * D + offs_d[:, None]) * N + offs_n[None, :], mask=md[:, None], other=0.0)
+    A2 = A * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + k * D + offs_d, mask=md, other=0.0)
+    st_off = (offs_d[:, None] * N + offs_n[None, :])
+    st_base = bk.to(tl.int64) * NCHUNK * D * N
+
+    # pass 1: states entering each chunk (chunk 0 enters with 0 and is never stored)
+    h_prev = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    for c in range(0, NCHUNK - 1):
+        tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
+            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, c * T, L, D,
+            offs_d, offs_n, offs_t, HAS_INDEX, HAS_BIAS, SOFTPLUS)
+        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        bb = (dt * u)[:, None, :] * Bv[None, :, :]
+        acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
+        h = h + acum * h_prev[:, :, None]
+        h_prev = tl.sum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), axis=2)
+        tl.store(states_ptr + st_base + (c + 1) * D * N + st_off, h_prev, mask=md[:, None])
+    tl.debug_barrier()
+
+    # pass 2: chunks from last to first
+    carry = tl.zeros([BLOCK_D, N], dtype=tl.float32)  # a_{e+1} * lambda_{e+1} from the chunk to the right
+    dA_acc = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for cc in range(0, NCHUNK):
+        c = NCHUNK - 1 - cc
+        tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
+            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, c * T, L, D,
+            offs_d, offs_n, offs_t, HAS_INDEX, HAS_BIAS, SOFTPLUS)
+        if c > 0:
+            h_in = tl.load(states_ptr + st_base + c * D * N + st_off, mask=md[:, None], other=0.0)
+        else:
+            h_in = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        dtu = dt * u
+        bb = dtu[:, None, :] * Bv[None, :, :]
+        acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
+        h = h + acum * h_in[:, :, None]
+        if W > 0:
+            a_cut = tl.where(((offs_t % W) == W - 1)[None, None, :], 0.0, a)
+            _, hr = tl.associative_scan((a_cut, bb), 2, _affine_rev, reverse=True)
+            H = h + hr - bb
+        else:
+            H = h
+        dy = tl.load(dy_ptr + off2, mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zv = tl.load(z_ptr + off2, mask=m2, other=0.0).to(tl.float32)
+            sz = 1.0 / (1.0 + tl.exp(-zv))
+            yss = tl.sum(Cv[None, :, :] * H, axis=1)
+            if HAS_D:
+                yss += Dv[:, None] * u
+            dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
+            tl.store(dz_ptr + off2, dz.to(dz_ptr.dtype.element_ty), mask=m2)
+            dys = dy * zv * sz
+        else:
+            dys = dy
+        g = dys[:, None, :] * Cv[None, :, :]
+        ones = tl.full([BLOCK_D, N, T], 1.0, tl.float32)
+        _, q, v = tl.associative_scan((a, ones, g), 2, _adj_rev, reverse=True)
+        lam = v + q * carry[:, :, None]
+        carry = tl.sum(tl.where((offs_t == 0)[None, None, :], a * lam, 0.0), axis=2)
+        if W > 0:
+            q0 = tl.where(((offs_t % W) == 0)[None, None, :], 0.0, ones)
+            _, _, rho = tl.associative_scan((a, q0, g), 2, _adj_fwd)
+            dbb = lam + rho - g
+            S = lam * (h - bb) + rho * (hr - bb)
+        else:
+            dbb = lam
+            S = lam * (h - bb)
+        dbbB = tl.sum(dbb * Bv[None, :, :], axis=1)          # [BLOCK_D, T]
+        du = dbbB * dt
+        ddt = dbbB * u + tl.sum(S * A[:, :, None], axis=1)
+        if HAS_D:
+            du += Dv[:, None] * dys
+            dD_acc += tl.sum(tl.where(m2, dys * u, 0.0), axis=1)
+        if SOFTPLUS:
+            ddl = ddt / (1.0 + tl.exp(-dt_raw))
+        else:
+            ddl = ddt
+        ddl = tl.where(m2, ddl, 0.0)
+        dbias_acc += tl.sum(ddl, axis=1)
+        dA_acc += tl.sum(S * dt[:, None, :], axis=2)
+        tl.store(du_ptr + off2, du.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddl_ptr + off2, ddl.to(ddl_ptr.dtype.element_ty), mask=m2)
+        dBv = tl.sum(dbb * dtu[:, None, :], axis=0)         # [N, T]
+        dCv = tl.sum(H * dys[:, None, :], axis=0)           # [N, T]
+        offbc = base_bc + offs_n[:, None] * L + tok[None, :]
+        mbc = mt[None, :] & (offs_n[:, None] < N)
+        tl.atomic_add(dB_ptr + offbc, dBv, mask=mbc, sem="relaxed")
+        tl.atomic_add(dC_ptr + offbc, dCv, mask=mbc, sem="relaxed")
+    offA = (k * D + offs_d[:, None]) * N + offs_n[None, :]
+    tl.atomic_add(dA_ptr + offA, dA_acc, mask=md[:, None], sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dD_ptr + k * D + offs_d, dD_acc, mask=md, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + k * D + offs_d, dbias_acc, mask=md, sem="relaxed")
+
+
+# ----------------------------------------------------------------------------------------------
+# host side
+# ----------------------------------------------------------------------------------------------
+def _interpreting() -> bool:
+    import os
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, (int(x) - 1).bit_length())
+
+
+def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str = "cuda"):
+    """(BLOCK_D, T, num_warps) for a shape. T is the chunk of steps a program scans at once; it is a
+    power of two and a multiple of the local window W."""
+    if device_type != "cuda" or _interpreting():
+        T = min(16, _next_pow2(L))
+        BD = min(4, _next_pow2(D))
+        nw = 1
+    else:
+        budget = 2048 if backward else 4096  # (channel, state, step) lanes per program
+        T = min(64 if backward else 128, _next_pow2(L))
+        T = max(T, 8)
+        BD = max(1, min(_next_pow2(D), budget // (N * T)))
+        nw = 4
+    if W > 0:
+        if W & (W - 1) == 0:
+            T = max(T, W)
+        else:
+            # A window that is not a power of two must fit with all its neighbours in one chunk.
+            T = _next_pow2(L)
+            if T > 4096:
+                raise NotImplementedError(
+                    f"triton selective scan: local_window={W} is not a power of two and L={L} is too long "
+                    "for a single chunk")
+            BD = max(1, min(BD, 4096 // (N * T)))
+    return BD, T, nw
+
+
+def _check(u, A, B, index, local_window):
+    if not u.is_contiguous():
+        raise ValueError("triton selective scan expects contiguous tensors")
+    N = A.shape[-1]
+    if N & (N - 1):
+        raise NotImplementedError(f"triton selective scan needs d_state a power of two, got {N}")
+
+
+def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
+                       index: Optional[torch.Tensor], local_window: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    _check(u, A, B, index, local_window)
+    b, K, d, L = u.shape
+    N = A.shape[-1]
+    W = int(local_window or 0)
+    y = torch.empty_like(u)
+    last = torch.empty((b, K, d, N), device=u.device, dtype=torch.float32)
+    if L == 0:
+        last.zero_()
+        return y, last
+    BD, T, nw = pick_config(L, d, N, W, False, u.device.type)
+    dummy = A
+    grid = (triton.cdiv(d, BD), b * K)
+    _fwd_kernel[grid](
+        u, delta, A, B, C,
+        D if D is not None else dummy, z if z is not None else dummy,
+        delta_bias if delta_bias is not None else dummy,
+        index if index is not None else dummy,
+        y, last, K, d, L,
+        N=N, BLOCK_D=BD, T=T, W=W,
+        HAS_INDEX=index is not None, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=nw)
+    return y, last
+
+
+def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
+                       index: Optional[torch.Tensor], local_window: int):
+    _check(u, A, B, index, local_window)
+    b, K, d, L = u.shape
+    N = A.shape[-1]
+    W = int(local_window or 0)
+    dy = dy.contiguous()
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.zeros_like(A, dtype=torch.float32)
+    dB32 = torch.zeros(B.shape, device=B.device, dtype=torch.float32)
+    dC32 = torch.zeros(C.shape, device=C.device, dtype=torch.float32)
+    dD = torch.zeros((K, d), device=u.device, dtype=torch.float32) if D is not None else None
+    dbias = torch.zeros((K, d), device=u.device, dtype=torch.float32) if delta_bias is not None else None
+    if L > 0:
+        BD, T, nw = pick_config(L, d, N, W, True, u.device.type)
+        nchunk = triton.cdiv(L, T)
+        states = torch.empty((b * K, nchunk, d, N) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
+        dummy = A
+        grid = (triton.cdiv(d, BD), b * K)
+        _bwd_kernel[grid](
+            dy, u, delta, A, B, C,
+            D if D is not None else dummy, z if z is not None else dummy,
+            delta_bias if delta_bias is not None else dummy,
+            index if index is not None else dummy,
+            states, du, ddelta, dA, dB32, dC32,
+            dD if dD is not None else dummy, dz if dz is not None else dummy,
+            dbias if dbias is not None else dummy,
+            K, d, L, nchunk,
+            N=N, BLOCK_D=BD, T=T, W=W,
+            HAS_INDEX=index is not None, HAS_D=D is not None, HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=nw)
+    else:
+        du.zero_(); ddelta.zero_()
+        if dz is not None:
+            dz.zero_()
+    dB = dB32.to(B.dtype)
+    dC = dC32.to(C.dtype)
+    dA = dA.to(A.dtype)
+    if dD is not None:
+        dD = dD.to(D.dtype)
+    if dbias is not None:
+        dbias = dbias.to(delta_bias.dtype)
+    return du, ddelta, dA, dB, dC, dD, dz, dbias
