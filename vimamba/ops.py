@@ -1,0 +1,428 @@
+"""Public ops: `selective_scan` (validate, pick a backend, call the registered custom op).
+
+The selective scan (S6) over K directions, each reading the tokens in its own order:
+
+    delta_t = softplus(delta_t + delta_bias)                    (bias and softplus when asked)
+    h_t = exp(delta_t * A[k, d, n]) * h_{t-1} + delta_t * B_t[n] * u_t
+    y_t = sum_n C_t[n] * h_t[n] + D[k, d] * u_t,   then y_t *= silu(z_t) when z is given
+
+with fp32 accumulation whatever the input dtype. `local_window = W > 0` switches to LBMamba's locally
+bi-directional scan: h_t is replaced by h_t + r_t - delta_t * B_t * u_t, r being the reverse recurrence
+r_t = exp(delta_t * A) * r_{t+1} + delta_t * B_t * u_t restricted to the window of W scanned steps
+holding t (windows start at step 0 of the scan; the last one may be partial).
+
+Layers:
+- `selective_scan(...)`: the public function. Checks arguments (cheap: shapes, dtypes, devices; the
+  permutation check of a raw `order` tensor is the only host sync, and `ScanOrder` objects skip it),
+  normalises to the K-explicit 4-D layout and calls the op. It is a leaf for torch.fx tracing.
+- `torch.ops.vimamba.selective_scan`: the registered custom op (one opaque node for torch.compile,
+  torch.fx, fvcore's jit trace), with a fake (meta) implementation and an autograd formula that calls
+  the backend's backward through a second op, `torch.ops.vimamba.selective_scan_bwd`. The backward
+  recomputes the forward, so the saved state is just the inputs.
+- Backends are modules with `selective_scan_fwd` / `selective_scan_bwd` (see kernels/reference.py),
+  imported lazily by name through `_BACKENDS`.
+
+The `last_state` output (`return_last_state=True`) is for inference and inspection: it carries no
+gradient (its incoming gradient is ignored in the backward).
+"""
+import contextlib
+import importlib
+import os
+from typing import Optional, Tuple
+
+import torch
+import torch.fx
+from torch import Tensor
+
+from .scans.base import ScanOrder
+
+__all__ = ["selective_scan", "selective_scan_flops", "available_backends", "resolve_backend"]
+
+# name -> module implementing selective_scan_fwd / selective_scan_bwd, imported on first use.
+_BACKENDS = {
+    "reference": "vimamba.kernels.reference",
+    "triton": "vimamba.kernels.selective_scan",
+    "mamba_ssm": "vimamba.kernels.mamba_ssm_backend",
+}
+_BACKEND_CHOICES = ("auto",) + tuple(_BACKENDS)
+_ENV_BACKEND = "VIMAMBA_BACKEND"
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_loaded = {}
+
+
+def _load_backend(name: str):
+    module = _loaded.get(name)
+    if module is None:
+        try:
+            module = importlib.import_module(_BACKENDS[name])
+        except Exception as e:  # ImportError, or a kernel module failing at import time
+            raise RuntimeError(
+                f"selective_scan backend {name!r} is not available: importing {_BACKENDS[name]} "
+                f"failed with {type(e).__name__}: {e}") from e
+        _loaded[name] = module
+    return module
+
+
+def available_backends() -> Tuple[str, ...]:
+    """Backend names whose module imports here (tries each once)."""
+    found = []
+    for name in _BACKENDS:
+        try:
+            _load_backend(name)
+        except RuntimeError:
+            continue
+        found.append(name)
+    return tuple(found)
+
+
+def _triton_interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _check_backend_name(name: str, what: str) -> None:
+    if name not in _BACKEND_CHOICES:
+        raise ValueError(f"{what}: unknown selective_scan backend {name!r}; expected one of {_BACKEND_CHOICES}")
+
+
+def resolve_backend(backend: Optional[str], device: torch.device) -> str:
+    """The concrete backend for `backend` ("auto"/None follow VIMAMBA_BACKEND, else triton on CUDA
+    when its module imports, else reference) and tensors on `device`."""
+    name = "auto" if backend is None else backend
+    if name == "auto":
+        name = os.environ.get(_ENV_BACKEND, "auto") or "auto"
+        _check_backend_name(name, f"environment variable {_ENV_BACKEND}")
+    if name == "auto":
+        name = "reference"
+        if device.type == "cuda":
+            try:
+                _load_backend("triton")
+                name = "triton"
+            except RuntimeError:
+                pass
+    if name in ("triton", "mamba_ssm") and device.type != "cuda":
+        # The Triton interpreter runs kernels on CPU tensors (CI); mamba_ssm is CUDA only.
+        if not (name == "triton" and (_triton_interpreted() or device.type == "meta")):
+            raise ValueError(
+                f"backend: {name!r} needs CUDA tensors, got tensors on {device}"
+                + (" (set TRITON_INTERPRET=1 to run Triton kernels on CPU)" if name == "triton" else ""))
+    return name
+
+
+@contextlib.contextmanager
+def _autograd_dispatch():
+    """Re-enable autograd inside a custom-op implementation.
+
+    A custom op's implementation runs below the autograd dispatch keys (torch excludes them), so a
+    backend backward that differentiates a recomputed forward with torch.autograd.grad (the reference
+    does) would see no graph. This guard lifts that exclusion for the duration of the call.
+    """
+    keys = [getattr(torch._C.DispatchKey, k, None)
+            for k in ("AutogradFunctionality", "AutogradOther", "AutogradNestedTensor")]
+    guard = getattr(torch._C, "_SetExcludeDispatchKeyGuard", None)
+    with contextlib.ExitStack() as stack:
+        if guard is not None:
+            for key in keys:
+                if key is not None:
+                    stack.enter_context(guard(key, False))
+        with torch.enable_grad():
+            yield
+
+
+# ----------------------------------------------------------------------------------------------
+# The custom ops
+# ----------------------------------------------------------------------------------------------
+@torch.library.custom_op("vimamba::selective_scan", mutates_args=())
+def _selective_scan_op(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor],
+    z: Optional[Tensor],
+    delta_bias: Optional[Tensor],
+    index: Optional[Tensor],
+    delta_softplus: bool,
+    local_window: int,
+    backend: str,
+) -> Tuple[Tensor, Tensor]:
+    """Normalised selective scan: u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D,
+    delta_bias (K, d); index (K, L) long or None. Returns y (b, K, d, L) in u's dtype and the last
+    forward state (b, K, d, N) fp32."""
+    module = _load_backend(resolve_backend(backend, u.device))
+    y, last_state = module.selective_scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
+    return y, last_state
+
+
+@_selective_scan_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend):
+    batch, K, d, _ = u.shape
+    return torch.empty_like(u), u.new_empty((batch, K, d, A.shape[-1]), dtype=torch.float32)
+
+
+@torch.library.custom_op("vimamba::selective_scan_bwd", mutates_args=())
+def _selective_scan_bwd_op(
+    dy: Tensor,
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor],
+    z: Optional[Tensor],
+    delta_bias: Optional[Tensor],
+    index: Optional[Tensor],
+    delta_softplus: bool,
+    local_window: int,
+    backend: str,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input gets an empty tensor
+    (the op schema has no optional outputs)."""
+    module = _load_backend(resolve_backend(backend, u.device))
+    with _autograd_dispatch():
+        grads = module.selective_scan_bwd(
+            dy.contiguous(), u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
+    return tuple(u.new_empty(0) if g is None else g.contiguous() for g in grads)
+
+
+@_selective_scan_bwd_op.register_fake
+def _(dy, u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend):
+    return tuple(u.new_empty(0) if t is None else torch.empty_like(t)
+                 for t in (u, delta, A, B, C, D, z, delta_bias))
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, index)
+    ctx.delta_softplus = delta_softplus
+    ctx.local_window = local_window
+    ctx.backend = backend
+
+
+def _backward(ctx, dy, dlast_state):
+    # dlast_state is ignored: last_state is documented as not differentiable.
+    u, delta, A, B, C, D, z, delta_bias, index = ctx.saved_tensors
+    grads = torch.ops.vimamba.selective_scan_bwd(
+        dy, u, delta, A, B, C, D, z, delta_bias, index, ctx.delta_softplus, ctx.local_window,
+        ctx.backend)
+    grads = [None if t is None else g for g, t in zip(grads, (u, delta, A, B, C, D, z, delta_bias))]
+    return (*grads, None, None, None, None)
+
+
+_selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def selective_scan_flops(batch: int, K: int, d: int, L: int, N: int, has_D: bool = True,
+                         has_z: bool = False) -> int:
+    """Multiply-accumulate count of one forward, fvcore style (one MAC = one FLOP).
+
+    9 * batch * K * d * L * N for the recurrence and the C contraction (the figure VMamba, MaIR and
+    MobileMamba register for their scan, after mamba issue #110), plus batch * K * d * L for the D skip
+    and as much again for the z gate. The LBMamba local window is not counted separately (its reverse
+    pass is cheap next to the exponentials, and the official count ignores it too).
+    """
+    flops = 9 * batch * K * d * L * N
+    if has_D:
+        flops += batch * K * d * L
+    if has_z:
+        flops += batch * K * d * L
+    return flops
+
+
+def _register_flop_formula():
+    try:
+        from torch.utils.flop_counter import register_flop_formula
+    except ImportError:  # older torch
+        return
+
+    @register_flop_formula(torch.ops.vimamba.selective_scan)
+    def _flops(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, **kwargs):
+        batch, K, d, L = u_shape
+        return selective_scan_flops(batch, K, d, L, A_shape[-1], D_shape is not None, z_shape is not None)
+
+
+_register_flop_formula()
+
+
+# ----------------------------------------------------------------------------------------------
+# The public function
+# ----------------------------------------------------------------------------------------------
+def _describe(t) -> str:
+    if isinstance(t, Tensor):
+        return f"tensor of shape {tuple(t.shape)} and dtype {t.dtype} on {t.device}"
+    return f"{type(t).__name__} {t!r}"
+
+
+def _check_tensor(name: str, t, shape: Tuple[int, ...], shape_text: str, device: torch.device) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected a tensor {shape_text}, got {_describe(t)}")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a floating tensor (float16, bfloat16, float32 or float64), "
+                        f"got {_describe(t)}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape_text} = {shape}, got {_describe(t)}")
+    if t.device != device:
+        raise ValueError(f"{name}: expected a tensor on {device} (the device of u), got {_describe(t)}")
+
+
+def _is_compiling() -> bool:
+    try:
+        return torch.compiler.is_compiling()
+    except AttributeError:  # torch < 2.3
+        return False
+
+
+def _normalise_order(order, local_window: int, K: int, L: int, device: torch.device):
+    """(index (K, L) long or None, local_window) from `order` and the `local_window` argument."""
+    if order is None:
+        return None, local_window
+    if isinstance(order, ScanOrder):
+        index = order.index
+        if order.local_window and local_window and order.local_window != local_window:
+            raise ValueError(f"local_window: got {local_window} while order.local_window is "
+                             f"{order.local_window}; pass one of them, or equal values")
+        local_window = local_window or order.local_window
+        trusted = True  # built and validated by vimamba.scans
+    elif isinstance(order, Tensor):
+        index = order
+        trusted = False
+    else:
+        raise TypeError(f"order: expected a vimamba.scans.ScanOrder, a (K, L) long tensor or None, "
+                        f"got {_describe(order)}")
+    if index.dtype != torch.long:
+        raise TypeError(f"order: expected an index of dtype torch.int64, got {_describe(index)}")
+    if index.dim() == 1 and K == 1:
+        index = index[None]
+    if tuple(index.shape) != (K, L):
+        raise ValueError(f"order: expected an index of shape (K, L) = {(K, L)}, got {_describe(index)}")
+    if index.device != device:
+        raise ValueError(f"order: expected an index on {device} (the device of u), got {_describe(index)}")
+    if not trusted and index.device.type != "meta" and not _is_compiling():
+        # The one host sync of the checks; ScanOrder objects are permutations by construction.
+        steps = torch.arange(L, device=index.device)
+        if not torch.equal(index.sort(dim=1).values, steps.expand(K, L)):
+            raise ValueError(f"order: every row of the index must be a permutation of 0..{L - 1}, "
+                             f"got {_describe(index)} that is not")
+    return index.contiguous(), local_window
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    z: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = True,
+    *,
+    order=None,
+    local_window: int = 0,
+    return_last_state: bool = False,
+    backend: Optional[str] = None,
+):
+    """Selective scan over K directions (see the module docstring for the recurrence).
+
+    Args:
+        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1 (y is then 3-D too). Token order.
+        A: (K, d, N) (or (d, N)). B, C: (batch, K, N, L) (or (batch, N, L)). D, delta_bias: (K, d)
+            (or (d,)). u, delta, z, B, C share one float dtype; A, D, delta_bias are any float dtype.
+        delta_softplus: delta <- softplus(delta + delta_bias).
+        order: a `vimamba.scans.ScanOrder`, a (K, L) long tensor (direction k visits token
+            index[k, t] at step t; each row a permutation), or None (every direction scans 0..L-1).
+            y is returned in token order either way.
+        local_window: W > 0 for LBMamba's window-local reverse scan, 0 for the plain scan. A
+            ScanOrder's own `local_window` applies when this is 0.
+        return_last_state: also return the forward state after the last scanned step, (batch, K, d, N)
+            fp32 (not differentiable).
+        backend: "auto" (None), "reference", "triton" or "mamba_ssm"; VIMAMBA_BACKEND overrides "auto".
+
+    Returns:
+        y in u's dtype and shape, or (y, last_state).
+    """
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    if any(isinstance(a, torch.fx.Proxy) for a in args):
+        # Symbolic tracing (torch.fx, timm's FX feature extraction): record one leaf call, however
+        # the caller imported this function. Arguments are checked when the traced graph runs.
+        proxy = next(a for a in args if isinstance(a, torch.fx.Proxy))
+        if isinstance(order, ScanOrder):
+            # Pass the index tensor; its window goes to local_window (same meaning at run time).
+            if order.local_window and not local_window:
+                local_window = order.local_window
+            order = order.index
+        return proxy.tracer.create_proxy(
+            "call_function", _SELECTIVE_SCAN, args,
+            dict(order=order, local_window=local_window, return_last_state=return_last_state,
+                 backend=backend))
+
+    # ---- shapes and dtypes
+    if not isinstance(u, Tensor):
+        raise TypeError(f"u: expected a tensor (batch, K, d, L) or (batch, d, L), got {_describe(u)}")
+    if u.dim() not in (3, 4):
+        raise ValueError(f"u: expected 4 dims (batch, K, d, L) or 3 dims (batch, d, L), got {_describe(u)}")
+    if u.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"u: expected float16, bfloat16, float32 or float64, got {_describe(u)}")
+    squeeze = u.dim() == 3
+    if squeeze:
+        batch, d, L = u.shape
+        K = 1
+    else:
+        batch, K, d, L = u.shape
+    if not isinstance(A, Tensor) or A.dim() != (2 if squeeze else 3):
+        expected = "(d, N) for a 3-D u" if squeeze else "(K, d, N) for a 4-D u"
+        raise ValueError(f"A: expected shape {expected}, got {_describe(A)}")
+    N = A.shape[-1]
+    k_ = () if squeeze else (K,)
+    k_text = "" if squeeze else "K, "
+    dev = u.device
+    _check_tensor("A", A, k_ + (d, N), f"({k_text}d, N)", dev)
+    _check_tensor("delta", delta, tuple(u.shape), "like u", dev)
+    _check_tensor("B", B, (batch,) + k_ + (N, L), f"(batch, {k_text}N, L)", dev)
+    _check_tensor("C", C, (batch,) + k_ + (N, L), f"(batch, {k_text}N, L)", dev)
+    if z is not None:
+        _check_tensor("z", z, tuple(u.shape), "like u", dev)
+    if D is not None:
+        _check_tensor("D", D, k_ + (d,), f"({k_text}d)", dev)
+    if delta_bias is not None:
+        _check_tensor("delta_bias", delta_bias, k_ + (d,), f"({k_text}d)", dev)
+    for name, t in (("delta", delta), ("B", B), ("C", C), ("z", z)):
+        if t is not None and t.dtype != u.dtype:
+            raise TypeError(f"{name}: expected dtype {u.dtype} (the dtype of u; u, delta, z, B and C "
+                            f"must share one), got {_describe(t)}")
+
+    # ---- flags
+    if not isinstance(delta_softplus, bool):
+        raise TypeError(f"delta_softplus: expected a bool, got {_describe(delta_softplus)}")
+    if not isinstance(return_last_state, bool):
+        raise TypeError(f"return_last_state: expected a bool, got {_describe(return_last_state)}")
+    if isinstance(local_window, bool) or not isinstance(local_window, int):
+        raise TypeError(f"local_window: expected an int >= 0, got {_describe(local_window)}")
+    if local_window < 0:
+        raise ValueError(f"local_window: expected an int >= 0 (0 = plain scan), got {local_window}")
+    name = "auto" if backend is None else backend
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected a str in {_BACKEND_CHOICES} or None, got {_describe(backend)}")
+    _check_backend_name(name, "backend")
+
+    index, local_window = _normalise_order(order, local_window, K, L, dev)
+
+    # ---- normalise to the K-explicit layout and call the op
+    if squeeze:
+        u, delta, B, C, A = u[:, None], delta[:, None], B[:, None], C[:, None], A[None]
+        z = None if z is None else z[:, None]
+        D = None if D is None else D[None]
+        delta_bias = None if delta_bias is None else delta_bias[None]
+    contig = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias)]
+    y, last_state = torch.ops.vimamba.selective_scan(
+        *contig, index, delta_softplus, local_window, name)
+    if squeeze:
+        y = y[:, 0]
+    return (y, last_state) if return_last_state else y
+
+
+# The node target recorded under symbolic tracing. Deliberately no `torch.fx.wrap("selective_scan")`:
+# that patches only this module's global, so a model doing `from vimamba.ops import selective_scan`
+# would be traced through; the Proxy branch at the top of the function covers every caller.
+_SELECTIVE_SCAN = selective_scan
