@@ -30,15 +30,16 @@ def atrous_window_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
 @register_pattern
 @dataclass(frozen=True)
 class AtrousWindowScan(ScanPattern):
-    """Four atrous-window directions: windows row-major, their reverse, windows column-major, its reverse.
+    """Four atrous-window directions in VMamba's cross2d order: windows row-major, windows column-major, then the
+    reverse of each.
 
     `window` (w, default 8: divides the 64/32/16/8 grids of 256-px crops) and `rate` (r, default 1: plain
     LocalMamba-style windows). Every grid fits: partial blocks at the border are clipped (§5.3), so the model,
     not the pattern, decides whether a rate is worth using on a small grid (§5.2 clips r*w <= max(H, W)).
 
-    The direction order follows §5.3 (k1 = reverse(k0), k2 = transposed), which is NOT VMamba's cross2d order
-    (k1 = transposed, k2 = reverse(k0)): with r = 1 and w >= max(H, W) the directions are cross2d's, permuted
-    [0, 2, 1, 3]. A model loading VMamba weights per direction must take that into account.
+    §5.3 lists the directions as [k, reverse(k), k^T, reverse(k^T)]; we order them like cross2d, [k, k^T,
+    reverse(k), reverse(k^T)], because AWVSS loads VMamba checkpoints whose per-direction parameters (x_proj,
+    dt_proj, A, D) were trained for that order. With r = 1 and w >= max(H, W) the pattern equals `cross`.
     """
     window: int = 8
     rate: int = 1
@@ -53,4 +54,4 @@ class AtrousWindowScan(ScanPattern):
     def _index(self, h, w):
         rows_first = atrous_window_order(h, w, self.window, self.rate)
         columns_first = from_transposed(atrous_window_order(w, h, self.window, self.rate), h, w)
-        return torch.stack([rows_first, rows_first.flip(0), columns_first, columns_first.flip(0)])
+        return torch.stack([rows_first, columns_first, rows_first.flip(0), columns_first.flip(0)])
