@@ -36,6 +36,15 @@ import triton.language as tl
 __all__ = ["selective_scan_fwd", "selective_scan_bwd", "pick_config"]
 
 _LOG2E = 1.4426950408889634
+_POISON = False  # tests: fill outputs with NaN before the kernels run, so unwritten elements show
+
+
+def _out_like(x, dtype=None, shape=None):
+    shape = x.shape if shape is None else shape
+    dtype = x.dtype if dtype is None else dtype
+    if _POISON:
+        return torch.full(shape, float("nan"), device=x.device, dtype=dtype)
+    return torch.empty(shape, device=x.device, dtype=dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -68,6 +77,13 @@ def _adj_fwd(l1, q1, v1, l2, q2, v2):
     # (l = a_e, q = a_s ... a_{e-1} (0 where a window starts inside), v = rho_e from inside).
     m = q2 * l1
     return l2, q1 * m, v2 + m * v1
+
+
+@triton.jit
+def _tsum(x, axis: tl.constexpr):
+    # tl.sum without its upcast wrapper: under the interpreter, a tl.standard jit function imported
+    # before TRITON_INTERPRET was set cannot be called, while tl.reduce with this combine can (numpy).
+    return tl.reduce(x, axis, tl.standard._sum_combine)
 
 
 @triton.jit
@@ -130,7 +146,7 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
     A2 = tl.load(A_ptr + (k * D + offs_d[:, None]) * N + offs_n[None, :], mask=md[:, None], other=0.0) * 1.4426950408889634
     if HAS_D:
         Dv = tl.load(D_ptr + k * D + offs_d, mask=md, other=0.0)
-    h_prev = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    h_prev = tl.full([BLOCK_D, N], 0.0, tl.float32)
     for t0 in range(0, L, T):
         tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
             u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, t0, L, D,
@@ -139,12 +155,12 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
         bb = (dt * u)[:, None, :] * Bv[None, :, :]
         acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
         h = h + acum * h_prev[:, :, None]
-        h_prev = tl.sum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), axis=2)
+        h_prev = _tsum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), 2)
         if W > 0:
             a_cut = tl.where(((offs_t % W) == W - 1)[None, None, :], 0.0, a)
             _, hr = tl.associative_scan((a_cut, bb), 2, _affine_rev, reverse=True)
             h = h + hr - bb
-        y = tl.sum(Cv[None, :, :] * h, axis=1)
+        y = _tsum(Cv[None, :, :] * h, 1)
         if HAS_D:
             y += Dv[:, None] * u
         if HAS_Z:
@@ -181,7 +197,7 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     st_base = bk.to(tl.int64) * NCHUNK * D * N
 
     # pass 1: states entering each chunk (chunk 0 enters with 0 and is never stored)
-    h_prev = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+    h_prev = tl.full([BLOCK_D, N], 0.0, tl.float32)
     for c in range(0, NCHUNK - 1):
         tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
             u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, c * T, L, D,
@@ -190,15 +206,15 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         bb = (dt * u)[:, None, :] * Bv[None, :, :]
         acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
         h = h + acum * h_prev[:, :, None]
-        h_prev = tl.sum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), axis=2)
+        h_prev = _tsum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), 2)
         tl.store(states_ptr + st_base + (c + 1) * D * N + st_off, h_prev, mask=md[:, None])
     tl.debug_barrier()
 
     # pass 2: chunks from last to first
-    carry = tl.zeros([BLOCK_D, N], dtype=tl.float32)  # a_{e+1} * lambda_{e+1} from the chunk to the right
-    dA_acc = tl.zeros([BLOCK_D, N], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    carry = tl.full([BLOCK_D, N], 0.0, tl.float32)  # a_{e+1} * lambda_{e+1} from the chunk to the right
+    dA_acc = tl.full([BLOCK_D, N], 0.0, tl.float32)
+    dD_acc = tl.full([BLOCK_D], 0.0, tl.float32)
+    dbias_acc = tl.full([BLOCK_D], 0.0, tl.float32)
     for cc in range(0, NCHUNK):
         c = NCHUNK - 1 - cc
         tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
@@ -207,7 +223,7 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         if c > 0:
             h_in = tl.load(states_ptr + st_base + c * D * N + st_off, mask=md[:, None], other=0.0)
         else:
-            h_in = tl.zeros([BLOCK_D, N], dtype=tl.float32)
+            h_in = tl.full([BLOCK_D, N], 0.0, tl.float32)
         a = tl.exp2(dt[:, None, :] * A2[:, :, None])
         dtu = dt * u
         bb = dtu[:, None, :] * Bv[None, :, :]
@@ -223,7 +239,7 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         if HAS_Z:
             zv = tl.load(z_ptr + off2, mask=m2, other=0.0).to(tl.float32)
             sz = 1.0 / (1.0 + tl.exp(-zv))
-            yss = tl.sum(Cv[None, :, :] * H, axis=1)
+            yss = _tsum(Cv[None, :, :] * H, 1)
             if HAS_D:
                 yss += Dv[:, None] * u
             dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
@@ -235,7 +251,7 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         ones = tl.full([BLOCK_D, N, T], 1.0, tl.float32)
         _, q, v = tl.associative_scan((a, ones, g), 2, _adj_rev, reverse=True)
         lam = v + q * carry[:, :, None]
-        carry = tl.sum(tl.where((offs_t == 0)[None, None, :], a * lam, 0.0), axis=2)
+        carry = _tsum(tl.where((offs_t == 0)[None, None, :], a * lam, 0.0), 2)
         if W > 0:
             q0 = tl.where(((offs_t % W) == 0)[None, None, :], 0.0, ones)
             _, _, rho = tl.associative_scan((a, q0, g), 2, _adj_fwd)
@@ -244,23 +260,23 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         else:
             dbb = lam
             S = lam * (h - bb)
-        dbbB = tl.sum(dbb * Bv[None, :, :], axis=1)          # [BLOCK_D, T]
+        dbbB = _tsum(dbb * Bv[None, :, :], 1)          # [BLOCK_D, T]
         du = dbbB * dt
-        ddt = dbbB * u + tl.sum(S * A[:, :, None], axis=1)
+        ddt = dbbB * u + _tsum(S * A[:, :, None], 1)
         if HAS_D:
             du += Dv[:, None] * dys
-            dD_acc += tl.sum(tl.where(m2, dys * u, 0.0), axis=1)
+            dD_acc += _tsum(tl.where(m2, dys * u, 0.0), 1)
         if SOFTPLUS:
             ddl = ddt / (1.0 + tl.exp(-dt_raw))
         else:
             ddl = ddt
         ddl = tl.where(m2, ddl, 0.0)
-        dbias_acc += tl.sum(ddl, axis=1)
-        dA_acc += tl.sum(S * dt[:, None, :], axis=2)
+        dbias_acc += _tsum(ddl, 1)
+        dA_acc += _tsum(S * dt[:, None, :], 2)
         tl.store(du_ptr + off2, du.to(du_ptr.dtype.element_ty), mask=m2)
         tl.store(ddl_ptr + off2, ddl.to(ddl_ptr.dtype.element_ty), mask=m2)
-        dBv = tl.sum(dbb * dtu[:, None, :], axis=0)         # [N, T]
-        dCv = tl.sum(H * dys[:, None, :], axis=0)           # [N, T]
+        dBv = _tsum(dbb * dtu[:, None, :], 0)         # [N, T]
+        dCv = _tsum(H * dys[:, None, :], 0)           # [N, T]
         offbc = base_bc + offs_n[:, None] * L + tok[None, :]
         mbc = mt[None, :] & (offs_n[:, None] < N)
         tl.atomic_add(dB_ptr + offbc, dBv, mask=mbc, sem="relaxed")
@@ -326,8 +342,8 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
     b, K, d, L = u.shape
     N = A.shape[-1]
     W = int(local_window or 0)
-    y = torch.empty_like(u)
-    last = torch.empty((b, K, d, N), device=u.device, dtype=torch.float32)
+    y = _out_like(u)
+    last = _out_like(u, torch.float32, (b, K, d, N))
     if L == 0:
         last.zero_()
         return y, last
@@ -353,9 +369,9 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     N = A.shape[-1]
     W = int(local_window or 0)
     dy = dy.contiguous()
-    du = torch.empty_like(u)
-    ddelta = torch.empty_like(delta)
-    dz = torch.empty_like(z) if z is not None else None
+    du = _out_like(u)
+    ddelta = _out_like(delta)
+    dz = _out_like(z) if z is not None else None
     dA = torch.zeros_like(A, dtype=torch.float32)
     dB32 = torch.zeros(B.shape, device=B.device, dtype=torch.float32)
     dC32 = torch.zeros(C.shape, device=C.device, dtype=torch.float32)
