@@ -1,1 +1,2 @@
 """Every family registers its variants with timm on import."""
+from . import mair

@@ -1,0 +1,901 @@
+"""MaIR and MaIRUNet
+
+MaIR: A Locality- and Continuity-Preserving Mamba for Image Restoration
+- paper: https://arxiv.org/abs/2412.20066 (CVPR 2025)
+- code: https://github.com/XLearning-SCU/2025-CVPR-MaIR (no license file)
+
+MaIR is a SwinIR-shaped restoration network: a 3x3 conv, residual groups of Mamba blocks at full
+resolution, a 3x3 conv with a long skip, then a reconstruction tail (pixel-shuffle upsampler for super-
+resolution, a residual output conv for denoising). The block mixer scans the map along four nested
+S-shaped paths (stripes of `scan_len` columns walked boustrophedon, the same on the 180-degree rotated
+map, and both on the transposed map) and merges the four outputs with Sequence Shuffle Attention: a
+per-channel 4x4 gate computed from the pooled outputs of the four directions. MaIRUNet is the
+Restormer-style encoder-decoder built from the same block for real denoising, deblurring and dehazing.
+
+| variant | embed / dim | depths | d_state | ssm_ratio | mlp_ratio | scan_len | params |
+|---|---|---|---|---|---|---|---|
+| mair_sr_x2 / x3 / x4 | 180 | 6 x 6 | 16 | 2.0 | 2.5 | 8 | 19,444,247 / 19,628,887 / 19,591,959 |
+| mair_light_s_x2 / x3 / x4 | 60 | 6 x 4 | 16 | 1.4 | 1.6 | 4 | 1,354,680 / 1,362,795 / 1,374,156 |
+| mair_light_t_x2 / x3 / x4 | 60 | 6 x 4 | 1 | 1.1 | 1.6 | 8 | 877,752 / 885,867 / 897,228 |
+| mair_cdn (sigma 15 / 25 / 50) | 180 | 6 x 6 | 16 | 1.3 | 2.0 | 4 | 14,089,035 |
+| mairunet_dehaze | 24 | 2, 2, 3, 4 (+2) | 4 .. 32 | 1.2 | 2.0 | 8 | 3,404,376 |
+| mairunet_realdn / mairunet_deblur | 48 | 4, 6, 6, 8 (+4) | 4 .. 32 | 2.0 | 1.5 (4.0 level 1) | 4 | 26,293,296 |
+
+Inputs are RGB in [0, 1]; outputs likewise (not clamped, as the official models). MaIR runs on any
+size: stripes are clipped at the border, exactly as the official index maps, so no padding is needed
+and results on odd sizes match the official code. MaIRUNet downsamples three times, so it pads the
+input (reflect, bottom / right) to a multiple of 8 and crops back, as the official test does. Large
+images go through `forward_tiled` (the official split: `size // 200 + 1` tiles per side, a tenth of a
+tile of overlap, centres stitched) and `forward_self_ensemble` (MaIR+, eight flips / transposes).
+
+What differs from the official code, on purpose:
+- The scan is one `vimamba.ops.selective_scan` call with K = 4 reading the tokens through the `nested_s`
+  order of `vimamba.scans`; nothing is gathered into permuted copies. Token-wise projections (x_proj,
+  dt_proj) commute with the order, so they run once in image order.
+- Modules are named for what they are (`groups.g.blocks.i.mixer`, `mixer.gate`, `norm1`, `mlp`);
+  `checkpoint_filter_fn` maps the official BasicSR names and refuses a checkpoint of another variant
+  with a list of the mismatching keys and shapes.
+- The scan orders are cached per grid by `vimamba.scans` for any device (the official MaIRUNet rebuilds
+  them every evaluation forward and cannot evaluate on CPU).
+Kept on purpose: DropPath only on the mixer branch; LayerNorm eps 1e-5; MaIRUNet never uses shifted
+stripes (its blocks are built without a shift); the shifted scan degenerates to raster order on maps
+narrower than the shift, as the official generator does.
+"""
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from timm.layers import DropPath, Mlp, register_notrace_function
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from vimamba import ops
+from vimamba.scans import get_pattern
+
+__all__ = ['MaIR', 'MaIRUNet', 'MaIRBlock', 'NestedScanMixer', 'SequenceShuffleGate', 'checkpoint_filter_fn',
+           'forward_tiled', 'forward_self_ensemble', 'channel_shuffle', 'channel_rearrange']
+
+# DIV2K mean RGB, subtracted by the official SR / denoising networks (and by SwinIR before them).
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+_UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', None)
+
+
+def _init_dt_bias(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1, floor: float = 1e-4) -> None:
+    """softplus^-1 of step sizes drawn log-uniformly in [dt_min, dt_max] (Mamba's init)."""
+    dt = torch.exp(torch.rand_like(bias, dtype=torch.float32) * (math.log(dt_max) - math.log(dt_min))
+                   + math.log(dt_min)).clamp(min=floor)
+    bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+
+def channel_shuffle(pooled: torch.Tensor) -> torch.Tensor:
+    """(B, K, D) direction-major -> (B, D*K) with the K directions of each channel side by side."""
+    return pooled.transpose(1, 2).reshape(pooled.shape[0], -1)
+
+
+def channel_rearrange(gate: torch.Tensor, num_directions: int) -> torch.Tensor:
+    """Inverse of `channel_shuffle`: (B, D*K) channel-major -> (B, K, D)."""
+    return gate.reshape(gate.shape[0], -1, num_directions).transpose(1, 2)
+
+
+class SequenceShuffleGate(nn.Module):
+    """Sequence Shuffle Attention: a sigmoid gate per (direction, channel) from the pooled scan outputs.
+
+    The four directions of each channel are brought together (channel shuffle), mixed by a 4x4 linear
+    map of that channel (a grouped 1x1 conv, one group per channel), squashed and put back in direction-
+    major order. The gate is constant over the map: it weighs how much each direction contributes.
+    """
+
+    def __init__(self, d_inner: int, num_directions: int = 4, device=None, dtype=None):
+        super().__init__()
+        self.num_directions = num_directions
+        # Grouped 1x1 conv kept as a Conv2d so the official `gating.1` weight (K*D, K, 1, 1) loads unchanged.
+        self.conv = nn.Conv2d(
+            num_directions * d_inner, num_directions * d_inner, 1, groups=d_inner, device=device, dtype=dtype)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """y (B, K, D, L) -> gate (B, K, D)."""
+        pooled = channel_shuffle(y.mean(dim=-1))
+        gate = torch.sigmoid(F.conv2d(pooled[..., None, None], self.conv.weight, self.conv.bias,
+                                      groups=self.conv.groups))
+        return channel_rearrange(gate.flatten(1), self.num_directions)
+
+
+@register_notrace_function
+def nested_scan(
+        u: torch.Tensor,
+        delta: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        D: torch.Tensor,
+        delta_bias: torch.Tensor,
+        scan_len: int,
+        shift: int,
+        height: int,
+        width: int,
+) -> torch.Tensor:
+    """The four NSS directions of u (B, D, L) in one selective-scan call; y (B, 4, D, L) in token order.
+
+    A leaf for FX tracing: the order depends on the concrete grid size.
+    """
+    order = get_pattern('nested_s', scan_len=scan_len, shift=shift).order(height, width, u.device)
+    num_dir = order.num_directions
+    return ops.selective_scan(
+        u.unsqueeze(1).expand(-1, num_dir, -1, -1), delta, A, B, C, D=D, delta_bias=delta_bias,
+        delta_softplus=True, order=order)
+
+
+class NestedScanMixer(nn.Module):
+    """MaIR's mixer (the official VMM): in-proj -> dwconv + SiLU -> 4-direction NSS selective scan -> SSA
+    gate and sum -> LayerNorm * SiLU(z) -> out-proj. Channel-last (B, H, W, C) in and out.
+
+    Args:
+        dim: Input and output channels C.
+        d_state: SSM state size N.
+        ssm_ratio: Inner width D = int(ssm_ratio * C).
+        scan_len: NSS stripe width.
+        shift: Stripe offset (MaIR's odd blocks use scan_len // 2).
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            d_state: int = 16,
+            ssm_ratio: float = 2.0,
+            scan_len: int = 8,
+            shift: int = 0,
+            d_conv: int = 3,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.num_directions = num_dir = 4
+        self.d_inner = d_inner = int(ssm_ratio * dim)
+        self.d_state = d_state
+        self.dt_rank = dt_rank = math.ceil(dim / 16)  # from C, not D, as the official code
+        self.scan_len = scan_len
+        self.shift = shift
+        get_pattern('nested_s', scan_len=scan_len, shift=shift)  # validate now, not at the first forward
+
+        self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False, **dd)
+        self.dwconv = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, **dd)
+        self.act = nn.SiLU()
+        self.x_proj_weight = nn.Parameter(torch.empty(num_dir, dt_rank + 2 * d_state, d_inner, **dd))
+        self.dt_proj_weight = nn.Parameter(torch.empty(num_dir, d_inner, dt_rank, **dd))
+        self.dt_proj_bias = nn.Parameter(torch.empty(num_dir, d_inner, **dd))
+        self.A_log = nn.Parameter(torch.empty(num_dir * d_inner, d_state, **dd))
+        self.D = nn.Parameter(torch.empty(num_dir * d_inner, **dd))
+        self.gate = SequenceShuffleGate(d_inner, num_dir, **dd)
+        self.out_norm = nn.LayerNorm(d_inner, **dd)
+        self.out_proj = nn.Linear(d_inner, dim, bias=False, **dd)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Mamba's "v0" init of the SSM tensors; x_proj keeps nn.Linear's default bound as the official
+        stacked parameter does. The Linear / LayerNorm init is the model's (`MaIR.init_weights`)."""
+        if self.A_log.is_meta:
+            return
+        bound = self.d_inner ** -0.5
+        nn.init.uniform_(self.x_proj_weight, -bound, bound)
+        nn.init.uniform_(self.dt_proj_weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)
+        _init_dt_bias(self.dt_proj_bias)
+        n = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
+        self.A_log.copy_(torch.log(n).expand_as(self.A_log))
+        nn.init.ones_(self.D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, _ = x.shape
+        num_dir, d_inner, rank, d_state = self.num_directions, self.d_inner, self.dt_rank, self.d_state
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x = self.act(self.dwconv(x.permute(0, 3, 1, 2)))
+        u = x.flatten(2)
+        length = u.shape[-1]
+        x_dbl = F.conv1d(u, self.x_proj_weight.reshape(-1, d_inner, 1))
+        x_dbl = x_dbl.reshape(batch, num_dir, rank + 2 * d_state, length)
+        dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
+        delta = F.conv1d(
+            dts.reshape(batch, num_dir * rank, length), self.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
+        y = nested_scan(
+            u, delta.reshape(batch, num_dir, d_inner, length),
+            -torch.exp(self.A_log.float()).reshape(num_dir, d_inner, d_state), B.contiguous(), C.contiguous(),
+            self.D.float().reshape(num_dir, d_inner), self.dt_proj_bias.float().reshape(num_dir, d_inner),
+            self.scan_len, self.shift, height, width)
+        # Gate each direction, then sum them: one contraction instead of scaling 4 copies.
+        y = torch.einsum('bkdl,bkd->bld', y, self.gate(y).to(y.dtype))
+        y = self.out_norm(y.reshape(batch, height, width, d_inner)) * F.silu(z)
+        return self.out_proj(y)
+
+
+class MaIRBlock(nn.Module):
+    """Residual Mamba Block: `x = s1 * x + DropPath(mixer(LN(x)))`, `x = s2 * x + MLP(LN(x))` (channel-last)."""
+
+    def __init__(
+            self,
+            dim: int,
+            d_state: int = 16,
+            ssm_ratio: float = 2.0,
+            mlp_ratio: float = 2.0,
+            scan_len: int = 8,
+            shift: int = 0,
+            drop_path: float = 0.,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.norm1 = nn.LayerNorm(dim, **dd)
+        self.mixer = NestedScanMixer(dim, d_state, ssm_ratio, scan_len, shift, **dd)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.skip_scale = nn.Parameter(torch.ones(dim, **dd))
+        self.norm2 = nn.LayerNorm(dim, **dd)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), **dd)
+        self.skip_scale2 = nn.Parameter(torch.ones(dim, **dd))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.skip_scale + self.drop_path(self.mixer(self.norm1(x)))
+        return x * self.skip_scale2 + self.mlp(self.norm2(x))
+
+
+def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, grad_checkpointing: bool) -> torch.Tensor:
+    for block in blocks:
+        if grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
+        else:
+            x = block(x)
+    return x
+
+
+class ResidualMambaGroup(nn.Module):
+    """Blocks (stripes unshifted on even blocks, shifted by scan_len // 2 on odd ones), a 3x3 conv, a skip."""
+
+    def __init__(
+            self,
+            dim: int,
+            depth: int,
+            d_state: int,
+            ssm_ratio: float,
+            mlp_ratio: float,
+            scan_len: int,
+            drop_path: Sequence[float],
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.grad_checkpointing = False
+        self.blocks = nn.ModuleList([
+            MaIRBlock(dim, d_state, ssm_ratio, mlp_ratio, scan_len, 0 if i % 2 == 0 else scan_len // 2,
+                      drop_path[i], **dd)
+            for i in range(depth)])
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1, **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _run_blocks(self.blocks, x, self.grad_checkpointing)
+        return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
+
+
+def _check_image(owner: nn.Module, x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        what = f'shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f'{type(owner).__name__}: expected an image batch (B, {owner.in_chans}, H, W), got {what}')
+    if x.shape[1] != owner.in_chans:
+        hint = ' (a grayscale image: repeat it to 3 channels, or build the model with in_chans=1)' \
+            if x.shape[1] == 1 else ''
+        raise ValueError(f'{type(owner).__name__}: input has {x.shape[1]} channels (shape {tuple(x.shape)}); '
+                         f'this model takes in_chans={owner.in_chans}{hint}')
+
+
+class MaIR(nn.Module):
+    """MaIR for super-resolution (`upscale` 2, 3, 4) and denoising (`upscale` 1, `upsampler` None).
+
+    Args:
+        upscale: Output scale: 2, 3 or 4 with an upsampler, 1 without.
+        in_chans: Image channels (3: the DIV2K mean is subtracted; other counts: no mean, as official).
+        embed_dim: Width C of every block.
+        depths: Blocks per residual group.
+        d_state: SSM state size N.
+        ssm_ratio: Mixer inner width D = int(ssm_ratio * C).
+        mlp_ratio: MLP hidden width int(mlp_ratio * C).
+        scan_len: NSS stripe width.
+        upsampler: 'pixelshuffle' (classical SR: conv + LeakyReLU, conv + PixelShuffle stages, conv),
+            'pixelshuffledirect' (light SR: one conv + PixelShuffle) or None (denoising: residual output).
+        img_range: Multiplier applied after the mean subtraction (1 for [0, 1] images).
+        drop_path_rate: Stochastic depth, linear from 0 over all blocks.
+        num_feat: Width of the pixel-shuffle tail.
+    """
+
+    def __init__(
+            self,
+            upscale: int = 2,
+            in_chans: int = 3,
+            embed_dim: int = 60,
+            depths: Sequence[int] = (6, 6, 6, 6),
+            d_state: int = 16,
+            ssm_ratio: float = 1.5,
+            mlp_ratio: float = 2.0,
+            scan_len: int = 8,
+            upsampler: Optional[str] = 'pixelshuffledirect',
+            img_range: float = 1.,
+            drop_rate: float = 0.,
+            drop_path_rate: float = 0.1,
+            num_feat: int = 64,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        if upsampler not in _UPSAMPLERS:
+            raise ValueError(f'MaIR: upsampler={upsampler!r} is not supported; accepted: {_UPSAMPLERS}')
+        accepted = (1,) if upsampler is None else (2, 3, 4)
+        if upscale not in accepted:
+            raise ValueError(f'MaIR: upscale={upscale!r} is not supported with upsampler={upsampler!r}; '
+                             f'accepted: {accepted}')
+        self.in_chans = in_chans
+        self.num_classes = 0  # image-to-image: no classifier
+        self.upscale = upscale
+        self.upsampler = upsampler
+        self.img_range = img_range
+        self.embed_dim = self.num_features = embed_dim
+        self.scan_len = scan_len
+        self.grad_checkpointing = False
+        mean = DIV2K_RGB_MEAN if in_chans == 3 else (0.,) * in_chans
+        self.register_buffer('mean', torch.tensor(mean, device=device).view(1, in_chans, 1, 1), persistent=False)
+
+        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1, **dd)
+        self.embed_norm = nn.LayerNorm(embed_dim, **dd)
+        self.pos_drop = nn.Dropout(drop_rate)
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.groups = nn.ModuleList()
+        for i, depth in enumerate(depths):
+            start = sum(depths[:i])
+            self.groups.append(ResidualMambaGroup(
+                embed_dim, depth, d_state, ssm_ratio, mlp_ratio, scan_len, dpr[start:start + depth], **dd))
+        self.norm = nn.LayerNorm(embed_dim, **dd)
+        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, padding=1, **dd)
+
+        if upsampler == 'pixelshuffle':
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, padding=1, **dd), nn.LeakyReLU(inplace=True))
+            stages = [2, 2] if upscale == 4 else [upscale]
+            layers = []
+            for s in stages:
+                layers += [nn.Conv2d(num_feat, s * s * num_feat, 3, padding=1, **dd), nn.PixelShuffle(s)]
+            self.upsample = nn.Sequential(*layers)
+            self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1, **dd)
+        elif upsampler == 'pixelshuffledirect':
+            self.upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, upscale * upscale * in_chans, 3, padding=1, **dd), nn.PixelShuffle(upscale))
+        else:
+            self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, padding=1, **dd)
+
+        if device is None or torch.device(device).type != 'meta':
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Official init: Linear trunc-normal(0.02) with zero bias, LayerNorm (1, 0), convs PyTorch default."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, NestedScanMixer):
+                m.reset_parameters()
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        return {n for n, _ in self.named_parameters() if n.endswith(('.A_log', '.D'))}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(
+            stem=r'^conv_first|^embed_norm',
+            blocks=r'^groups\.(\d+)' if coarse else [
+                (r'^groups\.(\d+)\.blocks\.(\d+)', None),
+                (r'^groups\.(\d+)\.conv', (99999,)),
+                (r'^norm|^conv_after_body', (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        for group in self.groups:
+            group.grad_checkpointing = enable
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Shallow features (B, C, H, W) after `conv_first` -> deep features (B, C, H, W), before the long skip."""
+        x = self.pos_drop(self.embed_norm(x.permute(0, 2, 3, 1)))
+        for group in self.groups:
+            x = group(x)
+        return self.norm(x).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, C, H, W) in [0, 1] -> restored image (B, C, upscale * H, upscale * W)."""
+        _check_image(self, x)
+        mean = self.mean.to(x.dtype)
+        x = (x - mean) * self.img_range
+        shallow = self.conv_first(x)
+        res = self.conv_after_body(self.forward_features(shallow)) + shallow
+        if self.upsampler == 'pixelshuffle':
+            out = self.conv_last(self.upsample(self.conv_before_upsample(res)))
+        elif self.upsampler == 'pixelshuffledirect':
+            out = self.upsample(res)
+        else:
+            out = x + self.conv_last(res)
+        return out / self.img_range + mean
+
+    def forward_tiled(self, x: torch.Tensor, tile_size: int = 200) -> torch.Tensor:
+        """`forward` tile by tile with the official split and overlap (see `forward_tiled`)."""
+        return forward_tiled(self, x, self.upscale, tile_size)
+
+    def forward_self_ensemble(self, x: torch.Tensor, tile_size: Optional[int] = None) -> torch.Tensor:
+        """MaIR+: the mean of the outputs over the eight flips / transposes (tiled when `tile_size` is set)."""
+        fn = self if tile_size is None else (lambda t: forward_tiled(self, t, self.upscale, tile_size))
+        return forward_self_ensemble(fn, x)
+
+
+class MaIRUNet(nn.Module):
+    """MaIRUNet: Restormer's four-level encoder-decoder with MaIR blocks (real denoising, deblurring, dehazing).
+
+    Level l (0..3) has width dim * 2^l and d_state base_d_state * 2^l; level 1 of the encoder uses
+    `flp_ratio` for its MLPs, every other block `mlp_ratio`. The decoder's first level and the refinement
+    blocks run at width 2 * dim (the level-1 skip is concatenated without a channel reduction). The output
+    is a residual on the input image.
+    """
+
+    def __init__(
+            self,
+            in_chans: int = 3,
+            out_chans: int = 3,
+            dim: int = 48,
+            depths: Sequence[int] = (4, 6, 6, 8),
+            num_refinement_blocks: int = 4,
+            ssm_ratio: float = 2.0,
+            flp_ratio: float = 4.0,
+            mlp_ratio: float = 1.5,
+            scan_len: int = 4,
+            base_d_state: int = 4,
+            drop_path_rate: float = 0.,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        if len(depths) != 4:
+            raise ValueError(f'MaIRUNet: depths must have 4 entries (three encoder levels and the latent), '
+                             f'got {tuple(depths)!r}')
+        if out_chans != in_chans:
+            raise ValueError(f'MaIRUNet: the output is a residual on the input, so out_chans must equal '
+                             f'in_chans={in_chans}, got out_chans={out_chans}')
+        self.in_chans = in_chans
+        self.num_classes = 0  # image-to-image: no classifier
+        self.upscale = 1
+        self.scan_len = scan_len
+        self.num_features = 2 * dim
+        self.grad_checkpointing = False
+
+        def level(width: int, d_state: int, depth: int, ratio: float) -> nn.ModuleList:
+            # Shift is never set in the official MaIRUNet: every block scans unshifted stripes.
+            return nn.ModuleList([
+                MaIRBlock(width, d_state, ssm_ratio, ratio, scan_len, 0, drop_path_rate, **dd) for _ in range(depth)])
+
+        def down(width: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(width, width // 2, 3, padding=1, bias=False, **dd), nn.PixelUnshuffle(2))
+
+        def up(width: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(width, width * 2, 3, padding=1, bias=False, **dd), nn.PixelShuffle(2))
+
+        n = base_d_state
+        self.patch_embed = nn.Conv2d(in_chans, dim, 3, padding=1, bias=False, **dd)
+        self.encoder_level1 = level(dim, n, depths[0], flp_ratio)
+        self.down1_2 = down(dim)
+        self.encoder_level2 = level(dim * 2, n * 2, depths[1], mlp_ratio)
+        self.down2_3 = down(dim * 2)
+        self.encoder_level3 = level(dim * 4, n * 4, depths[2], mlp_ratio)
+        self.down3_4 = down(dim * 4)
+        self.latent = level(dim * 8, n * 8, depths[3], mlp_ratio)
+        self.up4_3 = up(dim * 8)
+        self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=False, **dd)
+        self.decoder_level3 = level(dim * 4, n * 4, depths[2], mlp_ratio)
+        self.up3_2 = up(dim * 4)
+        self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=False, **dd)
+        self.decoder_level2 = level(dim * 2, n * 2, depths[1], mlp_ratio)
+        self.up2_1 = up(dim * 2)
+        self.decoder_level1 = level(dim * 2, n * 2, depths[0], mlp_ratio)
+        self.refinement = level(dim * 2, n * 2, num_refinement_blocks, mlp_ratio)
+        self.output = nn.Conv2d(dim * 2, out_chans, 3, padding=1, bias=False, **dd)
+
+        if device is None or torch.device(device).type != 'meta':
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """As the official MaIRUNet: PyTorch defaults everywhere, Mamba's init for the SSM tensors."""
+        for m in self.modules():
+            if isinstance(m, NestedScanMixer):
+                m.reset_parameters()
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        return {n for n, _ in self.named_parameters() if n.endswith(('.A_log', '.D'))}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        levels = ('encoder_level1', 'down1_2', 'encoder_level2', 'down2_3', 'encoder_level3', 'down3_4',
+                  'latent', 'up4_3|reduce_chan_level3', 'decoder_level3', 'up3_2|reduce_chan_level2',
+                  'decoder_level2', 'up2_1', 'decoder_level1', 'refinement', 'output')
+        return dict(stem=r'^patch_embed', blocks=[(rf'^({name})', (i,)) for i, name in enumerate(levels)])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def _level(self, blocks: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+        return _run_blocks(blocks, x, self.grad_checkpointing)
+
+    @staticmethod
+    def _conv(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Apply a channel-first module to channel-last tokens."""
+        return module(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, C, H, W) with H, W multiples of 8 -> decoder features (B, 2 * dim, H, W)."""
+        enc1 = self._level(self.encoder_level1, self.patch_embed(x).permute(0, 2, 3, 1))
+        enc2 = self._level(self.encoder_level2, self._conv(self.down1_2, enc1))
+        enc3 = self._level(self.encoder_level3, self._conv(self.down2_3, enc2))
+        latent = self._level(self.latent, self._conv(self.down3_4, enc3))
+        dec3 = self._conv(self.reduce_chan_level3, torch.cat([self._conv(self.up4_3, latent), enc3], dim=-1))
+        dec3 = self._level(self.decoder_level3, dec3)
+        dec2 = self._conv(self.reduce_chan_level2, torch.cat([self._conv(self.up3_2, dec3), enc2], dim=-1))
+        dec2 = self._level(self.decoder_level2, dec2)
+        dec1 = self._level(self.decoder_level1, torch.cat([self._conv(self.up2_1, dec2), enc1], dim=-1))
+        return self._level(self.refinement, dec1).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image (B, C, H, W) in [0, 1], any size -> restored image of the same size."""
+        _check_image(self, x)
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height) % 8, (-width) % 8
+        if pad_h or pad_w:
+            # Reflect as the official test; replicate when the image is too small to reflect.
+            mode = 'reflect' if pad_h < height and pad_w < width else 'replicate'
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        out = self.output(self.forward_features(x)) + x
+        return out[..., :height, :width]
+
+    def forward_tiled(self, x: torch.Tensor, tile_size: int = 200) -> torch.Tensor:
+        return forward_tiled(self, x, 1, tile_size)
+
+    def forward_self_ensemble(self, x: torch.Tensor, tile_size: Optional[int] = None) -> torch.Tensor:
+        fn = self if tile_size is None else (lambda t: forward_tiled(self, t, 1, tile_size))
+        return forward_self_ensemble(fn, x)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inference protocol of the official test scripts
+
+def _tile_slices(size: int, parts: int) -> Tuple[int, int, List[Tuple[slice, slice]]]:
+    """(tile, shave, [(input slice, output slice within the tile's result)]) along one axis of a padded size."""
+    tile = size // parts
+    shave = tile // 10
+    slices = []
+    for i in range(parts):
+        start = i * tile - (shave if i > 0 else 0)
+        stop = (i + 1) * tile + (shave if i < parts - 1 else 0)
+        keep = 0 if i == 0 else shave
+        slices.append((slice(start, stop), slice(keep, keep + tile)))
+    return tile, shave, slices
+
+
+@torch.no_grad()
+def forward_tiled(
+        model: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        scale: int,
+        tile_size: int = 200,
+        progress: Optional[Callable[[int, int], None]] = None,
+) -> torch.Tensor:
+    """Restore `x` (B, C, H, W) tile by tile, as MaIR's official test does.
+
+    Each side is cut into `size // tile_size + 1` equal parts (the image is reflect-padded at the bottom /
+    right so that the parts are equal, then cropped back); every tile is extended by a tenth of a part into
+    its neighbours, restored alone, and only its centre (the part itself) is written to the output. With
+    `size < tile_size` there is one tile: the result equals `model(x)`. Memory is bounded by one tile.
+    `progress(done, total)` is called after each tile.
+    """
+    if tile_size < 1:
+        raise ValueError(f'forward_tiled: tile_size must be an int >= 1, got {tile_size!r}')
+    _, _, height, width = x.shape
+    parts_h, parts_w = height // tile_size + 1, width // tile_size + 1
+    pad_h, pad_w = (-height) % parts_h, (-width) % parts_w
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode='reflect')
+    tile_h, _, rows = _tile_slices(x.shape[-2], parts_h)
+    tile_w, _, cols = _tile_slices(x.shape[-1], parts_w)
+    out = None
+    total, done = len(rows) * len(cols), 0
+    for i, (rows_in, rows_keep) in enumerate(rows):
+        for j, (cols_in, cols_keep) in enumerate(cols):
+            y = model(x[..., rows_in, cols_in])
+            if out is None:
+                out = y.new_zeros(y.shape[:2] + (x.shape[-2] * scale, x.shape[-1] * scale))
+            keep_r = slice(rows_keep.start * scale, rows_keep.stop * scale)
+            keep_c = slice(cols_keep.start * scale, cols_keep.stop * scale)
+            out[..., i * tile_h * scale:(i + 1) * tile_h * scale, j * tile_w * scale:(j + 1) * tile_w * scale] = \
+                y[..., keep_r, keep_c]
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return out[..., :height * scale, :width * scale]
+
+
+def forward_self_ensemble(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """x8 self-ensemble (MaIR+): average `model` over {identity, vflip, hflip, both} x {-, transpose},
+    each output mapped back before averaging."""
+    outputs = []
+    for transpose in (False, True):
+        for flips in ((), (-2,), (-1,), (-2, -1)):
+            t = x.flip(flips) if flips else x
+            t = t.transpose(-2, -1) if transpose else t
+            y = model(t)
+            y = y.transpose(-2, -1) if transpose else y
+            outputs.append(y.flip(flips) if flips else y)
+    return torch.stack(outputs).mean(dim=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Official checkpoints
+
+_KEY_RENAMES = (
+    # MaIR body
+    ('patch_embed.norm.', 'embed_norm.'),
+    ('.residual_group.blocks.', '.blocks.'),
+    # blocks (both networks)
+    ('.self_attention.', '.mixer.'),
+    ('.ln_1.', '.norm1.'),
+    ('.ln_2.', '.norm2.'),
+    ('.conv_blk.', '.mlp.'),
+    ('.mixer.conv2d.', '.mixer.dwconv.'),
+    ('.mixer.dt_projs_', '.mixer.dt_proj_'),
+    ('.mixer.A_logs', '.mixer.A_log'),
+    ('.mixer.Ds', '.mixer.D'),
+    ('.mixer.gating.gating.1.', '.mixer.gate.conv.'),
+    # MaIRUNet
+    ('patch_embed.proj.', 'patch_embed.'),
+    ('.body.', '.'),
+)
+
+
+def _convert_official_key(key: str) -> str:
+    if key.startswith('layers.'):
+        key = 'groups.' + key[len('layers.'):]
+    for old, new in _KEY_RENAMES:
+        key = key.replace(old, new)
+    return key
+
+
+def _describe_checkpoint(state_dict: Dict[str, torch.Tensor]) -> str:
+    """A short guess at what a converted state dict holds, to name the variant a mismatch comes from."""
+    parts = []
+    first = state_dict.get('conv_first.weight', state_dict.get('patch_embed.weight'))
+    if first is not None:
+        parts.append(f'width {first.shape[0]}')
+    a_logs = [v for k, v in state_dict.items() if k.endswith('.A_log')]
+    if a_logs:
+        parts.append(f'{len(a_logs)} blocks, d_state {a_logs[0].shape[1]}')
+    if 'upsample.0.weight' in state_dict:
+        out = state_dict['upsample.0.weight'].shape[0]
+        tail = 'pixelshuffle' if 'conv_last.weight' in state_dict else 'pixelshuffledirect'
+        scale = 4 if 'upsample.2.weight' in state_dict else round(math.sqrt(
+            out / (state_dict['conv_last.weight'].shape[1] if tail == 'pixelshuffle' else 3)))
+        parts.append(f'{tail} tail, scale {scale}')
+    elif 'conv_last.weight' in state_dict:
+        parts.append('denoising tail (scale 1)')
+    return ', '.join(parts) or 'unrecognised layout'
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Convert an official MaIR / MaIRUNet BasicSR checkpoint to this model's names; strict.
+
+    Accepts BasicSR files (`params_ema`, preferred when present, else `params`), `state_dict` / `model`
+    wrappers, raw state dicts in the official or in our names, and DataParallel `module.` prefixes. Raises
+    `KeyError` listing the missing and unexpected keys, or `ValueError` listing shape mismatches (a
+    checkpoint of another variant: other width, d_state, scale or depth), with what the checkpoint holds.
+    """
+    for container in ('params_ema', 'params', 'state_dict', 'model'):
+        if isinstance(state_dict.get(container), dict):
+            state_dict = state_dict[container]
+            break
+    converted = {}
+    for key, value in state_dict.items():
+        key = key[len('module.'):] if key.startswith('module.') else key
+        converted[_convert_official_key(key)] = value
+
+    expected = model.state_dict()
+    name = type(model).__name__
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    if missing or unexpected:
+        raise KeyError(
+            f'checkpoint_filter_fn: checkpoint ({_describe_checkpoint(converted)}) does not match this {name} '
+            f'({_describe_checkpoint(expected)}): missing keys {missing}; unexpected keys {unexpected}')
+    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
+                  for k, v in converted.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if mismatched:
+        raise ValueError(
+            f'checkpoint_filter_fn: checkpoint ({_describe_checkpoint(converted)}) is another variant than this '
+            f'{name} ({_describe_checkpoint(expected)}); shape mismatches: {mismatched}')
+    return converted
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registration
+
+def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
+    return {
+        'url': url,
+        # Image-to-image: no classifier (num_classes None keeps timm from passing one to the model); the models
+        # take [0, 1] RGB and normalise inside.
+        'num_classes': None, 'input_size': (3, 64, 64), 'crop_pct': 1.0, 'interpolation': 'bicubic',
+        'mean': (0., 0., 0.), 'std': (1., 1., 1.),
+        'first_conv': 'conv_first',
+        'license': 'unknown',
+        'paper_ids': 'arXiv:2412.20066',
+        'paper_name': 'MaIR: A Locality- and Continuity-Preserving Mamba for Image Restoration',
+        'origin_url': 'https://github.com/XLearning-SCU/2025-CVPR-MaIR',
+        **kwargs,
+    }
+
+
+# The official weights are in a Google Drive folder (not fetchable by timm): download the .pth, then
+# `create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))`; the filter converts it.
+_DRIVE = 'https://drive.google.com/drive/folders/1YYmIVTyynLg-Kfu-mviq24WdVkJu-S3M'
+
+
+def _sr(file: str, scale: int, data: str, **kwargs) -> Dict[str, Any]:
+    return _cfg(notes=(f'{_DRIVE} ({file})', f'trained on {data}, x{scale} bicubic'), **kwargs)
+
+
+_UNET = dict(input_size=(3, 128, 128), first_conv='patch_embed')
+
+default_cfgs = generate_default_cfgs({
+    'mair_sr_x2.df2k': _sr('MaIR_SR_x2.pth', 2, 'DF2K'),
+    'mair_sr_x3.df2k': _sr('MaIR_SR_x3.pth', 3, 'DF2K'),
+    'mair_sr_x4.df2k': _sr('MaIR_SR_x4.pth', 4, 'DF2K'),
+    'mair_light_s_x2.div2k': _sr('MaIR_S_lightSR_x2.pth', 2, 'DIV2K'),
+    'mair_light_s_x3.div2k': _sr('MaIR_S_lightSR_x3.pth', 3, 'DIV2K'),
+    'mair_light_s_x4.div2k': _sr('MaIR_S_lightSR_x4.pth', 4, 'DIV2K'),
+    'mair_light_t_x2.div2k': _sr('MaIR_T_lightSR_x2.pth', 2, 'DIV2K'),
+    'mair_light_t_x3.div2k': _sr('MaIR_T_lightSR_x3.pth', 3, 'DIV2K'),
+    'mair_light_t_x4.div2k': _sr('MaIR_T_lightSR_x4.pth', 4, 'DIV2K'),
+    'mair_cdn.dfwb_sigma15': _cfg(input_size=(3, 128, 128), notes=(f'{_DRIVE} (MaIR_CDN_s15.pth)',)),
+    'mair_cdn.dfwb_sigma25': _cfg(input_size=(3, 128, 128), notes=(f'{_DRIVE} (MaIR_CDN_s25.pth)',)),
+    'mair_cdn.dfwb_sigma50': _cfg(input_size=(3, 128, 128), notes=(f'{_DRIVE} (MaIR_CDN_s50.pth)',)),
+    'mairunet_dehaze.reside_its': _cfg(**_UNET, notes=(f'{_DRIVE} (MaIR_DH_ITS.pth)',)),
+    'mairunet_dehaze.reside_ots': _cfg(**_UNET, notes=(f'{_DRIVE} (MaIR_DH_OTS.pth)',)),
+    'mairunet_dehaze.reside_6k': _cfg(**_UNET, notes=(f'{_DRIVE} (RESIDE-6K)',)),
+    'mairunet_realdn.sidd': _cfg(**_UNET, notes=(f'{_DRIVE} (SIDD)',)),
+    'mairunet_deblur.gopro': _cfg(**_UNET, notes=(f'{_DRIVE} (GoPro)',)),
+    'test_mair.untrained': _cfg(input_size=(3, 24, 24)),
+})
+
+
+def _create(cls, variant: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    if kwargs.pop('features_only', False):
+        raise ValueError(f'{variant}: features_only is not supported: {cls.__name__} is an image-to-image network '
+                         f'at full resolution; use forward_features for its deep features')
+    return build_model_with_cfg(cls, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
+
+
+def _mair(variant: str, pretrained: bool, model_args: Dict[str, Any], kwargs: Dict[str, Any]) -> MaIR:
+    return _create(MaIR, variant, pretrained, **dict(model_args, **kwargs))
+
+
+_SR = dict(embed_dim=180, depths=(6,) * 6, d_state=16, ssm_ratio=2.0, mlp_ratio=2.5, scan_len=8,
+           upsampler='pixelshuffle')
+_LIGHT_S = dict(embed_dim=60, depths=(6,) * 4, d_state=16, ssm_ratio=1.4, mlp_ratio=1.6, scan_len=4,
+                upsampler='pixelshuffledirect')
+_LIGHT_T = dict(embed_dim=60, depths=(6,) * 4, d_state=1, ssm_ratio=1.1, mlp_ratio=1.6, scan_len=8,
+                upsampler='pixelshuffledirect')
+
+
+@register_model
+def mair_sr_x2(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR classical SR x2 (DF2K): 19.44M params."""
+    return _mair('mair_sr_x2', pretrained, dict(_SR, upscale=2), kwargs)
+
+
+@register_model
+def mair_sr_x3(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR classical SR x3 (DF2K, fine-tuned from x2): 19.63M params."""
+    return _mair('mair_sr_x3', pretrained, dict(_SR, upscale=3), kwargs)
+
+
+@register_model
+def mair_sr_x4(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR classical SR x4 (DF2K, fine-tuned from x2): 19.59M params."""
+    return _mair('mair_sr_x4', pretrained, dict(_SR, upscale=4), kwargs)
+
+
+@register_model
+def mair_light_s_x2(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR-S lightweight SR x2 (DIV2K): 1.35M params."""
+    return _mair('mair_light_s_x2', pretrained, dict(_LIGHT_S, upscale=2), kwargs)
+
+
+@register_model
+def mair_light_s_x3(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR-S lightweight SR x3 (DIV2K): 1.36M params."""
+    return _mair('mair_light_s_x3', pretrained, dict(_LIGHT_S, upscale=3), kwargs)
+
+
+@register_model
+def mair_light_s_x4(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR-S lightweight SR x4 (DIV2K): 1.37M params."""
+    return _mair('mair_light_s_x4', pretrained, dict(_LIGHT_S, upscale=4), kwargs)
+
+
+@register_model
+def mair_light_t_x2(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR-T lightweight SR x2 (DIV2K, d_state 1): 0.88M params."""
+    return _mair('mair_light_t_x2', pretrained, dict(_LIGHT_T, upscale=2), kwargs)
+
+
+@register_model
+def mair_light_t_x3(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR-T lightweight SR x3 (DIV2K, d_state 1): 0.89M params."""
+    return _mair('mair_light_t_x3', pretrained, dict(_LIGHT_T, upscale=3), kwargs)
+
+
+@register_model
+def mair_light_t_x4(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR-T lightweight SR x4 (DIV2K, d_state 1): 0.90M params."""
+    return _mair('mair_light_t_x4', pretrained, dict(_LIGHT_T, upscale=4), kwargs)
+
+
+@register_model
+def mair_cdn(pretrained: bool = False, **kwargs) -> MaIR:
+    """MaIR colour Gaussian denoising (DFWB; one checkpoint per sigma 15 / 25 / 50): 14.09M params."""
+    model_args = dict(upscale=1, embed_dim=180, depths=(6,) * 6, d_state=16, ssm_ratio=1.3, mlp_ratio=2.0,
+                      scan_len=4, upsampler=None)
+    return _mair('mair_cdn', pretrained, model_args, kwargs)
+
+
+@register_model
+def mairunet_dehaze(pretrained: bool = False, **kwargs) -> MaIRUNet:
+    """MaIRUNet for dehazing (RESIDE ITS / OTS / 6K): 3.40M params."""
+    model_args = dict(dim=24, depths=(2, 2, 3, 4), num_refinement_blocks=2, ssm_ratio=1.2, flp_ratio=2.0,
+                      mlp_ratio=2.0, scan_len=8)
+    return _create(MaIRUNet, 'mairunet_dehaze', pretrained, **dict(model_args, **kwargs))
+
+
+_UNET_LARGE = dict(dim=48, depths=(4, 6, 6, 8), num_refinement_blocks=4, ssm_ratio=2.0, flp_ratio=4.0,
+                   mlp_ratio=1.5, scan_len=4)
+
+
+@register_model
+def mairunet_realdn(pretrained: bool = False, **kwargs) -> MaIRUNet:
+    """MaIRUNet for real denoising (SIDD): 26.29M params."""
+    return _create(MaIRUNet, 'mairunet_realdn', pretrained, **dict(_UNET_LARGE, **kwargs))
+
+
+@register_model
+def mairunet_deblur(pretrained: bool = False, **kwargs) -> MaIRUNet:
+    """MaIRUNet for motion deblurring (GoPro): 26.29M params (the real-denoising network)."""
+    return _create(MaIRUNet, 'mairunet_deblur', pretrained, **dict(_UNET_LARGE, **kwargs))
+
+
+@register_model
+def test_mair(pretrained: bool = False, **kwargs) -> MaIR:
+    """Tiny MaIR for tests: x2 light-SR tail, two groups of two blocks (unshifted and shifted stripes)."""
+    model_args = dict(upscale=2, embed_dim=16, depths=(2, 2), d_state=4, ssm_ratio=1.5, mlp_ratio=2.0,
+                      scan_len=4, upsampler='pixelshuffledirect', drop_path_rate=0.)
+    return _mair('test_mair', pretrained, model_args, kwargs)
