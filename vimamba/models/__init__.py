@@ -1,2 +1,5 @@
 """Every family registers its variants with timm on import."""
+from . import vim
+from . import lbvim
+from . import shufflemamba
 from . import mair

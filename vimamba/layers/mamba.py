@@ -1,0 +1,239 @@
+"""The 1-D Mamba mixer and the pre-norm residual block of the plain Vision Mamba families (Vim, LBVim, ShuffleMamba).
+
+Mixer (mamba-ssm's `Mamba` with Vim's "bimamba v2"): `in_proj` makes x and a gate z; per scan direction, a
+causal depthwise conv (k=4) + SiLU gives u, `x_proj` gives the step-size rank input and the input-dependent B and C,
+`dt_proj` lifts the step size to every channel; the selective scan runs all directions in one
+`vimamba.ops.selective_scan` call; directions are averaged, gated by SiLU(z) and mapped back by `out_proj`.
+The two directions share in_proj and out_proj and own their conv, x_proj, dt_proj, A and D (the backward copies
+carry the official `_b` suffix, so checkpoints load by name).
+
+The backward direction never materialises a flipped copy: the op reads the tokens through the scan order, and the
+conv that is causal in the reversed order is the anti-causal conv with the kernel flipped in time. The same trick
+gives LBVim's odd layers, which the official code runs on a flipped sequence.
+"""
+import math
+from typing import Optional, Tuple, Type
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath
+from timm.layers import register_notrace_function
+
+from ..ops import selective_scan
+from ..scans import get_pattern
+from .norm import RmsNormFp32
+
+__all__ = ['MambaMixer', 'MambaBlock', 'causal_depthwise_conv1d', 'mamba_scan_1d', 'init_dt_bias_']
+
+
+def causal_depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d, reverse: bool = False) -> torch.Tensor:
+    """Depthwise conv over (B, C, L) that sees only the current and earlier steps of the scan.
+
+    `reverse`: the scan runs L-1 .. 0, so "earlier" means later tokens; convolving with the time-flipped kernel
+    and keeping the last L outputs equals flipping, convolving causally and flipping back.
+    """
+    k = conv.kernel_size[0]
+    if reverse:
+        return F.conv1d(x, conv.weight.flip(-1), conv.bias, padding=k - 1, groups=conv.groups)[..., k - 1:]
+    return F.conv1d(x, conv.weight, conv.bias, padding=k - 1, groups=conv.groups)[..., :x.shape[-1]]
+
+
+@torch.fx.wrap
+@register_notrace_function
+def mamba_scan_1d(
+        u: torch.Tensor,
+        delta: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        D: torch.Tensor,
+        delta_bias: torch.Tensor,
+        reverse: bool = False,
+        local_window: Optional[int] = 0,
+) -> torch.Tensor:
+    """Selective scan of a 1-D token sequence: K = 2 both ways, or K = 1 forward / reversed (LBMamba when
+    `local_window` is not 0; None picks LBMamba's window from the length).
+
+    A leaf for torch.fx: the scan order depends on the concrete sequence length.
+    """
+    num_dirs, length = u.shape[1], u.shape[-1]
+    if num_dirs == 2:
+        order = get_pattern('bidirectional').order(1, length, u.device)
+    elif local_window != 0:
+        order = get_pattern('locally_bidirectional', window=local_window, reverse=reverse).order(1, length, u.device)
+    elif reverse:
+        # The reversed row of the bidirectional order.
+        both = get_pattern('bidirectional').order(1, length, u.device)
+        order = both.index[1:]
+    else:
+        order = None
+    return selective_scan(u, delta, A, B, C, D, None, delta_bias, True, order=order)
+
+
+@torch.no_grad()
+def init_dt_bias_(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4):
+    """softplus^-1 of a step size drawn log-uniformly in [dt_min, dt_max] (floored), so the initial Δ spans that."""
+    dt = torch.exp(torch.rand_like(bias, dtype=torch.float32) * (math.log(dt_max) - math.log(dt_min))
+                   + math.log(dt_min)).clamp(min=dt_init_floor)
+    bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+    return bias
+
+
+class MambaMixer(nn.Module):
+    """Mamba token mixer over a (B, L, C) sequence, one or two scan directions.
+
+    Args:
+        dim: channels C of the block.
+        d_state: state size N per channel.
+        d_conv: depthwise conv kernel.
+        expand: inner width E = expand * C.
+        dt_rank: rank R of the step-size projection ('auto': ceil(C / 16)).
+        bidirectional: Vim's bimamba v2 (forward and reversed scans with separate conv, x_proj, dt_proj, A, D).
+        reverse: single direction scanning right to left.
+        local_window: LBMamba's locally bi-directional scan with windows of this many steps; None for the
+            official window rule on the sequence length (4 / 8 / 16), 0 for the plain scan.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            d_state: int = 16,
+            d_conv: int = 4,
+            expand: int = 2,
+            dt_rank='auto',
+            bidirectional: bool = True,
+            reverse: bool = False,
+            local_window: Optional[int] = 0,
+            dt_min: float = 1e-3,
+            dt_max: float = 0.1,
+            dt_init_floor: float = 1e-4,
+            dt_scale: float = 1.0,
+            conv_bias: bool = True,
+            bias: bool = False,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        if bidirectional and (reverse or local_window != 0):
+            raise ValueError(f"bidirectional: the two-direction mixer has no reverse or local_window option, "
+                             f"got reverse={reverse}, local_window={local_window}")
+        self.dim = dim
+        self.d_state = d_state
+        self.d_inner = int(expand * dim)
+        self.dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else int(dt_rank)
+        self.bidirectional = bidirectional
+        self.reverse = reverse
+        self.local_window = local_window
+        self.dt_min, self.dt_max, self.dt_init_floor, self.dt_scale = dt_min, dt_max, dt_init_floor, dt_scale
+        self.suffixes = ('', '_b') if bidirectional else ('',)
+
+        self.in_proj = nn.Linear(dim, 2 * self.d_inner, bias=bias, **dd)
+        for s in self.suffixes:
+            self.add_module('conv1d' + s, nn.Conv1d(
+                self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias, **dd))
+            self.add_module('x_proj' + s, nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **dd))
+            self.add_module('dt_proj' + s, nn.Linear(self.dt_rank, self.d_inner, bias=True, **dd))
+            # A and D stay fp32 whatever the model dtype, as in mamba-ssm (the scan accumulates in fp32).
+            a_name = 'A_log' if not s else 'A' + s + '_log'
+            self.register_parameter(a_name, nn.Parameter(torch.empty(self.d_inner, d_state, device=device)))
+            self.register_parameter('D' + s, nn.Parameter(torch.empty(self.d_inner, device=device)))
+        self.out_proj = nn.Linear(self.d_inner, dim, bias=bias, **dd)
+        self.reset_parameters(needs_reset=False)
+
+    def reset_parameters(self, needs_reset: bool = True) -> None:
+        """mamba-ssm's init: A = -[1..N] (S4D-real), D = 1, forward dt_proj weight U(±R^-0.5) and bias so that
+        softplus(bias) is log-uniform in [dt_min, dt_max]. The backward copies of dt_proj keep PyTorch's default
+        Linear init, as in Vim (the model-level init then zeroes their bias)."""
+        if needs_reset:
+            for m in self.children():
+                m.reset_parameters()
+        with torch.no_grad():
+            for s in self.suffixes:
+                a_log = getattr(self, 'A_log' if not s else 'A' + s + '_log')
+                a_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32, device=a_log.device)))
+                getattr(self, 'D' + s).fill_(1.0)
+            std = self.dt_rank ** -0.5 * self.dt_scale
+            nn.init.uniform_(self.dt_proj.weight, -std, std)
+            init_dt_bias_(self.dt_proj.bias, self.dt_min, self.dt_max, self.dt_init_floor)
+
+    def _directions(self):
+        for i, s in enumerate(self.suffixes):
+            a_log = self.A_log if not s else self.A_b_log
+            yield (getattr(self, 'conv1d' + s), getattr(self, 'x_proj' + s), getattr(self, 'dt_proj' + s),
+                   a_log, getattr(self, 'D' + s), self.reverse or i == 1)
+
+    def scan_inputs(self, x: torch.Tensor):
+        """(u, delta, A, B, C, D, delta_bias, z) of the op for the normalised block input x (B, L, C).
+
+        u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) fp32; z (B, L, E).
+        """
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x = x.transpose(1, 2)
+        us, deltas, bs, cs, a_logs, ds, biases = [], [], [], [], [], [], []
+        for conv, x_proj, dt_proj, a_log, d, reverse in self._directions():
+            u = F.silu(causal_depthwise_conv1d(x, conv, reverse))
+            dt, b, c = x_proj(u.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+            # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
+            deltas.append(F.linear(dt, dt_proj.weight).transpose(1, 2))
+            us.append(u)
+            bs.append(b.transpose(1, 2))
+            cs.append(c.transpose(1, 2))
+            a_logs.append(a_log)
+            ds.append(d)
+            biases.append(dt_proj.bias)
+        A = -torch.exp(torch.stack(a_logs).float())
+        return (torch.stack(us, 1), torch.stack(deltas, 1), A, torch.stack(bs, 1).contiguous(),
+                torch.stack(cs, 1).contiguous(), torch.stack(ds).float(), torch.stack(biases).float(), z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
+        y = mamba_scan_1d(u, delta, A, B, C, D, delta_bias, self.reverse, self.local_window)
+        # Vim divides the sum of the directions by 2 ("if_divide_out"); the gate SiLU(z) is shared by both
+        # directions, so gating after the mean equals the official gate-then-average.
+        y = y.mean(1) if self.bidirectional else y[:, 0]
+        return self.out_proj(y.transpose(1, 2) * F.silu(z))
+
+    def extra_repr(self) -> str:
+        return (f'dim={self.dim}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, '
+                f'bidirectional={self.bidirectional}, reverse={self.reverse}, local_window={self.local_window}')
+
+
+class MambaBlock(nn.Module):
+    """Add -> Norm -> Mixer, carrying (hidden, residual) like mamba-ssm's Block.
+
+    `hidden` is the previous mixer's output and `residual` the stream before it was added; the block adds them
+    (drop path on the hidden branch), keeps the sum in fp32 (`residual_in_fp32`), normalises it in fp32 and
+    hands the mixer the result in the activations' dtype. The first block gets residual=None. The drop path of
+    block i thus acts on block i-1's mixer output; the model adds the last one before its final norm.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            norm_layer: Type[nn.Module] = RmsNormFp32,
+            norm_eps: float = 1e-5,
+            drop_path: float = 0.,
+            residual_in_fp32: bool = True,
+            device=None,
+            dtype=None,
+            **mixer_kwargs,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.residual_in_fp32 = residual_in_fp32
+        self.mixer = MambaMixer(dim, **mixer_kwargs, **dd)
+        self.norm = norm_layer(dim, eps=norm_eps, **dd)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+
+    def forward(
+            self,
+            hidden: torch.Tensor,
+            residual: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        residual = hidden if residual is None else residual + self.drop_path(hidden)
+        if self.residual_in_fp32:
+            residual = residual.float()
+        hidden = self.mixer(self.norm(residual).to(hidden.dtype))
+        return hidden, residual

@@ -1,0 +1,69 @@
+"""Norms that compute in fp32 and return the input's dtype.
+
+The Vim-family blocks keep the residual stream in fp32 (`residual_in_fp32`) and normalise it with Triton's fused
+add-norm, which accumulates in fp32 whatever the parameter dtype. These modules do the same in plain PyTorch, so a
+model cast to bf16 (or run under autocast) normalises its fp32 residual without a dtype clash and without bf16
+accumulation. Parameter names (`weight`, `bias`) match `nn.LayerNorm` and mamba-ssm's RMSNorm.
+"""
+from typing import Type, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['RmsNormFp32', 'LayerNormFp32', 'get_fp32_norm_layer']
+
+
+class RmsNormFp32(nn.Module):
+    """RMSNorm `x * rsqrt(mean(x^2) + eps) * weight` over the last dim, weight only (no bias)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f'{self.dim}, eps={self.eps}'
+
+
+class LayerNormFp32(nn.Module):
+    """LayerNorm over the last dim with weight and bias, computed in fp32."""
+
+    def __init__(self, dim: int, eps: float = 1e-5, device=None, dtype=None):
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(dim, device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.float(), (self.dim,), self.weight.float(), self.bias.float(), self.eps)
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f'{self.dim}, eps={self.eps}'
+
+
+_NORMS = {'rmsnorm': RmsNormFp32, 'layernorm': LayerNormFp32}
+
+
+def get_fp32_norm_layer(norm_layer: Union[str, Type[nn.Module]]) -> Type[nn.Module]:
+    """'rmsnorm' or 'layernorm' (or a class, returned as is)."""
+    if not isinstance(norm_layer, str):
+        return norm_layer
+    if norm_layer not in _NORMS:
+        raise ValueError(f"norm_layer: unknown norm {norm_layer!r}; accepted: {sorted(_NORMS)} or a module class")
+    return _NORMS[norm_layer]

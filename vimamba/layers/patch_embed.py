@@ -1,0 +1,68 @@
+"""Image to token sequence with a patch size and a (possibly smaller) stride.
+
+timm's `PatchEmbed` ties the stride to the patch size; Vim's "+" models patchify 16x16 patches every 8 pixels
+(overlapping), giving ((H - 16) // 8 + 1) x ((W - 16) // 8 + 1) tokens, so the plain families use this one.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from timm.layers import to_2tuple
+
+__all__ = ['PatchEmbed']
+
+
+class PatchEmbed(nn.Module):
+    """Conv2d(k=patch_size, stride=stride) -> (B, H' * W', C) tokens in raster order.
+
+    `strict_img_size` asserts the input is `img_size` (the official Vim does); models with `dynamic_img_size`
+    turn it off and resize their position embedding instead.
+    """
+
+    def __init__(
+            self,
+            img_size: Union[int, Tuple[int, int]] = 224,
+            patch_size: Union[int, Tuple[int, int]] = 16,
+            stride: Optional[Union[int, Tuple[int, int]]] = None,
+            in_chans: int = 3,
+            embed_dim: int = 768,
+            bias: bool = True,
+            strict_img_size: bool = True,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        self.patch_size = to_2tuple(patch_size)
+        self.stride = to_2tuple(stride if stride is not None else patch_size)
+        self.strict_img_size = strict_img_size
+        self.img_size, self.grid_size, self.num_patches = self._init_img_size(img_size)
+        self.proj = nn.Conv2d(
+            in_chans, embed_dim, kernel_size=self.patch_size, stride=self.stride, bias=bias,
+            device=device, dtype=dtype)
+
+    def _init_img_size(self, img_size):
+        img_size = to_2tuple(img_size)
+        grid_size = self.dynamic_feat_size(img_size)
+        if grid_size[0] < 1 or grid_size[1] < 1:
+            raise ValueError(f"img_size: {img_size} is smaller than the patch size {self.patch_size}")
+        return img_size, grid_size, grid_size[0] * grid_size[1]
+
+    def set_input_size(self, img_size: Union[int, Tuple[int, int]]) -> None:
+        self.img_size, self.grid_size, self.num_patches = self._init_img_size(img_size)
+
+    def feat_ratio(self, as_scalar: bool = True) -> Union[int, Tuple[int, int]]:
+        return max(self.stride) if as_scalar else self.stride
+
+    def dynamic_feat_size(self, img_size: Tuple[int, int]) -> Tuple[int, int]:
+        """Token grid (H', W') of an image of `img_size`."""
+        return ((img_size[0] - self.patch_size[0]) // self.stride[0] + 1,
+                (img_size[1] - self.patch_size[1]) // self.stride[1] + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.strict_img_size:
+            # Two asserts, not one `and`: under torch.fx the comparisons are proxies with no truth value.
+            torch._assert(x.shape[-2] == self.img_size[0], f"Input height must be {self.img_size[0]} (img_size "
+                          f"{self.img_size}); build the model with dynamic_img_size=True for other sizes")
+            torch._assert(x.shape[-1] == self.img_size[1], f"Input width must be {self.img_size[1]} (img_size "
+                          f"{self.img_size}); build the model with dynamic_img_size=True for other sizes")
+        return self.proj(x).flatten(2).transpose(1, 2)

@@ -1,0 +1,108 @@
+"""Where the plain families put their extra tokens in the sequence, and a position-embedding resize that knows.
+
+A Mamba scan is order-sensitive, so an extra token's position is part of the architecture:
+- 'none': patches only (LBVim).
+- 'head': the tokens first (ShuffleMamba's cls token, timm ViT style).
+- 'middle': the tokens inserted after the first M // 2 of the M patches (Vim's middle cls token: 98 of 196,
+  364 of 729), so both scan directions reach it after the same number of steps.
+- 'interleaved': Mamba-Reg's registers, n groups of [G patches, 1 register] with G = M // (n + 1), then the
+  remaining patches; register i sits at i * (G + 1) + G.
+The helpers compute positions from the sequence length at run time (slices and reshapes only, so they trace
+under torch.fx and follow dynamic image sizes).
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from timm.layers import resample_abs_pos_embed
+
+__all__ = ['TOKEN_LAYOUTS', 'token_positions', 'insert_tokens', 'split_tokens', 'resample_pos_embed']
+
+TOKEN_LAYOUTS = ('none', 'head', 'middle', 'interleaved')
+
+
+def _check_layout(layout: str, num_tokens: int) -> None:
+    if layout not in TOKEN_LAYOUTS:
+        raise ValueError(f"layout: unknown token layout {layout!r}; accepted: {TOKEN_LAYOUTS}")
+    if (layout == 'none') != (num_tokens == 0):
+        raise ValueError(f"num_tokens: layout {layout!r} needs {'0' if layout == 'none' else '>= 1'} tokens, "
+                         f"got {num_tokens}")
+
+
+def token_positions(layout: str, num_patches: int, num_tokens: int) -> List[int]:
+    """Sequence positions of the extra tokens for `num_patches` patches."""
+    _check_layout(layout, num_tokens)
+    if layout == 'none':
+        return []
+    if layout == 'head':
+        return list(range(num_tokens))
+    if layout == 'middle':
+        return list(range(num_patches // 2, num_patches // 2 + num_tokens))
+    group = num_patches // (num_tokens + 1)
+    return [i * (group + 1) + group for i in range(num_tokens)]
+
+
+def insert_tokens(x: torch.Tensor, tokens: Optional[torch.Tensor], layout: str) -> torch.Tensor:
+    """Patches `x` (B, M, C) and `tokens` (B, n, C) -> the sequence (B, M + n, C) of `layout`."""
+    if layout == 'none' or tokens is None:
+        return x
+    if layout == 'head':
+        return torch.cat([tokens, x], dim=1)
+    if layout == 'middle':
+        half = x.shape[1] // 2
+        return torch.cat([x[:, :half], tokens, x[:, half:]], dim=1)
+    if layout == 'interleaved':
+        batch, num_patches, chans = x.shape
+        n = tokens.shape[1]
+        group = num_patches // (n + 1)
+        grouped = torch.cat([x[:, :n * group].reshape(batch, n, group, chans), tokens[:, :, None]], dim=2)
+        return torch.cat([grouped.reshape(batch, n * (group + 1), chans), x[:, n * group:]], dim=1)
+    raise ValueError(f"layout: unknown token layout {layout!r}; accepted: {TOKEN_LAYOUTS}")
+
+
+def split_tokens(x: torch.Tensor, layout: str, num_tokens: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The sequence (B, M + n, C) -> (patches (B, M, C) in raster order, tokens (B, n, C) or None)."""
+    if layout == 'none' or num_tokens == 0:
+        return x, None
+    n = num_tokens
+    if layout == 'head':
+        return x[:, n:], x[:, :n]
+    if layout == 'middle':
+        half = (x.shape[1] - n) // 2
+        return torch.cat([x[:, :half], x[:, half + n:]], dim=1), x[:, half:half + n]
+    if layout == 'interleaved':
+        batch, length, chans = x.shape
+        group = (length - n) // (n + 1)
+        grouped = x[:, :n * (group + 1)].reshape(batch, n, group + 1, chans)
+        patches = torch.cat([grouped[:, :, :group].reshape(batch, n * group, chans), x[:, n * (group + 1):]], dim=1)
+        return patches, grouped[:, :, group]
+    raise ValueError(f"layout: unknown token layout {layout!r}; accepted: {TOKEN_LAYOUTS}")
+
+
+def resample_pos_embed(
+        posemb: torch.Tensor,
+        new_size: Tuple[int, int],
+        old_size: Optional[Tuple[int, int]] = None,
+        layout: str = 'none',
+        num_tokens: int = 0,
+        interpolation: str = 'bicubic',
+        antialias: bool = True,
+) -> torch.Tensor:
+    """Resize a position embedding (1, M + n, C) whose token slots sit where `layout` puts them.
+
+    The token slots are taken out, the patch grid is interpolated to `new_size` and the slots go back where the
+    new grid puts them (for 'middle', index M // 2 -> M' // 2). The official Vim resize treats index 0 as the
+    cls slot, which is wrong for its middle cls token (vim_family.md §7.2). `old_size` defaults to a square grid.
+    """
+    patches, tokens = split_tokens(posemb, layout, num_tokens)
+    if old_size is None:
+        side = int(round(patches.shape[1] ** 0.5))
+        if side * side != patches.shape[1]:
+            raise ValueError(f"old_size: a position embedding of {patches.shape[1]} patch slots is not square; "
+                             f"pass old_size")
+        old_size = (side, side)
+    if tuple(old_size) == tuple(new_size):
+        return posemb
+    patches = resample_abs_pos_embed(
+        patches, new_size=list(new_size), old_size=list(old_size), num_prefix_tokens=0,
+        interpolation=interpolation, antialias=antialias)
+    return insert_tokens(patches, tokens, layout)

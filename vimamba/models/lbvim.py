@@ -1,0 +1,116 @@
+"""LBVim: Vision Mamba on the locally bi-directional Mamba scan (LBMamba)
+
+Paper: `LBMamba: Locally Bi-directional Mamba` (TMLR) - https://arxiv.org/abs/2506.15976
+Official code: https://github.com/cvlab-stonybrook/LBMamba
+
+Each layer runs ONE scan instead of Vim's two: the forward recurrence h_t plus a reverse recurrence r_t confined to
+windows of W scanned steps, H_t = h_t + r_t - Δ_t B_t u_t (the token counted once), both reusing the same Δ, A, B,
+C and conv output, so the mixer has Vim's single-direction parameters only. W is the official kernel's per-thread
+item count, a function of the sequence length (8 at 196 tokens, 16 from 257): `local_window=None` follows that rule.
+The official network flips the token sequence after every layer so that layers alternate direction; here odd
+layers scan in reversed order instead (`alternate_direction=True`), with the windows aligned to the scan as the
+kernel aligns them. No class token: the head mean-pools every token, or (LBVim-528) pools with one learned latent
+query through a 6-head attention, LayerNorm, Linear.
+
+The model class is `VisionMamba` (vim.py); this file holds the variants, their cfgs and the checkpoint filter.
+"""
+from typing import Any, Dict
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from .vim import VisionMamba, remap_official_state_dict
+
+__all__ = []
+
+# The LBVim block: one direction, LBMamba window from the sequence length, direction alternating with depth.
+_LBVIM_ARGS = dict(
+    class_token=False, bimamba=False, local_window=None, alternate_direction=True, global_pool='avg')
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VisionMamba) -> Dict[str, torch.Tensor]:
+    """Load official LBVim checkpoints: `layers.*` (no `_b` parameters), `norm_f`, a patch-only pos_embed, and for
+    the 528 model the `head.0.*` attention pool / `head.1.*` classifier."""
+    return remap_official_state_dict(state_dict, model)
+
+
+def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
+    return {
+        'url': url,
+        'num_classes': 1000,
+        'input_size': (3, 224, 224),
+        'pool_size': None,
+        'crop_pct': 0.875,
+        'interpolation': 'bicubic',
+        'fixed_input_size': True,
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'patch_embed.proj',
+        'classifier': 'head',
+        # The official repository has no license file.
+        'license': 'other',
+        'paper_ids': 'arXiv:2506.15976',
+        'paper_name': 'LBMamba: Locally Bi-directional Mamba',
+        'origin_url': 'https://github.com/cvlab-stonybrook/LBMamba',
+        'notes': ('No official weights released (the README link is empty).',),
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    'lbvim_tiny_patch16_224': _cfg(),
+    'lbvim_300_patch16_224': _cfg(),
+    'lbvim_small_patch16_224': _cfg(),
+    'lbvim_528_patch16_224': _cfg(),
+    'test_lbvim': _cfg(input_size=(3, 64, 64), license=None, notes=None),
+})
+
+
+def _create_lbvim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
+    out_indices = kwargs.pop('out_indices', 3)
+    return build_model_with_cfg(
+        VisionMamba,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **kwargs,
+    )
+
+
+@register_model
+def lbvim_tiny_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """LBVim-T: 6.42M params."""
+    model_args = dict(patch_size=16, embed_dim=192, depth=24, **_LBVIM_ARGS)
+    return _create_lbvim('lbvim_tiny_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def lbvim_300_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """LBVim-300 (width 300, matched to a Vim's throughput): 14.90M params."""
+    model_args = dict(patch_size=16, embed_dim=300, depth=24, **_LBVIM_ARGS)
+    return _create_lbvim('lbvim_300_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def lbvim_small_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """LBVim-S: 23.90M params."""
+    model_args = dict(patch_size=16, embed_dim=384, depth=24, **_LBVIM_ARGS)
+    return _create_lbvim('lbvim_small_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def lbvim_528_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """LBVim-528 with the latent attention-pool head (official `lbvim_528_patch16_224_atthead`): 44.82M params."""
+    model_args = dict(patch_size=16, embed_dim=528, depth=24, **dict(_LBVIM_ARGS, global_pool='map'),
+                      attn_pool_heads=6)
+    return _create_lbvim('lbvim_528_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_lbvim(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """Tiny LBVim for tests, with the attention-pool head (16 tokens -> window 4)."""
+    model_args = dict(img_size=64, patch_size=16, embed_dim=32, depth=4, d_state=8,
+                      **dict(_LBVIM_ARGS, global_pool='map'), attn_pool_heads=2)
+    return _create_lbvim('test_lbvim', pretrained=pretrained, **dict(model_args, **kwargs))

@@ -1,0 +1,166 @@
+"""ShuffleMamba: Vision Mamba trained with Stochastic Layer-Wise Shuffle (SLWS)
+
+Paper: `Stochastic Layer-Wise Shuffle: A Good Practice to Improve Vision Mamba Training` (ICML 2025)
+    - https://arxiv.org/abs/2408.17081
+Official code: https://github.com/huangzizheng01/ShuffleMamba
+
+SLWS is a training-only regulariser: layer l (of depth) shuffles the whole token sequence, class token or registers
+included, with probability shuffle_rate * l / (depth - 1); one Bernoulli draw and one permutation per layer and
+forward, shared by the batch. The block's mixer sees the permuted order (scan and causal conv), and both the hidden
+and residual streams are put back in place afterwards, so nothing changes at inference and no parameter is added.
+
+The backbone is Vim's bidirectional stack with a HEAD class token (`shufflemamba_{middle,base,large}`), or the
+Mamba-Reg layout (`*_reg{n}`): n registers interleaved with the patches, each with its own position embedding,
+pooled together through a Linear neck (C -> C / r) and a norm for the head. The plain models re-initialise every
+Linear with trunc_normal(.02) and zero bias (so the dt bias starts at 0) and keep the class token at zero
+(`weight_init='shufflemamba'`); the register models follow Vim's init.
+
+The model class is `VisionMamba` (vim.py); this file holds the variants, their cfgs and the checkpoint filter.
+"""
+from typing import Any, Dict
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from .vim import VisionMamba, remap_official_state_dict
+
+__all__ = []
+
+# shuffle_rate defaults are the official training values: 0.5 for B (run.sh), 0.1 for the Reg recipe (run_reg.sh)
+# and the official constructor default 0.1 elsewhere. Downstream configs train with 0; it is a no-op in eval anyway.
+_SHUFFLE_ARGS = dict(class_token=True, cls_position='head', weight_init='shufflemamba', shuffle_rate=0.1)
+_REG_ARGS = dict(class_token=False, weight_init='vim', shuffle_rate=0.1)
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VisionMamba) -> Dict[str, torch.Tensor]:
+    """Load official ShuffleMamba checkpoints: Vim's key names with a head-cls pos_embed (models_shuffle.py), or
+    Mamba-Reg's `cls_token` / `pos_embed_cls` registers, `neck` and `norm_neck` (models_reg.py)."""
+    return remap_official_state_dict(state_dict, model)
+
+
+def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
+    return {
+        'url': url,
+        'num_classes': 1000,
+        'input_size': (3, 224, 224),
+        'pool_size': None,
+        'crop_pct': 0.875,
+        'interpolation': 'bicubic',
+        'fixed_input_size': True,
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'patch_embed.proj',
+        'classifier': 'head',
+        # The official repository has no license file.
+        'license': 'other',
+        'paper_ids': 'arXiv:2408.17081',
+        'paper_name': 'Stochastic Layer-Wise Shuffle: A Good Practice to Improve Vision Mamba Training',
+        'origin_url': 'https://github.com/huangzizheng01/ShuffleMamba',
+        'notes': ('No official weights released yet (README to-do list).',),
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    'shufflemamba_middle_patch16_224': _cfg(),
+    'shufflemamba_base_patch16_224': _cfg(),
+    'shufflemamba_large_patch16_224': _cfg(),
+    'shufflemamba_large_d48_patch16_224': _cfg(),
+    # The Reg recipe's last stage evaluates at crop 1.0.
+    'shufflemamba_tiny_patch16_reg12_224': _cfg(crop_pct=1.0),
+    'shufflemamba_small_patch16_reg12_224': _cfg(crop_pct=1.0),
+    'shufflemamba_base_patch16_reg12_224': _cfg(crop_pct=1.0),
+    'shufflemamba_large_patch16_reg16_224': _cfg(crop_pct=1.0),
+    'test_shufflemamba': _cfg(input_size=(3, 64, 64), license=None, notes=None),
+    'test_shufflemamba_reg': _cfg(input_size=(3, 64, 64), license=None, notes=None),
+})
+
+
+def _create_shufflemamba(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
+    out_indices = kwargs.pop('out_indices', 3)
+    return build_model_with_cfg(
+        VisionMamba,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+        **kwargs,
+    )
+
+
+@register_model
+def shufflemamba_middle_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-M (official `mambar_middle_patch16_224`): 576 x 32 layers, LayerNorm, 74.24M params."""
+    model_args = dict(patch_size=16, embed_dim=576, depth=32, norm_layer='layernorm', **_SHUFFLE_ARGS)
+    return _create_shufflemamba('shufflemamba_middle_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def shufflemamba_base_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-B (official `mambar_base_patch16_224`, trained with shuffle_rate 0.5): 97.60M params."""
+    model_args = dict(patch_size=16, embed_dim=768, depth=24, **dict(_SHUFFLE_ARGS, shuffle_rate=0.5))
+    return _create_shufflemamba('shufflemamba_base_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def shufflemamba_large_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-L, 40 layers (official `mambar_large_patch16_224_40`, the "~300M" model): 283.70M params."""
+    model_args = dict(patch_size=16, embed_dim=1024, depth=40, **_SHUFFLE_ARGS)
+    return _create_shufflemamba('shufflemamba_large_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def shufflemamba_large_d48_patch16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-L, 48 layers (official `mambar_large_patch16_224` of models_shuffle.py): 340.03M params."""
+    model_args = dict(patch_size=16, embed_dim=1024, depth=48, **_SHUFFLE_ARGS)
+    return _create_shufflemamba(
+        'shufflemamba_large_d48_patch16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def shufflemamba_tiny_patch16_reg12_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-Reg-T (Mamba-Reg layout, 12 registers, no neck): 9.26M params."""
+    model_args = dict(patch_size=16, embed_dim=192, depth=24, reg_tokens=12, reg_reduction=1, **_REG_ARGS)
+    return _create_shufflemamba(
+        'shufflemamba_tiny_patch16_reg12_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def shufflemamba_small_patch16_reg12_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-Reg-S (12 registers, neck C/2): 27.80M params."""
+    model_args = dict(patch_size=16, embed_dim=384, depth=24, reg_tokens=12, reg_reduction=2, **_REG_ARGS)
+    return _create_shufflemamba(
+        'shufflemamba_small_patch16_reg12_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def shufflemamba_base_patch16_reg12_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-Reg-B (12 registers, neck C/4; trained with shuffle_rate 0.1): 99.30M params."""
+    model_args = dict(patch_size=16, embed_dim=768, depth=24, reg_tokens=12, reg_reduction=4, **_REG_ARGS)
+    return _create_shufflemamba(
+        'shufflemamba_base_patch16_reg12_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def shufflemamba_large_patch16_reg16_224(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """ShuffleMamba-Reg-L (48 layers, 16 registers, neck C/8): 341.22M params."""
+    model_args = dict(patch_size=16, embed_dim=1024, depth=48, reg_tokens=16, reg_reduction=8, **_REG_ARGS)
+    return _create_shufflemamba(
+        'shufflemamba_large_patch16_reg16_224', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_shufflemamba(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """Tiny ShuffleMamba for tests: head cls, LayerNorm, shuffle on."""
+    model_args = dict(img_size=64, patch_size=16, embed_dim=32, depth=4, d_state=8, norm_layer='layernorm',
+                      **dict(_SHUFFLE_ARGS, shuffle_rate=0.5))
+    return _create_shufflemamba('test_shufflemamba', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_shufflemamba_reg(pretrained: bool = False, **kwargs) -> VisionMamba:
+    """Tiny ShuffleMamba-Reg for tests: 3 interleaved registers with a neck, shuffle on."""
+    model_args = dict(img_size=64, patch_size=16, embed_dim=32, depth=4, d_state=8, reg_tokens=3, reg_reduction=2,
+                      **dict(_REG_ARGS, shuffle_rate=0.5))
+    return _create_shufflemamba('test_shufflemamba_reg', pretrained=pretrained, **dict(model_args, **kwargs))
