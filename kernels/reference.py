@@ -37,6 +37,8 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: Optional[int] = None) -
     a cumulative log-decay, so nothing overflows that the plain recurrence would not.
     """
     steps = a.shape[-2]
+    if steps == 0:
+        return b
     if chunk is None:
         chunk = min(64, max(8, 1 << round(math.log2(max(steps, 1)) / 2)))
     chunk = min(chunk, steps)
@@ -115,8 +117,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_w
     inp = (dt_s * u_s)[..., None] * B_s.transpose(-1, -2)[:, :, None]
 
     h = linear_scan(decay, inp)
-    last_state = h[..., -1, :].float().contiguous()
-    if local_window > 0:
+    if h.shape[-2] > 0:
+        last_state = h[..., -1, :].float().contiguous()
+    else:
+        last_state = h.new_zeros(h.shape[:-2] + h.shape[-1:], dtype=torch.float32)
+    if local_window > 0 and h.shape[-2] > 0:
         # LBMamba: add the window-local reverse recurrence and count the current input once.
         r = _local_reverse_scan(decay, inp, min(local_window, h.shape[-2]))
         h = h + r - inp

@@ -292,7 +292,7 @@ def test_torch_compile_fullgraph():
     x = make_inputs(batch=1, K=2, d=4, L=8, N=2, dtype=torch.float32)
     order = ScanOrder.from_index(random_index(2, 8), local_window=3)
 
-    def f(u, delta, A, B, C, D, z, delta_bias):
+    def f(u, delta, A, B, C, D, z, delta_bias, order):
         y = selective_scan(u, delta, A, B, C, D, z, delta_bias, order=order)
         return (y * 2).sum(1)
 
@@ -301,12 +301,26 @@ def test_torch_compile_fullgraph():
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     leaves = [v.detach().requires_grad_(True) for v in x.values()]
     leaves_c = [v.detach().requires_grad_(True) for v in x.values()]
-    out, out_c = f(*leaves), compiled(*leaves_c)
+    out, out_c = f(*leaves, order), compiled(*leaves_c, order)
     torch.testing.assert_close(out_c, out)
     out.sum().backward()
     out_c.sum().backward()
     for a, b in zip(leaves, leaves_c):
         torch.testing.assert_close(b.grad, a.grad)
+
+
+@pytest.mark.skipif(os.environ.get("VIMAMBA_TEST_INDUCTOR", "0") == "0",
+                    reason="inductor's C++ build takes 30-45 s on 2 cores; set VIMAMBA_TEST_INDUCTOR=1")
+def test_torch_compile_inductor():
+    x = make_inputs(batch=1, K=2, d=4, L=8, N=2, dtype=torch.float32, requires_grad=True)
+    order = ScanOrder.from_index(random_index(2, 8), local_window=3)
+
+    def f(x, order):
+        return (selective_scan(**x, order=order) * 2).sum(1)
+
+    out = torch.compile(f, fullgraph=True)(x, order)
+    torch.testing.assert_close(out, f(x, order))
+    out.sum().backward()
 
 
 class _Mixer(torch.nn.Module):
@@ -331,6 +345,20 @@ def test_fx_symbolic_trace_single_leaf():
     assert not any("vimamba" in str(n.target) and n.target is not selective_scan for n in gm.graph.nodes)
     args = (x["u"], x["delta"], x["B"], x["C"])
     torch.testing.assert_close(gm(*args), module(*args))
+
+
+def test_timm_fx_feature_extraction():
+    timm_layers = pytest.importorskip("timm.layers")
+    x = make_inputs(K=2, L=10, dtype=torch.float32)
+    module = _Mixer(ScanOrder.from_index(random_index(2, 10)))
+    train_nodes, eval_nodes = timm_layers.get_graph_node_names(module)
+    scans = [n for n in eval_nodes if "selective_scan" in n]
+    assert len(scans) == 2, eval_nodes
+    extractor = timm_layers.create_feature_extractor(module, return_nodes={scans[0]: "scan0"})
+    args = (x["u"], x["delta"], x["B"], x["C"])
+    expected = selective_scan(x["u"], x["delta"], -torch.exp(module.A_log), x["B"], x["C"], module.D,
+                              order=module.order)
+    torch.testing.assert_close(extractor(*args)["scan0"], expected)
 
 
 def test_jit_trace_sees_one_op_node():
@@ -397,6 +425,41 @@ def test_unimportable_backend_is_a_clear_error(monkeypatch):
     with pytest.raises(RuntimeError, match=r"backend 'triton' is not available: importing "
                                            r"vimamba\.kernels\._no_such_module failed"):
         selective_scan(**x)
+
+
+def test_auto_falls_back_when_a_kernel_declines(monkeypatch):
+    import sys
+    import types
+    declining = types.ModuleType("_declining_backend")
+
+    def decline(*args):
+        raise NotImplementedError("d_state 3 is not a power of two")
+    declining.selective_scan_fwd = declining.selective_scan_bwd = decline
+    monkeypatch.setitem(sys.modules, "_declining_backend", declining)
+    monkeypatch.setitem(ops._BACKENDS, "triton", "_declining_backend")
+    monkeypatch.setattr(ops, "_loaded", {})
+    monkeypatch.setattr(ops, "_warned_fallback", set())
+    monkeypatch.delenv("VIMAMBA_BACKEND", raising=False)
+    real_resolve = ops.resolve_backend
+    monkeypatch.setattr(ops, "resolve_backend",
+                        lambda name, device: "triton" if name in (None, "auto") else real_resolve(name, device))
+    x = make_inputs(K=2, L=6, requires_grad=True)
+    with pytest.warns(UserWarning, match=r"backend 'triton' declined \(d_state 3 is not a power of two\)"):
+        y = selective_scan(**x)
+    y.sum().backward()
+    torch.testing.assert_close(y, selective_scan(**x, backend="reference"))
+    # an explicit choice does not fall back
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    with pytest.raises(NotImplementedError):
+        selective_scan(**x, backend="triton")
+
+
+def test_empty_sequence():
+    x = make_inputs(K=2, L=0, requires_grad=True)
+    y, last = selective_scan(**x, local_window=4, return_last_state=True, backend="reference")
+    assert y.shape == (2, 2, 3, 0) and last.shape == (2, 2, 3, 4) and not last.any()
+    y.sum().backward()
+    assert x["A"].grad is not None and not x["A"].grad.any()
 
 
 def test_reference_backend_module_interface():

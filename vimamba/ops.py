@@ -28,6 +28,7 @@ gradient (its incoming gradient is ignored in the backward).
 import contextlib
 import importlib
 import os
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -128,6 +129,30 @@ def _autograd_dispatch():
             yield
 
 
+_warned_fallback = set()
+
+
+def _run_backend(backend: str, function: str, *args):
+    """Call `function` of the backend that `backend` resolves to for these tensors (args[0] is u in
+    the forward, dy in the backward: both on the op's device). Under "auto" (no explicit choice, no
+    VIMAMBA_BACKEND), a kernel that declines a shape with NotImplementedError (e.g. Triton with a
+    d_state that is not a power of two) falls back to the reference, with one warning per reason;
+    the backward resolves the same way, so forward and backward use the same backend."""
+    device = args[0].device
+    name = resolve_backend(backend, device)
+    try:
+        return getattr(_load_backend(name), function)(*args)
+    except NotImplementedError as e:
+        explicit = backend != "auto" or os.environ.get(_ENV_BACKEND, "auto") not in ("", "auto")
+        if name == "reference" or explicit:
+            raise
+        if str(e) not in _warned_fallback:
+            _warned_fallback.add(str(e))
+            warnings.warn(f"selective_scan: backend {name!r} declined ({e}); using the reference backend",
+                          stacklevel=2)
+        return getattr(_load_backend("reference"), function)(*args)
+
+
 # ----------------------------------------------------------------------------------------------
 # The custom ops
 # ----------------------------------------------------------------------------------------------
@@ -149,9 +174,9 @@ def _selective_scan_op(
     """Normalised selective scan: u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D,
     delta_bias (K, d); index (K, L) long or None. Returns y (b, K, d, L) in u's dtype and the last
     forward state (b, K, d, N) fp32."""
-    module = _load_backend(resolve_backend(backend, u.device))
-    y, last_state = module.selective_scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
+    y, last_state = _run_backend(
+        backend, "selective_scan_fwd", u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
+        local_window)
     return y, last_state
 
 
@@ -179,10 +204,10 @@ def _selective_scan_bwd_op(
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input gets an empty tensor
     (the op schema has no optional outputs)."""
-    module = _load_backend(resolve_backend(backend, u.device))
     with _autograd_dispatch():
-        grads = module.selective_scan_bwd(
-            dy.contiguous(), u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
+        grads = _run_backend(
+            backend, "selective_scan_bwd", dy.contiguous(), u, delta, A, B, C, D, z, delta_bias,
+            delta_softplus, index, local_window)
     return tuple(u.new_empty(0) if g is None else g.contiguous() for g in grads)
 
 
