@@ -16,7 +16,8 @@ autograd and differentiates it; the gradient of last_state is not part of the in
 
 How the recurrence h_t = a_t * h_{t-1} + b_t is evaluated: `linear_scan`, a two-level chunked scan
 vectorised over batch, K, d and N, with Python loops of about 2*sqrt(L) steps in all (16 + 13 at
-L = 197). The LBMamba window-local reverse recurrence reuses it on the flipped windows.
+L = 197). The LBMamba window-local reverse recurrence is the same scan run right to left over the
+windows, all windows at once.
 """
 import math
 from typing import Optional, Tuple
@@ -27,30 +28,37 @@ import torch.nn.functional as F
 __all__ = ["selective_scan_fwd", "selective_scan_bwd", "linear_scan"]
 
 
-def linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: Optional[int] = None) -> torch.Tensor:
-    """Inclusive scan h_t = a_t * h_{t-1} + b_t along dim -2 (time), h_{-1} = 0; a, b (..., T, N).
+def linear_scan(a: torch.Tensor, b: torch.Tensor, reverse: bool = False,
+                chunk: Optional[int] = None) -> torch.Tensor:
+    """Inclusive scan along dim -2 (time) of a, b (..., T, N), with a zero state outside:
+    h_t = a_t * h_{t-1} + b_t, or with reverse=True h_t = a_t * h_{t+1} + b_t.
 
-    Two levels: the sequence is cut into chunks of `chunk` steps (about sqrt(T), a power of two);
-    step i of every chunk is computed at once, giving the chunk-local state hb (zero state entering
-    the chunk) and the cumulative decay ha = a_first * ... * a_i; then a short loop carries the state
-    across chunk boundaries, h = hb + ha * h_entering. Only products of decays and sums: no exp of
-    a cumulative log-decay, so nothing overflows that the plain recurrence would not.
+    Two levels: the sequence is cut into chunks of `chunk` steps (about sqrt(T), a power of two).
+    Step i of every chunk is computed at once, giving the chunk-local state (zero state entering the
+    chunk) and the decay accumulated since the chunk's entry; a short loop then carries the state
+    across chunk boundaries, h = local state + accumulated decay * state entering the chunk. Only
+    products of decays and sums: no exp of a cumulative log-decay, so nothing overflows that the
+    plain recurrence would not.
     """
     steps = a.shape[-2]
     if steps == 0:
         return b
     if chunk is None:
-        chunk = min(64, max(8, 1 << round(math.log2(max(steps, 1)) / 2)))
+        chunk = min(64, max(8, 1 << round(math.log2(steps) / 2)))
     chunk = min(chunk, steps)
     chunks = -(-steps // chunk)
     pad = chunks * chunk - steps
-    # Padded steps are the identity element (a, b) = (1, 0).
+    # Padded steps are the identity element (a, b) = (1, 0); read in reverse they come first and
+    # leave the zero state as it is.
     a = F.pad(a, (0, 0, 0, pad), value=1.0)
     b = F.pad(b, (0, 0, 0, pad), value=0.0)
     shape = a.shape[:-2] + (chunks, chunk, a.shape[-1])
     # unbind (not indexing) so that autograd does not build a full-size zero gradient per step.
-    a_steps = a.reshape(shape).unbind(-2)
-    b_steps = b.reshape(shape).unbind(-2)
+    a_steps = list(a.reshape(shape).unbind(-2))
+    b_steps = list(b.reshape(shape).unbind(-2))
+    if reverse:
+        a_steps.reverse()
+        b_steps.reverse()
     decay, state = a_steps[0], b_steps[0]
     decays, states = [decay], [state]
     for a_i, b_i in zip(a_steps[1:], b_steps[1:]):
@@ -58,12 +66,19 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, chunk: Optional[int] = None) -
         decay = a_i * decay
         decays.append(decay)
         states.append(state)
-    # State entering each chunk: a loop over chunks on (..., N) slices.
-    chunk_decay, chunk_state = decay.unbind(-2), state.unbind(-2)
-    entering = [torch.zeros_like(chunk_state[0])]
-    for c in range(chunks - 1):
-        entering.append(chunk_decay[c] * entering[-1] + chunk_state[c])
-    h = torch.stack(states, -2) + torch.stack(decays, -2) * torch.stack(entering, -2)[..., None, :]
+    if reverse:
+        decays.reverse()
+        states.reverse()
+    h = torch.stack(states, -2)
+    if chunks > 1:
+        # State entering each chunk: a loop over chunks on (..., N) slices, in scan direction.
+        chunk_decay, chunk_state = decay.unbind(-2), state.unbind(-2)
+        entering = [None] * chunks
+        carry = torch.zeros_like(chunk_state[0])
+        for c in (reversed(range(chunks)) if reverse else range(chunks)):
+            entering[c] = carry
+            carry = chunk_decay[c] * carry + chunk_state[c]
+        h = h + torch.stack(decays, -2) * torch.stack(entering, -2)[..., None, :]
     return h.reshape(a.shape)[..., :steps, :]
 
 
@@ -73,13 +88,10 @@ def _local_reverse_scan(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.
     steps = a.shape[-2]
     windows = -(-steps // window)
     pad = windows * window - steps
-    # Padded steps (a, b) = (1, 0) add nothing: read right to left they come first and keep r at 0.
     a = F.pad(a, (0, 0, 0, pad), value=1.0)
     b = F.pad(b, (0, 0, 0, pad), value=0.0)
     shape = a.shape[:-2] + (windows, window, a.shape[-1])
-    a = a.reshape(shape).flip(-2)
-    b = b.reshape(shape).flip(-2)
-    r = linear_scan(a, b).flip(-2)
+    r = linear_scan(a.reshape(shape), b.reshape(shape), reverse=True)
     return r.reshape(r.shape[:-3] + (windows * window, r.shape[-1]))[..., :steps, :]
 
 

@@ -173,6 +173,24 @@ def test_three_dim_layout_equals_k1():
     assert not torch.allclose(y4, y4r)
 
 
+@pytest.mark.parametrize("steps", [1, 5, 8, 13, 70])
+@pytest.mark.parametrize("chunk", [None, 1, 3, 8])
+def test_reference_linear_scan_both_directions(steps, chunk):
+    from vimamba.kernels.reference import linear_scan
+    a = torch.rand(3, steps, 4, dtype=torch.float64)
+    b = torch.randn(3, steps, 4, dtype=torch.float64)
+    h, forward = torch.zeros(3, 4, dtype=torch.float64), []
+    for t in range(steps):
+        h = a[:, t] * h + b[:, t]
+        forward.append(h)
+    r, backward = torch.zeros(3, 4, dtype=torch.float64), [None] * steps
+    for t in reversed(range(steps)):
+        r = a[:, t] * r + b[:, t]
+        backward[t] = r
+    torch.testing.assert_close(linear_scan(a, b, chunk=chunk), torch.stack(forward, 1))
+    torch.testing.assert_close(linear_scan(a, b, reverse=True, chunk=chunk), torch.stack(backward, 1))
+
+
 @pytest.mark.parametrize("local_window,use_order", [(0, False), (2, True), (3, False)])
 def test_gradcheck(local_window, use_order):
     x = make_inputs(batch=1, K=2, d=2, L=5, N=2, requires_grad=True)
@@ -251,6 +269,12 @@ def test_last_state_is_forward_state_in_scan_order():
     _, last_ref = scan_loop(**x, index=index)
     assert last.shape == (2, 4, 3, 4)
     torch.testing.assert_close(last.double(), last_ref, atol=1e-6, rtol=1e-6)
+
+
+def test_last_state_is_not_differentiable():
+    x = make_inputs(K=2, L=6, requires_grad=True)
+    y, last = selective_scan(**x, return_last_state=True)
+    assert y.requires_grad and not last.requires_grad
 
 
 def test_meta_device():

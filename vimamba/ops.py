@@ -22,8 +22,8 @@ Layers:
 - Backends are modules with `selective_scan_fwd` / `selective_scan_bwd` (see kernels/reference.py),
   imported lazily by name through `_BACKENDS`.
 
-The `last_state` output (`return_last_state=True`) is for inference and inspection: it carries no
-gradient (its incoming gradient is ignored in the backward).
+The `last_state` output (`return_last_state=True`) is for inference and inspection: it is marked
+non-differentiable (requires_grad False), so no gradient flows through it.
 """
 import contextlib
 import importlib
@@ -220,13 +220,14 @@ def _(dy, u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_wind
 def _setup_context(ctx, inputs, output):
     u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend = inputs
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, index)
+    ctx.mark_non_differentiable(output[1])  # last_state: inference and inspection only
     ctx.delta_softplus = delta_softplus
     ctx.local_window = local_window
     ctx.backend = backend
 
 
 def _backward(ctx, dy, dlast_state):
-    # dlast_state is ignored: last_state is documented as not differentiable.
+    # last_state is marked non-differentiable: dlast_state is always None or zeros.
     u, delta, A, B, C, D, z, delta_bias, index = ctx.saved_tensors
     grads = torch.ops.vimamba.selective_scan_bwd(
         dy, u, delta, A, B, C, D, z, delta_bias, index, ctx.delta_softplus, ctx.local_window,
