@@ -3,3 +3,4 @@ from . import vim
 from . import lbvim
 from . import shufflemamba
 from . import mair
+from . import mobilemamba

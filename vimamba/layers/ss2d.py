@@ -1,0 +1,144 @@
+"""2-D selective scan mixer (SS2D) on channel-first maps, with Conv-BN projections.
+
+The map is projected to an inner width Di = ssm_ratio * dim and split into a value path and a SiLU gate;
+the value path goes through a depthwise conv and SiLU, then every direction k of a scan pattern runs an
+S6 selective scan over the H*W tokens with its own token-wise projections (dt, B, C from `x_proj_weight[k]`,
+dt expanded by `dt_proj_weight[k]`). The K outputs come back in token order, are summed, LayerNorm'd,
+gated and projected back to `dim`.
+
+This is the form MobileMamba uses inside its WTE-Mamba branch (VMamba's SS2D with forward type "v052d"):
+1x1 Conv+BN in/out projections (fusable), d_state 1, the 'bidirectional' pattern (raster and reversed
+raster) and the "v2" initialisation (A = -1, D = 1, dt weights and bias 0.1 * U[0, 1)). Parameter shapes
+follow the official code (`A_log` (K*Di, N), `D` (K*Di,)) so that an optimiser that skips 1-D tensors
+treats them the way the official recipe did. The scan is `vimamba.ops.selective_scan` reading through
+the pattern's index map: no permuted copies of the activations are made.
+
+Precision: the op accumulates in fp32 and returns y in the input dtype (the official "oflex" kernel
+returns fp32 and casts after the LayerNorm); in fp32 the two agree exactly, under autocast y is rounded
+to the compute dtype once before the norm.
+"""
+import math
+from typing import Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import LayerNorm2d, register_notrace_function
+
+from vimamba import ops
+from vimamba.scans import ScanPattern, get_pattern
+
+from .conv_bn import ConvBn2d
+
+__all__ = ['SelectiveScan2d', 'scan_2d']
+
+
+@register_notrace_function
+def scan_2d(
+        u: torch.Tensor,
+        delta: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        D: torch.Tensor,
+        delta_bias: torch.Tensor,
+        pattern: ScanPattern,
+        height: int,
+        width: int,
+) -> torch.Tensor:
+    """Scan the H*W tokens of u (b, d, L) in every direction of `pattern` and sum the directions.
+
+    delta (b, K, d, L), B / C (b, K, N, L), A (K, d, N), D / delta_bias (K, d). Returns (b, d, L).
+    A leaf for FX tracing: the scan order depends on the concrete grid size.
+    """
+    order = pattern.order(height, width, u.device)
+    num_dir = order.num_directions
+    y = ops.selective_scan(
+        u.unsqueeze(1).expand(-1, num_dir, -1, -1), delta, A, B, C, D=D, delta_bias=delta_bias,
+        delta_softplus=True, order=order)
+    return y.sum(dim=1)
+
+
+class SelectiveScan2d(nn.Module):
+    """SS2D: in-proj (Conv-BN) -> dwconv + SiLU -> K-direction selective scan -> LayerNorm * SiLU(z) -> out-proj.
+
+    Args:
+        dim: Input and output channels.
+        d_state: SSM state size N.
+        ssm_ratio: Inner width Di = int(ssm_ratio * dim).
+        dt_rank: Rank R of the dt projection; 'auto' = ceil(dim / 16) (from `dim`, not Di, as VMamba).
+        d_conv: Depthwise conv kernel size (< 2: no conv).
+        conv_bias: Bias on the depthwise conv.
+        scan: Scan pattern name in `vimamba.scans` (or a pattern object); fixes K.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            d_state: int = 1,
+            ssm_ratio: float = 2.0,
+            dt_rank: Union[int, str] = 'auto',
+            d_conv: int = 3,
+            conv_bias: bool = True,
+            scan: Union[str, ScanPattern] = 'bidirectional',
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.pattern = get_pattern(scan) if isinstance(scan, str) else scan
+        self.num_directions = num_dir = self.pattern.num_directions
+        self.d_inner = d_inner = int(ssm_ratio * dim)
+        self.d_state = d_state
+        self.dt_rank = dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else int(dt_rank)
+
+        self.in_proj = ConvBn2d(dim, d_inner * 2, **dd)
+        self.act = nn.SiLU()
+        if d_conv > 1:
+            self.dwconv = nn.Conv2d(
+                d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias, **dd)
+        else:
+            self.dwconv = nn.Identity()
+        # Per direction: token-wise projection to (dt, B, C), then dt from rank R up to Di channels.
+        self.x_proj_weight = nn.Parameter(torch.empty(num_dir, dt_rank + 2 * d_state, d_inner, **dd))
+        self.dt_proj_weight = nn.Parameter(torch.empty(num_dir, d_inner, dt_rank, **dd))
+        self.dt_proj_bias = nn.Parameter(torch.empty(num_dir, d_inner, **dd))
+        self.A_log = nn.Parameter(torch.empty(num_dir * d_inner, d_state, **dd))
+        self.D = nn.Parameter(torch.empty(num_dir * d_inner, **dd))
+        self.out_norm = LayerNorm2d(d_inner, eps=1e-5, **dd)
+        self.out_proj = ConvBn2d(d_inner, dim, **dd)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """MobileMamba's "v2" init for the SSM tensors; PyTorch defaults elsewhere (as the official code)."""
+        bound = self.d_inner ** -0.5  # nn.Linear's default init of each direction's x_proj
+        nn.init.uniform_(self.x_proj_weight, -bound, bound)
+        nn.init.uniform_(self.dt_proj_weight, 0., 0.1)
+        nn.init.uniform_(self.dt_proj_bias, 0., 0.1)
+        nn.init.zeros_(self.A_log)  # A = -exp(0) = -1
+        nn.init.ones_(self.D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        x, z = self.in_proj(x).chunk(2, dim=1)
+        z = self.act(z)
+        x = self.act(self.dwconv(x))
+
+        num_dir, d_inner, rank, d_state = self.num_directions, self.d_inner, self.dt_rank, self.d_state
+        u = x.flatten(2)
+        length = u.shape[-1]
+        # Token-wise projections commute with any token order, so they run once in image order for
+        # all directions; the op reads the tokens through each direction's index.
+        x_dbl = F.conv1d(u, self.x_proj_weight.reshape(-1, d_inner, 1))
+        x_dbl = x_dbl.reshape(batch, num_dir, rank + 2 * d_state, length)
+        dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
+        delta = F.conv1d(
+            dts.reshape(batch, num_dir * rank, length), self.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
+        delta = delta.reshape(batch, num_dir, d_inner, length)
+        A = -torch.exp(self.A_log.float()).reshape(num_dir, d_inner, d_state)
+        y = scan_2d(
+            u, delta, A, B.contiguous(), C.contiguous(),
+            self.D.float().reshape(num_dir, d_inner), self.dt_proj_bias.float().reshape(num_dir, d_inner),
+            self.pattern, height, width)
+        y = self.out_norm(y.reshape(batch, d_inner, height, width)) * z
+        return self.out_proj(y)

@@ -1,0 +1,143 @@
+"""One-level 2-D discrete wavelet transform as fixed depthwise convolutions, and the wavelet conv built on it.
+
+`WaveletTransform2d` splits every channel into four half-resolution sub-bands (LL, LH, HL, HH) with a
+stride-2 depthwise conv whose filters are the outer products of a pywavelets filter bank, and inverts the
+split with the transposed conv of the reconstruction filters. The filters are constants: they are built
+from `pywt.Wavelet(name)`, kept as non-persistent buffers (never trained, never saved) and rebuilt by
+`init_non_persistent_buffers()` after a meta-device build.
+
+`WaveletConv` (WTConv, Finder et al., ECCV 2024, one level) filters the four sub-bands with one depthwise
+k x k conv and a per-band-channel scale, then transforms back: a large receptive field at half resolution
+for the cost of a small kernel. MobileMamba's WTE-Mamba adds it to a 2-D selective scan.
+"""
+from typing import Optional, Tuple
+
+import pywt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['WaveletTransform2d', 'WaveletConv', 'wavelet_filters']
+
+
+def wavelet_filters(
+        wavelet: str,
+        device=None,
+        dtype=None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The 2-D analysis and synthesis filters of a pywavelets filter bank, each (4, 1, k, k).
+
+    Band order LL, LH, HL, HH: outer products lo*lo, lo(cols)*hi(rows), hi*lo, hi*hi of the reversed
+    decomposition filters (conv2d correlates, so reversing turns it into the convolution pywt defines).
+    The synthesis filters are the reconstruction filters reversed twice, i.e. as pywt stores them.
+    For 'db1' (Haar) every tap is +-1/2 and synthesis == analysis, an orthogonal transform.
+    """
+    w = pywt.Wavelet(wavelet)
+    kw = dict(device=device, dtype=dtype if dtype is not None else torch.float32)
+
+    def outer(lo, hi):
+        return torch.stack([
+            lo[None, :] * lo[:, None],
+            lo[None, :] * hi[:, None],
+            hi[None, :] * lo[:, None],
+            hi[None, :] * hi[:, None],
+        ])[:, None]
+
+    dec = outer(torch.tensor(w.dec_lo[::-1], **kw), torch.tensor(w.dec_hi[::-1], **kw))
+    rec = outer(torch.tensor(w.rec_lo, **kw), torch.tensor(w.rec_hi, **kw))
+    return dec, rec
+
+
+class WaveletTransform2d(nn.Module):
+    """Fixed one-level 2-D DWT over `channels` channels and its exact inverse.
+
+    `forward(x)`: (B, C, H, W) -> (B, C, 4, ceil(H/2), ceil(W/2)); odd H / W are zero-padded by one
+    row / column at the bottom / right first. `inverse(bands, size)` undoes it and crops to `size`.
+    """
+
+    def __init__(
+            self,
+            channels: int,
+            wavelet: str = 'db1',
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        self.channels = channels
+        self.wavelet = wavelet
+        dec, rec = wavelet_filters(wavelet, device=device, dtype=dtype)
+        self.filter_size = dec.shape[-1]
+        # Constants from pywt: buffers, not parameters, so they get no gradient, no optimizer slot and no
+        # state-dict entry (the official checkpoints' `wt_filter` / `iwt_filter` are checked and dropped).
+        self.register_buffer('dwt_filter', dec.repeat(channels, 1, 1, 1), persistent=False)
+        self.register_buffer('idwt_filter', rec.repeat(channels, 1, 1, 1), persistent=False)
+
+    def init_non_persistent_buffers(self) -> None:
+        """Rebuild the filters in place (after `to_empty()` on a meta-built model)."""
+        dec, rec = wavelet_filters(self.wavelet, device=self.dwt_filter.device, dtype=self.dwt_filter.dtype)
+        with torch.no_grad():
+            self.dwt_filter.copy_(dec.repeat(self.channels, 1, 1, 1))
+            self.idwt_filter.copy_(rec.repeat(self.channels, 1, 1, 1))
+
+    @property
+    def num_filter_elements(self) -> int:
+        """Elements of the two fixed filter banks (what the official code counts as parameters)."""
+        return self.dwt_filter.numel() + self.idwt_filter.numel()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        # Unconditional (a zero pad when even) so torch.fx can trace it without shape-dependent branches.
+        x = F.pad(x, (0, w % 2, 0, h % 2))
+        pad = self.filter_size // 2 - 1
+        bands = F.conv2d(x, self.dwt_filter.to(x.dtype), stride=2, padding=pad, groups=c)
+        return bands.reshape(b, c, 4, bands.shape[-2], bands.shape[-1])
+
+    def inverse(self, bands: torch.Tensor, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        b, c, _, h_half, w_half = bands.shape
+        pad = self.filter_size // 2 - 1
+        x = F.conv_transpose2d(
+            bands.reshape(b, c * 4, h_half, w_half), self.idwt_filter.to(bands.dtype),
+            stride=2, padding=pad, groups=c)
+        if size is not None:
+            x = x[:, :, :size[0], :size[1]]
+        return x
+
+    def extra_repr(self) -> str:
+        return f'{self.channels}, wavelet={self.wavelet!r}'
+
+
+class WaveletConv(nn.Module):
+    """One-level wavelet convolution: DWT -> depthwise k x k on all 4*C sub-band maps -> scale -> IDWT.
+
+    The scale (one per sub-band channel, init 0.1) starts the branch small so it joins a residual sum
+    gently. The LL band goes through the same depthwise conv as the detail bands (single level).
+    """
+
+    def __init__(
+            self,
+            channels: int,
+            kernel_size: int = 5,
+            wavelet: str = 'db1',
+            init_scale: float = 0.1,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.init_scale = init_scale
+        self.wavelet = WaveletTransform2d(channels, wavelet, **dd)
+        # 'same' padding (k // 2 on each side for odd k), stride 1, one filter per sub-band map.
+        self.conv = nn.Conv2d(
+            channels * 4, channels * 4, kernel_size, padding=kernel_size // 2, groups=channels * 4,
+            bias=False, **dd)
+        self.scale = nn.Parameter(torch.full((1, channels * 4, 1, 1), init_scale, **dd))
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+        nn.init.constant_(self.scale, self.init_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bands = self.wavelet(x)
+        b, c, _, h_half, w_half = bands.shape
+        y = self.scale * self.conv(bands.reshape(b, c * 4, h_half, w_half))
+        return self.wavelet.inverse(y.reshape(b, c, 4, h_half, w_half), (x.shape[-2], x.shape[-1]))

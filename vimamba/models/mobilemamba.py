@@ -1,0 +1,735 @@
+"""MobileMamba
+
+MobileMamba: Lightweight Multi-Receptive Visual Mamba Network
+- paper: https://arxiv.org/abs/2411.15941 (CVPR 2025)
+- code: https://github.com/lewandofskee/MobileMamba (MIT license)
+
+A three-stage convolutional network (stem of stride 16, stages at strides 16 / 32 / 64) whose blocks are
+depthwise conv -> FFN -> MRFFI mixer -> depthwise conv -> FFN, each residual. The MRFFI mixer splits the
+channels three ways: a global branch (WTE-Mamba: a two-direction selective scan with d_state 1 plus a
+one-level Haar wavelet conv), a local branch (a k x k depthwise conv, k = 7 / 5 / 3 per stage) and an
+untouched remainder, then mixes them with a 1x1 conv. Every BatchNorm folds into its conv (`fuse()`).
+
+| variant | img | embed_dim | depth | params (with Haar filters) | BN folded |
+|---|---|---|---|---|---|
+| mobilemamba_t2 | 192 | 144, 272, 368 | 1, 2, 2 | 8.81M (8.84M) | |
+| mobilemamba_t4 | 192 | 176, 368, 448 | 1, 2, 2 | 14.14M (14.18M) | |
+| mobilemamba_s6 | 224 | 192, 384, 448 | 1, 2, 2 | 15.00M (15.04M) | |
+| mobilemamba_b1 / b2 / b4 | 256 / 384 / 512 | 200, 376, 448 | 2, 3, 2 | 17.07M (17.12M) | 17.03M (17.08M) |
+
+What differs from the official code, on purpose:
+- The Haar filters are non-persistent buffers built from pywavelets, not frozen parameters: they are not
+  in `parameters()` (the official counts include them; both numbers are in the table) nor in the state
+  dict; `checkpoint_filter_fn` checks the official `wt_filter` / `iwt_filter` entries and drops them.
+- The scan is `vimamba.ops.selective_scan` over the 'bidirectional' pattern of `vimamba.scans` (the op
+  reads tokens through the index map; no flipped copies).
+- Modules are named for what they are (`stem`, `stages.i.downsample`, `stages.i.blocks.j.mixer.global_branch`,
+  ...); `checkpoint_filter_fn` maps the official names.
+- `frozen_stages` freezes the stem for 0 (the official detection backbone indexes a nonexistent `blocks0`).
+Kept on purpose: the block returns `x + drop_path(F(x))` where F is itself a chain of residual units, so
+the identity is counted twice; the official weights depend on it.
+"""
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, SqueezeExcite, calculate_drop_path_rates, get_device_dtype
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+
+from vimamba.layers.conv_bn import BnLinear, ConvBn2d
+from vimamba.layers.ss2d import SelectiveScan2d
+from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
+
+__all__ = ['MobileMamba']
+
+
+def _round_to_16(n: int) -> int:
+    """Nearest multiple of 16, ties rounded up (the official global-branch width rule)."""
+    low = n // 16 * 16
+    return low if n - low < 8 else low + 16
+
+
+class Stem(nn.Module):
+    """Four stride-2 3x3 Conv-BN layers with ReLU between: stride 16, widths C/8, C/4, C/2, C."""
+
+    def __init__(self, in_chans: int, dim: int, device=None, dtype=None):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.conv1 = ConvBn2d(in_chans, dim // 8, 3, 2, 1, **dd)
+        self.conv2 = ConvBn2d(dim // 8, dim // 4, 3, 2, 1, **dd)
+        self.conv3 = ConvBn2d(dim // 4, dim // 2, 3, 2, 1, **dd)
+        self.conv4 = ConvBn2d(dim // 2, dim, 3, 2, 1, **dd)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv1(x))
+        x = self.act(self.conv2(x))
+        x = self.act(self.conv3(x))
+        return self.conv4(x)
+
+
+class ConvFfn(nn.Module):
+    """1x1 Conv-BN -> ReLU -> 1x1 Conv-BN; the last BN starts at zero so the residual unit starts as identity."""
+
+    def __init__(self, dim: int, hidden_dim: int, device=None, dtype=None):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.fc1 = ConvBn2d(dim, hidden_dim, **dd)
+        self.act = nn.ReLU()
+        self.fc2 = ConvBn2d(hidden_dim, dim, bn_weight_init=0., **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def _depthwise_3x3(dim: int, bn_weight_init: float = 1., **dd) -> ConvBn2d:
+    return ConvBn2d(dim, dim, 3, 1, 1, groups=dim, bn_weight_init=bn_weight_init, **dd)
+
+
+class DepthwiseConvBranch(nn.Module):
+    """MRFFI local branch (MK-DeConv): k x k depthwise Conv-BN -> ReLU -> 1x1 depthwise Conv-BN."""
+
+    def __init__(self, dim: int, kernel_size: int, device=None, dtype=None):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.conv_kxk = ConvBn2d(dim, dim, kernel_size, 1, kernel_size // 2, groups=dim, **dd)
+        self.act = nn.ReLU()
+        self.conv_1x1 = ConvBn2d(dim, dim, 1, groups=dim, **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_1x1(self.act(self.conv_kxk(x)))
+
+
+class WaveletMambaBranch(nn.Module):
+    """MRFFI global branch (WTE-Mamba): `ssm_scale * SS2D(x) + WaveletConv(x)`, both at full resolution.
+
+    The selective scan (two directions, d_state 1) sees the whole map for long-range context; the
+    wavelet conv adds a k x k receptive field at half resolution on all four Haar sub-bands, which
+    boosts the high-frequency detail the scan tends to smooth out.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            kernel_size: int,
+            ssm_ratio: float = 2.0,
+            d_state: int = 1,
+            wavelet: str = 'db1',
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.ssm = SelectiveScan2d(dim, d_state=d_state, ssm_ratio=ssm_ratio, scan='bidirectional', **dd)
+        self.ssm_scale = nn.Parameter(torch.ones(1, dim, 1, 1, **dd))
+        self.wavelet_conv = WaveletConv(dim, kernel_size, wavelet=wavelet, **dd)
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.ssm_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ssm_scale * self.ssm(x) + self.wavelet_conv(x)
+
+
+class MultiReceptiveFieldMixer(nn.Module):
+    """MRFFI: split channels into global (wavelet-Mamba), local (depthwise k x k) and identity parts.
+
+    Widths: global = round16(global_ratio * C); local = int(local_ratio * C), or what is left when that
+    would overflow C; identity = the rest ("eliminate redundant identity" keeps some channels untouched).
+    The parts are concatenated, ReLU'd and mixed by a 1x1 Conv-BN whose BN starts at zero.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            global_ratio: float,
+            local_ratio: float,
+            kernel_size: int,
+            ssm_ratio: float = 2.0,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.global_dim = _round_to_16(int(global_ratio * dim))
+        local_dim = int(local_ratio * dim)
+        self.local_dim = dim - self.global_dim if self.global_dim + local_dim > dim else local_dim
+        self.identity_dim = dim - self.global_dim - self.local_dim
+        self.global_branch = (
+            WaveletMambaBranch(self.global_dim, kernel_size, ssm_ratio=ssm_ratio, **dd)
+            if self.global_dim > 0 else nn.Identity())
+        self.local_branch = (
+            DepthwiseConvBranch(self.local_dim, kernel_size, **dd) if self.local_dim > 0 else nn.Identity())
+        self.act = nn.ReLU()
+        self.proj = ConvBn2d(dim, dim, bn_weight_init=0., **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_global, x_local, x_id = torch.split(x, [self.global_dim, self.local_dim, self.identity_dim], dim=1)
+        x = torch.cat([self.global_branch(x_global), self.local_branch(x_local), x_id], dim=1)
+        return self.proj(self.act(x))
+
+
+class MobileMambaBlock(nn.Module):
+    """Residual dw3x3 -> FFN -> MRFFI -> dw3x3 -> FFN, then an outer skip with stochastic depth.
+
+    The outer skip wraps a chain that is already residual, so the output is 2x + ... at init; this is
+    the official block and its weights depend on it.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            global_ratio: float,
+            local_ratio: float,
+            kernel_size: int,
+            ssm_ratio: float = 2.0,
+            mlp_ratio: float = 2.0,
+            drop_path: float = 0.,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.dw0 = _depthwise_3x3(dim, bn_weight_init=0., **dd)
+        self.ffn0 = ConvFfn(dim, int(dim * mlp_ratio), **dd)
+        self.mixer = MultiReceptiveFieldMixer(dim, global_ratio, local_ratio, kernel_size, ssm_ratio, **dd)
+        self.dw1 = _depthwise_3x3(dim, bn_weight_init=0., **dd)
+        self.ffn1 = ConvFfn(dim, int(dim * mlp_ratio), **dd)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x + self.dw0(x)
+        t = t + self.ffn0(t)
+        t = t + self.mixer(t)
+        t = t + self.dw1(t)
+        t = t + self.ffn1(t)
+        return x + self.drop_path(t)
+
+
+class PatchMerging(nn.Module):
+    """Inverted-residual stride-2 downsample: 1x1 expand x4 -> ReLU -> 3x3 dw s2 -> ReLU -> SE -> 1x1 project."""
+
+    def __init__(self, dim: int, out_dim: int, device=None, dtype=None):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        hidden_dim = dim * 4
+        self.conv_expand = ConvBn2d(dim, hidden_dim, **dd)
+        self.act = nn.ReLU()
+        self.conv_dw = ConvBn2d(hidden_dim, hidden_dim, 3, 2, 1, groups=hidden_dim, **dd)
+        self.se = SqueezeExcite(hidden_dim, rd_ratio=0.25, **dd)
+        self.conv_proj = ConvBn2d(hidden_dim, out_dim, **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv_expand(x))
+        x = self.act(self.conv_dw(x))
+        return self.conv_proj(self.se(x))
+
+
+class Downsample(nn.Module):
+    """Residual dw3x3 + FFN at the input width, PatchMerging (stride 2), residual dw3x3 + FFN at the output width."""
+
+    def __init__(self, dim: int, out_dim: int, mlp_ratio: float = 2.0, device=None, dtype=None):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.pre_dw = _depthwise_3x3(dim, **dd)
+        self.pre_ffn = ConvFfn(dim, int(dim * mlp_ratio), **dd)
+        self.merge = PatchMerging(dim, out_dim, **dd)
+        self.post_dw = _depthwise_3x3(out_dim, **dd)
+        self.post_ffn = ConvFfn(out_dim, int(out_dim * mlp_ratio), **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pre_dw(x)
+        x = x + self.pre_ffn(x)
+        x = self.merge(x)
+        x = x + self.post_dw(x)
+        return x + self.post_ffn(x)
+
+
+class MobileMambaStage(nn.Module):
+    def __init__(
+            self,
+            dim: int,
+            out_dim: int,
+            depth: int,
+            global_ratio: float,
+            local_ratio: float,
+            kernel_size: int,
+            ssm_ratio: float = 2.0,
+            downsample: bool = True,
+            drop_path: Sequence[float] = (),
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.grad_checkpointing = False
+        self.downsample = Downsample(dim, out_dim, **dd) if downsample else nn.Identity()
+        drop_path = list(drop_path) or [0.] * depth
+        self.blocks = nn.Sequential(*[
+            MobileMambaBlock(
+                out_dim, global_ratio, local_ratio, kernel_size, ssm_ratio=ssm_ratio, drop_path=drop_path[i], **dd)
+            for i in range(depth)
+        ])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = checkpoint_seq(self.blocks, x)
+        else:
+            x = self.blocks(x)
+        return x
+
+
+class MobileMamba(nn.Module):
+    """MobileMamba classifier / backbone.
+
+    Feature levels (indices of `feature_info`, `forward_intermediates`, `out_indices`): 0 = stem (stride
+    16), 1..3 = stages (strides 16, 32, 64), as the official detection / segmentation backbone numbers them.
+
+    Args:
+        in_chans: Input image channels.
+        num_classes: Classifier outputs (0: no classifier, `forward` returns pooled features).
+        global_pool: 'avg' or '' (no pooling; only with num_classes=0).
+        embed_dim: Width of each stage.
+        depth: MobileMamba blocks per stage.
+        global_ratio: Share of channels in each stage's global (wavelet-Mamba) branch.
+        local_ratio: Share of channels in each stage's local (depthwise) branch.
+        kernel_size: Kernel of the local branch and of the wavelet conv, per stage.
+        ssm_ratio: Inner expansion of the selective scan.
+        drop_rate: Dropout between the head's BatchNorm and its Linear.
+        drop_path_rate: Stochastic depth, linear from 0 over all blocks.
+        out_indices: Feature levels `forward_pyramid` returns (backbone use; official det/seg: (1, 2, 3)).
+        frozen_stages: Levels 0..frozen_stages (stem, stages) kept in eval mode with no gradients; -1: none.
+        norm_eval: Keep every BatchNorm in eval mode while training (detection fine-tuning).
+    """
+
+    def __init__(
+            self,
+            in_chans: int = 3,
+            num_classes: int = 1000,
+            global_pool: str = 'avg',
+            embed_dim: Sequence[int] = (192, 384, 448),
+            depth: Sequence[int] = (1, 2, 2),
+            global_ratio: Sequence[float] = (0.8, 0.7, 0.6),
+            local_ratio: Sequence[float] = (0.2, 0.2, 0.3),
+            kernel_size: Sequence[int] = (7, 5, 3),
+            ssm_ratio: float = 2.0,
+            drop_rate: float = 0.,
+            drop_path_rate: float = 0.,
+            out_indices: Sequence[int] = (1, 2, 3),
+            frozen_stages: int = -1,
+            norm_eval: bool = False,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        num_stages = len(embed_dim)
+        for name, value in (('depth', depth), ('global_ratio', global_ratio), ('local_ratio', local_ratio),
+                            ('kernel_size', kernel_size)):
+            if len(value) != num_stages:
+                raise ValueError(f'MobileMamba: {name}={tuple(value)} needs one entry per stage '
+                                 f'({num_stages}, from embed_dim={tuple(embed_dim)})')
+        if global_pool not in ('avg', ''):
+            raise ValueError(f"MobileMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
+        if not global_pool and num_classes:
+            raise ValueError(f"MobileMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.in_chans = in_chans
+        self.embed_dim = tuple(embed_dim)
+        self.drop_rate = drop_rate
+        self.grad_checkpointing = False
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        self.stem = Stem(in_chans, embed_dim[0], **dd)
+        self.feature_info = [dict(num_chs=embed_dim[0], reduction=16, module='stem')]
+        # Per-block rates rising linearly over all blocks, grouped per stage (the official schedule).
+        dpr = calculate_drop_path_rates(drop_path_rate, list(depth), stagewise=True)
+        stages = []
+        reduction = 16
+        for i in range(num_stages):
+            if i > 0:
+                reduction *= 2
+            stages.append(MobileMambaStage(
+                embed_dim[max(i - 1, 0)],
+                embed_dim[i],
+                depth[i],
+                global_ratio[i],
+                local_ratio[i],
+                kernel_size[i],
+                ssm_ratio=ssm_ratio,
+                downsample=i > 0,
+                drop_path=dpr[i],
+                **dd,
+            ))
+            self.feature_info.append(dict(num_chs=embed_dim[i], reduction=reduction, module=f'stages.{i}'))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = self.head_hidden_size = embed_dim[-1]
+        self.head = BnLinear(self.num_features, num_classes, drop=drop_rate, **dd) if num_classes > 0 else nn.Identity()
+        self._freeze_stages()
+
+    @torch.jit.ignore
+    def init_weights(self) -> None:
+        """Re-initialise every parameter and rebuild the wavelet filters (after `to_empty()` of a meta build).
+
+        Children are reset before their parents so a parent's own init (BN weight 0, v2 SSM init) wins.
+        """
+        for m in reversed(list(self.modules())):
+            if m is not self and hasattr(m, 'reset_parameters'):
+                m.reset_parameters()
+            if isinstance(m, WaveletTransform2d):
+                m.init_non_persistent_buffers()
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        # Empty on purpose: the official recipe decays every tensor of two or more dims (A_log, the
+        # scales, dt_proj_bias) and skips 1-D ones (D, norms, biases), which is timm's default too.
+        return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(
+            stem=r'^stem',
+            blocks=r'^stages\.(\d+)' if coarse else [
+                (r'^stages\.(\d+)\.downsample', (0,)),
+                (r'^stages\.(\d+)\.blocks\.(\d+)', None),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        if global_pool is not None:
+            if global_pool not in ('avg', ''):
+                raise ValueError(f"MobileMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
+            self.global_pool = global_pool
+        if not self.global_pool and num_classes:
+            raise ValueError(f"MobileMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        self.num_classes = num_classes
+        dd = get_device_dtype(self)
+        self.head = (
+            BnLinear(self.num_features, num_classes, drop=self.drop_rate, **dd) if num_classes > 0 else nn.Identity())
+        self.head.train(self.training)
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Forward features that returns intermediates.
+
+        Args:
+            x: Input image tensor.
+            indices: Take last n levels if int, all if None, select matching indices if sequence
+                (0 = stem, 1..3 = stages).
+            norm: Ignored: the model has no final norm outside the classifier.
+            stop_early: Stop iterating over stages when the last desired intermediate is hit.
+            output_fmt: 'NCHW' or 'NHWC'.
+            intermediates_only: Only return intermediate features.
+        """
+        if output_fmt not in ('NCHW', 'NHWC'):
+            raise ValueError(f"MobileMamba: output_fmt={output_fmt!r}; accepted: 'NCHW', 'NHWC'")
+        intermediates = []
+        take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
+
+        x = self.stem(x)
+        if 0 in take_indices:
+            intermediates.append(x)
+        if torch.jit.is_scripting() or not stop_early:
+            stages = self.stages
+        else:
+            stages = self.stages[:max_index]
+        for feat_idx, stage in enumerate(stages, start=1):
+            x = stage(x)
+            if feat_idx in take_indices:
+                intermediates.append(x)
+        if output_fmt == 'NHWC':
+            intermediates = [y.permute(0, 2, 3, 1) for y in intermediates]
+
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Prune stages (and the head) not needed for the given intermediates."""
+        take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
+        prune_end = max_index < len(self.stages)
+        self.stages = self.stages[:max_index]
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
+        if prune_head or prune_end:
+            self.reset_classifier(0, '')
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.stages(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == 'avg':
+            x = x.mean((2, 3))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x)
+        return self.forward_head(x)
+
+    # Backbone behaviour for dense prediction (OpenMMLab conventions) ------------------------------------
+
+    def forward_pyramid(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The NCHW maps of levels `out_indices` (a tuple, as mmdet / mmseg necks expect)."""
+        return tuple(self.forward_intermediates(
+            x, indices=list(self.out_indices), stop_early=True, intermediates_only=True))
+
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        return [self.stem] + list(self.stages[:self.frozen_stages])
+
+    def _freeze_stages(self) -> None:
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'MobileMamba':
+        super().train(mode)
+        if mode:
+            for m in self._frozen_modules():
+                m.eval()
+            if self.norm_eval:
+                for m in self.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+        return self
+
+    @torch.no_grad()
+    def fuse(self) -> 'MobileMamba':
+        """Fold every BatchNorm into the conv / linear before it, in place; returns self (eval only)."""
+        if self.training:
+            raise RuntimeError('MobileMamba.fuse() folds running statistics: call model.eval() first')
+
+        def fold(parent: nn.Module) -> None:
+            for name, child in parent.named_children():
+                if hasattr(child, 'fuse'):
+                    setattr(parent, name, child.fuse())
+                else:
+                    fold(child)
+
+        fold(self)
+        return self
+
+
+def _convert_official_key(key: str) -> str:
+    """Official MobileMamba state-dict name -> this module's name (see the module docstring)."""
+    parts = key.split('.')
+    if parts[0] == 'patch_embed':  # Sequential(conv, relu, conv, relu, ...): convs at 0, 2, 4, 6
+        parts[:2] = ['stem', f'conv{int(parts[1]) // 2 + 1}']
+    elif parts[0] == 'head':
+        parts[1] = {'bn': 'norm', 'l': 'fc'}[parts[1]]
+    elif parts[0].startswith('blocks'):
+        stage, index = int(parts[0][len('blocks'):]) - 1, int(parts[1])
+        if stage == 0:
+            parts[:2] = ['stages', '0', 'blocks', str(index)]
+        elif index == 0:  # Sequential(Residual(dw3x3), Residual(FFN)) before the merge
+            parts[:4] = ['stages', str(stage), 'downsample', ('pre_dw', 'pre_ffn')[int(parts[2])]]
+        elif index == 1:
+            parts[:2] = ['stages', str(stage), 'downsample', 'merge']
+        elif index == 2:
+            parts[:4] = ['stages', str(stage), 'downsample', ('post_dw', 'post_ffn')[int(parts[2])]]
+        else:
+            parts[:2] = ['stages', str(stage), 'blocks', str(index - 3)]
+    key = '.'.join(parts)
+    for old, new in (
+            ('.m.attn.', '.'),  # Residual(.m) -> MobileMambaBlockWindow(.attn) -> MobileMambaModule
+            ('.m.', '.'),
+            ('.local_op.dwconv3x3.weight', '.local_branch.conv_kxk.conv.weight'),
+            ('.local_op.bn1.', '.local_branch.conv_kxk.bn.'),
+            ('.local_op.dwconv1x1.weight', '.local_branch.conv_1x1.conv.weight'),
+            ('.local_op.bn2.', '.local_branch.conv_1x1.bn.'),
+            ('.global_op.global_atten.', '.global_branch.ssm.'),
+            ('.global_op.base_scale.weight', '.global_branch.ssm_scale'),
+            ('.global_op.wavelet_convs.0.weight', '.global_branch.wavelet_conv.conv.weight'),
+            ('.global_op.wavelet_scale.0.weight', '.global_branch.wavelet_conv.scale'),
+            ('.proj.1.', '.proj.'),
+            ('.pw1.', '.fc1.'),
+            ('.pw2.', '.fc2.'),
+            ('.merge.conv1.', '.merge.conv_expand.'),
+            ('.merge.conv2.', '.merge.conv_dw.'),
+            ('.merge.conv3.', '.merge.conv_proj.'),
+            ('.ssm.conv2d.', '.ssm.dwconv.'),
+            ('.ssm.Ds', '.ssm.D'),
+            ('.ssm.A_logs', '.ssm.A_log'),
+            ('.ssm.dt_projs_', '.ssm.dt_proj_'),
+            ('.c.weight', '.conv.weight'),
+    ):
+        key = key.replace(old, new)
+    return key
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: MobileMamba) -> Dict[str, torch.Tensor]:
+    """Convert an official MobileMamba checkpoint to this model's names; strict.
+
+    Accepts the trainer's files (`net_E` = EMA weights, which the reported top-1 uses, preferred over
+    `net`), `state_dict` / `model` wrappers and raw state dicts. The fixed wavelet filters are compared
+    with the Haar filters and dropped. Raises `KeyError` listing every missing and unexpected key.
+    """
+    for container in ('net_E', 'net', 'state_dict', 'model'):
+        if isinstance(state_dict.get(container), dict):
+            state_dict = state_dict[container]
+            break
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ValueError('checkpoint_filter_fn: the model is already fused; load into an unfused model, then fuse()')
+
+    expected = model.state_dict()
+    if 'stem.conv1.conv.weight' in state_dict:  # already in our format
+        converted = dict(state_dict)
+    else:
+        converted = {}
+        for key, value in state_dict.items():
+            if key.endswith(('.wt_filter', '.iwt_filter')):
+                channels = value.shape[0] // 4
+                reference = WaveletTransform2d(channels, 'db1')
+                ref = reference.dwt_filter if key.endswith('.wt_filter') else reference.idwt_filter
+                if value.shape != ref.shape or not torch.allclose(value.float().cpu(), ref, atol=1e-6):
+                    raise ValueError(f'checkpoint_filter_fn: {key} is not the Haar filter bank this model uses')
+                continue
+            if key.startswith('head_dist.'):
+                raise KeyError(f'checkpoint_filter_fn: {key}: distilled-head checkpoints are not supported '
+                               f'(the released MobileMamba weights have no distillation head)')
+            converted[_convert_official_key(key)] = value
+    if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
+        converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
+
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    if missing or unexpected:
+        raise KeyError(
+            f'checkpoint_filter_fn: checkpoint does not match {type(model).__name__}: '
+            f'missing keys {missing}; unexpected keys {unexpected}')
+    return converted
+
+
+def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
+    return {
+        'url': url,
+        'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (4, 4),
+        'crop_pct': 0.875, 'interpolation': 'bicubic',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'stem.conv1.conv', 'classifier': 'head.fc',
+        'license': 'mit',
+        'paper_ids': 'arXiv:2411.15941',
+        'paper_name': 'MobileMamba: Lightweight Multi-Receptive Visual Mamba Network',
+        'origin_url': 'https://github.com/lewandofskee/MobileMamba',
+        **kwargs,
+    }
+
+
+# The official weights are Google Drive files (not fetchable by timm): download one, then
+# `create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))`; the filter reads it.
+_DRIVE = 'https://drive.google.com/file/d/{}/view'
+_T2 = dict(input_size=(3, 192, 192), pool_size=(3, 3))
+_S6 = dict(input_size=(3, 224, 224), pool_size=(4, 4))
+_B1 = dict(input_size=(3, 256, 256), pool_size=(4, 4))
+_B2 = dict(input_size=(3, 384, 384), pool_size=(6, 6))
+_B4 = dict(input_size=(3, 512, 512), pool_size=(8, 8))
+_KD = 'trained 1000 epochs with soft distillation from a TResNet-L-v2 teacher'
+
+default_cfgs = generate_default_cfgs({
+    'mobilemamba_t2.in1k': _cfg(**_T2, notes=(_DRIVE.format('1LXh5wjVEUu5Kj1foclC9zmlKsy7JpMQ-'),)),
+    'mobilemamba_t2.kd_in1k': _cfg(**_T2, notes=(_DRIVE.format('14UUeEeN62a1jo5qit-m0yChQnNU8JWQG'), _KD)),
+    'mobilemamba_t4.in1k': _cfg(**_T2, notes=(_DRIVE.format('17-5Q93_cEhBYMDzWTq4sDcc4_c_ezwpd'),)),
+    'mobilemamba_t4.kd_in1k': _cfg(**_T2, notes=(_DRIVE.format('12e1RKJEYDWVjOZuQLycjOUkA5PqCUnwu'), _KD)),
+    'mobilemamba_s6.in1k': _cfg(**_S6, notes=(_DRIVE.format('13en_zNB2wuHmnHKZMUQDe4KizlaTCHbP'),)),
+    'mobilemamba_s6.kd_in1k': _cfg(**_S6, notes=(_DRIVE.format('1ujVeWpoICjioRF0aB7PD1fadM4PGFRfl'), _KD)),
+    'mobilemamba_b1.in1k': _cfg(**_B1, notes=(_DRIVE.format('1ODO1XM2luMfczbDLJxHrEl-ie7yUscAC'),)),
+    'mobilemamba_b1.kd_in1k': _cfg(**_B1, notes=(_DRIVE.format('15rBhYky_f7jNSknXujuwQESaIkiTBAR1'), _KD)),
+    'mobilemamba_b2.in1k': _cfg(**_B2, notes=(_DRIVE.format('1tJJZqeP09D_IAKKFuQtJQOYm4eNGjr1r'),)),
+    'mobilemamba_b2.kd_in1k': _cfg(**_B2, notes=(_DRIVE.format('1KuleL6Fi84zkjIhkRFbR4lqGa2iu6bOp'), _KD)),
+    'mobilemamba_b4.in1k': _cfg(**_B4, notes=(_DRIVE.format('1MiGLHSldK2JpbQEe-7VlmFsaCdugDnYR'),)),
+    'mobilemamba_b4.kd_in1k': _cfg(**_B4, notes=(_DRIVE.format('1KevdesGm8Pb4fEbgZ5JY4FMy9IQgYbiZ'), _KD)),
+    'test_mobilemamba.untrained': _cfg(input_size=(3, 128, 128), pool_size=(2, 2)),
+})
+
+
+def _create_mobilemamba(variant: str, pretrained: bool = False, **kwargs) -> MobileMamba:
+    return build_model_with_cfg(
+        MobileMamba,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=(1, 2, 3), feature_cls='getter'),
+        **kwargs,
+    )
+
+
+@register_model
+def mobilemamba_t2(pretrained: bool = False, **kwargs) -> MobileMamba:
+    """MobileMamba-T2 @ 192: 8.8M params, 73.6 top-1 (EMA, 300 epochs), 76.9 with KD."""
+    model_args = dict(embed_dim=(144, 272, 368), depth=(1, 2, 2))
+    return _create_mobilemamba('mobilemamba_t2', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mobilemamba_t4(pretrained: bool = False, **kwargs) -> MobileMamba:
+    """MobileMamba-T4 @ 192: 14.2M params, 76.1 top-1, 78.9 with KD."""
+    model_args = dict(embed_dim=(176, 368, 448), depth=(1, 2, 2))
+    return _create_mobilemamba('mobilemamba_t4', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mobilemamba_s6(pretrained: bool = False, **kwargs) -> MobileMamba:
+    """MobileMamba-S6 @ 224: 15.0M params, 78.0 top-1, 80.7 with KD."""
+    model_args = dict(embed_dim=(192, 384, 448), depth=(1, 2, 2))
+    return _create_mobilemamba('mobilemamba_s6', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mobilemamba_b1(pretrained: bool = False, **kwargs) -> MobileMamba:
+    """MobileMamba-B1 @ 256: 17.1M params, 79.9 top-1, 82.2 with KD."""
+    model_args = dict(embed_dim=(200, 376, 448), depth=(2, 3, 2), drop_path_rate=0.03)
+    return _create_mobilemamba('mobilemamba_b1', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mobilemamba_b2(pretrained: bool = False, **kwargs) -> MobileMamba:
+    """MobileMamba-B2 = B1 trained and evaluated @ 384: 81.6 top-1, 83.3 with KD."""
+    model_args = dict(embed_dim=(200, 376, 448), depth=(2, 3, 2), drop_path_rate=0.03)
+    return _create_mobilemamba('mobilemamba_b2', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mobilemamba_b4(pretrained: bool = False, **kwargs) -> MobileMamba:
+    """MobileMamba-B4 = B1 trained and evaluated @ 512: 82.5 top-1, 83.6 with KD."""
+    model_args = dict(embed_dim=(200, 376, 448), depth=(2, 3, 2), drop_path_rate=0.03)
+    return _create_mobilemamba('mobilemamba_b4', pretrained=pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_mobilemamba(pretrained: bool = False, **kwargs) -> MobileMamba:
+    """Tiny MobileMamba for tests: every branch (global, local, identity) present in every stage."""
+    model_args = dict(embed_dim=(48, 64, 96), depth=(1, 1, 1))
+    return _create_mobilemamba('test_mobilemamba', pretrained=pretrained, **dict(model_args, **kwargs))
