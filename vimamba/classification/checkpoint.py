@@ -91,7 +91,8 @@ def adapt_state_dict(
         arg: str,
         reset_head: bool = False,
         resize: bool = False,
-        hints: str = '',
+        head_hint: str = 'to fine-tune with a new head pass --reset-head',
+        size_hint: str = 'to fine-tune at the new size pass --resize-pos-embed',
 ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """Make `state_dict` fit `model`; returns it and the head keys that were dropped.
 
@@ -109,8 +110,7 @@ def adapt_state_dict(
             k = bad[0]
             raise ConfigError(
                 f'{arg}: classifier {k!r} has shape {tuple(sd[k].shape)} but the model has {tuple(own[k].shape)} '
-                f'(model num_classes={getattr(model, "num_classes", "?")}); to fine-tune with a new head pass '
-                f'--reset-head{hints}')
+                f'(model num_classes={getattr(model, "num_classes", "?")}); {head_hint}')
         for k in [k for k in sd if _is_head(k, heads)] if bad else []:
             dropped.append(k)
             del sd[k]
@@ -121,8 +121,7 @@ def adapt_state_dict(
             k = bad[0]
             raise ConfigError(
                 f'{arg}: {k!r} has shape {tuple(sd[k].shape)} but the model has {tuple(own[k].shape)} '
-                f'(trained at another resolution or stride?); to fine-tune at the new size pass '
-                f'--resize-pos-embed{hints}')
+                f'(trained at another resolution or stride?); {size_hint}')
         return bad
 
     state_dict = dict(state_dict)
@@ -148,11 +147,11 @@ def adapt_state_dict(
 
 
 def load_weights(model: nn.Module, path: str, arg: str, use_ema: bool = False, reset_head: bool = False,
-                 resize: bool = False, hints: str = '') -> Dict[str, Any]:
+                 resize: bool = False, **hints: str) -> Dict[str, Any]:
     """Load `path` into `model` strictly (apart from a dropped head). Returns the checkpoint's metadata."""
     checkpoint = load_file(path, arg)
     state_dict = unwrap_state_dict(checkpoint, use_ema, f'{arg} {path!r}')
-    state_dict, dropped = adapt_state_dict(state_dict, model, f'{arg} {path!r}', reset_head, resize, hints)
+    state_dict, dropped = adapt_state_dict(state_dict, model, f'{arg} {path!r}', reset_head, resize, **hints)
     result = model.load_state_dict(state_dict, strict=False)
     missing = [k for k in result.missing_keys if k not in dropped]
     heads = _classifier_prefixes(model)

@@ -104,7 +104,7 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--warmup-epochs', type=int, default=5, metavar='N')
     g.add_argument('--warmup-lr', type=float, default=1e-6, metavar='LR')
     g.add_argument('--warmup-prefix', action='store_true', default=False,
-                   help='cosine starts after the warmup instead of counting it')
+                   help='the decay starts after the warmup (total stays --epochs) instead of counting it')
     g.add_argument('--min-lr', type=float, default=1e-5, metavar='LR')
     g.add_argument('--cooldown-epochs', type=int, default=0, metavar='N')
     g.add_argument('--decay-epochs', type=float, default=90, metavar='N')

@@ -82,7 +82,8 @@ def validate(args) -> Dict[str, object]:
                               pretrained=args.pretrained or None)
     if args.checkpoint:
         load_weights(model, args.checkpoint, '--checkpoint', use_ema=args.use_ema,
-                     hints=' (or give --num-classes / --img-size / --model-kwargs that match the checkpoint)')
+                     head_hint='give the --num-classes the checkpoint was trained with',
+                     size_hint='give the --img-size (and --model-kwargs) the checkpoint was trained with')
     ds_classes = dataset_num_classes(dataset)
     if ds_classes is not None and ds_classes > model.num_classes:
         raise ConfigError(f'--data-dir {args.data_dir!r}: {ds_classes} classes but the model has '

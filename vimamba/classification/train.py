@@ -81,6 +81,21 @@ def resolve_lr(args, world_size: int) -> float:
     return args.lr_base * args.batch_size * world_size / args.lr_base_size
 
 
+def build_scheduler(optimizer, args, updates_per_epoch: int):
+    """timm's scheduler (warmup + cosine by default); returns it and the number of epochs to run.
+
+    With `warmup_prefix` the decay covers the epochs after the warmup and the total stays `epochs`
+    (Swin/VMamba's convention); timm alone would append the warmup to `epochs`."""
+    decay_epochs = args.epochs - args.warmup_epochs if args.warmup_prefix else args.epochs
+    if decay_epochs <= 0:
+        raise ConfigError(f'--warmup-epochs {args.warmup_epochs} leaves no epoch to decay in --epochs {args.epochs}')
+    return create_scheduler_v2(
+        optimizer, sched=args.sched, num_epochs=decay_epochs, decay_epochs=args.decay_epochs,
+        cooldown_epochs=args.cooldown_epochs, decay_rate=args.decay_rate, min_lr=args.min_lr,
+        warmup_lr=args.warmup_lr, warmup_epochs=args.warmup_epochs, warmup_prefix=args.warmup_prefix,
+        step_on_epochs=not args.sched_on_updates, updates_per_epoch=updates_per_epoch)
+
+
 # ----------------------------------------------------------------------------------------------------
 # distillation
 
@@ -278,11 +293,7 @@ def train(args) -> Dict[str, Any]:
     kd = build_distillation(args, data_config, args.num_classes, device)
 
     updates_per_epoch = len(train_loader)
-    scheduler, num_epochs = create_scheduler_v2(
-        optimizer, sched=args.sched, num_epochs=args.epochs, decay_epochs=args.decay_epochs,
-        cooldown_epochs=args.cooldown_epochs, decay_rate=args.decay_rate, min_lr=args.min_lr,
-        warmup_lr=args.warmup_lr, warmup_epochs=args.warmup_epochs, warmup_prefix=args.warmup_prefix,
-        step_on_epochs=not args.sched_on_updates, updates_per_epoch=updates_per_epoch)
+    scheduler, num_epochs = build_scheduler(optimizer, args, updates_per_epoch)
     num_updates = start_epoch * updates_per_epoch
     if start_epoch > 0:
         if args.sched_on_updates:
@@ -328,7 +339,7 @@ def train(args) -> Dict[str, Any]:
         if (epoch + 1) % args.eval_interval == 0 or epoch + 1 == num_epochs or epoch + 1 == end_epoch:
             ev = evaluate(raw_model, eval_loader, device, args.amp, args.amp_dtype, show_progress)
             record.update({'eval_loss': ev['loss'], 'top1': ev['top1'], 'top5': ev['top5'],
-                           'eval_images_per_s': ev['images_per_s']})
+                           'eval_images': ev['images'], 'eval_images_per_s': ev['images_per_s']})
             if model_ema is not None:
                 ev_ema = evaluate(model_ema.module, eval_loader, device, args.amp, args.amp_dtype, show_progress)
                 record.update({'ema_eval_loss': ev_ema['loss'], 'ema_top1': ev_ema['top1'], 'ema_top5': ev_ema['top5']})
