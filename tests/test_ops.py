@@ -385,6 +385,7 @@ def test_timm_fx_feature_extraction():
     torch.testing.assert_close(extractor(*args)["scan0"], expected)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
 def test_jit_trace_sees_one_op_node():
     # fvcore and mmengine count FLOPs from a jit trace: the op must be one `vimamba::selective_scan` node
     x = make_inputs(K=2, L=6, dtype=torch.float32)
@@ -392,6 +393,33 @@ def test_jit_trace_sees_one_op_node():
     with torch.no_grad():
         graph = str(torch.jit.trace(module, (x["u"], x["delta"], x["B"], x["C"]), check_trace=False).graph)
     assert graph.count("vimamba::selective_scan(") == 2
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
+def test_fvcore_flop_count():
+    fvcore_nn = pytest.importorskip("fvcore.nn")
+    x = make_inputs(K=2, L=6, dtype=torch.float32)
+    module = _Mixer(None).eval()
+    args = (x["u"], x["delta"], x["B"], x["C"])
+    analysis = fvcore_nn.FlopCountAnalysis(module, args).set_op_handle(
+        "vimamba::selective_scan", ops.selective_scan_flop_jit)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    assert analysis.by_operator()["selective_scan"] == (
+        selective_scan_flops(2, 2, 3, 6, 4, True, False) + selective_scan_flops(2, 2, 3, 6, 4, False, False))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
+def test_fvcore_style_jit_handle():
+    # what fvcore's handle receives: the jit values of the traced node
+    x = make_inputs(K=2, L=6, dtype=torch.float32)
+    module = _Mixer(None)
+    with torch.no_grad():
+        graph = torch.jit.trace(module, (x["u"], x["delta"], x["B"], x["C"]), check_trace=False).inlined_graph
+    nodes = [n for n in graph.nodes() if n.kind() == "vimamba::selective_scan"]
+    assert len(nodes) == 2
+    flops = [ops.selective_scan_flop_jit(list(n.inputs()), list(n.outputs())) for n in nodes]
+    assert flops == [selective_scan_flops(2, 2, 3, 6, 4, has_D=True, has_z=False),
+                     selective_scan_flops(2, 2, 3, 6, 4, has_D=False, has_z=False)]
 
 
 def test_flop_formula_and_counter():
