@@ -10,12 +10,12 @@ channels three ways: a global branch (WTE-Mamba: a two-direction selective scan 
 one-level Haar wavelet conv), a local branch (a k x k depthwise conv, k = 7 / 5 / 3 per stage) and an
 untouched remainder, then mixes them with a 1x1 conv. Every BatchNorm folds into its conv (`fuse()`).
 
-| variant | img | embed_dim | depth | params (with Haar filters) | BN folded |
-|---|---|---|---|---|---|
-| mobilemamba_t2 | 192 | 144, 272, 368 | 1, 2, 2 | 8.81M (8.84M) | |
-| mobilemamba_t4 | 192 | 176, 368, 448 | 1, 2, 2 | 14.14M (14.18M) | |
-| mobilemamba_s6 | 224 | 192, 384, 448 | 1, 2, 2 | 15.00M (15.04M) | |
-| mobilemamba_b1 / b2 / b4 | 256 / 384 / 512 | 200, 376, 448 | 2, 3, 2 | 17.07M (17.12M) | 17.03M (17.08M) |
+| variant | img | embed_dim | depth | params | + Haar filters (official count) | BN folded (+ filters) |
+|---|---|---|---|---|---|---|
+| mobilemamba_t2 | 192 | 144, 272, 368 | 1, 2, 2 | 8,806,682 | 8,836,890 | 8,779,236 (8,809,444) |
+| mobilemamba_t4 | 192 | 176, 368, 448 | 1, 2, 2 | 14,137,690 | 14,176,090 | 14,102,692 (14,141,092) |
+| mobilemamba_s6 | 224 | 192, 384, 448 | 1, 2, 2 | 14,996,696 | 15,036,632 | 14,960,520 (15,000,456) |
+| mobilemamba_b1/b2/b4 | 256/384/512 | 200, 376, 448 | 2, 3, 2 | 17,070,625 | 17,122,849 | 17,027,200 (17,079,424) |
 
 What differs from the official code, on purpose:
 - The Haar filters are non-persistent buffers built from pywavelets, not frozen parameters: they are not
@@ -28,6 +28,11 @@ What differs from the official code, on purpose:
 - `frozen_stages` freezes the stem for 0 (the official detection backbone indexes a nonexistent `blocks0`).
 Kept on purpose: the block returns `x + drop_path(F(x))` where F is itself a chain of residual units, so
 the identity is counted twice; the official weights depend on it.
+
+Checked against the official code with converted random weights: same logits (max abs diff 3e-6 in fp32 for
+B1 and T2, odd and non-square sizes) at batch size 1. For batch > 1 the official pure-PyTorch merge of the
+two directions (`cross_merge_fwd`, used on CPU) adds a (B, D, L) tensor to a (B, 1, D, L) one and sums
+over the broadcast axis, mixing the samples of a batch; that is a shape error, not reproduced here.
 """
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
