@@ -1,0 +1,419 @@
+"""Vim / LBVim / ShuffleMamba: equivalences the spec promises, token layouts, init, and official checkpoints.
+
+Equivalences (specs/vim_family.md §8.5): bimamba v2 is two single-direction mixers on x and flip(x) sharing the
+in / out projections; a reversed scan is the forward scan of the flipped sequence (LBVim's flips); LBMamba with a
+window covering the sequence is a tied-parameter bidirectional scan minus the token counted twice, and with W = 1
+plain Mamba; the layer shuffle is the identity in eval and puts every token back in training.
+Official checkpoints are synthesised from the spec's key names (§6) and converted with tools/convert.py.
+"""
+import argparse
+import importlib.util
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+import timm
+from timm.layers import resample_abs_pos_embed
+
+import vimamba  # noqa: F401
+from vimamba.layers import MambaMixer, insert_tokens, resample_pos_embed, split_tokens, token_positions
+from vimamba.models.vim import layer_shuffle_order
+from vimamba.ops import selective_scan
+from vimamba.scans import get_pattern, lbmamba_window
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_convert():
+    spec = importlib.util.spec_from_file_location('vimamba_convert', os.path.join(ROOT, 'tools', 'convert.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _mixer(**kwargs):
+    torch.manual_seed(0)
+    mixer = MambaMixer(16, d_state=4, **kwargs).double()
+    with torch.no_grad():  # a non-trivial backward dt bias (Vim's init leaves it at PyTorch's default)
+        if hasattr(mixer, 'dt_proj_b'):
+            mixer.dt_proj_b.bias.uniform_(-4, -2)
+    return mixer
+
+
+def _copy_direction(dst: MambaMixer, src: MambaMixer, suffix: str):
+    """dst (one direction) <- src's shared projections and its `suffix` direction ('' or '_b')."""
+    with torch.no_grad():
+        dst.in_proj.weight.copy_(src.in_proj.weight)
+        dst.out_proj.weight.copy_(src.out_proj.weight)
+        for name in ('conv1d', 'x_proj', 'dt_proj'):
+            getattr(dst, name).load_state_dict(getattr(src, name + suffix).state_dict())
+        dst.D.copy_(getattr(src, 'D' + suffix))
+        dst.A_log.copy_(src.A_b_log if suffix else src.A_log)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Mixer equivalences
+
+def test_bimamba_v2_is_two_single_direction_mixers():
+    bi = _mixer(bidirectional=True)
+    fwd, bwd = _mixer(bidirectional=False), _mixer(bidirectional=False)
+    _copy_direction(fwd, bi, '')
+    _copy_direction(bwd, bi, '_b')
+    x = torch.randn(2, 21, 16, dtype=torch.float64)
+    expected = (fwd(x) + bwd(x.flip(1)).flip(1)) / 2  # out_proj is linear without bias, so it commutes with /2
+    torch.testing.assert_close(bi(x), expected)
+
+
+@pytest.mark.parametrize('local_window', [0, None, 8])
+def test_reversed_scan_is_flipped_forward_scan(local_window):
+    """LBVim's odd layers: scanning right to left equals the official flip -> forward layer -> flip."""
+    fwd = _mixer(bidirectional=False, local_window=local_window)
+    rev = _mixer(bidirectional=False, local_window=local_window, reverse=True)
+    rev.load_state_dict(fwd.state_dict())
+    x = torch.randn(2, 21, 16, dtype=torch.float64)  # 21 tokens: the last window is partial
+    torch.testing.assert_close(rev(x), fwd(x.flip(1)).flip(1))
+
+
+def _lbm_reference(mixer: MambaMixer, x: torch.Tensor) -> torch.Tensor:
+    """LBMamba with a window covering the sequence: the tied-parameter forward + full reverse scans of the same
+    u, Δ, B, C (one op call, K = 2), minus the token counted twice (D u and Σ_n C_n Δ B_n u)."""
+    u, delta, A, B, C, D, bias, z = mixer.scan_inputs(x)
+    two = lambda t: torch.cat([t, t], dim=1)
+    y = selective_scan(two(u), two(delta), torch.cat([A, A]), two(B), two(C), torch.cat([D, D]), None,
+                       torch.cat([bias, bias]), True, order=get_pattern('bidirectional').order(1, x.shape[1]))
+    dt = F.softplus(delta + bias[..., None])
+    counted_twice = D[..., None] * u + dt * u * (B * C).sum(2, keepdim=True)
+    y = (y[:, 0] + y[:, 1] - counted_twice[:, 0])
+    return mixer.out_proj(y.transpose(1, 2) * F.silu(z))
+
+
+def test_lbm_full_window_is_tied_bidirectional_minus_token():
+    x = torch.randn(2, 13, 16, dtype=torch.float64)
+    lbm = _mixer(bidirectional=False, local_window=16)  # W >= L
+    torch.testing.assert_close(lbm(x), _lbm_reference(lbm, x))
+
+
+def test_lbm_window_one_is_plain_mamba():
+    x = torch.randn(2, 13, 16, dtype=torch.float64)
+    lbm = _mixer(bidirectional=False, local_window=1)
+    plain = _mixer(bidirectional=False)
+    plain.load_state_dict(lbm.state_dict())
+    torch.testing.assert_close(lbm(x), plain(x))
+
+
+def test_lbvim_layers_alternate_and_follow_the_window_rule():
+    model = timm.create_model('lbvim_tiny_patch16_224', device='meta')
+    assert [blk.mixer.reverse for blk in model.blocks[:4]] == [False, True, False, True]
+    assert all(blk.mixer.local_window is None and not blk.mixer.bidirectional for blk in model.blocks)
+    assert lbmamba_window(196) == 8 and lbmamba_window(1024) == 16  # W = 8 at 224 px, not 16
+    assert not any('_b' in n for n, _ in model.named_parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layer shuffle
+
+def test_layer_shuffle_order():
+    x = torch.randn(2, 50, 8)
+    index, inverse = layer_shuffle_order(x, 0.0)
+    assert torch.equal(index, torch.arange(50)) and torch.equal(inverse, torch.arange(50))
+    torch.manual_seed(1)
+    index, inverse = layer_shuffle_order(x, 1.0)
+    assert not torch.equal(index, torch.arange(50))
+    assert torch.equal(index[inverse], torch.arange(50)) and torch.equal(x[:, index][:, inverse], x)
+
+
+def test_shuffle_rates_are_linear_in_depth():
+    model = timm.create_model('shufflemamba_base_patch16_224', device='meta')
+    expected = torch.linspace(0, 0.5, 24).tolist()
+    assert model.shuffle_rates == pytest.approx(expected)
+
+
+def _shuffle_model(name='test_shufflemamba', **kwargs):
+    torch.manual_seed(0)
+    return timm.create_model(name, shuffle_rate=1.0, **kwargs)
+
+
+@pytest.mark.parametrize('name', ['test_shufflemamba', 'test_shufflemamba_reg'])
+def test_shuffle_is_identity_in_eval(name):
+    model = _shuffle_model(name).eval()
+    plain = timm.create_model(name, shuffle_rate=0.0).eval()
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), plain(x))
+
+
+def _make_token_wise(model):
+    """Every mixer sees one token at a time: conv taps on the current token only, A so negative that the state
+    forgets everything between steps. Any misplaced token after a shuffle then shows in the output."""
+    with torch.no_grad():
+        for blk in model.blocks:
+            mixer = blk.mixer
+            for s in mixer.suffixes:
+                getattr(mixer, 'conv1d' + s).weight[..., :-1] = 0
+                (mixer.A_log if not s else mixer.A_b_log).fill_(14.0)
+
+
+@pytest.mark.parametrize('name', ['test_shufflemamba', 'test_shufflemamba_reg'])
+def test_shuffle_restores_token_order_in_training(name):
+    x = torch.randn(2, 3, 64, 64)
+    model = _shuffle_model(name)
+    with torch.no_grad():
+        ref = model.eval()(x)
+        shuffled = model.train()(x)
+    assert not torch.allclose(shuffled, ref, atol=1e-4), 'the last layer (rate 1) must have shuffled'
+    _make_token_wise(model)
+    with torch.no_grad():
+        ref = model.eval()(x)
+        torch.manual_seed(3)
+        out = model.train()(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Token layouts and position embeddings
+
+def test_middle_cls_position():
+    assert token_positions('middle', 196, 1) == [98]
+    assert token_positions('middle', 729, 1) == [364]
+    model = timm.create_model('vim_tiny_patch16_stride8_224', device='meta')
+    assert model.patch_embed.num_patches == 729 and model.pos_embed.shape[1] == 730
+
+
+def test_register_positions():
+    assert token_positions('interleaved', 196, 12) == list(range(15, 192, 16))
+    assert token_positions('interleaved', 64, 12) == [4 + 5 * i for i in range(12)]
+
+
+@pytest.mark.parametrize('layout,n', [('none', 0), ('head', 1), ('middle', 1), ('interleaved', 12), ('interleaved', 3)])
+def test_insert_split_round_trip(layout, n):
+    patches = torch.randn(2, 196, 4)
+    tokens = torch.randn(2, n, 4) if n else None
+    seq = insert_tokens(patches, tokens, layout)
+    assert seq.shape[1] == 196 + n
+    for i, pos in enumerate(token_positions(layout, 196, n)):
+        assert torch.equal(seq[:, pos], tokens[:, i])
+    back, back_tokens = split_tokens(seq, layout, n)
+    assert torch.equal(back, patches)
+    assert (back_tokens is None and tokens is None) or torch.equal(back_tokens, tokens)
+
+
+def test_pos_embed_resize_keeps_the_middle_cls_slot():
+    grid = torch.randn(1, 196, 8)
+    cls = torch.full((1, 1, 8), 7.0)
+    posemb = insert_tokens(grid, cls, 'middle')
+    resized = resample_pos_embed(posemb, (16, 16), (14, 14), layout='middle', num_tokens=1)
+    assert resized.shape == (1, 257, 8)
+    assert torch.equal(resized[:, 128], cls[:, 0])
+    expected = resample_abs_pos_embed(grid, [16, 16], [14, 14], num_prefix_tokens=0)
+    torch.testing.assert_close(split_tokens(resized, 'middle', 1)[0], expected)
+
+
+def test_dynamic_img_size_and_set_input_size():
+    torch.manual_seed(0)
+    fixed = timm.create_model('test_vim').eval()
+    dynamic = timm.create_model('test_vim', dynamic_img_size=True).eval()
+    dynamic.load_state_dict(fixed.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(dynamic(x), fixed(x))
+        big = torch.randn(1, 3, 80, 96)
+        out = dynamic(big)
+        feats = dynamic.forward_intermediates(big, indices=1, intermediates_only=True)[0]
+        assert feats.shape == (1, 32, 9, 11)
+        fixed.set_input_size((80, 96))
+        torch.testing.assert_close(fixed(big), out)
+    with pytest.raises(Exception):
+        timm.create_model('test_vim')(torch.randn(1, 3, 80, 80))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Initialisation and drop path
+
+def test_drop_path_schedule():
+    model = timm.create_model('test_vim', drop_path_rate=0.3, device='meta')
+    probs = [getattr(blk.drop_path, 'drop_prob', 0.) for blk in model.blocks]
+    assert probs == pytest.approx([0.0, 0.0, 0.1, 0.2])  # block i drops block i-1's mixer output
+    assert model.drop_path.drop_prob == pytest.approx(0.3)
+
+
+def test_vim_init():
+    torch.manual_seed(0)
+    model = timm.create_model('vim_tiny_patch16_224', depth=2)
+    mixer = model.blocks[0].mixer
+    dt = F.softplus(mixer.dt_proj.bias)
+    assert dt.min() >= 1e-4 - 1e-7 and dt.max() <= 0.1 + 1e-6 and dt.min() < 2e-3 and dt.max() > 0.05
+    assert torch.equal(mixer.dt_proj_b.bias, torch.zeros_like(mixer.dt_proj_b.bias))
+    assert mixer.A_log.dtype == torch.float32
+    torch.testing.assert_close(-torch.exp(mixer.A_log[0]), -torch.arange(1., 17.))
+    assert torch.equal(mixer.D, torch.ones_like(mixer.D)) and torch.equal(mixer.D_b, torch.ones_like(mixer.D_b))
+    bound = 1 / math.sqrt(mixer.d_inner) / math.sqrt(2)
+    assert mixer.out_proj.weight.abs().max() <= bound and mixer.out_proj.weight.abs().max() > 0.9 * bound
+    r = mixer.dt_rank ** -0.5
+    assert mixer.dt_proj.weight.abs().max() <= r
+    assert model.cls_token.abs().max() > 0 and torch.equal(model.head.bias, torch.zeros(1000))
+
+
+def test_shufflemamba_init():
+    torch.manual_seed(0)
+    model = timm.create_model('shufflemamba_base_patch16_224', depth=2)
+    mixer = model.blocks[0].mixer
+    assert torch.equal(mixer.dt_proj.bias, torch.zeros_like(mixer.dt_proj.bias))  # Δ starts at ln 2 both ways
+    assert torch.equal(model.cls_token, torch.zeros_like(model.cls_token))
+    assert abs(mixer.in_proj.weight.std().item() - 0.02) < 1e-3
+    assert abs(mixer.dt_proj.weight.std().item() - 0.02) < 2e-3
+
+
+def test_init_weights_after_meta():
+    with torch.device('meta'):
+        model = timm.create_model('test_lbvim', device='meta')
+    model.to_empty(device='cpu')
+    model.init_weights()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    model(torch.randn(1, 3, 64, 64))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Official checkpoints (synthesised in the official key names of vim_family.md §6)
+
+def _official_state_dict(D, depth, num_patches, N=8, bi=True, cls=None, norm='rms', regs=0, reduction=1,
+                         attn_head=False, num_classes=1000):
+    """Random tensors under the official names and shapes: cls None / 'token' (pos_embed slot) / registers."""
+    g = torch.Generator().manual_seed(0)
+    E, R = 2 * D, math.ceil(D / 16)
+    t = lambda *shape: torch.randn(*shape, generator=g)
+    sd = {'patch_embed.proj.weight': t(D, 3, 16, 16), 'patch_embed.proj.bias': t(D)}
+    if cls == 'token':
+        sd['cls_token'] = t(1, 1, D)
+        sd['pos_embed'] = t(1, num_patches + 1, D)
+    else:
+        sd['pos_embed'] = t(1, num_patches, D)
+    if regs:
+        sd['cls_token'] = t(1, regs, D)
+        sd['pos_embed_cls'] = t(1, regs, D)
+    for i in range(depth):
+        p = f'layers.{i}.'
+        for s in ('', '_b') if bi else ('',):
+            sd[p + ('mixer.A_log' if not s else 'mixer.A_b_log')] = t(E, N)
+            sd[p + 'mixer.D' + s] = t(E)
+            sd[p + f'mixer.conv1d{s}.weight'] = t(E, 1, 4)
+            sd[p + f'mixer.conv1d{s}.bias'] = t(E)
+            sd[p + f'mixer.x_proj{s}.weight'] = t(R + 2 * N, E)
+            sd[p + f'mixer.dt_proj{s}.weight'] = t(E, R)
+            sd[p + f'mixer.dt_proj{s}.bias'] = t(E)
+        sd[p + 'mixer.in_proj.weight'] = t(2 * E, D)
+        sd[p + 'mixer.out_proj.weight'] = t(D, E)
+        sd[p + 'norm.weight'] = t(D)
+        if norm == 'ln':
+            sd[p + 'norm.bias'] = t(D)
+    sd['norm_f.weight'] = t(D)
+    if norm == 'ln':
+        sd['norm_f.bias'] = t(D)
+    if attn_head:
+        sd.update({'head.0.latent': t(1, 1, D), 'head.0.kv.weight': t(2 * D, D), 'head.0.kv.bias': t(2 * D),
+                   'head.0.post_norm.weight': t(D), 'head.0.post_norm.bias': t(D),
+                   'head.1.weight': t(num_classes, D), 'head.1.bias': t(num_classes)})
+    else:
+        width = regs * (D // reduction) if regs else D
+        if reduction > 1:
+            sd['neck.weight'] = t(D // reduction, D)
+            sd['norm_neck.weight'] = t(width)
+        sd['head.weight'] = t(num_classes, width)
+        sd['head.bias'] = t(num_classes)
+    return sd
+
+
+# (model, official layout) for each family's tiny variant: 64 px -> 16 patches (49 with stride 8).
+OFFICIAL = {
+    'test_vim': dict(D=32, depth=4, num_patches=49, cls='token'),
+    'test_lbvim': dict(D=32, depth=4, num_patches=16, bi=False, attn_head=True),
+    'test_shufflemamba': dict(D=32, depth=4, num_patches=16, cls='token', norm='ln'),
+    'test_shufflemamba_reg': dict(D=32, depth=4, num_patches=16, regs=3, reduction=2),
+}
+
+
+def _save_official(tmp_path, name):
+    sd = _official_state_dict(**OFFICIAL[name])
+    path = str(tmp_path / f'{name}_official.pth')
+    # The layout of the official main.py checkpoints, argparse.Namespace included.
+    torch.save({'model': sd, 'model_ema': {k: v + 1 for k, v in sd.items()}, 'epoch': 299,
+                'args': argparse.Namespace(model=name)}, path)
+    return sd, path
+
+
+@pytest.mark.parametrize('name', list(OFFICIAL))
+def test_convert_official_checkpoint(tmp_path, name):
+    convert = _load_convert()
+    sd, src = _save_official(tmp_path, name)
+    dst = str(tmp_path / f'{name}.safetensors')
+    convert.convert(src, dst, name)
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=dst))
+    ours = model.state_dict()
+    assert len(ours) == len(sd)
+    # Spot-check the renames: blocks <- layers, norm <- norm_f, backward copies, heads, registers.
+    torch.testing.assert_close(ours['blocks.3.mixer.x_proj.weight'], sd['layers.3.mixer.x_proj.weight'])
+    torch.testing.assert_close(ours['norm.weight'], sd['norm_f.weight'])
+    torch.testing.assert_close(ours['pos_embed'], sd['pos_embed'])
+    if 'layers.2.mixer.A_b_log' in sd:
+        torch.testing.assert_close(ours['blocks.2.mixer.A_b_log'], sd['layers.2.mixer.A_b_log'])
+    if 'head.0.latent' in sd:
+        torch.testing.assert_close(ours['attn_pool.norm.weight'], sd['head.0.post_norm.weight'])
+        torch.testing.assert_close(ours['head.weight'], sd['head.1.weight'])
+    if 'pos_embed_cls' in sd:
+        torch.testing.assert_close(ours['reg_token'], sd['cls_token'])
+        torch.testing.assert_close(ours['reg_pos_embed'], sd['pos_embed_cls'])
+        torch.testing.assert_close(ours['fc_norm.weight'], sd['norm_neck.weight'])
+    model.eval()(torch.randn(1, 3, 64, 64))
+
+    # EMA weights on request; a new input size resizes pos_embed around the token slot.
+    ema = convert.convert_state_dict(convert.load_checkpoint(src), name, use_ema=True)
+    torch.testing.assert_close(ema['norm.weight'], sd['norm_f.weight'] + 1)
+    bigger = timm.create_model(name, pretrained=True, img_size=96, pretrained_cfg_overlay=dict(file=dst))
+    if OFFICIAL[name].get('cls') == 'token':
+        layout = bigger.token_layout
+        old_pos = token_positions(layout, OFFICIAL[name]['num_patches'], 1)[0]
+        new_pos = token_positions(layout, bigger.patch_embed.num_patches, 1)[0]
+        torch.testing.assert_close(bigger.pos_embed[0, new_pos], sd['pos_embed'][0, old_pos])
+
+
+def test_convert_mismatch_lists_keys(tmp_path):
+    convert = _load_convert()
+    sd = _official_state_dict(**OFFICIAL['test_vim'])
+    del sd['layers.1.mixer.conv1d_b.bias']
+    sd['layers.0.mixer.extra.weight'] = torch.zeros(1)
+    with pytest.raises(convert.CheckpointMismatchError) as err:
+        convert.convert_state_dict(sd, 'test_vim')
+    assert 'blocks.1.mixer.conv1d_b.bias' in str(err.value) and 'blocks.0.mixer.extra.weight' in str(err.value)
+    assert err.value.missing == ['blocks.1.mixer.conv1d_b.bias']
+    assert err.value.unexpected == ['blocks.0.mixer.extra.weight']
+    # A Vim checkpoint is not an LBVim one: the backward-direction keys are unexpected there.
+    with pytest.raises(convert.CheckpointMismatchError, match='unexpected keys'):
+        convert.convert_state_dict(_official_state_dict(**OFFICIAL['test_vim']), 'test_lbvim')
+    # timm's strict load of the official file reports the same.
+    path = str(tmp_path / 'bad.pth')
+    torch.save({'model': sd}, path)
+    with pytest.raises(RuntimeError, match='Missing key'):
+        timm.create_model('test_vim', pretrained=True, pretrained_cfg_overlay=dict(file=path))
+
+
+def test_official_file_loads_directly(tmp_path):
+    """timm's pretrained path runs checkpoint_filter_fn on the official .pth as well (no conversion needed).
+
+    timm's file loader prefers a training checkpoint's 'model_ema' entry; tools/convert.py takes 'model' unless
+    --ema is given.
+    """
+    sd, src = _save_official(tmp_path, 'test_vim')
+    model = timm.create_model('test_vim', pretrained=True, pretrained_cfg_overlay=dict(file=src))
+    torch.testing.assert_close(model.blocks[0].mixer.D_b, sd['layers.0.mixer.D_b'] + 1)
+
+
+def test_convert_cli(tmp_path, capsys):
+    convert = _load_convert()
+    _, src = _save_official(tmp_path, 'test_lbvim')
+    dst = str(tmp_path / 'out.safetensors')
+    convert.main([src, dst, '--model', 'test_lbvim'])
+    assert os.path.exists(dst) and 'test_lbvim' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match='missing keys'):
+        convert.main([src, dst, '--model', 'test_vim'])
