@@ -22,7 +22,7 @@ import vimamba.models  # noqa: F401
 from vimamba.classification import ConfigError, build_optimizer, parse_train_args, parse_validate_args, train, validate
 from vimamba.classification.checkpoint import load_file, load_weights
 from vimamba.classification.common import create_classifier
-from vimamba.classification.train import build_scheduler, no_weight_decay_names, resolve_lr
+from vimamba.classification.train import DistillationLoss, build_scheduler, no_weight_decay_names, resolve_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / 'configs' / 'cls').glob('*.yaml'))
@@ -162,6 +162,24 @@ def test_torchrun_two_processes_gloo_end_with_equal_weights(data_dir, tmp_path):
     assert log[-1]['eval_images'] == 4 * N_VAL  # sharded without padding: every image exactly once
     init = create_classifier(MODEL, len(COLOURS), SIZE, {})
     assert not all(torch.equal(v, w0[k]) for k, v in init.state_dict().items())
+
+
+def test_distillation_from_a_teacher_checkpoint(trained, data_dir, tmp_path):
+    out, _ = trained
+    teacher = create_classifier(MODEL, len(COLOURS), SIZE, {})
+    load_weights(teacher, str(out / 'last.pth.tar'), 'teacher')
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    kd = DistillationLoss(teacher, tau=2.0, lam=5.0, size=SIZE, mean_s=mean, std_s=std, mean_t=(0, 0, 0),
+                          std_t=(1, 1, 1))
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():  # the teacher sees the images in its own normalisation; itself as student: no loss
+        raw = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+        assert kd(teacher(raw), x).item() == pytest.approx(0., abs=1e-6)
+        assert kd(torch.zeros(2, len(COLOURS)), x).item() > 0
+    result = train(parse_train_args(_args(data_dir, tmp_path, '--kd-model', MODEL, '--kd-checkpoint',
+                                           str(out / 'last.pth.tar'), '--kd-img-size', str(SIZE),
+                                           '--kd-lambda', '5', epochs=1)))
+    assert math.isfinite(result['log'][0]['train_loss'])
 
 
 # ---------------------------------------------------------------------------------------------------

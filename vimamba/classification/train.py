@@ -133,7 +133,7 @@ def build_distillation(args, data_config, num_classes: int, device) -> Optional[
     if not args.kd_model:
         return None
     known_model(args.kd_model, '--kd-model')
-    teacher = create_classifier(args.kd_model, num_classes, None, {}, arg='--kd-model',
+    teacher = create_classifier(args.kd_model, num_classes, args.kd_img_size, {}, arg='--kd-model',
                                 pretrained=(not args.kd_checkpoint) or None)
     if args.kd_checkpoint:
         load_weights(teacher, args.kd_checkpoint, '--kd-checkpoint', use_ema=True)
