@@ -204,6 +204,21 @@ def test_gradcheck(local_window, use_order):
     assert torch.autograd.gradcheck(f, tuple(x.values()), eps=1e-6, atol=1e-5)
 
 
+def test_gradcheck_three_dim_layout_without_softplus():
+    x = make_inputs(batch=2, K=1, d=2, L=6, N=2, z=False)
+    x = {n: v[:, 0] if n in ("u", "delta", "B", "C") else v[0] for n, v in x.items() if v is not None}
+    x["delta"] = x["delta"].abs() + 0.1
+    for v in x.values():
+        v.requires_grad_(True)
+    names = list(x)
+
+    def f(*tensors):
+        return selective_scan(**dict(zip(names, tensors)), delta_softplus=False, order=torch.arange(6).flip(0),
+                              local_window=4, backend="reference")
+
+    assert torch.autograd.gradcheck(f, tuple(x.values()), eps=1e-6, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------
 # LBMamba identities, checked through the op itself
 # ----------------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ Layers:
 - `selective_scan(...)`: the public function. Checks arguments (cheap: shapes, dtypes, devices; the
   permutation check of a raw `order` tensor is the only host sync, and `ScanOrder` objects skip it),
   normalises to the K-explicit 4-D layout and calls the op. It is a leaf for torch.fx tracing.
-- `torch.ops.vimamba.selective_scan`: the registered custom op (one opaque node for torch.compile,
-  torch.fx, fvcore's jit trace), with a fake (meta) implementation and an autograd formula that calls
-  the backend's backward through a second op, `torch.ops.vimamba.selective_scan_bwd`. The backward
-  recomputes the forward, so the saved state is just the inputs.
+- `torch.ops.vimamba.selective_scan`: the registered custom op (one opaque node for torch.compile and
+  for the jit trace of fvcore / mmengine FLOP counters), with a fake (meta) implementation and an
+  autograd formula that calls the backend's backward through a second op,
+  `torch.ops.vimamba.selective_scan_bwd`. The backward recomputes the forward, so the saved state is
+  just the inputs.
 - Backends are modules with `selective_scan_fwd` / `selective_scan_bwd` (see kernels/reference.py),
   imported lazily by name through `_BACKENDS`.
 
@@ -83,7 +84,8 @@ def _triton_interpreted() -> bool:
 
 def _check_backend_name(name: str, what: str) -> None:
     if name not in _BACKEND_CHOICES:
-        raise ValueError(f"{what}: unknown selective_scan backend {name!r}; expected one of {_BACKEND_CHOICES}")
+        raise ValueError(
+            f"{what}: unknown selective_scan backend {name!r}; expected one of {_BACKEND_CHOICES}")
 
 
 def resolve_backend(backend: Optional[str], device: torch.device) -> str:
