@@ -87,6 +87,23 @@ def _tsum(x, axis: tl.constexpr):
 
 
 @triton.jit
+def _xor(a, b):
+    return a ^ b
+
+
+@triton.jit
+def _flip_t(x, LOG_T: tl.constexpr, N1: tl.constexpr, BLOCK_D: tl.constexpr, N2: tl.constexpr):
+    """x[::-1] along axis 0 of a [T, N1, BLOCK_D, N2] tile, T = 2**LOG_T. The steps of a (channel, state)
+    live in one thread's registers, so this is register renaming once the compiler folds the integer
+    adds ((a + b) - a = b); a reverse tl.associative_scan would go through warp shuffles instead."""
+    y = tl.reshape(x.to(tl.int32, bitcast=True), [2] * LOG_T + [N1, BLOCK_D, N2])
+    for i in tl.static_range(LOG_T):
+        # swap the two halves of axis i: (y0 + y1) - y in wrapping int32 arithmetic is exact
+        y = tl.reduce(y, i, tl.standard._sum_combine, keep_dims=True) - y
+    return tl.reshape(y, [2 ** LOG_T, N1, BLOCK_D, N2]).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _softplus(x):
     # softplus(x) = max(x, 0) + log1p(exp(-|x|)), log1p done accurately without libdevice:
     # log1p(e) = log(1 + e) * e / ((1 + e) - 1)  (exact e where 1 + e rounds to 1).
@@ -98,10 +115,11 @@ def _softplus(x):
 
 
 @triton.jit
-def _load_chunk(u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr,
-                row_d, base_dl, base_bc, k, t0, L, D,
-                offs_d, offs_n, offs_t,
+def _load_chunk(u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr,
+                base_dl, base_bc, k, t0, L, D, offs_t, offs_d, offs_n,
                 HAS_INDEX: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    # Tiles are 4-D, (step, state-group, channel, state-in-group) = [T, N1, BLOCK_D, N2], n = n1 * N2 + n2.
+    # Per-(channel, step) tensors are [T, 1, BLOCK_D, 1], per-(state, step) ones [T, N1, 1, N2].
     t = t0 + offs_t
     mt = t < L
     if HAS_INDEX:
@@ -109,20 +127,46 @@ def _load_chunk(u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr,
     else:
         tok = t
     md = offs_d < D
-    m2 = md[:, None] & mt[None, :]
-    off2 = base_dl + offs_d[:, None] * L + tok[None, :]
+    m2 = mt & md
+    off2 = base_dl + offs_d * L + tok
     u = tl.load(u_ptr + off2, mask=m2, other=0.0).to(tl.float32)
     dt = tl.load(dl_ptr + off2, mask=m2, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        dt = dt + tl.load(bias_ptr + k * D + offs_d, mask=md, other=0.0)[:, None]
+        dt = dt + tl.load(bias_ptr + k * D + offs_d, mask=md, other=0.0)
     dt_raw = dt
     if SOFTPLUS:
         dt = _softplus(dt)
     dt = tl.where(m2, dt, 0.0)
-    offbc = base_bc + offs_n[:, None] * L + tok[None, :]
-    Bv = tl.load(B_ptr + offbc, mask=mt[None, :], other=0.0).to(tl.float32)
-    Cv = tl.load(C_ptr + offbc, mask=mt[None, :], other=0.0).to(tl.float32)
-    return tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv
+    offbc = base_bc + offs_n * L + tok
+    mbc = mt & (offs_n >= 0)
+    # B and C are read as full [T, N1, BLOCK_D, N2] tiles (the same address for every channel): the
+    # tile's layout then keeps every step of a (channel, state) in one thread; loads of identical
+    # addresses within a warp are one transaction.
+    offbc_full = offbc + offs_d * 0
+    mbc_full = mbc & (offs_d >= 0)
+    Bv = tl.load(B_ptr + offbc_full, mask=mbc_full, other=0.0).to(tl.float32)
+    Cv = tl.load(C_ptr + offbc_full, mask=mbc_full, other=0.0).to(tl.float32)
+    return tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv
+
+
+@triton.jit
+def _sum_n(x):
+    # sum over the state axes of a [T, N1, BLOCK_D, N2] tile -> [T, 1, BLOCK_D, 1]
+    return tl.reduce(tl.reduce(x, 3, tl.standard._sum_combine, keep_dims=True), 1, tl.standard._sum_combine,
+                     keep_dims=True)
+
+
+@triton.jit
+def _sum_ax(x, axis: tl.constexpr):
+    return tl.reduce(x, axis, tl.standard._sum_combine, keep_dims=True)
+
+
+@triton.jit
+def _aranges(pid_d, T: tl.constexpr, N1: tl.constexpr, BLOCK_D: tl.constexpr, N2: tl.constexpr):
+    offs_t = tl.reshape(tl.arange(0, T), [T, 1, 1, 1])
+    offs_d = tl.reshape(pid_d * BLOCK_D + tl.arange(0, BLOCK_D), [1, 1, BLOCK_D, 1])
+    offs_n = (tl.reshape(tl.arange(0, N1), [1, N1, 1, 1]) * N2 + tl.reshape(tl.arange(0, N2), [1, 1, 1, N2]))
+    return offs_t, offs_d, offs_n
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,43 +175,49 @@ def _load_chunk(u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr,
 @triton.jit
 def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                 y_ptr, last_ptr, K, D, L,
-                N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, W: tl.constexpr,
+                N1: tl.constexpr, N2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
+                W: tl.constexpr,
                 HAS_INDEX: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
     k = bk % K
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, N)
-    offs_t = tl.arange(0, T)
+    offs_t, offs_d, offs_n = _aranges(pid_d, T, N1, BLOCK_D, N2)
     md = offs_d < D
     base_dl = bk.to(tl.int64) * D * L
     base_bc = bk.to(tl.int64) * N * L
-    A2 = tl.load(A_ptr + (k * D + offs_d[:, None]) * N + offs_n[None, :], mask=md[:, None], other=0.0) * 1.4426950408889634
+    offA = (k * D + offs_d) * N + offs_n                                  # [1, N1, BD, N2]
+    mA = md & (offs_n >= 0)
+    A2 = tl.load(A_ptr + offA, mask=mA, other=0.0) * 1.4426950408889634
     if HAS_D:
         Dv = tl.load(D_ptr + k * D + offs_d, mask=md, other=0.0)
-    h_prev = tl.full([BLOCK_D, N], 0.0, tl.float32)
+    first = offs_t == 0
+    last = offs_t == T - 1
+    h_prev = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)
     for t0 in range(0, L, T):
-        tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
-            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, t0, L, D,
-            offs_d, offs_n, offs_t, HAS_INDEX, HAS_BIAS, SOFTPLUS)
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        bb = (dt * u)[:, None, :] * Bv[None, :, :]
-        acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
-        h = h + acum * h_prev[:, :, None]
-        h_prev = _tsum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), 2)
+        tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv = _load_chunk(
+            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, base_dl, base_bc, k, t0, L, D,
+            offs_t, offs_d, offs_n, HAS_INDEX, HAS_BIAS, SOFTPLUS)
+        a = tl.exp2(dt * A2)                                              # [T, N1, BD, N2]
+        bb = (dt * u) * Bv
+        # the state entering the chunk enters through the first step's input
+        _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
+        h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
         if W > 0:
-            a_cut = tl.where(((offs_t % W) == W - 1)[None, None, :], 0.0, a)
-            _, hr = tl.associative_scan((a_cut, bb), 2, _affine_rev, reverse=True)
-            h = h + hr - bb
-        y = _tsum(Cv[None, :, :] * h, 1)
+            # window-local reverse recurrence: flip the chunk (windows map onto windows), scan forward
+            # with the decay cut at each window's first step, flip back
+            a_cut = tl.where((offs_t % W) == 0, 0.0, _flip_t(a, LOG_T, N1, BLOCK_D, N2))
+            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BLOCK_D, N2)), 0, _affine_fwd)
+            h = h + _flip_t(hr, LOG_T, N1, BLOCK_D, N2) - bb
+        y = _sum_n(Cv * h)                                                # [T, 1, BD, 1]
         if HAS_D:
-            y += Dv[:, None] * u
+            y += Dv * u
         if HAS_Z:
             zv = tl.load(z_ptr + off2, mask=m2, other=0.0).to(tl.float32)
             y = y * (zv / (1.0 + tl.exp(-zv)))
         tl.store(y_ptr + off2, y.to(y_ptr.dtype.element_ty), mask=m2)
-    tl.store(last_ptr + (bk.to(tl.int64) * D + offs_d[:, None]) * N + offs_n[None, :], h_prev, mask=md[:, None])
+    tl.store(last_ptr + bk.to(tl.int64) * D * N + offs_d * N + offs_n, h_prev, mask=mA)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,61 +227,62 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
 def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                 states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
                 K, D, L, NCHUNK,
-                N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, W: tl.constexpr,
+                N1: tl.constexpr, N2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
+                W: tl.constexpr,
                 HAS_INDEX: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
     k = bk % K
-    offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    offs_n = tl.arange(0, N)
-    offs_t = tl.arange(0, T)
+    offs_t, offs_d, offs_n = _aranges(pid_d, T, N1, BLOCK_D, N2)
     md = offs_d < D
     base_dl = bk.to(tl.int64) * D * L
     base_bc = bk.to(tl.int64) * N * L
-    A = tl.load(A_ptr + (k * D + offs_d[:, None]) * N + offs_n[None, :], mask=md[:, None], other=0.0)
+    offA = (k * D + offs_d) * N + offs_n
+    mA = md & (offs_n >= 0)
+    A = tl.load(A_ptr + offA, mask=mA, other=0.0)
     A2 = A * 1.4426950408889634
     if HAS_D:
         Dv = tl.load(D_ptr + k * D + offs_d, mask=md, other=0.0)
-    st_off = (offs_d[:, None] * N + offs_n[None, :])
+    first = offs_t == 0
+    last = offs_t == T - 1
+    st_off = offs_d * N + offs_n
     st_base = bk.to(tl.int64) * NCHUNK * D * N
 
-    # pass 1: states entering each chunk (chunk 0 enters with 0 and is never stored)
-    h_prev = tl.full([BLOCK_D, N], 0.0, tl.float32)
+    # pass 1: the state entering each chunk (chunk 0 enters with 0 and is never stored)
+    h_prev = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)
     for c in range(0, NCHUNK - 1):
-        tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
-            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, c * T, L, D,
-            offs_d, offs_n, offs_t, HAS_INDEX, HAS_BIAS, SOFTPLUS)
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
-        bb = (dt * u)[:, None, :] * Bv[None, :, :]
-        acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
-        h = h + acum * h_prev[:, :, None]
-        h_prev = _tsum(tl.where((offs_t == T - 1)[None, None, :], h, 0.0), 2)
-        tl.store(states_ptr + st_base + (c + 1) * D * N + st_off, h_prev, mask=md[:, None])
+        tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv = _load_chunk(
+            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, base_dl, base_bc, k, c * T, L, D,
+            offs_t, offs_d, offs_n, HAS_INDEX, HAS_BIAS, SOFTPLUS)
+        a = tl.exp2(dt * A2)
+        bb = (dt * u) * Bv
+        _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
+        h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
+        tl.store(states_ptr + st_base + (c + 1) * D * N + st_off, h_prev, mask=mA)
     tl.debug_barrier()
 
     # pass 2: chunks from last to first
-    carry = tl.full([BLOCK_D, N], 0.0, tl.float32)  # a_{e+1} * lambda_{e+1} from the chunk to the right
-    dA_acc = tl.full([BLOCK_D, N], 0.0, tl.float32)
-    dD_acc = tl.full([BLOCK_D], 0.0, tl.float32)
-    dbias_acc = tl.full([BLOCK_D], 0.0, tl.float32)
+    carry = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)  # a_{e+1} lambda_{e+1} from the chunk on the right
+    dA_acc = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)
+    dD_acc = tl.full([1, 1, BLOCK_D, 1], 0.0, tl.float32)
+    dbias_acc = tl.full([1, 1, BLOCK_D, 1], 0.0, tl.float32)
     for cc in range(0, NCHUNK):
         c = NCHUNK - 1 - cc
-        tok, mt, m2, off2, u, dt, dt_raw, Bv, Cv = _load_chunk(
-            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, A_ptr, offs_d, base_dl, base_bc, k, c * T, L, D,
-            offs_d, offs_n, offs_t, HAS_INDEX, HAS_BIAS, SOFTPLUS)
-        if c > 0:
-            h_in = tl.load(states_ptr + st_base + c * D * N + st_off, mask=md[:, None], other=0.0)
-        else:
-            h_in = tl.full([BLOCK_D, N], 0.0, tl.float32)
-        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv = _load_chunk(
+            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, base_dl, base_bc, k, c * T, L, D,
+            offs_t, offs_d, offs_n, HAS_INDEX, HAS_BIAS, SOFTPLUS)
+        h_in = tl.load(states_ptr + st_base + c * D * N + st_off, mask=mA & (c > 0), other=0.0)
+        a = tl.exp2(dt * A2)
         dtu = dt * u
-        bb = dtu[:, None, :] * Bv[None, :, :]
-        acum, h = tl.associative_scan((a, bb), 2, _affine_fwd)
-        h = h + acum * h_in[:, :, None]
+        bb = dtu * Bv
+        _, h = tl.associative_scan((a, tl.where(first, bb + a * h_in, bb)), 0, _affine_fwd)
+        a_f = _flip_t(a, LOG_T, N1, BLOCK_D, N2)
         if W > 0:
-            a_cut = tl.where(((offs_t % W) == W - 1)[None, None, :], 0.0, a)
-            _, hr = tl.associative_scan((a_cut, bb), 2, _affine_rev, reverse=True)
+            a_cut = tl.where((offs_t % W) == 0, 0.0, a_f)
+            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BLOCK_D, N2)), 0, _affine_fwd)
+            hr = _flip_t(hr, LOG_T, N1, BLOCK_D, N2)
             H = h + hr - bb
         else:
             H = h
@@ -239,50 +290,47 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         if HAS_Z:
             zv = tl.load(z_ptr + off2, mask=m2, other=0.0).to(tl.float32)
             sz = 1.0 / (1.0 + tl.exp(-zv))
-            yss = _tsum(Cv[None, :, :] * H, 1)
+            yss = _sum_n(Cv * H)
             if HAS_D:
-                yss += Dv[:, None] * u
+                yss += Dv * u
             dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
             tl.store(dz_ptr + off2, dz.to(dz_ptr.dtype.element_ty), mask=m2)
             dys = dy * zv * sz
         else:
             dys = dy
-        g = dys[:, None, :] * Cv[None, :, :]
-        ones = tl.full([BLOCK_D, N, T], 1.0, tl.float32)
-        _, q, v = tl.associative_scan((a, ones, g), 2, _adj_rev, reverse=True)
-        lam = v + q * carry[:, :, None]
-        carry = _tsum(tl.where((offs_t == 0)[None, None, :], a * lam, 0.0), 2)
+        g = dys * Cv                                                      # [T, N1, BD, N2]
+        ones = tl.full([T, N1, BLOCK_D, N2], 1.0, tl.float32)
+        # lambda_t = g_t + a_{t+1} lambda_{t+1}; the carry from the right enters at the chunk's last step
+        # (scanned on the flipped chunk: lambda'_j = g'_j + a'_{j-1} lambda'_{j-1})
+        _, _, lam = tl.associative_scan((a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BLOCK_D, N2)), 0, _adj_fwd)
+        lam = _flip_t(lam, LOG_T, N1, BLOCK_D, N2)
+        carry = _sum_ax(tl.where(first, a * lam, 0.0), 0)
         if W > 0:
-            q0 = tl.where(((offs_t % W) == 0)[None, None, :], 0.0, ones)
-            _, _, rho = tl.associative_scan((a, q0, g), 2, _adj_fwd)
+            q0 = tl.where((offs_t % W) == 0, 0.0, ones)
+            _, _, rho = tl.associative_scan((a, q0, g), 0, _adj_fwd)
             dbb = lam + rho - g
             S = lam * (h - bb) + rho * (hr - bb)
         else:
             dbb = lam
             S = lam * (h - bb)
-        dbbB = _tsum(dbb * Bv[None, :, :], 1)          # [BLOCK_D, T]
+        dbbB = _sum_n(dbb * Bv)                                           # [T, 1, BD, 1]
         du = dbbB * dt
-        ddt = dbbB * u + _tsum(S * A[:, :, None], 1)
+        ddt = dbbB * u + _sum_n(S * A)
         if HAS_D:
-            du += Dv[:, None] * dys
-            dD_acc += _tsum(tl.where(m2, dys * u, 0.0), 1)
+            du += Dv * dys
+            dD_acc += _sum_ax(tl.where(m2, dys * u, 0.0), 0)
         if SOFTPLUS:
             ddl = ddt / (1.0 + tl.exp(-dt_raw))
         else:
             ddl = ddt
         ddl = tl.where(m2, ddl, 0.0)
-        dbias_acc += _tsum(ddl, 1)
-        dA_acc += _tsum(S * dt[:, None, :], 2)
+        dbias_acc += _sum_ax(ddl, 0)
+        dA_acc += _sum_ax(S * dt, 0)
         tl.store(du_ptr + off2, du.to(du_ptr.dtype.element_ty), mask=m2)
         tl.store(ddl_ptr + off2, ddl.to(ddl_ptr.dtype.element_ty), mask=m2)
-        dBv = _tsum(dbb * dtu[:, None, :], 0)         # [N, T]
-        dCv = _tsum(H * dys[:, None, :], 0)           # [N, T]
-        offbc = base_bc + offs_n[:, None] * L + tok[None, :]
-        mbc = mt[None, :] & (offs_n[:, None] < N)
-        tl.atomic_add(dB_ptr + offbc, dBv, mask=mbc, sem="relaxed")
-        tl.atomic_add(dC_ptr + offbc, dCv, mask=mbc, sem="relaxed")
-    offA = (k * D + offs_d[:, None]) * N + offs_n[None, :]
-    tl.atomic_add(dA_ptr + offA, dA_acc, mask=md[:, None], sem="relaxed")
+        tl.atomic_add(dB_ptr + offbc, _sum_ax(dbb * dtu, 2), mask=mbc, sem="relaxed")
+        tl.atomic_add(dC_ptr + offbc, _sum_ax(H * dys, 2), mask=mbc, sem="relaxed")
+    tl.atomic_add(dA_ptr + offA, dA_acc, mask=mA, sem="relaxed")
     if HAS_D:
         tl.atomic_add(dD_ptr + k * D + offs_d, dD_acc, mask=md, sem="relaxed")
     if HAS_BIAS:
@@ -302,30 +350,51 @@ def _next_pow2(x: int) -> int:
 
 
 def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str = "cuda"):
-    """(BLOCK_D, T, num_warps) for a shape. T is the chunk of steps a program scans at once; it is a
-    power of two and a multiple of the local window W."""
+    """(BLOCK_D, T, N2, num_warps) for a shape.
+
+    T is the chunk of steps a program scans at once (a power of two, a multiple of a power-of-two local
+    window). The tile is [T, N // N2, BLOCK_D, N2]: the N2 states and the BLOCK_D channels spread over
+    the lanes and warps, so each thread holds all T steps of its (channel, states) and the scan along
+    time runs in registers; BLOCK_D * N2 >= 32 * num_warps keeps time off the lanes.
+    """
     if device_type != "cuda" or _interpreting():
         T = min(16, _next_pow2(L))
         BD = min(4, _next_pow2(D))
+        N2 = min(N, 4)
         nw = 1
     else:
-        budget = 2048 if backward else 4096  # (channel, state, step) lanes per program
-        T = min(64 if backward else 128, _next_pow2(L))
-        T = max(T, 8)
-        BD = max(1, min(_next_pow2(D), budget // (N * T)))
-        nw = 4
+        which = "bwd" if backward else "fwd"
+        nw = _CFG["num_warps_" + which]
+        N2 = min(N, _CFG["n_lanes_" + which])
+        BD = max(1, (32 * nw) // N2)
+        T = min(_CFG["T_" + which], max(_next_pow2(L), 1))
     if W > 0:
         if W & (W - 1) == 0:
             T = max(T, W)
         else:
             # A window that is not a power of two must fit with all its neighbours in one chunk.
             T = _next_pow2(L)
-            if T > 4096:
+            if T > 1024:
                 raise NotImplementedError(
                     f"triton selective scan: local_window={W} is not a power of two and L={L} is too long "
                     "for a single chunk")
-            BD = max(1, min(BD, 4096 // (N * T)))
-    return BD, T, nw
+    return BD, T, N2, nw
+
+
+# Tunables (tools/bench_kernels.py sweeps them): lanes along the state axis, warps, chunk lengths.
+_CFG = dict(n_lanes_fwd=4, T_fwd=8, num_warps_fwd=4, n_lanes_bwd=8, T_bwd=4, num_warps_bwd=4)
+
+
+_IDENTITY = {}
+
+
+def _identity_index(K: int, L: int, device) -> torch.Tensor:
+    key = (K, L, str(device))
+    idx = _IDENTITY.get(key)
+    if idx is None:
+        idx = torch.arange(L, device=device, dtype=torch.int64).expand(K, L).contiguous()
+        _IDENTITY[key] = idx
+    return idx
 
 
 def _check(u, A, B, index, local_window):
@@ -347,7 +416,9 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
     if L == 0:
         last.zero_()
         return y, last
-    BD, T, nw = pick_config(L, d, N, W, False, u.device.type)
+    BD, T, N2, nw = pick_config(L, d, N, W, False, u.device.type)
+    if index is None:
+        index = _identity_index(K, L, u.device)
     dummy = A
     grid = (triton.cdiv(d, BD), b * K)
     _fwd_kernel[grid](
@@ -356,7 +427,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
         delta_bias if delta_bias is not None else dummy,
         index if index is not None else dummy,
         y, last, K, d, L,
-        N=N, BLOCK_D=BD, T=T, W=W,
+        N1=N // N2, N2=N2, BLOCK_D=BD, T=T, LOG_T=T.bit_length() - 1, W=W,
         HAS_INDEX=index is not None, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=nw)
     return y, last
@@ -378,7 +449,9 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     dD = torch.zeros((K, d), device=u.device, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((K, d), device=u.device, dtype=torch.float32) if delta_bias is not None else None
     if L > 0:
-        BD, T, nw = pick_config(L, d, N, W, True, u.device.type)
+        BD, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
+        if index is None:
+            index = _identity_index(K, L, u.device)
         nchunk = triton.cdiv(L, T)
         states = torch.empty((b * K, nchunk, d, N) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
         dummy = A
@@ -392,7 +465,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
             dD if dD is not None else dummy, dz if dz is not None else dummy,
             dbias if dbias is not None else dummy,
             K, d, L, nchunk,
-            N=N, BLOCK_D=BD, T=T, W=W,
+            N1=N // N2, N2=N2, BLOCK_D=BD, T=T, LOG_T=T.bit_length() - 1, W=W,
             HAS_INDEX=index is not None, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=nw)
     else:

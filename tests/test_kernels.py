@@ -216,8 +216,8 @@ def test_config_window_divides_chunk():
     for L in (1, 7, 197, 4097):
         for W in (0, 4, 8, 16):
             for bwd in (False, True):
-                BD, T, nw = mod.pick_config(L, 384, 16, W, bwd, "cuda")
-                assert T & (T - 1) == 0 and BD & (BD - 1) == 0
+                BD, T, N2, nw = mod.pick_config(L, 384, 16, W, bwd, "cuda")
+                assert T & (T - 1) == 0 and BD & (BD - 1) == 0 and 16 % N2 == 0
                 if W:
                     assert T % W == 0
 
