@@ -49,7 +49,11 @@ def wavelet_filters(
 
 
 class WaveletTransform2d(nn.Module):
-    """Fixed one-level 2-D DWT over `channels` channels and its exact inverse.
+    """Fixed one-level 2-D DWT over `channels` channels and its inverse.
+
+    The inverse is exact for 'db1' (Haar, the only wavelet MobileMamba uses). Longer filter banks are
+    applied with zero padding, as in the official code, so they reconstruct the interior exactly but
+    not the outermost rows and columns.
 
     `forward(x)`: (B, C, H, W) -> (B, C, 4, ceil(H/2), ceil(W/2)); odd H / W are zero-padded by one
     row / column at the bottom / right first. `inverse(bands, size)` undoes it and crops to `size`.
@@ -124,6 +128,8 @@ class WaveletConv(nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        if kernel_size % 2 == 0:
+            raise ValueError(f'WaveletConv: kernel_size={kernel_size}; only odd sizes keep the sub-band size')
         self.init_scale = init_scale
         self.wavelet = WaveletTransform2d(channels, wavelet, **dd)
         # 'same' padding (k // 2 on each side for odd k), stride 1, one filter per sub-band map.
