@@ -417,3 +417,120 @@ def test_convert_cli(tmp_path, capsys):
     assert os.path.exists(dst) and 'test_lbvim' in capsys.readouterr().out
     with pytest.raises(SystemExit, match='missing keys'):
         convert.main([src, dst, '--model', 'test_vim'])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The official forward, written from the spec's pseudo-code (§1.3, §1.4, §2.2, §3.1, §3.4, §4.2, §4.3): flipped
+# copies for the backward branch, a flip of the sequence after every LBVim layer, a step-by-step scan. The same
+# official state dict must give the same logits through checkpoint_filter_fn and our index-order model.
+
+def _scan_oracle(u, delta, A, B, C, D, window=0):
+    """Step-by-step selective scan (§8.1), plus the LBMamba window-local reverse recurrence (§3.1)."""
+    dA = torch.exp(delta[..., None] * A[None, :, None, :])              # (b, E, L, N)
+    dBu = delta[..., None] * B.transpose(1, 2)[:, None] * u[..., None]  # (b, E, L, N)
+    length = u.shape[-1]
+    h = torch.zeros_like(dA[:, :, 0])
+    states = []
+    for t in range(length):
+        h = dA[:, :, t] * h + dBu[:, :, t]
+        states.append(h)
+    H = torch.stack(states, 2)
+    if window:
+        r = torch.zeros_like(H)
+        for t in reversed(range(length)):
+            last_of_window = (t + 1) % window == 0 or t == length - 1
+            r[:, :, t] = dBu[:, :, t] + (0 if last_of_window else dA[:, :, t] * r[:, :, t + 1])
+        H = H + r - dBu
+    return (H * C.transpose(1, 2)[:, None]).sum(-1) + D[None, :, None] * u
+
+
+def _branch_oracle(sd, p, s, x, z, window):
+    E = x.shape[1]
+    conv_w, conv_b = sd[p + f'conv1d{s}.weight'], sd[p + f'conv1d{s}.bias']
+    k = conv_w.shape[-1]
+    x = F.silu(F.conv1d(x, conv_w, conv_b, padding=k - 1, groups=E)[..., :x.shape[-1]])
+    x_dbl = x.transpose(1, 2) @ sd[p + f'x_proj{s}.weight'].T
+    R, N = sd[p + f'dt_proj{s}.weight'].shape[1], (x_dbl.shape[-1] - sd[p + f'dt_proj{s}.weight'].shape[1]) // 2
+    dt = (x_dbl[..., :R] @ sd[p + f'dt_proj{s}.weight'].T).transpose(1, 2)
+    delta = F.softplus(dt + sd[p + f'dt_proj{s}.bias'][:, None])
+    A = -torch.exp(sd[p + ('mixer.A_log' if not s else 'mixer.A_b_log').replace('mixer.', '')])
+    y = _scan_oracle(x, delta, A, x_dbl[..., R:R + N].transpose(1, 2), x_dbl[..., R + N:].transpose(1, 2),
+                     sd[p + 'D' + s], window)
+    return y * F.silu(z)
+
+
+def _mixer_oracle(sd, i, h, bi, window):
+    p = f'layers.{i}.mixer.'
+    xz = (h @ sd[p + 'in_proj.weight'].T).transpose(1, 2)
+    E = xz.shape[1] // 2
+    y = _branch_oracle(sd, p, '', xz[:, :E], xz[:, E:], window)
+    if bi:
+        xz_b = xz.flip(-1)
+        y = (y + _branch_oracle(sd, p, '_b', xz_b[:, :E], xz_b[:, E:], 0).flip(-1)) / 2
+    return y.transpose(1, 2) @ sd[p + 'out_proj.weight'].T
+
+
+def _norm_oracle(sd, key, x):
+    if key + '.bias' in sd:
+        return F.layer_norm(x, x.shape[-1:], sd[key + '.weight'], sd[key + '.bias'], 1e-5)
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * sd[key + '.weight']
+
+
+def _official_forward(sd, img, family, stride=16, regs=0):
+    x = F.conv2d(img, sd['patch_embed.proj.weight'], sd['patch_embed.proj.bias'], stride=stride)
+    x = x.flatten(2).transpose(1, 2)
+    batch, M, D = x.shape
+    if family == 'vim':
+        x = torch.cat([x[:, :M // 2], sd['cls_token'].expand(batch, -1, -1), x[:, M // 2:]], 1) + sd['pos_embed']
+    elif family == 'shuffle':
+        x = torch.cat([sd['cls_token'].expand(batch, -1, -1), x], 1) + sd['pos_embed']
+    elif family == 'reg':
+        x = x + sd['pos_embed']
+        G = M // (regs + 1)  # Mamba-Reg's get_cls_idx, from its description in §4.3
+        token_idx = torch.cat([torch.cat([torch.arange(G * regs).view(regs, G),
+                                          torch.arange(M, M + regs)[:, None]], 1).flatten(),
+                               torch.arange(G * regs, M)])
+        x = torch.cat([x, (sd['cls_token'] + sd['pos_embed_cls']).expand(batch, -1, -1)], 1)[:, token_idx]
+    else:
+        x = x + sd['pos_embed']
+    depth = 1 + max(int(k.split('.')[1]) for k in sd if k.startswith('layers.'))
+    h, r = x, None
+    for i in range(depth):
+        r = h if r is None else r + h
+        h = _mixer_oracle(sd, i, _norm_oracle(sd, f'layers.{i}.norm', r), family != 'lbvim',
+                          lbmamba_window(r.shape[1]) if family == 'lbvim' else 0)
+        if family == 'lbvim':
+            h, r = h.flip(1), r.flip(1)
+    f = _norm_oracle(sd, 'norm_f', r + h)
+    if family == 'vim':
+        return f[:, M // 2] @ sd['head.weight'].T + sd['head.bias']
+    if family == 'shuffle':
+        return f[:, 0] @ sd['head.weight'].T + sd['head.bias']
+    if family == 'reg':
+        G = M // (regs + 1)
+        pos = torch.arange(G, G * (regs + 1) + regs, G + 1)
+        feat = (f[:, pos] @ sd['neck.weight'].T).reshape(batch, -1)
+        feat = _norm_oracle(sd, 'norm_neck', feat)
+        return feat @ sd['head.weight'].T + sd['head.bias']
+    # LBVim-528's head: latent query, kv Linear, SDPA, post LayerNorm, classifier.
+    heads = 2
+    kv = (f @ sd['head.0.kv.weight'].T + sd['head.0.kv.bias']).reshape(batch, f.shape[1], 2, heads, D // heads)
+    k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+    q = sd['head.0.latent'].reshape(1, 1, heads, D // heads).transpose(1, 2).expand(batch, -1, -1, -1)
+    att = F.scaled_dot_product_attention(q, k, v).reshape(batch, D)
+    att = F.layer_norm(att, (D,), sd['head.0.post_norm.weight'], sd['head.0.post_norm.bias'], 1e-5)
+    return att @ sd['head.1.weight'].T + sd['head.1.bias']
+
+
+@pytest.mark.parametrize('name,family', [('test_vim', 'vim'), ('test_lbvim', 'lbvim'),
+                                         ('test_shufflemamba', 'shuffle'), ('test_shufflemamba_reg', 'reg')])
+def test_matches_official_forward(name, family):
+    # Weights scaled down to keep the random network tame; fp32 values, compared in fp64.
+    sd = {k: v * (0.3 if v.dim() > 1 and not k.endswith('A_log') else 1.)
+          for k, v in _official_state_dict(**OFFICIAL[name]).items()}
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=sd)).double().eval()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        expected = _official_forward({k: v.double() for k, v in sd.items()}, x, family,
+                                     stride=8 if name == 'test_vim' else 16, regs=OFFICIAL[name].get('regs', 0))
+        torch.testing.assert_close(model(x), expected, rtol=1e-7, atol=1e-7)

@@ -21,8 +21,8 @@ from timm.layers import DropPath
 from timm.layers import register_notrace_function
 
 from ..ops import selective_scan
-from ..scans import get_pattern
-from .norm import RmsNormFp32
+from ..scans import ScanOrder, get_pattern
+from .norm import RmsNormFp32, at_least_fp32
 
 __all__ = ['MambaMixer', 'MambaBlock', 'causal_depthwise_conv1d', 'mamba_scan_1d', 'init_dt_bias_']
 
@@ -65,7 +65,7 @@ def mamba_scan_1d(
     elif reverse:
         # The reversed row of the bidirectional order.
         both = get_pattern('bidirectional').order(1, length, u.device)
-        order = both.index[1:]
+        order = ScanOrder(both.index[1:], both.inverse[1:])
     else:
         order = None
     return selective_scan(u, delta, A, B, C, D, None, delta_bias, True, order=order)
@@ -183,9 +183,12 @@ class MambaMixer(nn.Module):
             a_logs.append(a_log)
             ds.append(d)
             biases.append(dt_proj.bias)
-        A = -torch.exp(torch.stack(a_logs).float())
-        return (torch.stack(us, 1), torch.stack(deltas, 1), A, torch.stack(bs, 1).contiguous(),
-                torch.stack(cs, 1).contiguous(), torch.stack(ds).float(), torch.stack(biases).float(), z)
+        A = -torch.exp(at_least_fp32(torch.stack(a_logs)))
+        D = at_least_fp32(torch.stack(ds))
+        delta_bias = at_least_fp32(torch.stack(biases))
+        B = torch.stack(bs, 1).contiguous()
+        C = torch.stack(cs, 1).contiguous()
+        return torch.stack(us, 1), torch.stack(deltas, 1), A, B, C, D, delta_bias, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
@@ -234,6 +237,6 @@ class MambaBlock(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         residual = hidden if residual is None else residual + self.drop_path(hidden)
         if self.residual_in_fp32:
-            residual = residual.float()
+            residual = at_least_fp32(residual)
         hidden = self.mixer(self.norm(residual).to(hidden.dtype))
         return hidden, residual

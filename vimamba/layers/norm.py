@@ -11,7 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['RmsNormFp32', 'LayerNormFp32', 'get_fp32_norm_layer']
+__all__ = ['RmsNormFp32', 'LayerNormFp32', 'get_fp32_norm_layer', 'at_least_fp32']
+
+
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """x in fp32, or as is when it is already fp32 or wider (fp64 stays fp64 for gradient checks)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 class RmsNormFp32(nn.Module):
@@ -27,8 +32,8 @@ class RmsNormFp32(nn.Module):
         nn.init.ones_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        x32 = at_least_fp32(x)
+        y = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.to(x32.dtype)
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -50,7 +55,8 @@ class LayerNormFp32(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.layer_norm(x.float(), (self.dim,), self.weight.float(), self.bias.float(), self.eps)
+        x32 = at_least_fp32(x)
+        y = F.layer_norm(x32, (self.dim,), self.weight.to(x32.dtype), self.bias.to(x32.dtype), self.eps)
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:
