@@ -104,6 +104,43 @@ def test_channel_splits_match_spec():
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The 2-direction SS2D against the recurrence of hier_family.md §0.1 / §2.2, step by step in float64
+
+def _ss2d_by_loop(m, x):
+    b, _, h, w = x.shape
+    x, z = m.in_proj(x).chunk(2, 1)
+    z = nn.functional.silu(z)
+    u = nn.functional.silu(m.dwconv(x)).flatten(2).double()
+    length, di, n = h * w, m.d_inner, m.d_state
+    y = torch.zeros(b, di, length, dtype=torch.float64)
+    raster = torch.arange(length)
+    for k, order in enumerate((raster, raster.flip(0))):  # direction 1 = reversed raster
+        dbl = torch.einsum('cd,bdl->bcl', m.x_proj_weight[k].double(), u)
+        dt, bm, cm = dbl.split([m.dt_rank, n, n], 1)
+        dt = torch.einsum('dr,brl->bdl', m.dt_proj_weight[k].double(), dt) + m.dt_proj_bias[k].double()[:, None]
+        dt = nn.functional.softplus(dt)
+        a = -torch.exp(m.A_log.double().view(2, di, n)[k])
+        d = m.D.double().view(2, di)[k]
+        state = torch.zeros(b, di, n, dtype=torch.float64)
+        for t in order.tolist():  # token t, in this direction's visiting order
+            state = torch.exp(dt[:, :, t, None] * a) * state + dt[:, :, t, None] * bm[:, None, :, t] * u[:, :, t, None]
+            y[:, :, t] += (state * cm[:, None, :, t]).sum(-1) + d * u[:, :, t]
+    y = m.out_norm(y.float().view(b, di, h, w)) * z
+    return m.out_proj(y)
+
+
+def test_ss2d_matches_recurrence():
+    from vimamba.layers.ss2d import SelectiveScan2d
+    m = SelectiveScan2d(16, d_state=1, ssm_ratio=2).eval()
+    with torch.no_grad():  # move away from the symmetric init so directions and channels differ
+        for p in (m.A_log, m.D, m.dt_proj_bias):
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(2, 16, 3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), _ss2d_by_loop(m, x), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # BatchNorm folding
 
 def test_fuse_matches_unfused():
@@ -320,6 +357,11 @@ def test_checkpoint_filter_through_create_model(tmp_path):
     torch.save({'net_E': sd}, ckpt)
     model = timm.create_model('test_mobilemamba', pretrained=True, pretrained_cfg_overlay=dict(file=str(ckpt)))
     assert torch.equal(model.stem.conv1.conv.weight, sd['patch_embed.0.c.weight'])
+    # timm drops the classifier for another num_classes and sums the first conv over RGB for in_chans=1
+    other = timm.create_model('test_mobilemamba', pretrained=True, num_classes=5, in_chans=1,
+                              pretrained_cfg_overlay=dict(file=str(ckpt)))
+    assert torch.equal(other.head.norm.weight, sd['head.bn.weight'])
+    assert other.stem.conv1.conv.weight.shape[1] == 1
 
 
 def test_checkpoint_filter_is_strict():
