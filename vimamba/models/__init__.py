@@ -4,3 +4,4 @@ from . import lbvim
 from . import shufflemamba
 from . import mair
 from . import mobilemamba
+from . import atrousmamba

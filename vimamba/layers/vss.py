@@ -1,0 +1,204 @@
+"""VMamba's 2-D selective-scan mixer and visual state-space (VSS) block, channel-first.
+
+The mixer projects the map to an inner width Di = ssm_ratio * dim, runs a depthwise conv and SiLU, then every
+direction k of a scan pattern (K = 4 for VMamba's cross2d and AtrousMamba's atrous windows) scans the H*W tokens
+with its own token-wise projections (dt, B, C from `x_proj_weight[k]`, dt lifted to Di by `dt_proj_weight[k]`).
+The K outputs come back in token order and are summed, LayerNorm'd and projected back to `dim`.
+
+Two forms, as VMamba's forward types name them:
+- "noz" (`gate=False`, VMamba v2 `v05_noz`, ChangeMamba `v3noz`, every released VMamba v2 checkpoint):
+  in_proj gives Di channels, no gate: `out_proj(out_norm(scan(silu(dwconv(in_proj(x))))))`.
+- gated (`gate=True`, VMamba v2 `v05` / MobileMamba's form): in_proj gives 2*Di channels split into (x, z) and
+  the normalised scan output is multiplied by SiLU(z).
+"v05" (grouped 1x1 conv1d projections) and "v3" (einsum) are the same maths; here the projections run once in
+image order for all directions (they are token-wise) and `vimamba.ops.selective_scan` reads the tokens through
+each direction's index, so no permuted copies of the activations are made.
+
+Layout: channel-first (B, C, H, W), in/out projections and the MLP as 1x1 convs, LayerNorm over channels, which
+is VMamba's `ln2d` form (its `Linear2d`); the channel-last `ln` form of ChangeMamba is the same maths.
+Initialisation is VMamba's "v0" (Mamba's): A = -(1..N), D = 1, dt weights U(+-R^-0.5), dt bias softplus^-1 of a
+log-uniform step in [dt_min, dt_max], x_proj nn.Linear's default; 1x1 projections and MLP trunc-normal(0.02)
+with zero bias, as VMamba's model-level `_init_weights` leaves them.
+"""
+import math
+from typing import Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
+
+from vimamba.scans import ScanPattern, get_pattern
+
+from .mamba import init_dt_bias_
+from .ss2d import scan_2d
+
+__all__ = ['VisualSelectiveScan2d', 'VSSBlock']
+
+
+class VisualSelectiveScan2d(nn.Module):
+    """VMamba SS2D: in-proj -> dwconv + SiLU -> K-direction selective scan (summed) -> LayerNorm [* SiLU(z)] -> out-proj.
+
+    Args:
+        dim: Input and output channels.
+        d_state: SSM state size N (VMamba v2: 1).
+        ssm_ratio: Inner width Di = int(ssm_ratio * dim).
+        dt_rank: Rank R of the dt projection; 'auto' = ceil(dim / 16) (from `dim`, not Di, as VMamba).
+        d_conv: Depthwise conv kernel (< 2: no conv, SiLU only).
+        conv_bias: Bias on the depthwise conv (VMamba v2 configs: False).
+        gate: False = the "noz" form (no z branch); True = gate the output with SiLU(z).
+        scan: A scan pattern (or its name in `vimamba.scans`) with any K; VMamba: 'cross'.
+        dt_min, dt_max, dt_init_floor: Range of the initial step size (Mamba's init).
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            d_state: int = 1,
+            ssm_ratio: float = 2.0,
+            dt_rank: Union[int, str] = 'auto',
+            d_conv: int = 3,
+            conv_bias: bool = False,
+            gate: bool = False,
+            scan: Union[str, ScanPattern] = 'cross',
+            dt_min: float = 1e-3,
+            dt_max: float = 0.1,
+            dt_init_floor: float = 1e-4,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        if dt_rank != 'auto' and (isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1):
+            raise ValueError(f"VisualSelectiveScan2d: dt_rank={dt_rank!r}; accepted: 'auto' or an int >= 1")
+        self.pattern = get_pattern(scan) if isinstance(scan, str) else scan
+        self.num_directions = num_dir = self.pattern.num_directions
+        self.d_inner = d_inner = int(ssm_ratio * dim)
+        self.d_state = d_state
+        self.dt_rank = dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else dt_rank
+        self.gate = gate
+        self.dt_range = (dt_min, dt_max, dt_init_floor)
+
+        self.in_proj = nn.Conv2d(dim, d_inner * (2 if gate else 1), 1, bias=False, **dd)
+        self.act = nn.SiLU()
+        if d_conv > 1:
+            self.dwconv = nn.Conv2d(
+                d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias, **dd)
+        else:
+            self.dwconv = nn.Identity()
+        # Per direction: token-wise projection to (dt, B, C), then dt from rank R up to Di channels. Shapes are
+        # VMamba's (x_proj_weight (K, R+2N, Di), A_logs (K*Di, N), Ds (K*Di,)) so its checkpoints load as is.
+        self.x_proj_weight = nn.Parameter(torch.empty(num_dir, dt_rank + 2 * d_state, d_inner, **dd))
+        self.dt_proj_weight = nn.Parameter(torch.empty(num_dir, d_inner, dt_rank, **dd))
+        self.dt_proj_bias = nn.Parameter(torch.empty(num_dir, d_inner, **dd))
+        self.A_log = nn.Parameter(torch.empty(num_dir * d_inner, d_state, **dd))
+        self.D = nn.Parameter(torch.empty(num_dir * d_inner, **dd))
+        self.out_norm = LayerNorm2d(d_inner, eps=1e-5, **dd)
+        self.out_proj = nn.Conv2d(d_inner, dim, 1, bias=False, **dd)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """VMamba init "v0" for the SSM tensors, trunc-normal(0.02) for the 1x1 projections."""
+        bound = self.d_inner ** -0.5  # nn.Linear's default init of each direction's x_proj, as VMamba stacks them
+        nn.init.uniform_(self.x_proj_weight, -bound, bound)
+        dt_std = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj_weight, -dt_std, dt_std)
+        dt_min, dt_max, dt_floor = self.dt_range
+        init_dt_bias_(self.dt_proj_bias, dt_min=dt_min, dt_max=dt_max, dt_init_floor=dt_floor)
+        # S4D-real: A[:, n] = -(n + 1) for every channel of every direction.
+        a = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
+        self.A_log.copy_(torch.log(a).expand_as(self.A_log))
+        nn.init.ones_(self.D)
+        trunc_normal_(self.in_proj.weight, std=.02)
+        trunc_normal_(self.out_proj.weight, std=.02)
+        self.out_norm.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        x = self.in_proj(x)
+        if self.gate:
+            x, z = x.chunk(2, dim=1)
+        x = self.act(self.dwconv(x))
+
+        num_dir, d_inner, rank, d_state = self.num_directions, self.d_inner, self.dt_rank, self.d_state
+        u = x.flatten(2)
+        length = u.shape[-1]
+        # Token-wise projections commute with any token order: run them once, in image order, for all directions.
+        x_dbl = F.conv1d(u, self.x_proj_weight.reshape(-1, d_inner, 1))
+        x_dbl = x_dbl.reshape(batch, num_dir, rank + 2 * d_state, length)
+        dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
+        delta = F.conv1d(
+            dts.reshape(batch, num_dir * rank, length), self.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
+        delta = delta.reshape(batch, num_dir, d_inner, length)
+        A = -torch.exp(self.A_log.float()).reshape(num_dir, d_inner, d_state)
+        y = scan_2d(
+            u, delta, A, B.contiguous(), C.contiguous(),
+            self.D.float().reshape(num_dir, d_inner), self.dt_proj_bias.float().reshape(num_dir, d_inner),
+            self.pattern, height, width)
+        y = self.out_norm(y.reshape(batch, d_inner, height, width))
+        if self.gate:
+            y = y * self.act(z)
+        return self.out_proj(y)
+
+    def extra_repr(self) -> str:
+        return (f'd_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, gate={self.gate}, '
+                f'pattern={self.pattern}')
+
+
+class VSSBlock(nn.Module):
+    """Pre-norm VMamba block: `x + drop_path(mixer(norm(x)))`, then `x + drop_path(mlp(norm2(x)))` (channel-first).
+
+    Args:
+        dim: Channels.
+        drop_path: Stochastic depth of both residual branches (VMamba uses one rate for both).
+        mlp_ratio: MLP hidden width = int(dim * mlp_ratio) (GELU); 0 = no MLP branch.
+        norm_eps: LayerNorm epsilon (VMamba: nn.LayerNorm's 1e-5).
+        The rest is passed to `VisualSelectiveScan2d`.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            drop_path: float = 0.,
+            d_state: int = 1,
+            ssm_ratio: float = 2.0,
+            dt_rank: Union[int, str] = 'auto',
+            d_conv: int = 3,
+            conv_bias: bool = False,
+            gate: bool = False,
+            scan: Union[str, ScanPattern] = 'cross',
+            mlp_ratio: float = 4.0,
+            norm_eps: float = 1e-5,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.norm = LayerNorm2d(dim, eps=norm_eps, **dd)
+        self.mixer = VisualSelectiveScan2d(
+            dim, d_state=d_state, ssm_ratio=ssm_ratio, dt_rank=dt_rank, d_conv=d_conv, conv_bias=conv_bias,
+            gate=gate, scan=scan, **dd)
+        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        if mlp_ratio > 0:
+            self.norm2 = LayerNorm2d(dim, eps=norm_eps, **dd)
+            self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, use_conv=True, **dd)
+        else:
+            self.norm2 = self.mlp = None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Norms at (1, 0), MLP trunc-normal(0.02) with zero bias (the mixer resets itself)."""
+        self.norm.reset_parameters()
+        if self.mlp is not None:
+            self.norm2.reset_parameters()
+            for fc in (self.mlp.fc1, self.mlp.fc2):
+                trunc_normal_(fc.weight, std=.02)
+                nn.init.zeros_(fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.mixer(self.norm(x)))
+        if self.mlp is not None:
+            x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
