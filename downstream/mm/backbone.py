@@ -1,0 +1,354 @@
+"""`VimambaBackbone`: any vimamba timm model as an OpenMMLab backbone (mmseg and mmdet alike).
+
+The wrapper builds the model by name without its classifier, keeps only the blocks / stages that feed the
+requested outputs (so DDP sees no unused parameter), and returns a tuple of NCHW maps:
+- plain families (Vim, LBVim, ShuffleMamba: one token stride) return the maps of the blocks in `out_indices`,
+  usually through a feature pyramid (`pyramid='deconv'`): transposed convs up (x4: ConvT-norm-GELU-ConvT, x2:
+  ConvT), identity, max-pool down, towards `pyramid_strides` (Vim's segmentation adapter, vim_family.md §5.1.1).
+  With one index the pyramid is built from that single map (ViTDet's simple feature pyramid, §5.1.2).
+- hierarchical families (MobileMamba, ...) return their levels in `out_indices`; `pyramid='deconv'` also works
+  there and adds the finer strides from the finest level (MobileMamba's detection neck, hier_family.md §2.4).
+
+Inputs of any size: plain models resample their position embedding per forward (`dynamic_img_size`) and the
+input is zero-padded on the right / bottom so that the patches cover it.
+"""
+import logging
+import math
+import os
+import re
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from timm.layers import LayerNorm2d
+from timm.models import group_parameters, model_entrypoint
+
+import vimamba  # noqa: F401  registers the models with timm
+
+__all__ = ['VimambaBackbone', 'PLAIN_FAMILIES']
+
+# timm modules (family files) whose models are plain: one token grid at one stride, blocks indexed 0..depth-1.
+PLAIN_FAMILIES = ('vim', 'lbvim', 'shufflemamba')
+# parameters a dense-prediction backbone never uses: the classifier, its pooling and the final norm
+_HEAD_PREFIXES = ('head.', 'head_drop.', 'fc_norm.', 'neck.', 'attn_pool.', 'norm.')
+
+
+def _family(model_name: str) -> str:
+    try:
+        module = model_entrypoint(model_name).__module__
+    except RuntimeError as e:
+        raise ValueError(f'model_name: {model_name!r} is not a registered timm model; vimamba names: '
+                         f'{", ".join(vimamba.list_models(include_test=True))}') from e
+    if not module.startswith('vimamba.'):
+        raise ValueError(f'model_name: {model_name!r} is a timm model but not a vimamba one (module {module})')
+    return module.rsplit('.', 1)[-1]
+
+
+def _build_norm(norm_cfg: Dict[str, Any], channels: int) -> nn.Module:
+    """BN / SyncBN / GN through mmcv's registry; 'LN2d' (or 'LN') as a channels-first LayerNorm."""
+    cfg = dict(norm_cfg)
+    kind = cfg.pop('type')
+    if kind in ('LN', 'LN2d'):
+        return LayerNorm2d(channels, **cfg)
+    from mmcv.cnn import build_norm_layer
+    return build_norm_layer(dict(type=kind, **cfg), channels)[1]
+
+
+def _resample_op(scale: float, channels: int, norm_cfg: Dict[str, Any]) -> nn.Module:
+    """x`scale` resolution: transposed convs up (x2 each, norm + GELU between), max-pool down."""
+    if scale == 1:
+        return nn.Identity()
+    if scale < 1:
+        return nn.MaxPool2d(kernel_size=round(1 / scale), stride=round(1 / scale))
+    steps = round(math.log2(scale))
+    layers: List[nn.Module] = []
+    for i in range(steps):
+        if i:
+            layers += [_build_norm(norm_cfg, channels), nn.GELU()]
+        layers.append(nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2))
+    return nn.Sequential(*layers) if len(layers) > 1 else layers[0]
+
+
+def _is_power_of_two_ratio(a: int, b: int) -> bool:
+    ratio = a / b if a >= b else b / a
+    return ratio == int(ratio) and int(ratio) & (int(ratio) - 1) == 0
+
+
+@MODELS.register_module()
+class VimambaBackbone(BaseModule):
+    """A vimamba model as an mmseg / mmdet backbone.
+
+    Args:
+        model_name: a vimamba timm model (`vimamba.list_models()`; tiny `test_*` ones too).
+        out_indices: blocks (plain families, 0..depth-1) or feature levels (hierarchical: indices of the model's
+            `feature_info`, e.g. MobileMamba 0 = stem, 1..3 = stages) whose maps are returned. Default: four
+            evenly spaced blocks ending at the last one (plain), the model's own default levels (hierarchical).
+        img_size: size the position embedding is built for (plain families; inputs of other sizes resample it);
+            default the model's pretraining size.
+        drop_path_rate: stochastic depth of the model.
+        frozen_stages: -1: train everything; 0: freeze the stem (patch / stem convs, position embedding, class
+            and register tokens); k > 0: also the first k levels (hierarchical: the first k stages after the
+            stem; plain: the blocks up to and including out_indices[k - 1]). Frozen parts stay in eval mode.
+        norm_eval: keep the model's BatchNorms in eval mode while training (BN families: MobileMamba).
+        with_cp: gradient checkpointing of the blocks.
+        pyramid: 'deconv' (transposed convs / identity / max-pool to `pyramid_strides`), 'none' (the maps as
+            they are), 'auto' ('deconv' for plain families, 'none' for hierarchical ones).
+        pyramid_strides: output strides of the pyramid. With as many maps as strides, map i goes to stride i;
+            otherwise each stride comes from the finest map whose stride is >= it (upsampled), or, past the
+            coarsest map, from that one (max-pooled).
+        pyramid_norm_cfg: the norm between two transposed convs (mm style dict: 'BN', 'SyncBN', 'GN', 'LN2d').
+        out_norm: a LayerNorm on every returned map before the pyramid (LBVim's and VMamba's `outnorm`).
+        model_kwargs: more arguments for `timm.create_model` (e.g. `feature_source='residual'` for Vim-S's
+            residual-stream features, `shuffle_rate=0.` for ShuffleMamba).
+        init_cfg: `dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None)`: loaded in `init_weights`
+            through the family's `checkpoint_filter_fn` (official checkpoints, converted safetensors, mm
+            checkpoints with `prefix='backbone.model.'`); every missing or unexpected key is an error.
+    """
+
+    def __init__(
+            self,
+            model_name: str,
+            out_indices: Optional[Sequence[int]] = None,
+            img_size: Optional[Union[int, Tuple[int, int]]] = None,
+            drop_path_rate: float = 0.,
+            frozen_stages: int = -1,
+            norm_eval: bool = False,
+            with_cp: bool = False,
+            pyramid: str = 'auto',
+            pyramid_strides: Sequence[int] = (4, 8, 16, 32),
+            pyramid_norm_cfg: Optional[Dict[str, Any]] = None,
+            out_norm: bool = False,
+            model_kwargs: Optional[Dict[str, Any]] = None,
+            init_cfg: Optional[Dict[str, Any]] = None,
+    ):
+        if init_cfg is not None and (not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained'):
+            raise ValueError(f"init_cfg: only dict(type='Pretrained', checkpoint=...) is accepted (the model "
+                             f"initialises itself as its family does), got {init_cfg!r}")
+        if pyramid not in ('auto', 'deconv', 'none'):
+            raise ValueError(f"pyramid: expected 'auto', 'deconv' or 'none', got {pyramid!r}")
+        super().__init__(init_cfg)
+        self.model_name = model_name
+        self.family = _family(model_name)
+        self.plain = self.family in PLAIN_FAMILIES
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        kwargs = dict(model_kwargs or {})
+        kwargs['drop_path_rate'] = drop_path_rate
+        if self.plain:
+            kwargs['dynamic_img_size'] = True
+            if img_size is not None:
+                kwargs['img_size'] = img_size
+        elif img_size is not None:
+            raise ValueError(f'img_size: only the plain families ({", ".join(PLAIN_FAMILIES)}) have a fixed '
+                             f'input size; {model_name} ({self.family}) takes any size')
+        self._model_kwargs = kwargs
+        model = timm.create_model(model_name, pretrained=False, **kwargs)
+
+        num_levels = len(model.feature_info)
+        if out_indices is None:
+            if self.plain:
+                out_indices = [round(num_levels * (i + 1) / 4) - 1 for i in range(4)]
+            else:
+                out_indices = getattr(model, 'out_indices', None) or list(range(num_levels))
+        out_indices = tuple(int(i) for i in out_indices)
+        bad = [i for i in out_indices if not -num_levels <= i < num_levels]
+        if bad or not out_indices:
+            raise ValueError(f'out_indices: {out_indices} for {model_name}, which has {num_levels} '
+                             f'{"blocks" if self.plain else "feature levels"} (0..{num_levels - 1})')
+        self.out_indices = tuple(i % num_levels for i in out_indices)
+        self.feature_info = [model.feature_info[i] for i in self.out_indices]
+        in_strides = [int(f['reduction']) for f in self.feature_info]
+        in_channels = [int(f['num_chs']) for f in self.feature_info]
+
+        # Drop what the outputs do not need (later blocks, final norm, classifier): no unused parameters.
+        model.prune_intermediate_layers(list(self.out_indices), prune_norm=True, prune_head=True)
+        self.model = model
+        if with_cp:
+            self.model.set_grad_checkpointing(True)
+
+        self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in in_channels) if out_norm else None
+
+        pyramid = ('deconv' if self.plain else 'none') if pyramid == 'auto' else pyramid
+        self.pyramid_sources: Optional[List[int]] = None
+        if pyramid == 'deconv':
+            norm_cfg = pyramid_norm_cfg or dict(type='BN')
+            strides = [int(s) for s in pyramid_strides]
+            if len(strides) == len(in_strides):
+                sources = list(range(len(strides)))
+            else:
+                sources = []
+                for t in strides:
+                    coarser = [j for j, s in enumerate(in_strides) if s >= t]
+                    sources.append(min(coarser, key=lambda j: in_strides[j]) if coarser
+                                   else max(range(len(in_strides)), key=lambda j: in_strides[j]))
+            ops = []
+            for t, j in zip(strides, sources):
+                if not _is_power_of_two_ratio(in_strides[j], t):
+                    raise ValueError(f'pyramid_strides: {t} cannot be reached from a stride-{in_strides[j]} map '
+                                     f'by factors of 2 ({model_name}, out_indices {self.out_indices})')
+                ops.append(_resample_op(in_strides[j] / t, in_channels[j], norm_cfg))
+            self.pyramid = nn.ModuleList(ops)
+            self.pyramid_sources = sources
+            self.out_strides = strides
+            self.out_channels = [in_channels[j] for j in sources]
+        else:
+            self.pyramid = None
+            self.out_strides = in_strides
+            self.out_channels = in_channels
+
+        self._frozen_prefixes = self._frozen_module_prefixes()
+        self._freeze()
+
+    # -- freezing ----------------------------------------------------------------------------------------
+
+    def _stem_regex(self) -> str:
+        return self.model.group_matcher()['stem']
+
+    def _frozen_module_prefixes(self) -> Tuple[str, ...]:
+        """Names (inside `self.model`) of the modules / parameters that `frozen_stages` freezes, besides the stem."""
+        k = self.frozen_stages
+        if k <= 0:
+            return ()
+        if self.plain:
+            if k > len(self.out_indices):
+                raise ValueError(f'frozen_stages: {k} > the {len(self.out_indices)} output levels of {self.model_name}')
+            last = self.out_indices[k - 1]
+            return tuple(f'blocks.{i}.' for i in range(last + 1))
+        stem = re.compile(self._stem_regex())
+        levels = [f['module'] for f in self.model.feature_info if not stem.match(f['module'])]
+        if k > len(levels):
+            raise ValueError(f'frozen_stages: {k} > the {len(levels)} stages of {self.model_name}')
+        return tuple(name + '.' for name in levels[:k])
+
+    def _is_frozen(self, name: str) -> bool:
+        if self.frozen_stages < 0:
+            return False
+        return bool(re.match(self._stem_regex(), name)) or name.startswith(self._frozen_prefixes)
+
+    def _freeze(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        for name, param in self.model.named_parameters():
+            if self._is_frozen(name):
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'VimambaBackbone':
+        super().train(mode)
+        if mode and self.frozen_stages >= 0:
+            for name, module in self.model.named_modules():
+                if name and self._is_frozen(name + '.'):
+                    module.eval()
+        if mode and self.norm_eval:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+    # -- weights -----------------------------------------------------------------------------------------
+
+    def init_weights(self) -> None:
+        """Load the pretrained checkpoint of `init_cfg` (if any) through the family's filter; never re-draw.
+
+        The model was initialised as its family does when it was built; the pyramid keeps PyTorch's default
+        init. Marking the module initialised stops mmengine from calling the timm model's own `init_weights`
+        afterwards, which would overwrite the loaded weights.
+        """
+        if self.init_cfg is not None:
+            cfg = self.init_cfg
+            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
+        self._is_init = True
+
+    def _reference_model(self) -> nn.Module:
+        """The unpruned model with its classifier, on the meta device: the key set a checkpoint should have."""
+        with torch.device('meta'):
+            return timm.create_model(self.model_name, pretrained=False, **self._model_kwargs)
+
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
+        """Load `checkpoint` into the model; raise `KeyError` listing missing / unexpected keys on a mismatch."""
+        raw = _read_checkpoint(checkpoint)
+        reference = self._reference_model()
+        if prefix:
+            state = raw.get('state_dict', raw) if isinstance(raw, dict) else raw
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not state:
+                raise KeyError(f'init_cfg: no key of {checkpoint} starts with prefix {prefix!r}')
+            raw = state
+        filter_fn = getattr(sys.modules[model_entrypoint(self.model_name).__module__], 'checkpoint_filter_fn', None)
+        state = filter_fn(raw, reference) if filter_fn is not None else raw
+        own = self.model.state_dict()
+        reference_keys = set(reference.state_dict())
+        missing = sorted(set(own) - set(state))
+        # Keys of the full model that pruning removed (later blocks, final norm, classifier) are expected.
+        unexpected = sorted(k for k in state if k not in own and k not in reference_keys
+                            and not k.startswith(_HEAD_PREFIXES))
+        if missing or unexpected:
+            raise KeyError(
+                f'{checkpoint} does not fit {self.model_name}: missing keys ({len(missing)}): {missing}; '
+                f'unexpected keys ({len(unexpected)}): {unexpected}')
+        skipped = sorted(k for k in state if k not in own)
+        self.model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+        print_log(f'VimambaBackbone: loaded {len(own)} tensors of {self.model_name} from {checkpoint}'
+                  + (f' ({len(skipped)} unused by the backbone: classifier, final norm, pruned blocks)'
+                     if skipped else ''), logger='current', level=logging.INFO)
+
+    # -- layer-wise lr decay interface (used by LayerDecayOptimWrapperConstructor) -------------------------
+
+    def get_layer_depth(self, param_name: str) -> Tuple[int, int]:
+        """(layer id, number of layers) of a parameter name relative to this module, from the model's timm
+        `group_matcher`: 0 = stem, then blocks / stages in order; the pyramid and out norms are above the top
+        (layer id == number of layers, scale 1)."""
+        layer_map = self._layer_map()
+        num_layers = max(layer_map.values()) + 1
+        if param_name.startswith('model.'):
+            return layer_map.get(param_name[len('model.'):], num_layers), num_layers
+        return num_layers, num_layers
+
+    def _layer_map(self) -> Dict[str, int]:
+        if getattr(self, '_layer_map_cache', None) is None:
+            self._layer_map_cache = group_parameters(self.model, self.model.group_matcher(coarse=False), reverse=True)
+        return self._layer_map_cache
+
+    def no_weight_decay_names(self) -> List[str]:
+        """fnmatch patterns (relative to this module) of parameters that must not decay: position embeddings,
+        class / register tokens, A_log, D (the model's `no_weight_decay()` plus the SSM parameters)."""
+        from vimamba.classification.train import no_weight_decay_names
+        return ['model.' + n for n in no_weight_decay_names(self.model)]
+
+    # -- forward -----------------------------------------------------------------------------------------
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad right / bottom so that the patch grid covers the whole image (plain families)."""
+        if not self.plain:
+            return x
+        patch, stride = self.model.patch_embed.patch_size, self.model.patch_embed.stride
+        pads = []
+        for size, p, s in zip(x.shape[-2:], patch, stride):
+            cover = p if size <= p else p + math.ceil((size - p) / s) * s
+            pads.append(cover - size)
+        if pads[0] or pads[1]:
+            x = F.pad(x, (0, pads[1], 0, pads[0]))
+        return x
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        maps = self.model.forward_intermediates(
+            self._pad(x), indices=list(self.out_indices), stop_early=True, intermediates_only=True)
+        if self.out_norms is not None:
+            maps = [norm(m) for norm, m in zip(self.out_norms, maps)]
+        if self.pyramid is None:
+            return tuple(maps)
+        return tuple(op(maps[j]) for op, j in zip(self.pyramid, self.pyramid_sources))
+
+
+def _read_checkpoint(checkpoint: str) -> Dict[str, Any]:
+    if os.path.isfile(checkpoint):
+        from vimamba.classification.checkpoint import load_file
+        return load_file(checkpoint, 'init_cfg.checkpoint')
+    from mmengine.runner import CheckpointLoader
+    return CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')

@@ -1,0 +1,185 @@
+"""Training and testing any mmengine config with the Runner: what `tools/train.py` and `tools/test.py` run.
+
+Generic on purpose: segmentation, detection, restoration and change-detection configs all go through here. A
+config brings its own modules with `custom_imports`; nothing task-specific is imported.
+
+Distributed runs follow OpenMMLab: `torchrun --nproc-per-node N tools/train.py CONFIG --launcher pytorch`
+(or `tools/dist_train.sh CONFIG N`), or `--launcher slurm` under srun. Without CUDA (CPU processes, e.g. CI)
+the process group is gloo, DDP holds CPU modules and SyncBN becomes BN (each rank normalises its own batch):
+mmengine's own set-up assumes one GPU per process.
+"""
+import argparse
+import json
+import logging
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+__all__ = ['train_main', 'test_main', 'load_config', 'build_runner']
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='folder for logs, checkpoints and metrics '
+                                           '(default: ./work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                        help='override config entries, key=value (e.g. train_dataloader.batch_size=4 '
+                             'model.backbone.with_cp=True "param_scheduler[1].end=1000")')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help="'pytorch' under torchrun, 'slurm' under srun, 'none' for one process")
+    # torch.distributed.launch passes --local-rank (torchrun sets LOCAL_RANK instead)
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Train with an mmengine config (mmseg, mmdet, restoration, '
+                                                 'change detection).')
+    parser.add_argument('config', help='config file')
+    _add_common(parser)
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
+                        help='resume training: from CHECKPOINT, or (no value) from the latest checkpoint '
+                             'in the work dir')
+    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (AmpOptimWrapper, '
+                                                           'dynamic loss scale)')
+    return parser
+
+
+def build_test_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Evaluate a checkpoint with an mmengine config; writes the '
+                                                 'metrics as JSON.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file (mmengine .pth) to evaluate')
+    _add_common(parser)
+    parser.add_argument('--out', help='metrics JSON file (default: <work dir>/metrics.json)')
+    return parser
+
+
+def _replace_sync_bn(node: Any) -> int:
+    """Turn every `type='SyncBN'` in a config subtree into 'BN'; returns how many were changed."""
+    changed = 0
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            changed += 1
+        for value in node.values():
+            changed += _replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            changed += _replace_sync_bn(value)
+    return changed
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config with the command line applied (cfg-options, work dir, launcher)."""
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        _setup_cpu_distributed(cfg)
+    return cfg
+
+
+def _setup_cpu_distributed(cfg: Config) -> None:
+    """gloo process group, DDP over CPU modules, BN for SyncBN (which needs GPU tensors)."""
+    import torch.distributed as dist
+    if cfg.launcher != 'pytorch':
+        raise RuntimeError(f'--launcher {cfg.launcher}: without CUDA only torchrun (--launcher pytorch) is supported')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('broadcast_buffers', False)  # as mmengine's default GPU wrapper
+    wrapper['device_ids'] = None  # CPU modules
+    cfg.model_wrapper_cfg = wrapper
+    if 'model' in cfg and _replace_sync_bn(cfg.model):
+        print_log('no CUDA: SyncBN runs as BN in each CPU process', logger='current', level=logging.WARNING)
+
+
+def _enable_amp(cfg: Config) -> None:
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        print_log('--amp: the config already uses AmpOptimWrapper', logger='current', level=logging.WARNING)
+        return
+    if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+        raise ValueError(f"--amp: needs optim_wrapper.type='OptimWrapper', the config has {wrapper.type!r}")
+    wrapper.type = 'AmpOptimWrapper'
+    wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def build_runner(cfg: Config) -> Runner:
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+class _KeepMetrics(Hook):
+    """Remembers the metrics of the last validation."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.metrics: Optional[Dict[str, Any]] = None
+
+    def after_val_epoch(self, runner, metrics: Optional[Dict[str, Any]] = None) -> None:
+        self.metrics = metrics
+
+
+def _jsonable(metrics: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    out = {}
+    for key, value in (metrics or {}).items():
+        if isinstance(value, torch.Tensor):
+            value = value.tolist()
+        elif hasattr(value, 'item') and getattr(value, 'ndim', 1) == 0:
+            value = value.item()
+        elif hasattr(value, 'tolist'):
+            value = value.tolist()
+        out[key] = value
+    return out
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """`tools/train.py`: train, validate as the config says; returns (and prints) the last validation metrics."""
+    args = build_train_parser().parse_args(argv)
+    cfg = load_config(args)
+    if args.amp:
+        _enable_amp(cfg)
+    if args.resume == 'auto':
+        cfg.resume = True
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = build_runner(cfg)
+    keep = _KeepMetrics()
+    runner.register_hook(keep)
+    runner.train()
+    metrics = _jsonable(keep.metrics)
+    if metrics:
+        print_log(f'final validation metrics: {json.dumps(metrics)}', logger='current')
+    return metrics
+
+
+def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """`tools/test.py`: evaluate a checkpoint on the config's test set; writes and returns the metrics."""
+    args = build_test_parser().parse_args(argv)
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    runner = build_runner(cfg)
+    metrics = _jsonable(runner.test())
+    out = args.out or osp.join(runner.work_dir, 'metrics.json')
+    if runner.rank == 0:
+        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+        with open(out, 'w') as f:
+            json.dump(dict(config=args.config, checkpoint=args.checkpoint, metrics=metrics), f, indent=2)
+        print_log(f'test metrics: {json.dumps(metrics)} -> {out}', logger='current')
+    return metrics

@@ -1,0 +1,16 @@
+"""Train with any mmengine config (segmentation, detection, restoration, change detection).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    torchrun --nproc-per-node N tools/train.py CONFIG --launcher pytorch      (or tools/dist_train.sh CONFIG N)
+
+The work lives in `vimamba.downstream.mm.runner.train_main`.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+
+from vimamba.downstream.mm.runner import train_main  # noqa: E402
+
+if __name__ == '__main__':
+    train_main()
