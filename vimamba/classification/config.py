@@ -161,7 +161,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     g.add_argument('--eval-interval', type=int, default=1, metavar='N', help='evaluate every N epochs (and the last)')
     g.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
                    help='progress bars (default: when stderr is a terminal)')
-    g.add_argument('--log-interval', type=int, default=50, metavar='N')
+    g.add_argument('--log-interval', type=int, default=50, metavar='N',
+                   help='log loss, lr and speed every N updates when there is no progress bar')
     return p
 
 

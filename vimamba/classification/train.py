@@ -146,6 +146,10 @@ def build_distillation(args, data_config, num_classes: int, device) -> Optional[
 # ----------------------------------------------------------------------------------------------------
 # loop
 
+def _is_primary() -> bool:
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def _reduce_sum(values: List[float], device) -> List[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
@@ -188,8 +192,10 @@ def train_one_epoch(model, raw_model, loader, optimizer, loss_fn, device, args, 
         scheduler.step_update(num_updates=num_updates)
         loss_sum += loss_value * images.shape[0]
         seen += images.shape[0]
-        if args.log_interval and (step + 1) % args.log_interval == 0 and not show_progress:
-            _logger.debug('update %d loss %.4f', num_updates, loss_value)
+        if args.log_interval and (step + 1) % args.log_interval == 0 and not show_progress and _is_primary():
+            _logger.info('  update %d (%d/%d): loss %.4f lr %.3g, %.0f img/s/process', num_updates, step + 1,
+                         len(loader), loss_value, optimizer.param_groups[0]['lr'],
+                         seen / (time.perf_counter() - start))
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
