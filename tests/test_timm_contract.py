@@ -102,18 +102,18 @@ def test_variant_on_meta(name):
     if name in SPEC_PARAMS:
         assert sum(p.numel() for p in params) == SPEC_PARAMS[name]
 
-    cfg = get_pretrained_cfg(name).to_dict()
+    cfg = get_pretrained_cfg(name).to_dict()  # (fields left at None are dropped)
     assert len(cfg['input_size']) == 3 and len(cfg['mean']) == 3 and len(cfg['std']) == 3
     assert 0 < cfg['crop_pct'] <= 1
     assert cfg['interpolation']
     if not name.startswith('test_'):
-        assert cfg['license'], 'license'
-        assert cfg['paper_ids'] or cfg['paper_name'], 'paper'
-        assert cfg['origin_url'], 'original code URL'
+        assert cfg.get('license'), 'license'
+        assert cfg.get('paper_ids') or cfg.get('paper_name'), 'paper'
+        assert cfg.get('origin_url'), 'original code URL'
     state_dict = model.state_dict()
     assert model.in_chans == cfg['input_size'][0]
     assert cfg['first_conv'] + '.weight' in state_dict
-    if cfg['num_classes'] is not None:
+    if cfg.get('num_classes') is not None:
         classifiers = cfg['classifier'] if isinstance(cfg['classifier'], (tuple, list)) else (cfg['classifier'],)
         for classifier in classifiers:
             assert classifier + '.weight' in state_dict
