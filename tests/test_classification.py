@@ -348,3 +348,13 @@ def test_no_weight_decay_covers_tokens_norms_and_ssm_parameters():
         assert ssm, 'a Mamba model has A_log / D parameters'
     for n in ssm:
         assert any(fnmatch.fnmatch(n, pat) for pat in names), n
+
+
+def test_layer_decay_follows_the_group_matcher():
+    model = create_classifier(MODEL, 4, SIZE, {})
+    args = parse_train_args(['--model', MODEL, '--layer-decay', '0.5', '--weight-decay', '0.05'])
+    optimizer = build_optimizer(model, args, lr=1e-3)
+    scales = sorted({g['lr_scale'] for g in optimizer.param_groups})
+    assert len(scales) > 2 and scales[-1] == 1.0 and scales[0] < 0.5
+    zero = _zero_decay_names(model, optimizer)
+    assert 'pos_embed' in zero or not hasattr(model, 'pos_embed')
