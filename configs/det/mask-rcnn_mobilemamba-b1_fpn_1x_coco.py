@@ -8,7 +8,7 @@ _base_ = ['./_base_/mask-rcnn_vimamba_fpn_1x_coco.py']
 
 model = dict(
     backbone=dict(
-        model_name='mobilemamba_b1', img_size=None, out_indices=(1, 2, 3), drop_path_rate=0.03, norm_eval=True,
+        model_name='mobilemamba_b1', out_indices=(1, 2, 3), drop_path_rate=0.03, norm_eval=True,
         pyramid='deconv', pyramid_strides=(4, 8, 16, 32, 64), pyramid_norm_cfg=dict(type='LN2d')),
     neck=dict(in_channels=[200, 200, 200, 376, 448], num_outs=5),
 )

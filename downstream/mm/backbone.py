@@ -42,7 +42,7 @@ _HEAD_PREFIXES = ('head.', 'head_drop.', 'fc_norm.', 'neck.', 'attn_pool.', 'nor
 def _family(model_name: str) -> str:
     try:
         module = model_entrypoint(model_name).__module__
-    except RuntimeError as e:
+    except (KeyError, RuntimeError) as e:
         raise ValueError(f'model_name: {model_name!r} is not a registered timm model; vimamba names: '
                          f'{", ".join(vimamba.list_models(include_test=True))}') from e
     if not module.startswith('vimamba.'):
@@ -184,10 +184,17 @@ class VimambaBackbone(BaseModule):
                 sources = list(range(len(strides)))
             else:
                 sources = []
+                # among maps of one stride the deepest one serves
                 for t in strides:
                     coarser = [j for j, s in enumerate(in_strides) if s >= t]
-                    sources.append(min(coarser, key=lambda j: in_strides[j]) if coarser
-                                   else max(range(len(in_strides)), key=lambda j: in_strides[j]))
+                    sources.append(min(coarser, key=lambda j: (in_strides[j], -j)) if coarser
+                                   else max(range(len(in_strides)), key=lambda j: (in_strides[j], j)))
+                unused = sorted(set(range(len(in_strides))) - set(sources))
+                if unused:
+                    raise ValueError(
+                        f'out_indices: the maps of {[self.out_indices[j] for j in unused]} feed no level of '
+                        f'pyramid_strides {tuple(strides)} (map strides {in_strides}); give one index per '
+                        f'stride, or one index for all')
             ops = []
             for t, j in zip(strides, sources):
                 if not _is_power_of_two_ratio(in_strides[j], t):
@@ -281,7 +288,11 @@ class VimambaBackbone(BaseModule):
                 raise KeyError(f'init_cfg: no key of {checkpoint} starts with prefix {prefix!r}')
             raw = state
         filter_fn = getattr(sys.modules[model_entrypoint(self.model_name).__module__], 'checkpoint_filter_fn', None)
-        state = filter_fn(raw, reference) if filter_fn is not None else raw
+        try:
+            state = filter_fn(raw, reference) if filter_fn is not None else raw
+        except (KeyError, ValueError) as e:
+            raise KeyError(f'{checkpoint} does not fit {self.model_name}: the {self.family} checkpoint filter '
+                           f'rejected it: {e!r}') from e
         own = self.model.state_dict()
         reference_keys = set(reference.state_dict())
         missing = sorted(set(own) - set(state))

@@ -38,6 +38,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """`paramwise_cfg`: `layer_decay_rate` (1.0: no layer decay), `custom_keys`, `bias_decay_mult`,
     `backbone` (attribute name of the backbone in the model, default 'backbone')."""
 
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
+        # never empty: mmengine's constructor skips add_params (and so the no-decay rules) for an empty one
+        paramwise_cfg = dict(paramwise_cfg or {})
+        paramwise_cfg.setdefault('layer_decay_rate', 1.0)
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+
     def add_params(self, params: List[dict], module: nn.Module, prefix: str = '', is_dcn_module=None) -> None:
         rate = float(self.paramwise_cfg.get('layer_decay_rate', 1.0))
         custom_keys: Dict[str, dict] = self.paramwise_cfg.get('custom_keys', {})

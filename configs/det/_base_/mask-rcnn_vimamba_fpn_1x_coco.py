@@ -13,7 +13,8 @@ model = dict(
         _delete_=True,  # also drops the ResNet's torchvision init_cfg
         type='VimambaBackbone',
         model_name='vim_tiny_patch16_224',
-        img_size=(800, 1344),  # the position embedding is resampled to every padded input size anyway
+        # img_size left at the pretraining size: the (14 x 14) position embedding is resampled to the grid of every
+        # padded input, as ViTDet does, instead of learning a 50 x 84 one
         out_indices=(5, 11, 17, 23),
         drop_path_rate=0.1,
         pyramid='deconv',
