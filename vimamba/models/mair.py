@@ -702,13 +702,16 @@ def _describe_checkpoint(state_dict: Dict[str, torch.Tensor]) -> str:
     return ', '.join(parts) or 'unrecognised layout'
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, Any], model: nn.Module) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(
+        state_dict: Dict[str, Any], model: nn.Module, strict: bool = True) -> Dict[str, torch.Tensor]:
     """Convert an official MaIR / MaIRUNet BasicSR checkpoint to this model's names; strict.
 
     Accepts BasicSR files (`params_ema`, preferred when present, else `params`), `state_dict` / `model`
     wrappers, raw state dicts in the official or in our names, and DataParallel `module.` prefixes. Raises
     `KeyError` listing the missing and unexpected keys, or `ValueError` listing shape mismatches (a
     checkpoint of another variant: other width, d_state, scale or depth), with what the checkpoint holds.
+    `strict=False` instead drops those entries (fine-tuning x3 / x4 from x2, as the official recipes);
+    load the result with `load_state_dict(..., strict=False)`.
     """
     for container in ('params_ema', 'params', 'state_dict', 'model'):
         if isinstance(state_dict.get(container), dict):
@@ -721,6 +724,8 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: nn.Module) -> Dict[s
 
     expected = model.state_dict()
     name = type(model).__name__
+    if not strict:
+        return {k: v for k, v in converted.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
     if missing or unexpected:
@@ -895,7 +900,7 @@ def mairunet_deblur(pretrained: bool = False, **kwargs) -> MaIRUNet:
 
 @register_model
 def test_mair(pretrained: bool = False, **kwargs) -> MaIR:
-    """Tiny MaIR for tests: x2 light-SR tail, two groups of two blocks (unshifted and shifted stripes)."""
-    model_args = dict(upscale=2, embed_dim=16, depths=(2, 2), d_state=4, ssm_ratio=1.5, mlp_ratio=2.0,
+    """Tiny MaIR for tests: x2 light-SR tail, one group of two blocks (unshifted and shifted stripes)."""
+    model_args = dict(upscale=2, embed_dim=16, depths=(2,), d_state=2, ssm_ratio=1.0, mlp_ratio=2.0,
                       scan_len=4, upsampler='pixelshuffledirect', drop_path_rate=0.)
     return _mair('test_mair', pretrained, model_args, kwargs)

@@ -1,0 +1,49 @@
+# MaIR colour Gaussian denoising, sigma 15 (hier_family.md §3.1): DFWB (DIV2K + Flickr2K + BSD400 + WED) clean
+# images with white noise added on the fly (fresh noise each time), 128 px patches with flips / rotations,
+# batch 1 per GPU x 8 GPUs, Adam 2e-4 (0.9, 0.99), Charbonnier loss, 3.2M iterations halving at
+# 1.6M / 2.1M / 2.5M / 2.8M / 3.0M. Validation McMaster, test CBSD68: noise seeded per image (seed 0, the
+# official evaluation noise), PSNR / SSIM on RGB without border (the colour-denoising protocol; the official
+# test files say Y, their training files RGB: hier_family.md §3.6).
+# Layout: data/DFWB/*.png (clean images, any names); data/Denoise/{CBSD68,Kodak24,McMaster,Urban100}/*.png
+# Other benchmarks: --cfg-options test_dataloader.dataset.gt_dir=data/Denoise/Kodak24
+_base_ = ['./_base_/runtime.py']
+
+sigma = 15
+model = dict(
+    type='Restorer',
+    generator=dict(model_name='mair_cdn'),
+    pixel_loss=dict(type='CharbonnierLoss', loss_weight=1.0),
+    scale=1,
+    test_cfg=dict(tile_size=200, self_ensemble=False),
+)
+
+train_dataloader = dict(
+    batch_size=1,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type='PairedImageDataset', gt_dir='data/DFWB', degradation=dict(type='gaussian_noise', sigma=sigma),
+                 gt_patch_size=128, use_hflip=True, use_rot=True),
+)
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='PairedImageDataset', gt_dir='data/Denoise/McMaster',
+                 degradation=dict(type='gaussian_noise', sigma=sigma), test_mode=True),
+)
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=2,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='PairedImageDataset', gt_dir='data/Denoise/CBSD68',
+                 degradation=dict(type='gaussian_noise', sigma=sigma), test_mode=True),
+)
+val_evaluator = [dict(type='PSNR', crop_border=0, test_y_channel=False),
+                 dict(type='SSIM', crop_border=0, test_y_channel=False)]
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=3200000, val_interval=50000)
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=2e-4, betas=(0.9, 0.99), weight_decay=0.))
+param_scheduler = dict(type='MultiStepLR', by_epoch=False, milestones=[1600000, 2100000, 2500000, 2800000, 3000000],
+                       gamma=0.5)

@@ -1,0 +1,191 @@
+"""Paired restoration datasets (LQ and GT folders) for mmengine, with on-the-fly degradations.
+
+One class covers the layouts of the spec's benchmarks; the config names the folders:
+
+| task | gt_dir | lq_dir | filename_tmpl | degradation |
+|---|---|---|---|---|
+| DIV2K / DF2K SR (train) | DIV2K_train_HR (DF2K/HR) | DIV2K_train_LR_bicubic/X2 (DF2K/X2) | '{}x2' | none, or bicubic without lq_dir |
+| Set5 / Set14 / B100 / Urban100 / Manga109 | Set5/HR | Set5/LR_bicubic/X2 | '{}' | none, or bicubic without lq_dir |
+| colour denoising (DFWB, CBSD68, Kodak24, McMaster, Urban100) | the clean images | - | - | gaussian_noise, sigma 15 / 25 / 50 |
+| SIDD (crops) | train/target_crops | train/input_crops | '{}' | none |
+| GoPro | train/target (test/target) | train/input (test/input) | '{}' | none |
+| RESIDE ITS / OTS / SOTS | gt (clear) | hazy | pairing='haze' (`1_1_0.9.png` -> `1.png`) | none |
+
+Training crops a random `gt_patch_size` patch (with its LQ patch) and applies the paired flips / rotation;
+evaluation returns whole images, the GT cropped to `scale` times the LQ size (as the official loaders).
+Synthetic degradations: `dict(type='bicubic')` builds the LQ image from the GT image by MATLAB bicubic
+downscaling (the DIV2K / benchmark protocol); `dict(type='gaussian_noise', sigma=25)` adds white noise, fresh
+each time in training and seeded per image in evaluation (seed 0 for every image: the official noise).
+"""
+import os
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .functional import add_gaussian_noise, bicubic_degrade, paired_augment, paired_random_crop
+
+__all__ = ['PairedImageDataset', 'load_image', 'IMAGE_EXTENSIONS']
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+_DEGRADATIONS = ('bicubic', 'gaussian_noise')
+_PAIRINGS = ('name', 'haze')
+
+
+def load_image(path: str) -> torch.Tensor:
+    """An image file as a (3, H, W) float32 RGB tensor in [0, 1] (grayscale and palette files converted)."""
+    with Image.open(path) as img:
+        if img.mode in ('I;16', 'I;16B', 'I'):
+            array = np.asarray(img, dtype=np.float32) / 65535.
+            array = np.repeat(array[..., None], 3, axis=-1)
+        else:
+            array = np.asarray(img.convert('RGB'), dtype=np.float32) / 255.
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def _list_images(folder: str, owner: str, argument: str) -> List[str]:
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'{owner}: {argument}={folder!r} is not a directory')
+    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise FileNotFoundError(f'{owner}: {argument}={folder!r} holds no image ({", ".join(IMAGE_EXTENSIONS)})')
+    return names
+
+
+class PairedImageDataset(Dataset):
+    """LQ / GT pairs from folders, or GT images degraded on the fly.
+
+    Args:
+        gt_dir: Folder of ground-truth images.
+        lq_dir: Folder of degraded images; None with a `degradation` that makes them.
+        filename_tmpl: LQ file stem from the GT stem ('{}x2' for DIV2K); the extension may differ.
+        pairing: 'name' (LQ named from the GT name by `filename_tmpl`) or 'haze' (RESIDE: the GT of
+            `<id>_<anything>.<ext>` in lq_dir is `<id>.png` in gt_dir; listed from lq_dir).
+        scale: LQ -> GT scale factor.
+        degradation: None, dict(type='bicubic') (needs lq_dir None) or dict(type='gaussian_noise', sigma=S).
+        gt_patch_size: Training patch size on the GT side; None returns whole images (evaluation).
+        use_hflip / use_rot: Paired random flips / 90-degree rotations (training only).
+        repeat: Times the file list is repeated per epoch (BasicSR's dataset_enlarge_ratio).
+        test_mode: Evaluation: no crop, no augmentation, seeded noise.
+        noise_seed: Seed of the evaluation noise of every image.
+    """
+
+    def __init__(
+            self,
+            gt_dir: str,
+            lq_dir: Optional[str] = None,
+            filename_tmpl: str = '{}',
+            pairing: str = 'name',
+            scale: int = 1,
+            degradation: Optional[Dict[str, Any]] = None,
+            gt_patch_size: Optional[int] = None,
+            use_hflip: bool = True,
+            use_rot: bool = True,
+            repeat: int = 1,
+            test_mode: bool = False,
+            noise_seed: int = 0,
+            metainfo: Optional[Dict[str, Any]] = None,
+    ):
+        owner = type(self).__name__
+        if pairing not in _PAIRINGS:
+            raise ValueError(f'{owner}: pairing={pairing!r} is not supported; accepted: {_PAIRINGS}')
+        if not isinstance(scale, int) or scale < 1:
+            raise ValueError(f'{owner}: scale must be an int >= 1, got {scale!r}')
+        degradation = dict(degradation) if degradation else None
+        if degradation is not None:
+            kind = degradation.get('type')
+            if kind not in _DEGRADATIONS:
+                raise ValueError(f'{owner}: degradation type {kind!r} is not supported; accepted: {_DEGRADATIONS}')
+            if kind == 'bicubic' and (lq_dir is not None or scale < 2):
+                raise ValueError(f'{owner}: degradation bicubic makes the LQ images from the GT images: it needs '
+                                 f'lq_dir=None and scale >= 2, got lq_dir={lq_dir!r}, scale={scale}')
+            if kind == 'gaussian_noise' and (lq_dir is not None or scale != 1 or degradation.get('sigma') is None):
+                raise ValueError(f'{owner}: degradation gaussian_noise needs sigma=, lq_dir=None and scale=1, got '
+                                 f'{degradation}, lq_dir={lq_dir!r}, scale={scale}')
+        elif lq_dir is None:
+            raise ValueError(f'{owner}: lq_dir is None and no degradation makes the LQ images; set lq_dir or '
+                             f'degradation=dict(type="bicubic") / dict(type="gaussian_noise", sigma=...)')
+        if gt_patch_size is not None and not test_mode and gt_patch_size % scale:
+            raise ValueError(f'{owner}: gt_patch_size={gt_patch_size} must be a multiple of scale={scale}')
+
+        self.gt_dir, self.lq_dir = gt_dir, lq_dir
+        self.scale = scale
+        self.degradation = degradation
+        self.gt_patch_size = None if test_mode else gt_patch_size
+        self.use_hflip, self.use_rot = use_hflip, use_rot
+        self.repeat = max(1, int(repeat))
+        self.test_mode = test_mode
+        self.noise_seed = noise_seed
+        self.metainfo = dict(metainfo or {}, scale=scale)
+        self.samples = self._pair(filename_tmpl, pairing)
+
+    def _pair(self, filename_tmpl: str, pairing: str) -> List[Dict[str, Optional[str]]]:
+        owner = type(self).__name__
+        if self.lq_dir is None:
+            return [dict(gt_path=osp.join(self.gt_dir, n), lq_path=None)
+                    for n in _list_images(self.gt_dir, owner, 'gt_dir')]
+        lq_names = _list_images(self.lq_dir, owner, 'lq_dir')
+        gt_names = _list_images(self.gt_dir, owner, 'gt_dir')
+        samples, missing = [], []
+        if pairing == 'haze':
+            by_stem = {osp.splitext(n)[0]: n for n in gt_names}
+            for name in lq_names:
+                gt = by_stem.get(osp.splitext(name)[0].split('_')[0])
+                (missing.append(name) if gt is None else
+                 samples.append(dict(gt_path=osp.join(self.gt_dir, gt), lq_path=osp.join(self.lq_dir, name))))
+        else:
+            by_stem = {osp.splitext(n)[0]: n for n in lq_names}
+            for name in gt_names:
+                lq = by_stem.get(filename_tmpl.format(osp.splitext(name)[0]))
+                (missing.append(name) if lq is None else
+                 samples.append(dict(gt_path=osp.join(self.gt_dir, name), lq_path=osp.join(self.lq_dir, lq))))
+        if missing:
+            side = 'GT' if pairing == 'haze' else 'LQ'
+            raise FileNotFoundError(
+                f'{owner}: no {side} image for {len(missing)} files (first: {missing[:5]}) with pairing={pairing!r}, '
+                f'filename_tmpl={filename_tmpl!r} between gt_dir={self.gt_dir!r} and lq_dir={self.lq_dir!r}')
+        return samples
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.repeat
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        sample = self.samples[index % len(self.samples)]
+        gt = load_image(sample['gt_path'])
+        kind = self.degradation['type'] if self.degradation else None
+        if self.gt_patch_size is not None and kind == 'gaussian_noise':
+            # Noise is i.i.d. per pixel: cropping first gives the same distribution for much less work.
+            gt, _ = self._crop(gt, gt)
+        if kind == 'bicubic':
+            lq, gt = bicubic_degrade(gt, self.scale)
+        elif kind == 'gaussian_noise':
+            seed = self.noise_seed if self.test_mode else None
+            lq = add_gaussian_noise(gt, float(self.degradation['sigma']), seed=seed)
+        else:
+            lq = load_image(sample['lq_path'])
+            if self.test_mode:
+                # As the official loaders: the GT cropped to scale x the LQ size.
+                gt = gt[:, :lq.shape[1] * self.scale, :lq.shape[2] * self.scale]
+        if self.gt_patch_size is not None:
+            if kind != 'gaussian_noise':
+                lq, gt = self._crop(lq, gt)
+            lq, gt = paired_augment((lq, gt), self.use_hflip, self.use_rot)
+        name = osp.splitext(osp.basename(sample['lq_path'] or sample['gt_path']))[0]
+        return dict(inputs=lq, data_samples=dict(
+            gt=gt, name=name, gt_path=sample['gt_path'], lq_path=sample['lq_path'] or sample['gt_path']))
+
+    def _crop(self, lq: torch.Tensor, gt: torch.Tensor):
+        size = self.gt_patch_size
+        if gt.shape[-1] < size or gt.shape[-2] < size:
+            # Small images (RESIDE) are padded up to the patch, as the official dehazing loader does.
+            pad_h, pad_w = max(0, size - gt.shape[-2]), max(0, size - gt.shape[-1])
+            gt = F.pad(gt[None], (0, pad_w, 0, pad_h), mode='reflect')[0]
+            lq_pad = (max(0, size // self.scale - lq.shape[-1]), max(0, size // self.scale - lq.shape[-2]))
+            lq = F.pad(lq[None], (0, lq_pad[0], 0, lq_pad[1]), mode='reflect')[0]
+        if lq is gt:
+            return paired_random_crop(gt, gt, size, 1)
+        return paired_random_crop(lq, gt, size, self.scale)
