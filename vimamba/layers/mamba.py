@@ -136,8 +136,7 @@ class MambaMixer(nn.Module):
             self.add_module('x_proj' + s, nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **dd))
             self.add_module('dt_proj' + s, nn.Linear(self.dt_rank, self.d_inner, bias=True, **dd))
             # A and D stay fp32 whatever the model dtype, as in mamba-ssm (the scan accumulates in fp32).
-            a_name = 'A_log' if not s else 'A' + s + '_log'
-            self.register_parameter(a_name, nn.Parameter(torch.empty(self.d_inner, d_state, device=device)))
+            self.register_parameter('A' + s + '_log', nn.Parameter(torch.empty(self.d_inner, d_state, device=device)))
             self.register_parameter('D' + s, nn.Parameter(torch.empty(self.d_inner, device=device)))
         self.out_proj = nn.Linear(self.d_inner, dim, bias=bias, **dd)
         self.reset_parameters(needs_reset=False)
@@ -151,44 +150,42 @@ class MambaMixer(nn.Module):
                 m.reset_parameters()
         with torch.no_grad():
             for s in self.suffixes:
-                a_log = getattr(self, 'A_log' if not s else 'A' + s + '_log')
+                a_log = getattr(self, 'A' + s + '_log')
                 a_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32, device=a_log.device)))
                 getattr(self, 'D' + s).fill_(1.0)
             std = self.dt_rank ** -0.5 * self.dt_scale
             nn.init.uniform_(self.dt_proj.weight, -std, std)
             init_dt_bias_(self.dt_proj.bias, self.dt_min, self.dt_max, self.dt_init_floor)
 
-    def _directions(self):
-        for i, s in enumerate(self.suffixes):
-            a_log = self.A_log if not s else self.A_b_log
-            yield (getattr(self, 'conv1d' + s), getattr(self, 'x_proj' + s), getattr(self, 'dt_proj' + s),
-                   a_log, getattr(self, 'D' + s), self.reverse or i == 1)
+    def _direction_params(self, name: str):
+        """The per-direction copies of `name`: `name` and, when bidirectional, `name_b` (`A_b_log` for A_log)."""
+        if name == 'A_log':
+            return [getattr(self, 'A' + s + '_log') for s in self.suffixes]
+        return [getattr(self, name + s) for s in self.suffixes]
 
     def scan_inputs(self, x: torch.Tensor):
         """(u, delta, A, B, C, D, delta_bias, z) of the op for the normalised block input x (B, L, C).
 
-        u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) fp32; z (B, L, E).
+        u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) in fp32 (or wider);
+        z (B, L, E). The per-direction projections run as one batched matmul over the K directions, producing
+        the op's layout directly (fewer kernels and copies than a loop of Linear calls).
         """
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = x.transpose(1, 2)
-        us, deltas, bs, cs, a_logs, ds, biases = [], [], [], [], [], [], []
-        for conv, x_proj, dt_proj, a_log, d, reverse in self._directions():
-            u = F.silu(causal_depthwise_conv1d(x, conv, reverse))
-            dt, b, c = x_proj(u.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-            # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
-            deltas.append(F.linear(dt, dt_proj.weight).transpose(1, 2))
-            us.append(u)
-            bs.append(b.transpose(1, 2))
-            cs.append(c.transpose(1, 2))
-            a_logs.append(a_log)
-            ds.append(d)
-            biases.append(dt_proj.bias)
-        A = -torch.exp(at_least_fp32(torch.stack(a_logs)))
-        D = at_least_fp32(torch.stack(ds))
-        delta_bias = at_least_fp32(torch.stack(biases))
-        B = torch.stack(bs, 1).contiguous()
-        C = torch.stack(cs, 1).contiguous()
-        return torch.stack(us, 1), torch.stack(deltas, 1), A, B, C, D, delta_bias, z
+        convs = self._direction_params('conv1d')
+        u = torch.stack([
+            F.silu(causal_depthwise_conv1d(x, conv, self.reverse or k == 1)) for k, conv in enumerate(convs)], 1)
+        x_proj_w = torch.stack([m.weight for m in self._direction_params('x_proj')])    # (K, R + 2N, E)
+        dt_proj = self._direction_params('dt_proj')
+        dt_proj_w = torch.stack([m.weight for m in dt_proj])                           # (K, E, R)
+        x_dbl = torch.matmul(x_proj_w, u)                                              # (B, K, R + 2N, L)
+        dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=2)
+        # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
+        delta = torch.matmul(dt_proj_w, dt)                                            # (B, K, E, L)
+        A = -torch.exp(at_least_fp32(torch.stack(self._direction_params('A_log'))))
+        D = at_least_fp32(torch.stack(self._direction_params('D')))
+        delta_bias = at_least_fp32(torch.stack([m.bias for m in dt_proj]))
+        return u, delta, A, B.contiguous(), C.contiguous(), D, delta_bias, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
