@@ -1,0 +1,144 @@
+"""Whole-image and sliding-window inference over large scenes, and the `tools/detect_changes.py` demo (no mmengine).
+"""
+import argparse
+import os.path as osp
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vimamba.downstream.restoration.datasets import load_image
+
+from .datasets import SECOND_PALETTE
+
+__all__ = ['slide_inference', 'detect_changes', 'build_change_net', 'main']
+
+Outputs = Union[torch.Tensor, Tuple[torch.Tensor, ...]]
+
+
+def _starts(length: int, crop: int, stride: int) -> List[int]:
+    """Window starts covering [0, length): every `stride`, the last window flush with the end."""
+    if length <= crop:
+        return [0]
+    starts = list(range(0, length - crop, stride))
+    return starts + [length - crop]
+
+
+@torch.no_grad()
+def slide_inference(fn: Callable[[torch.Tensor, torch.Tensor], Outputs], img1: torch.Tensor, img2: torch.Tensor,
+                    crop_size: int, stride: Optional[int] = None) -> Outputs:
+    """Run `fn(img1_window, img2_window)` on overlapping `crop_size` windows and average the softmax
+    probabilities where windows overlap; returns log-probabilities of the same structure as `fn`'s output.
+
+    Images smaller than a window are padded (reflect) and the padding cropped off again. `stride` defaults to
+    half a window.
+    """
+    if crop_size < 1:
+        raise ValueError(f'slide_inference: crop_size must be >= 1, got {crop_size}')
+    stride = stride or max(1, crop_size // 2)
+    if not 1 <= stride <= crop_size:
+        raise ValueError(f'slide_inference: stride={stride} must be in [1, crop_size={crop_size}]')
+    height, width = img1.shape[-2:]
+    pad_h, pad_w = max(0, crop_size - height), max(0, crop_size - width)
+    if pad_h or pad_w:
+        mode = 'reflect' if pad_h < height and pad_w < width else 'replicate'
+        img1 = F.pad(img1, (0, pad_w, 0, pad_h), mode=mode)
+        img2 = F.pad(img2, (0, pad_w, 0, pad_h), mode=mode)
+    full_h, full_w = img1.shape[-2:]
+    sums: Optional[List[torch.Tensor]] = None
+    count = img1.new_zeros(1, 1, full_h, full_w)
+    single = True
+    for top in _starts(full_h, crop_size, stride):
+        for left in _starts(full_w, crop_size, stride):
+            window = (..., slice(top, top + crop_size), slice(left, left + crop_size))
+            out = fn(img1[window], img2[window])
+            single = isinstance(out, torch.Tensor)
+            outs = [out] if single else list(out)
+            if sums is None:
+                sums = [img1.new_zeros(o.shape[0], o.shape[1], full_h, full_w) for o in outs]
+            for acc, o in zip(sums, outs):
+                acc[window] += o.softmax(dim=1)
+            count[window] += 1
+    results = tuple((acc / count)[..., :height, :width].clamp_min(1e-12).log() for acc in sums)
+    return results[0] if single else results
+
+
+def build_change_net(task: str = 'bcd', checkpoint: Optional[str] = None, device: str = 'cpu', **kwargs):
+    """A `BinaryChangeNet` ('bcd') or `SemanticChangeNet` ('scd'), optionally with trained weights (a file
+    saved by the mmengine Runner, whose `state_dict` keys start with `net.`, or a plain state dict)."""
+    from .model import BinaryChangeNet, SemanticChangeNet
+
+    if task not in ('bcd', 'scd'):
+        raise ValueError(f"build_change_net: task={task!r}; accepted: 'bcd', 'scd'")
+    net = (BinaryChangeNet if task == 'bcd' else SemanticChangeNet)(**kwargs)
+    if checkpoint:
+        state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+        state = state.get('state_dict', state) if isinstance(state, dict) else state
+        state = {k[len('net.'):] if k.startswith('net.') else k: v for k, v in state.items()}
+        net.load_state_dict(state)
+    return net.to(device).eval()
+
+
+def _palette_image(index: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Image:
+    img = Image.fromarray(index.astype(np.uint8), mode='P')
+    flat = [c for rgb in palette for c in rgb]
+    img.putpalette(flat + [0] * (768 - len(flat)))
+    return img
+
+
+@torch.no_grad()
+def detect_changes(net: torch.nn.Module, img1: torch.Tensor, img2: torch.Tensor, crop_size: Optional[int] = 512,
+                   stride: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
+    """Class maps of one image pair (3, H, W) in [0, 1]: (change,) or (change, semantic 1, semantic 2), the
+    semantic maps masked to 0 (no change) where no change is predicted. `crop_size=None`: one whole pass."""
+    device = next(net.parameters()).device
+    a, b = img1[None].to(device), img2[None].to(device)
+    outs = net(a, b) if crop_size is None else slide_inference(net, a, b, crop_size, stride)
+    outs = (outs,) if isinstance(outs, torch.Tensor) else tuple(outs)
+    maps = [o.argmax(dim=1)[0].cpu() for o in outs]
+    if len(maps) == 3:
+        maps[1] = maps[1] * maps[0]
+        maps[2] = maps[2] * maps[0]
+    return tuple(maps)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> List[str]:
+    parser = argparse.ArgumentParser(
+        description='Change map of an image pair (AWMambaBCD / AWMambaSCD) with sliding windows.')
+    parser.add_argument('image1', help='date-1 image')
+    parser.add_argument('image2', help='date-2 image (same size)')
+    parser.add_argument('--out', required=True, help='change map PNG (0 / 255)')
+    parser.add_argument('--task', choices=('bcd', 'scd'), default='bcd')
+    parser.add_argument('--checkpoint', default=None, help='trained weights (mmengine checkpoint or state dict)')
+    parser.add_argument('--encoder', default='atrousmamba_tiny', help='backbone name (as at training)')
+    parser.add_argument('--num-classes', type=int, default=7, help='SCD classes incl. no change (SECOND: 7)')
+    parser.add_argument('--crop-size', type=int, default=512, help='window side; 0 = whole image in one pass')
+    parser.add_argument('--stride', type=int, default=None, help='window stride (default half a window)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    args = parser.parse_args(argv)
+
+    kwargs = dict(encoder=dict(model_name=args.encoder))
+    if args.task == 'scd':
+        kwargs['num_classes'] = args.num_classes
+    net = build_change_net(args.task, args.checkpoint, args.device, **kwargs)
+    img1, img2 = load_image(args.image1), load_image(args.image2)
+    if img1.shape != img2.shape:
+        raise SystemExit(f'detect_changes: {args.image1} is {tuple(img1.shape[1:])}, {args.image2} is '
+                         f'{tuple(img2.shape[1:])}; the two dates must be co-registered images of one size')
+    maps = detect_changes(net, img1, img2, args.crop_size or None, args.stride)
+    Image.fromarray((maps[0].numpy() * 255).astype(np.uint8)).save(args.out)
+    written = [args.out]
+    if len(maps) == 3:
+        stem, _ = osp.splitext(args.out)
+        # SECOND's colours; for other class counts white (no change) then fixed pseudo-random colours.
+        palette = SECOND_PALETTE if args.num_classes == len(SECOND_PALETTE) else [(255, 255, 255)] + [
+            tuple(int(v) for v in np.random.RandomState(c).randint(0, 256, 3)) for c in range(1, args.num_classes)]
+        for date, index in ((1, maps[1]), (2, maps[2])):
+            path = f'{stem}_semantic{date}.png'
+            _palette_image(index.numpy(), palette).save(path)
+            written.append(path)
+    for path in written:
+        print(path)
+    return written

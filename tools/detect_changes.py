@@ -1,0 +1,11 @@
+"""Change map of a co-registered image pair with a trained AWMambaBCD / AWMambaSCD (sliding windows over large scenes).
+
+    python tools/detect_changes.py A.png B.png --out change.png --checkpoint work_dirs/.../iter_40000.pth
+    python tools/detect_changes.py A.png B.png --out change.png --task scd --checkpoint ...   # + semantic maps
+
+Everything lives in `vimamba.downstream.change_detection.inference`.
+"""
+from vimamba.downstream.change_detection.inference import main
+
+if __name__ == '__main__':
+    main()
