@@ -229,6 +229,23 @@ def test_dynamic_img_size_and_set_input_size():
         timm.create_model('test_vim')(torch.randn(1, 3, 80, 80))
 
 
+def test_intermediates_sources_and_formats():
+    """'mixer' taps the block's mixer output, 'residual' the stream after adding it: at the last block, with the
+    final norm, that is forward_features without the class token. NLC and NCHW hold the same raster tokens."""
+    torch.manual_seed(0)
+    model = timm.create_model('test_vim', feature_source='residual').eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        last = model.forward_intermediates(x, indices=[3], norm=True, output_fmt='NLC', intermediates_only=True)[0]
+        torch.testing.assert_close(last, split_tokens(model.forward_features(x), 'middle', 1)[0])
+        nchw = model.forward_intermediates(x, indices=[1], intermediates_only=True)[0]
+        nlc = model.forward_intermediates(x, indices=[1], output_fmt='NLC', intermediates_only=True)[0]
+        torch.testing.assert_close(nchw.flatten(2).transpose(1, 2), nlc)
+        model.feature_source = 'mixer'
+        mixer_tap = model.forward_intermediates(x, indices=[1], output_fmt='NLC', intermediates_only=True)[0]
+        assert not torch.allclose(mixer_tap, nlc)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Initialisation and drop path
 
