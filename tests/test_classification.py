@@ -217,8 +217,8 @@ def _zero_decay_names(model, optimizer):
 @pytest.mark.parametrize('recipe', RECIPES, ids=[r.stem for r in RECIPES])
 def test_recipe_parses_and_builds_model_and_optimizer(recipe):
     """Full-size model on the meta device, optimizer and schedule at the official 8-process batch.
-    A recipe whose model is not registered yet (AtrousMamba) builds the same optimizer and schedule on a
-    stand-in SSM model, test_mobilemamba; test_recipe_model_is_registered reports it as skipped."""
+    A recipe whose model is not registered (yet) builds the same optimizer and schedule on a stand-in SSM
+    model, test_mobilemamba; test_recipe_model_is_registered then reports it as skipped."""
     args = parse_train_args(['--config', str(recipe), '--data-dir', 'unused'])
     assert args.model and args.num_classes == 1000 and args.epochs > 0
     name = args.model if timm.is_model(args.model) else 'test_mobilemamba'
