@@ -37,7 +37,7 @@ __all__ = ['VisualSelectiveScan2d', 'VSSBlock']
 
 
 class VisualSelectiveScan2d(nn.Module):
-    """VMamba SS2D: in-proj -> dwconv + SiLU -> K-direction selective scan (summed) -> LayerNorm [* SiLU(z)] -> out-proj.
+    """VMamba SS2D: in-proj -> dwconv + SiLU -> K-direction selective scan (summed) -> LayerNorm [* SiLU(z)] -> out-proj
 
     Args:
         dim: Input and output channels.

@@ -1,0 +1,12 @@
+# AWMambaBCD-S on LEVIR-CD
+# (AtrousMamba, arXiv 2507.16172; details PROPOSED where the paper is silent: hier_family.md §5).
+# ChangeMamba's recipe: AdamW 1e-4 (wd 5e-4), batch 16, 256 crops, 320k iterations, constant rate.
+#   python tools/train.py configs/change/awmamba_bcd_small_levir_cd.py
+#   python tools/test.py configs/change/awmamba_bcd_small_levir_cd.py work_dirs/<name>/best_*.pth
+_base_ = ['./_base_/runtime.py', './_base_/datasets/levir_cd.py', './_base_/models/awmamba_bcd_tiny.py']
+
+# 53,999,618 parameters (= ChangeMamba MambaBCD-S); VMamba weights: vssm_small_0229_ckpt_epoch_222.pth
+# (ChangeMamba's README) through encoder.checkpoint.
+model = dict(encoder=dict(
+    model_name='atrousmamba_small',
+    model_kwargs=dict(depths=(2, 2, 15, 2), drop_path_rate=0.3)))
