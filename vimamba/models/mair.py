@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
-from timm.layers import DropPath, Mlp, register_notrace_function
+from timm.layers import DropPath, Mlp, register_notrace_function, register_notrace_module
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from vimamba import ops
@@ -127,6 +127,7 @@ def nested_scan(
         delta_softplus=True, order=order)
 
 
+@register_notrace_module  # FX leaf: the scan order depends on the concrete grid size
 class NestedScanMixer(nn.Module):
     """MaIR's mixer (the official VMM): in-proj -> dwconv + SiLU -> 4-direction NSS selective scan -> SSA
     gate and sum -> LayerNorm * SiLU(z) -> out-proj. Channel-last (B, H, W, C) in and out.
@@ -278,15 +279,18 @@ class ResidualMambaGroup(nn.Module):
         return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
 
 
-def _check_image(owner: nn.Module, x: torch.Tensor) -> None:
+@register_notrace_function  # an FX leaf: checks concrete shapes (FX wraps public names only)
+def check_image(x: torch.Tensor, in_chans: int, owner: str) -> torch.Tensor:
+    """x unchanged, or a ValueError when it is not a (B, in_chans, H, W) batch."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         what = f'shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f'{type(owner).__name__}: expected an image batch (B, {owner.in_chans}, H, W), got {what}')
-    if x.shape[1] != owner.in_chans:
+        raise ValueError(f'{owner}: expected an image batch (B, {in_chans}, H, W), got {what}')
+    if x.shape[1] != in_chans:
         hint = ' (a grayscale image: repeat it to 3 channels, or build the model with in_chans=1)' \
             if x.shape[1] == 1 else ''
-        raise ValueError(f'{type(owner).__name__}: input has {x.shape[1]} channels (shape {tuple(x.shape)}); '
-                         f'this model takes in_chans={owner.in_chans}{hint}')
+        raise ValueError(f'{owner}: input has {x.shape[1]} channels (shape {tuple(x.shape)}); '
+                         f'this model takes in_chans={in_chans}{hint}')
+    return x
 
 
 class MaIR(nn.Module):
@@ -348,7 +352,9 @@ class MaIR(nn.Module):
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1, **dd)
         self.embed_norm = nn.LayerNorm(embed_dim, **dd)
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        # Linear from 0, as torch.linspace; plain Python so that a default-device context (meta) cannot catch it.
+        dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.groups = nn.ModuleList()
         for i, depth in enumerate(depths):
             start = sum(depths[:i])
@@ -419,7 +425,7 @@ class MaIR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) in [0, 1] -> restored image (B, C, upscale * H, upscale * W)."""
-        _check_image(self, x)
+        x = check_image(x, self.in_chans, type(self).__name__)
         mean = self.mean.to(x.dtype)
         x = (x - mean) * self.img_range
         shallow = self.conv_first(x)
@@ -532,7 +538,7 @@ class MaIRUNet(nn.Module):
         levels = ('encoder_level1', 'down1_2', 'encoder_level2', 'down2_3', 'encoder_level3', 'down3_4',
                   'latent', 'up4_3|reduce_chan_level3', 'decoder_level3', 'up3_2|reduce_chan_level2',
                   'decoder_level2', 'up2_1', 'decoder_level1', 'refinement', 'output')
-        return dict(stem=r'^patch_embed', blocks=[(rf'^({name})', (i,)) for i, name in enumerate(levels)])
+        return dict(stem=r'^patch_embed', blocks=[(rf'^(?:{name})\.', (i,)) for i, name in enumerate(levels)])
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -561,15 +567,9 @@ class MaIRUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) in [0, 1], any size -> restored image of the same size."""
-        _check_image(self, x)
-        height, width = x.shape[-2:]
-        pad_h, pad_w = (-height) % 8, (-width) % 8
-        if pad_h or pad_w:
-            # Reflect as the official test; replicate when the image is too small to reflect.
-            mode = 'reflect' if pad_h < height and pad_w < width else 'replicate'
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        out = self.output(self.forward_features(x)) + x
-        return out[..., :height, :width]
+        x = check_image(x, self.in_chans, type(self).__name__)
+        padded = pad_to_multiple(x, 8)
+        return crop_like(self.output(self.forward_features(padded)) + padded, x)
 
     def forward_tiled(self, x: torch.Tensor, tile_size: int = 200) -> torch.Tensor:
         return forward_tiled(self, x, 1, tile_size)
@@ -577,6 +577,22 @@ class MaIRUNet(nn.Module):
     def forward_self_ensemble(self, x: torch.Tensor, tile_size: Optional[int] = None) -> torch.Tensor:
         fn = self if tile_size is None else (lambda t: forward_tiled(self, t, 1, tile_size))
         return forward_self_ensemble(fn, x)
+
+
+@register_notrace_function  # FX leaf (public name: FX wraps no private one): the padding depends on the size
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad (bottom / right) to a multiple of `multiple`: reflect as the official test, replicate when too small."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if not (pad_h or pad_w):
+        return x
+    mode = 'reflect' if pad_h < height and pad_w < width else 'replicate'
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+@register_notrace_function
+def crop_like(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    return x[..., :reference.shape[-2], :reference.shape[-1]]
 
 
 # ---------------------------------------------------------------------------------------------------------
