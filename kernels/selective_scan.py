@@ -80,80 +80,51 @@ def _adj_fwd(l1, q1, v1, l2, q2, v2):
 
 
 @triton.jit
-def _tsum(x, axis: tl.constexpr):
-    # tl.sum without its upcast wrapper: under the interpreter, a tl.standard jit function imported
-    # before TRITON_INTERPRET was set cannot be called, while tl.reduce with this combine can (numpy).
-    return tl.reduce(x, axis, tl.standard._sum_combine)
-
-
-@triton.jit
 def _xor(a, b):
     return a ^ b
 
 
 @triton.jit
-def _flip_t(x, LOG_T: tl.constexpr, N1: tl.constexpr, BLOCK_D: tl.constexpr, N2: tl.constexpr):
-    """x[::-1] along axis 0 of a [T, N1, BLOCK_D, N2] tile, T = 2**LOG_T. The steps of a (channel, state)
+def _flip_t(x, LOG_T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, N2: tl.constexpr):
+    """x[::-1] along axis 0 of a [T, N1, BDR, BDL, N2] tile, T = 2**LOG_T. The steps of a (channel, state)
     live in one thread's registers, so this is register renaming once the compiler folds the integer
     adds ((a + b) - a = b); a reverse tl.associative_scan would go through warp shuffles instead."""
-    y = tl.reshape(x.to(tl.int32, bitcast=True), [2] * LOG_T + [N1, BLOCK_D, N2])
+    y = tl.reshape(x.to(tl.int32, bitcast=True), [2] * LOG_T + [N1, BDR, BDL, N2])
     for i in tl.static_range(LOG_T):
         # swap the two halves of axis i: (y0 + y1) - y in wrapping int32 arithmetic is exact
         y = tl.reduce(y, i, tl.standard._sum_combine, keep_dims=True) - y
-    return tl.reshape(y, [2 ** LOG_T, N1, BLOCK_D, N2]).to(tl.float32, bitcast=True)
+    return tl.reshape(y, [2 ** LOG_T, N1, BDR, BDL, N2]).to(tl.float32, bitcast=True)
 
 
 @triton.jit
-def _softplus(x):
+def _exp2(x, FAST: tl.constexpr):
+    # MUFU.EX2 with flush-to-zero: one instruction (tl.exp2 / tl.exp add denormal range fix-ups around it)
+    if FAST:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
+def _sigmoid(x, FAST: tl.constexpr):
+    e = _exp2(x * -1.4426950408889634, FAST)
+    if FAST:
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return 1.0 / (1.0 + e)
+
+
+@triton.jit
+def _softplus(x, FAST: tl.constexpr):
     # softplus(x) = max(x, 0) + log1p(exp(-|x|)), log1p done accurately without libdevice:
     # log1p(e) = log(1 + e) * e / ((1 + e) - 1)  (exact e where 1 + e rounds to 1).
-    e = tl.exp(-tl.abs(x))
+    e = _exp2(tl.abs(x) * -1.4426950408889634, FAST)
     w = 1.0 + e
     den = w - 1.0
     lp = tl.where(den == 0.0, e, tl.log(w) * (e / tl.where(den == 0.0, 1.0, den)))
     return tl.maximum(x, 0.0) + lp
-
-
-@triton.jit
-def _load_chunk(u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr,
-                base_dl, base_bc, k, t0, L, D, offs_t, offs_d, offs_n,
-                HAS_INDEX: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    # Tiles are 4-D, (step, state-group, channel, state-in-group) = [T, N1, BLOCK_D, N2], n = n1 * N2 + n2.
-    # Per-(channel, step) tensors are [T, 1, BLOCK_D, 1], per-(state, step) ones [T, N1, 1, N2].
-    t = t0 + offs_t
-    mt = t < L
-    if HAS_INDEX:
-        tok = tl.load(idx_ptr + k * L + t, mask=mt, other=0).to(tl.int32)
-    else:
-        tok = t
-    md = offs_d < D
-    m2 = mt & md
-    off2 = base_dl + offs_d * L + tok
-    u = tl.load(u_ptr + off2, mask=m2, other=0.0).to(tl.float32)
-    dt = tl.load(dl_ptr + off2, mask=m2, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        dt = dt + tl.load(bias_ptr + k * D + offs_d, mask=md, other=0.0)
-    dt_raw = dt
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    dt = tl.where(m2, dt, 0.0)
-    offbc = base_bc + offs_n * L + tok
-    mbc = mt & (offs_n >= 0)
-    # B and C are read as full [T, N1, BLOCK_D, N2] tiles (the same address for every channel): the
-    # tile's layout then keeps every step of a (channel, state) in one thread; loads of identical
-    # addresses within a warp are one transaction.
-    offbc_full = offbc + offs_d * 0
-    mbc_full = mbc & (offs_d >= 0)
-    Bv = tl.load(B_ptr + offbc_full, mask=mbc_full, other=0.0).to(tl.float32)
-    Cv = tl.load(C_ptr + offbc_full, mask=mbc_full, other=0.0).to(tl.float32)
-    return tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv
-
-
-@triton.jit
-def _sum_n(x):
-    # sum over the state axes of a [T, N1, BLOCK_D, N2] tile -> [T, 1, BLOCK_D, 1]
-    return tl.reduce(tl.reduce(x, 3, tl.standard._sum_combine, keep_dims=True), 1, tl.standard._sum_combine,
-                     keep_dims=True)
 
 
 @triton.jit
@@ -162,11 +133,70 @@ def _sum_ax(x, axis: tl.constexpr):
 
 
 @triton.jit
-def _aranges(pid_d, T: tl.constexpr, N1: tl.constexpr, BLOCK_D: tl.constexpr, N2: tl.constexpr):
-    offs_t = tl.reshape(tl.arange(0, T), [T, 1, 1, 1])
-    offs_d = tl.reshape(pid_d * BLOCK_D + tl.arange(0, BLOCK_D), [1, 1, BLOCK_D, 1])
-    offs_n = (tl.reshape(tl.arange(0, N1), [1, N1, 1, 1]) * N2 + tl.reshape(tl.arange(0, N2), [1, 1, 1, N2]))
-    return offs_t, offs_d, offs_n
+def _sum_n(x):
+    # over the states: the in-thread axis first, then the lanes -> [T, 1, BDR, BDL, 1]
+    return _sum_ax(_sum_ax(x, 1), 4)
+
+
+@triton.jit
+def _sum_d(x):
+    # over the channels: the in-thread axis first, then lanes and warps -> [T, N1, 1, 1, N2]
+    return _sum_ax(_sum_ax(x, 2), 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiles are 5-D, [T, N1, BDR, BDL, N2]: step, state-in-thread, channel-in-thread, channel-lane, state-lane;
+# state n = n1 * N2 + n2, channel d = d0 + r * BDL + l. N2 * BDL = 32 * num_warps, so every step and
+# the N1 states and BDR channels of a thread are registers: the scan along time never leaves the thread,
+# B and C are loaded once per thread for its BDR channels. Every load is shaped so that it spans the two
+# lane axes (broadcasting with zero strides where the tensor has no such axis): all tiles then share
+# one layout and Triton inserts no layout conversion. Loads are unmasked: steps past L read token 0 and
+# channels past D read channel D - 1, and are cut by masks on the math and the stores.
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _lane_zero(BDL: tl.constexpr, N2: tl.constexpr):
+    return tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]) * 0 + tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) * 0
+
+
+@triton.jit
+def _load_raw(u_row, dl_row, z_row, e_row, B_row, C_row, idx_row, t0, L, offs_t, lane0,
+              HAS_Z: tl.constexpr, HAS_E: tl.constexpr):
+    """The chunk's inputs in their own dtype, issued a chunk ahead of their use."""
+    t = t0 + offs_t + lane0                                                 # [T, 1, 1, BDL, N2]
+    tok = tl.load(idx_row + t, mask=(t < L) & (t >= 0), other=0).to(tl.int32)
+    u = tl.load(u_row + tok)                                                # [T, 1, BDR, BDL, N2]
+    dl = tl.load(dl_row + tok)
+    if HAS_Z:
+        z = tl.load(z_row + tok)
+    else:
+        z = u
+    if HAS_E:
+        e = tl.load(e_row + tok)
+    else:
+        e = u
+    Bv = tl.load(B_row + tok)                                               # [T, N1, 1, BDL, N2]
+    Cv = tl.load(C_row + tok)
+    return tok, u, dl, z, e, Bv, Cv
+
+
+@triton.jit
+def _setup(pid_d, bk, K, D, L, T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr,
+           N2: tl.constexpr):
+    N: tl.constexpr = N1 * N2
+    k = bk % K
+    offs_t = tl.reshape(tl.arange(0, T), [T, 1, 1, 1, 1])
+    offs_d = (pid_d * (BDR * BDL) + tl.reshape(tl.arange(0, BDR), [1, 1, BDR, 1, 1]) * BDL
+              + tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]))
+    offs_n = tl.reshape(tl.arange(0, N1), [1, N1, 1, 1, 1]) * N2 + tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2])
+    lane0 = _lane_zero(BDL, N2)
+    md = offs_d < D                                                         # [1, 1, BDR, BDL, 1]
+    d_safe = tl.minimum(offs_d, D - 1)
+    row_dl = bk.to(tl.int64) * D * L + d_safe * L + lane0                   # [1, 1, BDR, BDL, N2]
+    row_bc = bk.to(tl.int64) * N * L + offs_n * L + lane0                   # [1, N1, 1, BDL, N2]
+    offA = (k * D + d_safe) * N + offs_n                                    # [1, N1, BDR, BDL, N2]
+    mA = md & (offs_n >= 0)
+    offKD = k * D + d_safe + lane0                                          # [1, 1, BDR, BDL, N2]
+    return k, offs_t, offs_d, offs_n, lane0, md, row_dl, row_bc, offA, mA, offKD
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,31 +205,48 @@ def _aranges(pid_d, T: tl.constexpr, N1: tl.constexpr, BLOCK_D: tl.constexpr, N2
 @triton.jit
 def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                 y_ptr, last_ptr, K, D, L,
-                N1: tl.constexpr, N2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
-                W: tl.constexpr,
-                HAS_INDEX: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+                N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
+                LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
     N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
-    k = bk % K
-    offs_t, offs_d, offs_n = _aranges(pid_d, T, N1, BLOCK_D, N2)
-    md = offs_d < D
-    base_dl = bk.to(tl.int64) * D * L
-    base_bc = bk.to(tl.int64) * N * L
-    offA = (k * D + offs_d) * N + offs_n                                  # [1, N1, BD, N2]
-    mA = md & (offs_n >= 0)
-    A2 = tl.load(A_ptr + offA, mask=mA, other=0.0) * 1.4426950408889634
+    k, offs_t, offs_d, offs_n, lane0, md, row_dl, row_bc, offA, mA, offKD = _setup(
+        pid_d, bk, K, D, L, T, N1, BDR, BDL, N2)
+    A2 = tl.load(A_ptr + offA) * 1.4426950408889634
     if HAS_D:
-        Dv = tl.load(D_ptr + k * D + offs_d, mask=md, other=0.0)
+        Dv = tl.load(D_ptr + offKD)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offKD)
     first = offs_t == 0
     last = offs_t == T - 1
-    h_prev = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)
+    lane_n2_first = tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) == 0
+    u_row = u_ptr + row_dl
+    dl_row = dl_ptr + row_dl
+    z_row = z_ptr + row_dl
+    B_row = B_ptr + row_bc
+    C_row = C_ptr + row_bc
+    idx_row = idx_ptr + k * L
+    h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
+    n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row, 0, L,
+                                                     offs_t, lane0, HAS_Z, False)
     for t0 in range(0, L, T):
-        tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv = _load_chunk(
-            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, base_dl, base_bc, k, t0, L, D,
-            offs_t, offs_d, offs_n, HAS_INDEX, HAS_BIAS, SOFTPLUS)
-        a = tl.exp2(dt * A2)                                              # [T, N1, BD, N2]
+        tok = n_tok
+        u = n_u.to(tl.float32)
+        dt = n_dl.to(tl.float32)
+        zv = n_z.to(tl.float32)
+        Bv = n_B.to(tl.float32)
+        Cv = n_C.to(tl.float32)
+        # the next chunk's loads go out now and land while this chunk computes
+        n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row,
+                                                         t0 + T, L, offs_t, lane0, HAS_Z, False)
+        m2 = ((t0 + offs_t) < L) & md                                       # [T, 1, BDR, BDL, 1]
+        if HAS_BIAS:
+            dt = dt + bias
+        if SOFTPLUS:
+            dt = _softplus(dt, FAST)
+        dt = tl.where(m2, dt, 0.0)                                          # [T, 1, BDR, BDL, N2]
+        a = _exp2(dt * A2, FAST)                                                # [T, N1, BDR, BDL, N2]
         bb = (dt * u) * Bv
         # the state entering the chunk enters through the first step's input
         _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
@@ -207,16 +254,16 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
         if W > 0:
             # window-local reverse recurrence: flip the chunk (windows map onto windows), scan forward
             # with the decay cut at each window's first step, flip back
-            a_cut = tl.where((offs_t % W) == 0, 0.0, _flip_t(a, LOG_T, N1, BLOCK_D, N2))
-            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BLOCK_D, N2)), 0, _affine_fwd)
-            h = h + _flip_t(hr, LOG_T, N1, BLOCK_D, N2) - bb
-        y = _sum_n(Cv * h)                                                # [T, 1, BD, 1]
+            a_cut = tl.where((offs_t % W) == 0, 0.0, _flip_t(a, LOG_T, N1, BDR, BDL, N2))
+            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
+            h = h + _flip_t(hr, LOG_T, N1, BDR, BDL, N2) - bb
+        # y over the states; the N2 lanes of a channel all hold it (butterfly) and the first one stores it
+        y = _sum_n(Cv * h) + tl.full([T, 1, BDR, BDL, N2], 0.0, tl.float32)  # [T, 1, BDR, BDL, N2]
         if HAS_D:
             y += Dv * u
         if HAS_Z:
-            zv = tl.load(z_ptr + off2, mask=m2, other=0.0).to(tl.float32)
-            y = y * (zv / (1.0 + tl.exp(-zv)))
-        tl.store(y_ptr + off2, y.to(y_ptr.dtype.element_ty), mask=m2)
+            y = y * (zv * _sigmoid(zv, FAST))
+        tl.store(y_ptr + row_dl + tok, y.to(y_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
     tl.store(last_ptr + bk.to(tl.int64) * D * N + offs_d * N + offs_n, h_prev, mask=mA)
 
 
@@ -227,83 +274,117 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
 def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                 states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
                 K, D, L, NCHUNK,
-                N1: tl.constexpr, N2: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr, LOG_T: tl.constexpr,
-                W: tl.constexpr,
-                HAS_INDEX: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+                N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
+                LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
     N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
-    k = bk % K
-    offs_t, offs_d, offs_n = _aranges(pid_d, T, N1, BLOCK_D, N2)
-    md = offs_d < D
-    base_dl = bk.to(tl.int64) * D * L
-    base_bc = bk.to(tl.int64) * N * L
-    offA = (k * D + offs_d) * N + offs_n
-    mA = md & (offs_n >= 0)
-    A = tl.load(A_ptr + offA, mask=mA, other=0.0)
+    k, offs_t, offs_d, offs_n, lane0, md, row_dl, row_bc, offA, mA, offKD = _setup(
+        pid_d, bk, K, D, L, T, N1, BDR, BDL, N2)
+    A = tl.load(A_ptr + offA)
     A2 = A * 1.4426950408889634
     if HAS_D:
-        Dv = tl.load(D_ptr + k * D + offs_d, mask=md, other=0.0)
+        Dv = tl.load(D_ptr + offKD)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offKD)
     first = offs_t == 0
     last = offs_t == T - 1
-    st_off = offs_d * N + offs_n
-    st_base = bk.to(tl.int64) * NCHUNK * D * N
+    lane_n2_first = tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) == 0
+    lane_d_first = tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]) == 0
+    u_row = u_ptr + row_dl
+    dl_row = dl_ptr + row_dl
+    z_row = z_ptr + row_dl
+    dy_row = dy_ptr + row_dl
+    B_row = B_ptr + row_bc
+    C_row = C_ptr + row_bc
+    idx_row = idx_ptr + k * L
+    st_ptr = states_ptr + bk.to(tl.int64) * NCHUNK * D * N + (offA - k * D * N)   # + chunk * D * N
 
     # pass 1: the state entering each chunk (chunk 0 enters with 0 and is never stored)
-    h_prev = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)
+    h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
+    n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row, 0, L,
+                                                     offs_t, lane0, False, False)
     for c in range(0, NCHUNK - 1):
-        tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv = _load_chunk(
-            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, base_dl, base_bc, k, c * T, L, D,
-            offs_t, offs_d, offs_n, HAS_INDEX, HAS_BIAS, SOFTPLUS)
-        a = tl.exp2(dt * A2)
+        u = n_u.to(tl.float32)
+        dt = n_dl.to(tl.float32)
+        Bv = n_B.to(tl.float32)
+        n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row,
+                                                         (c + 1) * T, L, offs_t, lane0, False, False)
+        m2 = ((c * T + offs_t) < L) & md
+        if HAS_BIAS:
+            dt = dt + bias
+        if SOFTPLUS:
+            dt = _softplus(dt, FAST)
+        dt = tl.where(m2, dt, 0.0)
+        a = _exp2(dt * A2, FAST)
         bb = (dt * u) * Bv
         _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
         h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
-        tl.store(states_ptr + st_base + (c + 1) * D * N + st_off, h_prev, mask=mA)
+        tl.store(st_ptr + (c + 1) * D * N, h_prev, mask=mA)
     tl.debug_barrier()
 
     # pass 2: chunks from last to first
-    carry = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)  # a_{e+1} lambda_{e+1} from the chunk on the right
-    dA_acc = tl.full([1, N1, BLOCK_D, N2], 0.0, tl.float32)
-    dD_acc = tl.full([1, 1, BLOCK_D, 1], 0.0, tl.float32)
-    dbias_acc = tl.full([1, 1, BLOCK_D, 1], 0.0, tl.float32)
+    carry = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)  # a_{e+1} lambda_{e+1} from the chunk on the right
+    dA_acc = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
+    dD_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
+    dbias_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
+    c0 = NCHUNK - 1
+    n_tok, n_u, n_dl, n_z, n_dy, n_B, n_C = _load_raw(u_row, dl_row, z_row, dy_row, B_row, C_row, idx_row, c0 * T,
+                                                      L, offs_t, lane0, HAS_Z, True)
+    n_h = tl.load(st_ptr + c0 * D * N, mask=mA & (c0 > 0), other=0.0)
     for cc in range(0, NCHUNK):
         c = NCHUNK - 1 - cc
-        tok, mt, m2, off2, offbc, mbc, u, dt, dt_raw, Bv, Cv = _load_chunk(
-            u_ptr, dl_ptr, B_ptr, C_ptr, bias_ptr, idx_ptr, base_dl, base_bc, k, c * T, L, D,
-            offs_t, offs_d, offs_n, HAS_INDEX, HAS_BIAS, SOFTPLUS)
-        h_in = tl.load(states_ptr + st_base + c * D * N + st_off, mask=mA & (c > 0), other=0.0)
-        a = tl.exp2(dt * A2)
+        tok = n_tok
+        u = n_u.to(tl.float32)
+        dt = n_dl.to(tl.float32)
+        zv = n_z.to(tl.float32)
+        dy = n_dy.to(tl.float32)
+        Bv = n_B.to(tl.float32)
+        Cv = n_C.to(tl.float32)
+        h_in = n_h
+        # the previous chunk's loads go out now
+        n_tok, n_u, n_dl, n_z, n_dy, n_B, n_C = _load_raw(u_row, dl_row, z_row, dy_row, B_row, C_row, idx_row,
+                                                          (c - 1) * T, L, offs_t, lane0, HAS_Z, True)
+        n_h = tl.load(st_ptr + (c - 1) * D * N, mask=mA & (c > 1), other=0.0)
+        mt = (c * T + offs_t) < L                                           # [T, 1, 1, 1, 1]
+        m2 = mt & md
+        if HAS_BIAS:
+            dt = dt + bias
+        dt_raw = dt
+        if SOFTPLUS:
+            dt = _softplus(dt, FAST)
+        dt = tl.where(m2, dt, 0.0)
+        dy = tl.where(m2, dy, 0.0)
+        a = _exp2(dt * A2, FAST)
         dtu = dt * u
         bb = dtu * Bv
         _, h = tl.associative_scan((a, tl.where(first, bb + a * h_in, bb)), 0, _affine_fwd)
-        a_f = _flip_t(a, LOG_T, N1, BLOCK_D, N2)
+        a_f = _flip_t(a, LOG_T, N1, BDR, BDL, N2)
         if W > 0:
             a_cut = tl.where((offs_t % W) == 0, 0.0, a_f)
-            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BLOCK_D, N2)), 0, _affine_fwd)
-            hr = _flip_t(hr, LOG_T, N1, BLOCK_D, N2)
+            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
+            hr = _flip_t(hr, LOG_T, N1, BDR, BDL, N2)
             H = h + hr - bb
         else:
             H = h
-        dy = tl.load(dy_ptr + off2, mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
-            zv = tl.load(z_ptr + off2, mask=m2, other=0.0).to(tl.float32)
-            sz = 1.0 / (1.0 + tl.exp(-zv))
+            sz = _sigmoid(zv, FAST)
             yss = _sum_n(Cv * H)
             if HAS_D:
                 yss += Dv * u
             dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
-            tl.store(dz_ptr + off2, dz.to(dz_ptr.dtype.element_ty), mask=m2)
+            tl.store(dz_ptr + row_dl + tok, dz.to(dz_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
             dys = dy * zv * sz
         else:
             dys = dy
-        g = dys * Cv                                                      # [T, N1, BD, N2]
-        ones = tl.full([T, N1, BLOCK_D, N2], 1.0, tl.float32)
+        g = dys * Cv                                                        # [T, N1, BDR, BDL, N2]
+        ones = tl.full([T, N1, BDR, BDL, N2], 1.0, tl.float32)
         # lambda_t = g_t + a_{t+1} lambda_{t+1}; the carry from the right enters at the chunk's last step
         # (scanned on the flipped chunk: lambda'_j = g'_j + a'_{j-1} lambda'_{j-1})
-        _, _, lam = tl.associative_scan((a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BLOCK_D, N2)), 0, _adj_fwd)
-        lam = _flip_t(lam, LOG_T, N1, BLOCK_D, N2)
+        _, _, lam = tl.associative_scan((a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BDR, BDL, N2)),
+                                        0, _adj_fwd)
+        lam = _flip_t(lam, LOG_T, N1, BDR, BDL, N2)
         carry = _sum_ax(tl.where(first, a * lam, 0.0), 0)
         if W > 0:
             q0 = tl.where((offs_t % W) == 0, 0.0, ones)
@@ -313,28 +394,30 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         else:
             dbb = lam
             S = lam * (h - bb)
-        dbbB = _sum_n(dbb * Bv)                                           # [T, 1, BD, 1]
-        du = dbbB * dt
+        dbbB = _sum_n(dbb * Bv)                                             # [T, 1, BDR, BDL, 1]
+        du = dbbB * dt                                                      # [T, 1, BDR, BDL, N2]
         ddt = dbbB * u + _sum_n(S * A)
         if HAS_D:
             du += Dv * dys
-            dD_acc += _sum_ax(tl.where(m2, dys * u, 0.0), 0)
+            dD_acc += _sum_ax(dys * u, 0)
         if SOFTPLUS:
-            ddl = ddt / (1.0 + tl.exp(-dt_raw))
+            ddl = ddt * _sigmoid(dt_raw, FAST)
         else:
             ddl = ddt
         ddl = tl.where(m2, ddl, 0.0)
         dbias_acc += _sum_ax(ddl, 0)
         dA_acc += _sum_ax(S * dt, 0)
-        tl.store(du_ptr + off2, du.to(du_ptr.dtype.element_ty), mask=m2)
-        tl.store(ddl_ptr + off2, ddl.to(ddl_ptr.dtype.element_ty), mask=m2)
-        tl.atomic_add(dB_ptr + offbc, _sum_ax(dbb * dtu, 2), mask=mbc, sem="relaxed")
-        tl.atomic_add(dC_ptr + offbc, _sum_ax(H * dys, 2), mask=mbc, sem="relaxed")
+        tl.store(du_ptr + row_dl + tok, du.to(du_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+        tl.store(ddl_ptr + row_dl + tok, ddl.to(ddl_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+        # dB, dC: summed over the program's channels, added once per (step, state) by the first channel lane
+        mbc = mt & lane_d_first & (offs_n >= 0)
+        tl.atomic_add(dB_ptr + row_bc + tok, _sum_d(dbb * dtu), mask=mbc, sem="relaxed")
+        tl.atomic_add(dC_ptr + row_bc + tok, _sum_d(H * dys), mask=mbc, sem="relaxed")
     tl.atomic_add(dA_ptr + offA, dA_acc, mask=mA, sem="relaxed")
     if HAS_D:
-        tl.atomic_add(dD_ptr + k * D + offs_d, dD_acc, mask=md, sem="relaxed")
+        tl.atomic_add(dD_ptr + offKD, dD_acc, mask=md & lane_n2_first, sem="relaxed")
     if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + k * D + offs_d, dbias_acc, mask=md, sem="relaxed")
+        tl.atomic_add(dbias_ptr + offKD, dbias_acc, mask=md & lane_n2_first, sem="relaxed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,39 +433,49 @@ def _next_pow2(x: int) -> int:
 
 
 def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str = "cuda"):
-    """(BLOCK_D, T, N2, num_warps) for a shape.
+    """(BDR, BDL, T, N2, num_warps) for a shape: the tile [T, N // N2, BDR, BDL, N2] (see the kernels).
 
     T is the chunk of steps a program scans at once (a power of two, a multiple of a power-of-two local
-    window). The tile is [T, N // N2, BLOCK_D, N2]: the N2 states and the BLOCK_D channels spread over
-    the lanes and warps, so each thread holds all T steps of its (channel, states) and the scan along
-    time runs in registers; BLOCK_D * N2 >= 32 * num_warps keeps time off the lanes.
+    window); N2 states times BDL channels fill the lanes and warps (N2 * BDL = 32 * num_warps); each thread
+    holds T steps of N // N2 states of BDR channels in registers.
     """
-    if device_type != "cuda" or _interpreting():
-        T = min(16, _next_pow2(L))
-        BD = min(4, _next_pow2(D))
-        N2 = min(N, 4)
-        nw = 1
+    gpu = device_type == "cuda" and not _interpreting()
+    if not gpu:
+        T, N2, nw, BDR = min(16, _next_pow2(L)), min(N, 2), 1, 2
     else:
         which = "bwd" if backward else "fwd"
         nw = _CFG["num_warps_" + which]
         N2 = min(N, _CFG["n_lanes_" + which])
-        BD = max(1, (32 * nw) // N2)
-        T = min(_CFG["T_" + which], max(_next_pow2(L), 1))
+        T = min(_CFG["T_" + which], _next_pow2(L))
+        BDR = _CFG["d_regs_" + which]
     if W > 0:
         if W & (W - 1) == 0:
-            T = max(T, W)
+            if W > T:
+                # a longer chunk for the window; keep the registers per thread by moving states to lanes
+                # or fewer channels per thread
+                grow = W // T
+                while grow > 1 and BDR > 1:
+                    BDR //= 2
+                    grow //= 2
+                N2 = min(N, N2 * grow)
+                T = W
         else:
             # A window that is not a power of two must fit with all its neighbours in one chunk.
             T = _next_pow2(L)
+            N2, BDR = N, 1
             if T > 1024:
                 raise NotImplementedError(
                     f"triton selective scan: local_window={W} is not a power of two and L={L} is too long "
                     "for a single chunk")
-    return BD, T, N2, nw
+    BDL = (32 * nw) // N2
+    if not gpu:
+        BDL = min(BDL, 2)   # the interpreter only needs the shapes, not the lanes
+    return BDR, BDL, T, N2, nw
 
 
 # Tunables (tools/bench_kernels.py sweeps them): lanes along the state axis, warps, chunk lengths.
-_CFG = dict(n_lanes_fwd=4, T_fwd=8, num_warps_fwd=4, n_lanes_bwd=8, T_bwd=4, num_warps_bwd=4)
+_CFG = dict(n_lanes_fwd=4, T_fwd=4, d_regs_fwd=2, num_warps_fwd=4,
+            n_lanes_bwd=8, T_bwd=4, d_regs_bwd=1, num_warps_bwd=4)
 
 
 _IDENTITY = {}
@@ -416,20 +509,21 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
     if L == 0:
         last.zero_()
         return y, last
-    BD, T, N2, nw = pick_config(L, d, N, W, False, u.device.type)
+    BDR, BDL, T, N2, nw = pick_config(L, d, N, W, False, u.device.type)
     if index is None:
         index = _identity_index(K, L, u.device)
     dummy = A
-    grid = (triton.cdiv(d, BD), b * K)
+    grid = (triton.cdiv(d, BDR * BDL), b * K)
     _fwd_kernel[grid](
         u, delta, A, B, C,
         D if D is not None else dummy, z if z is not None else dummy,
         delta_bias if delta_bias is not None else dummy,
-        index if index is not None else dummy,
+        index,
         y, last, K, d, L,
-        N1=N // N2, N2=N2, BLOCK_D=BD, T=T, LOG_T=T.bit_length() - 1, W=W,
-        HAS_INDEX=index is not None, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=nw)
+        N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
+        HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        FAST=u.is_cuda and not _interpreting(), num_warps=nw)
     return y, last
 
 
@@ -449,25 +543,26 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     dD = torch.zeros((K, d), device=u.device, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((K, d), device=u.device, dtype=torch.float32) if delta_bias is not None else None
     if L > 0:
-        BD, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
+        BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
         if index is None:
             index = _identity_index(K, L, u.device)
         nchunk = triton.cdiv(L, T)
         states = torch.empty((b * K, nchunk, d, N) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
         dummy = A
-        grid = (triton.cdiv(d, BD), b * K)
+        grid = (triton.cdiv(d, BDR * BDL), b * K)
         _bwd_kernel[grid](
             dy, u, delta, A, B, C,
             D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy,
-            index if index is not None else dummy,
+            index,
             states, du, ddelta, dA, dB32, dC32,
             dD if dD is not None else dummy, dz if dz is not None else dummy,
             dbias if dbias is not None else dummy,
             K, d, L, nchunk,
-            N1=N // N2, N2=N2, BLOCK_D=BD, T=T, LOG_T=T.bit_length() - 1, W=W,
-            HAS_INDEX=index is not None, HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=nw)
+            N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
+            HAS_D=D is not None, HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        FAST=u.is_cuda and not _interpreting(), num_warps=nw)
     else:
         du.zero_(); ddelta.zero_()
         if dz is not None:
