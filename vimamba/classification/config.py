@@ -6,7 +6,7 @@ command line wins. Unknown keys in a recipe are an error, so a typo never silent
 """
 import argparse
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
