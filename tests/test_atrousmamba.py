@@ -189,3 +189,17 @@ def test_input_sizes():
     fixed.set_input_size(96)
     with torch.no_grad():
         assert fixed(torch.randn(1, 3, 96, 96)).shape == (1, 1000)
+
+
+def test_timm_pretrained_path_with_a_vmamba_file(tmp_path):
+    """`create_model(pretrained=True, pretrained_cfg_overlay=dict(file=...))` reads a VMamba-format file, also with
+    another class count (fresh head) and num_classes=0."""
+    src = timm.create_model('test_atrousmamba').eval()
+    path = str(tmp_path / 'vmamba.pth')
+    torch.save({'model': _to_vmamba_names(src.state_dict()), 'epoch': 3}, path)
+    x = torch.randn(1, 3, 64, 64)
+    for kwargs in (dict(), dict(num_classes=5), dict(num_classes=0)):
+        model = timm.create_model('test_atrousmamba', pretrained=True, pretrained_cfg_overlay=dict(file=path),
+                                  **kwargs).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model.forward_features(x), src.forward_features(x))

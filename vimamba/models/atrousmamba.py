@@ -482,7 +482,8 @@ def filter_vmamba_checkpoint(
     Accepts `model` / `state_dict` wrappers and raw dicts, and our own names. Linear weights (out, in) become
     1x1 conv weights (out, in, 1, 1). `strict=True` raises `KeyError` listing every missing and unexpected key
     (and `ValueError` on a shape mismatch); `strict=False` keeps only matching keys (e.g. ChangeMamba's tiny
-    encoder, depths (2, 2, 4, 2), from VMamba-T weights with depths (2, 2, 5, 2)).
+    encoder, depths (2, 2, 4, 2), from VMamba-T weights with depths (2, 2, 5, 2)). A classifier of another
+    class count is dropped (the model keeps its own head).
     """
     for container in ('model', 'state_dict'):
         if isinstance(state_dict.get(container), dict):
@@ -499,8 +500,13 @@ def filter_vmamba_checkpoint(
         converted[new_key] = value
     if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
         converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
+    # Another class count: the model keeps its fresh head (timm's loader does the same for its own classifier).
+    other_head = [k for k in converted if k.startswith('head.') and k in expected
+                  and converted[k].shape != expected[k].shape]
+    for key in other_head:
+        del converted[key]
 
-    missing = sorted(set(expected) - set(converted))
+    missing = sorted(set(expected) - set(converted) - set(other_head))
     unexpected = sorted(set(converted) - set(expected))
     mismatched = sorted(k for k in set(converted) & set(expected) if converted[k].shape != expected[k].shape)
     if strict and (missing or unexpected):
