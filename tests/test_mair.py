@@ -516,6 +516,17 @@ def test_runner_trains_validates_and_tests(div2k, tmp_path):
     metrics = runner.test()
     assert set(metrics) >= {'PSNR', 'SSIM'} and 0 < metrics['PSNR'] < 100
 
+    # `load_from` (tools/test.py's checkpoint argument) may be an official BasicSR file.
+    official = timm.create_model('test_mair')
+    torch.save({'params': official_state_dict(official)}, str(tmp_path / 'official.pth'))
+    cfg.load_from = str(tmp_path / 'official.pth')
+    cfg.work_dir = str(tmp_path / 'work_test')
+    cfg.model.test_cfg = dict(tile_size=None, self_ensemble=False)
+    tester = Runner.from_cfg(cfg)
+    tester.test()
+    for (name, ours), theirs in zip(tester.model.generator.state_dict().items(), official.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, msg=name)
+
 
 def test_restorer_refuses_a_model_of_another_scale():
     pytest.importorskip('mmengine')

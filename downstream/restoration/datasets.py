@@ -4,13 +4,14 @@ One class covers the layouts of the spec's benchmarks; the config names the fold
 
 | task | gt_dir | lq_dir | filename_tmpl | degradation |
 |---|---|---|---|---|
-| DIV2K / DF2K SR (train) | DIV2K_train_HR (DF2K/HR) | DIV2K_train_LR_bicubic/X2 (DF2K/X2) | '{}x2' | none, or bicubic without lq_dir |
-| Set5 / Set14 / B100 / Urban100 / Manga109 | Set5/HR | Set5/LR_bicubic/X2 | '{}' | none, or bicubic without lq_dir |
-| colour denoising (DFWB, CBSD68, Kodak24, McMaster, Urban100) | the clean images | - | - | gaussian_noise, sigma 15 / 25 / 50 |
-| SIDD (crops) | train/target_crops | train/input_crops | '{}' | none |
-| GoPro | train/target (test/target) | train/input (test/input) | '{}' | none |
-| RESIDE ITS / OTS / SOTS | gt (clear) | hazy | pairing='haze' (`1_1_0.9.png` -> `1.png`) | none |
+| DIV2K / DF2K SR (train) | DIV2K_train_HR (DF2K/HR) | DIV2K_train_LR_bicubic/X2 (DF2K/X2) | '{}x2' | - or bicubic |
+| Set5 / Set14 / B100 / Urban100 / Manga109 | Set5/HR | Set5/LR_bicubic/X2 | '{}' | - or bicubic |
+| colour denoising (DFWB, CBSD68, Kodak24, McMaster) | clean images | - | - | gaussian_noise, sigma 15 / 25 / 50 |
+| SIDD (crops) | train/target_crops | train/input_crops | '{}' | - |
+| GoPro | train/target (test/target) | train/input (test/input) | '{}' | - |
+| RESIDE ITS / OTS / SOTS | gt (clear) | hazy | pairing='haze' (`1_1_0.9.png` -> `1.png`) | - |
 
+('- or bicubic': the LQ folder, or `degradation=dict(type='bicubic')` without `lq_dir`.)
 Training crops a random `gt_patch_size` patch (with its LQ patch) and applies the paired flips / rotation;
 evaluation returns whole images, the GT cropped to `scale` times the LQ size (as the official loaders).
 Synthetic degradations: `dict(type='bicubic')` builds the LQ image from the GT image by MATLAB bicubic

@@ -23,7 +23,7 @@ __all__ = ['build_restorer', 'restore_files', 'main']
 
 
 def build_restorer(model_name: str, checkpoint: Optional[str] = None, device: str = 'cpu') -> torch.nn.Module:
-    """`timm.create_model(model_name)` in eval mode on `device`, with `checkpoint` loaded through the family's filter."""
+    """`timm.create_model(model_name)`, eval mode, on `device`; `checkpoint` loaded through the family's filter."""
     import timm
     import vimamba.models  # noqa: F401  registers the networks
 

@@ -16,6 +16,7 @@ __all__ = ['PSNR', 'SSIM']
 
 
 class _ImageMetric(BaseMetric):
+    default_prefix = ''  # plain 'PSNR' / 'SSIM' keys (CheckpointHook's save_best names them)
     metric = ''
     function = None
 

@@ -14,7 +14,7 @@ Test options (`test_cfg`): `tile_size` (official tiled inference; None: whole im
 (x8, MaIR+). Predictions are clamped to [0, 1].
 """
 import random
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -24,7 +24,7 @@ from mmengine.registry import MODELS
 
 from .functional import charbonnier_loss
 
-__all__ = ['Restorer', 'L1Loss', 'CharbonnierLoss']
+__all__ = ['Restorer', 'L1Loss', 'CharbonnierLoss', 'unbatch_samples']
 
 
 class L1Loss(nn.Module):
@@ -63,6 +63,20 @@ def build_generator(cfg: Dict[str, Any]) -> nn.Module:
     return timm.create_model(name, **cfg)
 
 
+def unbatch_samples(data_samples: Any, batch: int) -> List[Dict[str, Any]]:
+    """One dict per image from what a collate function made of the datasets' per-image dicts.
+
+    mmengine's `pseudo_collate` turns a list of dicts into a dict of lists and `default_collate` into a dict of
+    stacked tensors / lists; a plain list of dicts passes through.
+    """
+    if data_samples is None:
+        return [{} for _ in range(batch)]
+    if isinstance(data_samples, Mapping):
+        columns = {k: (list(v.unbind(0)) if isinstance(v, torch.Tensor) else list(v)) for k, v in data_samples.items()}
+        return [{k: v[i] for k, v in columns.items()} for i in range(batch)]
+    return [dict(s) for s in data_samples]
+
+
 @MODELS.register_module()
 class Restorer(BaseModel):
     """Image restoration model: generator + pixel loss.
@@ -71,7 +85,7 @@ class Restorer(BaseModel):
         generator: `dict(model_name=..., **timm_kwargs)`.
         pixel_loss: `dict(type='L1Loss' | 'CharbonnierLoss', loss_weight=1.0)` (built from MODELS).
         scale: The task's scale; must equal the generator's `upscale` (catches a x2 model on x4 data).
-        init_checkpoint: Official (BasicSR) or our checkpoint loaded into the generator by `init_weights`.
+        init_checkpoint: Official (BasicSR) or our checkpoint loaded into the generator when the model is built.
         init_strict: False skips the entries whose shape differs (fine-tuning x3 / x4 from x2, as the
             official recipes); True requires the variant to match.
         train_cfg / test_cfg: see the module docstring.
@@ -107,11 +121,27 @@ class Restorer(BaseModel):
             if len(set(lengths.values())) != 1 or not lengths['iters']:
                 raise ValueError(f'Restorer: train_cfg.progressive needs iters, patch_sizes and batch_sizes of one '
                                  f'length >= 1, got lengths {lengths}')
+        if init_checkpoint:
+            self.load_generator(init_checkpoint, strict=init_strict)
+        # `load_from` / `tools/test.py CONFIG CHECKPOINT` may name an official BasicSR file: convert it on load.
+        self._register_load_state_dict_pre_hook(self._convert_official_checkpoint)
 
     def init_weights(self) -> None:
-        super().init_weights()
-        if self.init_checkpoint:
-            self.load_generator(self.init_checkpoint, strict=self.init_strict)
+        """Nothing to do: the generator initialised itself when built (timm) and `init_checkpoint` was loaded
+        then. mmengine's default would call the generator's `init_weights` again and wipe that checkpoint."""
+
+    def _convert_official_checkpoint(self, state_dict, prefix, *args) -> None:
+        from vimamba.models.mair import checkpoint_filter_fn
+
+        official = None
+        for key in ('params_ema', 'params'):
+            if isinstance(state_dict.get(prefix + key), dict):
+                official = state_dict.pop(prefix + key)
+                break
+        if official is None:
+            return
+        converted = checkpoint_filter_fn(official, self.generator, strict=True)
+        state_dict.update({f'{prefix}generator.{k}': v for k, v in converted.items()})
 
     def load_generator(self, path: str, strict: bool = True) -> None:
         """Load an official or converted checkpoint into the generator (through its family's filter)."""
@@ -171,18 +201,15 @@ class Restorer(BaseModel):
                 data_samples: Optional[List[Dict[str, Any]]] = None, mode: str = 'tensor'):
         if mode == 'loss':
             lq = inputs if isinstance(inputs, torch.Tensor) else torch.stack(list(inputs))
-            gt = torch.stack([s['gt'] for s in data_samples]).to(lq)
+            gt = torch.stack([s['gt'] for s in unbatch_samples(data_samples, lq.shape[0])]).to(lq)
             lq, gt = self._training_batch(lq, gt)
             return dict(loss_pix=self.pixel_loss(self.generator(lq), gt))
         if mode == 'predict':
             images = [inputs] if isinstance(inputs, torch.Tensor) and inputs.dim() == 3 else list(inputs)
-            results = []
-            for i, lq in enumerate(images):
+            results = unbatch_samples(data_samples, len(images))
+            for lq, sample in zip(images, results):
                 with torch.no_grad():
-                    pred = self._restore(lq[None].float())[0].clamp(0, 1)
-                sample = dict(data_samples[i]) if data_samples is not None else {}
-                sample['pred'] = pred
-                results.append(sample)
+                    sample['pred'] = self._restore(lq[None].float())[0].clamp(0, 1)
             return results
         if mode == 'tensor':
             lq = inputs if isinstance(inputs, torch.Tensor) else torch.stack(list(inputs))
