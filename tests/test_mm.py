@@ -532,7 +532,7 @@ def test_ddp_two_cpu_processes_end_with_equal_weights(mm, tmp_path):
         f.write("custom_imports = dict(imports=['vimamba.downstream.mm', 'dump_hook'], allow_failed_imports=False)\n")
         f.write(f"custom_hooks = [dict(type='DumpWeightsPerRank', out={str(tmp_path)!r})]\n")
         f.write("train_cfg = dict(max_iters=2, val_interval=100)\n")  # training only
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]), OMP_NUM_THREADS='1',
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), OMP_NUM_THREADS='1',
                CUDA_VISIBLE_DEVICES='')
     done = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc-per-node', '2', '--master-port', '29533',

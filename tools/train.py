@@ -5,12 +5,7 @@
 
 The work lives in `vimamba.downstream.mm.runner.train_main`.
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
-from vimamba.downstream.mm.runner import train_main  # noqa: E402
+from vimamba.downstream.mm.runner import train_main
 
 if __name__ == '__main__':
     train_main()
