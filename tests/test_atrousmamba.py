@@ -8,8 +8,9 @@ import vimamba  # noqa: F401  registers the models
 from vimamba import ops
 from vimamba.layers.vss import VisualSelectiveScan2d, VSSBlock
 from vimamba.models.atrousmamba import (
-    AtrousWindowRateScan, checkpoint_filter_fn, effective_atrous_rate, filter_vmamba_checkpoint)
-from vimamba.scans import get_pattern
+    AtrousPhaseOuterScan, AtrousWindowRateScan, atrous_phase_outer_order, checkpoint_filter_fn, effective_atrous_rate,
+    filter_vmamba_checkpoint)
+from vimamba.scans import atrous_window_order, get_pattern
 
 # VMamba v2 parameter counts measured on the official code (specs/hier_family.md §1.2): AWVSS has VMamba's shapes.
 SPEC_PARAMS = {
@@ -203,3 +204,25 @@ def test_timm_pretrained_path_with_a_vmamba_file(tmp_path):
                                   **kwargs).eval()
         with torch.no_grad():
             torch.testing.assert_close(model.forward_features(x), src.forward_features(x))
+
+
+def test_phase_outer_alternative():
+    """Spec §5.3 alternative (a): dilation phases outermost over the whole image, each phase cut into windows."""
+    # 8x8, w=2, r=2: phase (0, 0) is rows/cols {0, 2, 4, 6}; its first window is (0,0) (0,2) (2,0) (2,2), then (0,4)...
+    assert atrous_phase_outer_order(8, 8, 2, 2)[:8].tolist() == [0, 2, 16, 18, 4, 6, 20, 22]
+    assert atrous_window_order(8, 8, 2, 2)[:8].tolist() == [0, 2, 16, 18, 1, 3, 17, 19]  # window-outer differs
+    for h in range(1, 11):
+        for w in range(1, 11):
+            for window in (1, 2, 3, 8):
+                for rate in (1, 2, 3):
+                    order = atrous_phase_outer_order(h, w, window, rate)
+                    assert torch.equal(order.sort().values, torch.arange(h * w))
+                    if rate == 1:
+                        assert torch.equal(order, atrous_window_order(h, w, window, 1))
+    scan = AtrousPhaseOuterScan(window=2, rate=2).order(6, 4)
+    torch.testing.assert_close(scan.index[2], scan.index[0].flip(0))
+    with torch.device('meta'):
+        model = timm.create_model('test_atrousmamba', device='meta', atrous_order='phase')
+    assert isinstance(model.stages[0].blocks[1].mixer.pattern.pattern_for(16, 16), AtrousPhaseOuterScan)
+    with pytest.raises(ValueError, match='atrous_order'):
+        timm.create_model('test_atrousmamba', atrous_order='diagonal')

@@ -93,7 +93,7 @@ def load_backbone_checkpoint(model: nn.Module, path: str, strict: bool = True) -
         raise KeyError(f'load_backbone_checkpoint: no weight of {path!r} matches {type(model).__name__}')
 
 
-def _decoder_scans(scan: str, window_size: int, rates: Sequence[int], rate_overflow: str):
+def _decoder_scans(scan: str, window_size: int, rates: Sequence[int], rate_overflow: str, atrous_order: str):
     """A generator of the decoder blocks' scan patterns, in build order."""
     if scan != 'atrous_window':
         pattern = get_pattern(scan)
@@ -103,7 +103,7 @@ def _decoder_scans(scan: str, window_size: int, rates: Sequence[int], rate_overf
         raise ValueError('ChangeDecoder: decoder_atrous_rates=() is empty; give rates like (1, 2, 4)')
     i = 0
     while True:
-        yield AtrousWindowRateScan(window_size, rates[i % len(rates)], rate_overflow)
+        yield AtrousWindowRateScan(window_size, rates[i % len(rates)], rate_overflow, atrous_order)
         i += 1
 
 
@@ -145,10 +145,11 @@ def _upsample_add(coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
 
 class _DecoderBase(nn.Module):
     def __init__(self, width: int, drop_path: float, block_kwargs: Optional[Dict[str, Any]], decoder_scan: str,
-                 window_size: int, decoder_atrous_rates: Sequence[int], rate_overflow: str):
+                 window_size: int, decoder_atrous_rates: Sequence[int], rate_overflow: str, atrous_order: str):
         super().__init__()
         self.width = width
-        self._scans = _decoder_scans(decoder_scan, window_size, tuple(decoder_atrous_rates), rate_overflow)
+        self._scans = _decoder_scans(
+            decoder_scan, window_size, tuple(decoder_atrous_rates), rate_overflow, atrous_order)
         self._block_kwargs = dict(dict(d_state=1, ssm_ratio=2.0, mlp_ratio=4.0), **(block_kwargs or {}))
         self._drop_path = drop_path
 
@@ -168,15 +169,17 @@ class ChangeDecoder(_DecoderBase):
         drop_path: Stochastic depth of the decoder's VSS blocks (ChangeMamba: 0.1).
         block_kwargs: VSS block options (d_state, ssm_ratio, mlp_ratio, gate, ...; ChangeMamba: the encoder's).
         decoder_scan: 'atrous_window' (PROPOSED) or another pattern name ('cross' = ChangeMamba).
-        window_size, decoder_atrous_rates, rate_overflow: The atrous windows of the decoder blocks (PROPOSED
-            defaults 8, (1, 2, 4) cycling over the blocks in build order, 'clip').
+        window_size, decoder_atrous_rates, rate_overflow, atrous_order: The atrous windows of the decoder blocks
+            (PROPOSED defaults 8, (1, 2, 4) cycling over the blocks in build order, 'clip', 'window'; see
+            `vimamba.models.atrousmamba.AtrousMamba`).
     """
 
     def __init__(self, in_channels: Sequence[int], width: int = 128, drop_path: float = 0.1,
                  block_kwargs: Optional[Dict[str, Any]] = None, decoder_scan: str = 'atrous_window',
-                 window_size: int = 8, decoder_atrous_rates: Sequence[int] = (1, 2, 4), rate_overflow: str = 'clip'):
+                 window_size: int = 8, decoder_atrous_rates: Sequence[int] = (1, 2, 4), rate_overflow: str = 'clip',
+                 atrous_order: str = 'window'):
         super().__init__(width, drop_path, block_kwargs, decoder_scan, window_size, decoder_atrous_rates,
-                         rate_overflow)
+                         rate_overflow, atrous_order)
         levels = list(in_channels)
         # Built deepest level first, as the decoder runs (and as ChangeMamba numbers them, 4 -> 1).
         self.st_concat = nn.ModuleList([None] * len(levels))
@@ -210,9 +213,10 @@ class SemanticDecoder(_DecoderBase):
 
     def __init__(self, in_channels: Sequence[int], width: int = 128, drop_path: float = 0.1,
                  block_kwargs: Optional[Dict[str, Any]] = None, decoder_scan: str = 'atrous_window',
-                 window_size: int = 8, decoder_atrous_rates: Sequence[int] = (1, 2, 4), rate_overflow: str = 'clip'):
+                 window_size: int = 8, decoder_atrous_rates: Sequence[int] = (1, 2, 4), rate_overflow: str = 'clip',
+                 atrous_order: str = 'window'):
         super().__init__(width, drop_path, block_kwargs, decoder_scan, window_size, decoder_atrous_rates,
-                         rate_overflow)
+                         rate_overflow, atrous_order)
         levels = list(in_channels)
         self.top = self._vss(levels[-1])
         self.lateral = nn.ModuleList([_conv_bn_relu(c, width) for c in levels[:-1]])

@@ -25,6 +25,8 @@ constructor argument so that it can be changed when the paper's details are know
   with depth -> `atrous_rates` (one sequence for all stages, or one per stage).
 - On a grid too small for a rate the rate is clipped to the largest r with r*w <= max(H, W) (at least 1) ->
   `rate_overflow='clip'`; `rate_overflow='error'` raises instead, naming the grid, window and rate.
+- Blocks of span r*w outermost, dilation phases inside them -> `atrous_order='window'`; the spec's alternative
+  (a), dilation phases outermost over the whole image, each cut into windows, is `atrous_order='phase'`.
 - Tiny / small / base = VMamba v2 T / S / B ("s2": ssm_ratio 2, d_state 1, "noz" mixer, init v0); the "s1"
   VMamba variants (ssm_ratio 1, deeper third stage) are registered too.
 
@@ -56,9 +58,10 @@ from timm.models._features import feature_take_indices
 
 from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, get_pattern
-from vimamba.scans.base import check_grid, check_int
+from vimamba.scans.base import check_grid, check_int, from_transposed
 
-__all__ = ['AtrousMamba', 'AtrousWindowRateScan', 'effective_atrous_rate', 'checkpoint_filter_fn']
+__all__ = ['AtrousMamba', 'AtrousWindowRateScan', 'AtrousPhaseOuterScan', 'atrous_phase_outer_order',
+           'effective_atrous_rate', 'checkpoint_filter_fn']
 
 _RATE_OVERFLOW = ('clip', 'error')
 
@@ -80,6 +83,53 @@ def effective_atrous_rate(height: int, width: int, window: int, rate: int, rate_
     return max(1, max(height, width) // window)
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def atrous_phase_outer_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
+    """Raster indices of an h x w grid in phase-outer atrous order (spec §5.3 alternative (a)), shape (h*w,).
+
+    The rate x rate dilation phases (p, q) come first, in raster order; each phase is the whole-image sub-lattice
+    (p + rate*a, q + rate*b), cut into window x window windows (windows in raster order, tokens in raster order
+    inside a window, partial windows at the border clipped). `rate = 1` equals the window-outer order.
+    """
+    i = torch.arange(h)[:, None]
+    j = torch.arange(w)[None, :]
+    phase_i, phase_j = i % rate, j % rate
+    a, b = i // rate, j // rate
+    # Window counts of the largest sub-lattice (phase 0): enough digits for every phase's window index.
+    windows_per_col = _ceil_div(_ceil_div(h, rate), window)
+    windows_per_row = _ceil_div(_ceil_div(w, rate), window)
+    key = phase_i * rate + phase_j
+    key = (key * windows_per_col + a // window) * windows_per_row + b // window
+    key = (key * window + a % window) * window + b % window
+    return torch.argsort(key.flatten())
+
+
+@dataclass(frozen=True)
+class AtrousPhaseOuterScan(ScanPattern):
+    """Four phase-outer atrous directions in cross2d order (rows first, columns first, reverses), like
+    'atrous_window' but with the dilation phases outermost (`atrous_phase_outer_order`)."""
+    window: int = 8
+    rate: int = 1
+
+    name = 'atrous_phase_outer'
+    num_directions = 4
+
+    def __post_init__(self):
+        object.__setattr__(self, 'window', check_int(type(self).__name__, 'window', self.window, 1))
+        object.__setattr__(self, 'rate', check_int(type(self).__name__, 'rate', self.rate, 1))
+
+    def _index(self, h, w):
+        rows_first = atrous_phase_outer_order(h, w, self.window, self.rate)
+        columns_first = from_transposed(atrous_phase_outer_order(w, h, self.window, self.rate), h, w)
+        return torch.stack([rows_first, columns_first, rows_first.flip(0), columns_first.flip(0)])
+
+
+_ATROUS_ORDERS = ('window', 'phase')
+
+
 @dataclass(frozen=True)
 class AtrousWindowRateScan(ScanPattern):
     """'atrous_window' whose rate adapts to the grid it scans (see `effective_atrous_rate`).
@@ -90,6 +140,7 @@ class AtrousWindowRateScan(ScanPattern):
     window: int = 8
     rate: int = 1
     rate_overflow: str = 'clip'
+    order_mode: str = 'window'
 
     name = 'atrous_window_rate'
     num_directions = 4
@@ -100,11 +151,16 @@ class AtrousWindowRateScan(ScanPattern):
         object.__setattr__(self, 'rate', check_int(owner, 'rate', self.rate, 1))
         if self.rate_overflow not in _RATE_OVERFLOW:
             raise ValueError(f'{owner}: rate_overflow={self.rate_overflow!r}; accepted: {_RATE_OVERFLOW}')
+        if self.order_mode not in _ATROUS_ORDERS:
+            raise ValueError(f'{owner}: order_mode={self.order_mode!r}; accepted: {_ATROUS_ORDERS}')
 
     def pattern_for(self, height: int, width: int) -> ScanPattern:
-        """The plain 'atrous_window' pattern this scan uses on a height x width grid."""
+        """The fixed-rate pattern this scan uses on a height x width grid ('atrous_window' for the window-outer
+        order of §5.3, `AtrousPhaseOuterScan` for the phase-outer alternative)."""
         height, width = check_grid(type(self).__name__, height, width)
         rate = effective_atrous_rate(height, width, self.window, self.rate, self.rate_overflow)
+        if self.order_mode == 'phase':
+            return AtrousPhaseOuterScan(self.window, rate)
         return get_pattern('atrous_window', window=self.window, rate=rate)
 
     def order(self, h: int, w: int, device=None, **kwargs):
@@ -117,6 +173,7 @@ def _block_scans(
         window_size: int,
         atrous_rates: Union[Sequence[int], Sequence[Sequence[int]]],
         rate_overflow: str,
+        atrous_order: str = 'window',
 ) -> List[List[ScanPattern]]:
     """The scan pattern of every block, stage by stage (rates cycle over the blocks of a stage)."""
     num_stages = len(depths)
@@ -134,7 +191,8 @@ def _block_scans(
     else:
         per_stage = [rates] * num_stages
     return [
-        [AtrousWindowRateScan(window_size, stage_rates[j % len(stage_rates)], rate_overflow) for j in range(d)]
+        [AtrousWindowRateScan(window_size, stage_rates[j % len(stage_rates)], rate_overflow, atrous_order)
+         for j in range(d)]
         for d, stage_rates in zip(depths, per_stage)
     ]
 
@@ -223,6 +281,8 @@ class AtrousMamba(nn.Module):
         atrous_rates: Rates cycling over the blocks of each stage: one tuple for all stages, or one per stage
             (PROPOSED default (1, 2, 4)).
         rate_overflow: 'clip' (PROPOSED: largest r with r*w <= max(H, W)) or 'error' on grids too small for a rate.
+        atrous_order: 'window' (PROPOSED §5.3: span blocks outer, dilation phases inside) or 'phase' (alternative
+            (a) of §5.3: whole-image dilation phases outer, each cut into windows).
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth, linear from 0 over all blocks.
         img_size: Nominal input size (the model works at any size; it sets the size `dynamic_img_size=False` checks).
@@ -247,6 +307,7 @@ class AtrousMamba(nn.Module):
             window_size: int = 8,
             atrous_rates: Union[Sequence[int], Sequence[Sequence[int]]] = (1, 2, 4),
             rate_overflow: str = 'clip',
+            atrous_order: str = 'window',
             drop_rate: float = 0.,
             drop_path_rate: float = 0.1,
             img_size: Optional[Union[int, Tuple[int, int]]] = 224,
@@ -279,7 +340,9 @@ class AtrousMamba(nn.Module):
         if not dynamic_img_size and self.img_size is None:
             raise ValueError('AtrousMamba: dynamic_img_size=False needs an img_size to check inputs against')
 
-        scans = _block_scans(scan, depths, window_size, atrous_rates, rate_overflow)
+        if atrous_order not in _ATROUS_ORDERS:
+            raise ValueError(f'AtrousMamba: atrous_order={atrous_order!r}; accepted: {_ATROUS_ORDERS}')
+        scans = _block_scans(scan, depths, window_size, atrous_rates, rate_overflow, atrous_order)
         block_kwargs = dict(
             d_state=d_state, ssm_ratio=ssm_ratio, dt_rank=dt_rank, d_conv=d_conv, conv_bias=conv_bias, gate=gate,
             mlp_ratio=mlp_ratio)
