@@ -118,12 +118,21 @@ def _sigmoid(x, FAST: tl.constexpr):
 
 @triton.jit
 def _softplus(x, FAST: tl.constexpr):
-    # softplus(x) = max(x, 0) + log1p(exp(-|x|)), log1p done accurately without libdevice:
-    # log1p(e) = log(1 + e) * e / ((1 + e) - 1)  (exact e where 1 + e rounds to 1).
+    # softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]
     e = _exp2(tl.abs(x) * -1.4426950408889634, FAST)
-    w = 1.0 + e
-    den = w - 1.0
-    lp = tl.where(den == 0.0, e, tl.log(w) * (e / tl.where(den == 0.0, 1.0, den)))
+    if FAST:
+        # e < 0.1: the series to e^8 (next term < 1.2e-9 relative); else MUFU.LG2 (absolute error ~1e-7 on a
+        # value > 0.095). Both well inside fp32's 1e-5 budget, at half the instructions of an accurate log.
+        p = e * (1.0 + e * (-0.5 + e * (0.3333333333 + e * (-0.25 + e * (0.2 + e * (-0.1666666667 + e * (
+            0.1428571429 + e * -0.125)))))))
+        lg = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], dtype=tl.float32,
+                                       is_pure=True, pack=1) * 0.6931471805599453
+        lp = tl.where(e < 0.1, p, lg)
+    else:
+        # log1p(e) = log(1 + e) * e / ((1 + e) - 1)  (exact e where 1 + e rounds to 1)
+        w = 1.0 + e
+        den = w - 1.0
+        lp = tl.where(den == 0.0, e, tl.log(w) * (e / tl.where(den == 0.0, 1.0, den)))
     return tl.maximum(x, 0.0) + lp
 
 
@@ -159,11 +168,16 @@ def _lane_zero(BDL: tl.constexpr, N2: tl.constexpr):
 
 
 @triton.jit
-def _load_raw(u_row, dl_row, z_row, e_row, B_row, C_row, idx_row, t0, L, offs_t, lane0,
-              HAS_Z: tl.constexpr, HAS_E: tl.constexpr):
-    """The chunk's inputs in their own dtype, issued a chunk ahead of their use."""
-    t = t0 + offs_t + lane0                                                 # [T, 1, 1, BDL, N2]
-    tok = tl.load(idx_row + t, mask=(t < L) & (t >= 0), other=0).to(tl.int32)
+def _load_idx(idx_row, t0, L, offs_t, lane0):
+    """Tokens of the chunk starting at step t0 (token 0 outside 0..L-1), [T, 1, 1, BDL, N2]."""
+    t = t0 + offs_t + lane0
+    return tl.load(idx_row + t, mask=(t < L) & (t >= 0), other=0).to(tl.int32)
+
+
+@triton.jit
+def _load_data(tok, u_row, dl_row, z_row, e_row, B_row, C_row, HAS_Z: tl.constexpr, HAS_E: tl.constexpr):
+    """The chunk's inputs in their own dtype. The kernels issue these a chunk ahead of their use, and the
+    tokens two chunks ahead, so no load waits on another inside the loop."""
     u = tl.load(u_row + tok)                                                # [T, 1, BDR, BDL, N2]
     dl = tl.load(dl_row + tok)
     if HAS_Z:
@@ -176,7 +190,7 @@ def _load_raw(u_row, dl_row, z_row, e_row, B_row, C_row, idx_row, t0, L, offs_t,
         e = u
     Bv = tl.load(B_row + tok)                                               # [T, N1, 1, BDL, N2]
     Cv = tl.load(C_row + tok)
-    return tok, u, dl, z, e, Bv, Cv
+    return u, dl, z, e, Bv, Cv
 
 
 @triton.jit
@@ -228,8 +242,9 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
     C_row = C_ptr + row_bc
     idx_row = idx_ptr + k * L
     h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
-    n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row, 0, L,
-                                                     offs_t, lane0, HAS_Z, False)
+    n_tok = _load_idx(idx_row, 0, L, offs_t, lane0)
+    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, dl_row, z_row, u_row, B_row, C_row, HAS_Z, False)
+    nn_tok = _load_idx(idx_row, T, L, offs_t, lane0)
     for t0 in range(0, L, T):
         tok = n_tok
         u = n_u.to(tl.float32)
@@ -238,8 +253,10 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
         Bv = n_B.to(tl.float32)
         Cv = n_C.to(tl.float32)
         # the next chunk's loads go out now and land while this chunk computes
-        n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row,
-                                                         t0 + T, L, offs_t, lane0, HAS_Z, False)
+        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, dl_row, z_row, u_row, B_row, C_row, HAS_Z,
+                                                    False)
+        n_tok = nn_tok
+        nn_tok = _load_idx(idx_row, t0 + 2 * T, L, offs_t, lane0)
         m2 = ((t0 + offs_t) < L) & md                                       # [T, 1, BDR, BDL, 1]
         if HAS_BIAS:
             dt = dt + bias
@@ -303,14 +320,17 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 
     # pass 1: the state entering each chunk (chunk 0 enters with 0 and is never stored)
     h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
-    n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row, 0, L,
-                                                     offs_t, lane0, False, False)
+    n_tok = _load_idx(idx_row, 0, L, offs_t, lane0)
+    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, dl_row, z_row, u_row, B_row, C_row, False, False)
+    nn_tok = _load_idx(idx_row, T, L, offs_t, lane0)
     for c in range(0, NCHUNK - 1):
         u = n_u.to(tl.float32)
         dt = n_dl.to(tl.float32)
         Bv = n_B.to(tl.float32)
-        n_tok, n_u, n_dl, n_z, n_e, n_B, n_C = _load_raw(u_row, dl_row, z_row, u_row, B_row, C_row, idx_row,
-                                                         (c + 1) * T, L, offs_t, lane0, False, False)
+        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, dl_row, z_row, u_row, B_row, C_row, False,
+                                                    False)
+        n_tok = nn_tok
+        nn_tok = _load_idx(idx_row, (c + 2) * T, L, offs_t, lane0)
         m2 = ((c * T + offs_t) < L) & md
         if HAS_BIAS:
             dt = dt + bias
@@ -330,8 +350,9 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     dD_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
     dbias_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
     c0 = NCHUNK - 1
-    n_tok, n_u, n_dl, n_z, n_dy, n_B, n_C = _load_raw(u_row, dl_row, z_row, dy_row, B_row, C_row, idx_row, c0 * T,
-                                                      L, offs_t, lane0, HAS_Z, True)
+    n_tok = _load_idx(idx_row, c0 * T, L, offs_t, lane0)
+    n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(n_tok, u_row, dl_row, z_row, dy_row, B_row, C_row, HAS_Z, True)
+    nn_tok = _load_idx(idx_row, (c0 - 1) * T, L, offs_t, lane0)
     n_h = tl.load(st_ptr + c0 * D * N, mask=mA & (c0 > 0), other=0.0)
     for cc in range(0, NCHUNK):
         c = NCHUNK - 1 - cc
@@ -344,8 +365,10 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         Cv = n_C.to(tl.float32)
         h_in = n_h
         # the previous chunk's loads go out now
-        n_tok, n_u, n_dl, n_z, n_dy, n_B, n_C = _load_raw(u_row, dl_row, z_row, dy_row, B_row, C_row, idx_row,
-                                                          (c - 1) * T, L, offs_t, lane0, HAS_Z, True)
+        n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(nn_tok, u_row, dl_row, z_row, dy_row, B_row, C_row, HAS_Z,
+                                                     True)
+        n_tok = nn_tok
+        nn_tok = _load_idx(idx_row, (c - 2) * T, L, offs_t, lane0)
         n_h = tl.load(st_ptr + (c - 1) * D * N, mask=mA & (c > 1), other=0.0)
         mt = (c * T + offs_t) < L                                           # [T, 1, 1, 1, 1]
         m2 = mt & md
@@ -432,7 +455,7 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, (int(x) - 1).bit_length())
 
 
-def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str = "cuda"):
+def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str = "cuda", rows: int = 0):
     """(BDR, BDL, T, N2, num_warps) for a shape: the tile [T, N // N2, BDR, BDL, N2] (see the kernels).
 
     T is the chunk of steps a program scans at once (a power of two, a multiple of a power-of-two local
@@ -467,6 +490,14 @@ def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str
                 raise NotImplementedError(
                     f"triton selective scan: local_window={W} is not a power of two and L={L} is too long "
                     "for a single chunk")
+    if gpu and rows:
+        # few (batch, direction, channel) rows (long sequences, small batches): smaller programs, so that
+        # more of them run at once (each walks the whole sequence)
+        while rows // (BDR * (32 * nw) // N2) < 2 * 132 and (BDR > 1 or nw > 1):
+            if BDR > 1:
+                BDR //= 2
+            else:
+                nw //= 2
     BDL = (32 * nw) // N2
     if not gpu:
         BDL = min(BDL, 2)   # the interpreter only needs the shapes, not the lanes
@@ -474,8 +505,8 @@ def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str
 
 
 # Tunables (tools/bench_kernels.py sweeps them): lanes along the state axis, warps, chunk lengths.
-_CFG = dict(n_lanes_fwd=4, T_fwd=4, d_regs_fwd=2, num_warps_fwd=4,
-            n_lanes_bwd=8, T_bwd=4, d_regs_bwd=1, num_warps_bwd=4)
+_CFG = dict(n_lanes_fwd=4, T_fwd=2, d_regs_fwd=4, num_warps_fwd=4,
+            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=4)
 
 
 _IDENTITY = {}
@@ -509,7 +540,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
     if L == 0:
         last.zero_()
         return y, last
-    BDR, BDL, T, N2, nw = pick_config(L, d, N, W, False, u.device.type)
+    BDR, BDL, T, N2, nw = pick_config(L, d, N, W, False, u.device.type, b * K * d)
     if index is None:
         index = _identity_index(K, L, u.device)
     dummy = A
@@ -543,7 +574,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     dD = torch.zeros((K, d), device=u.device, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((K, d), device=u.device, dtype=torch.float32) if delta_bias is not None else None
     if L > 0:
-        BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
+        BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type, b * K * d)
         if index is None:
             index = _identity_index(K, L, u.device)
         nchunk = triton.cdiv(L, T)

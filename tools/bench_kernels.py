@@ -214,11 +214,11 @@ def sweep(shape_names, dtype):
     base = dict(ss._CFG)
     results = []
     fwd_cfgs = [dict(n_lanes_fwd=nl, T_fwd=T, d_regs_fwd=r, num_warps_fwd=nw)
-                for nl, T, r, nw in [(4, 4, 2, 4), (4, 2, 4, 4), (2, 2, 2, 4), (2, 4, 1, 4), (4, 4, 1, 4),
-                                     (4, 4, 2, 2), (8, 4, 2, 4), (1, 2, 1, 4), (2, 2, 2, 2)]]
+                for nl, T, r, nw in [(4, 2, 4, 4), (4, 2, 2, 4), (8, 2, 2, 4), (2, 2, 2, 4), (8, 2, 4, 4),
+                                     (4, 2, 2, 2), (8, 2, 2, 2), (4, 4, 2, 4)]]
     bwd_cfgs = [dict(n_lanes_bwd=nl, T_bwd=T, d_regs_bwd=r, num_warps_bwd=nw)
-                for nl, T, r, nw in [(8, 4, 1, 4), (4, 4, 1, 4), (8, 2, 2, 4), (16, 4, 1, 4), (4, 2, 2, 4),
-                                     (8, 4, 1, 2), (16, 2, 2, 4)]]
+                for nl, T, r, nw in [(8, 2, 2, 4), (8, 2, 2, 1), (16, 2, 2, 1), (8, 2, 1, 4), (16, 2, 1, 1),
+                                     (8, 4, 1, 1)]]
     for name in shape_names:
         b, K, d, L, W, order, grid = SHAPES[name]
         x = make_inputs(b, K, d, L, dtype)
