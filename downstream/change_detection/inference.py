@@ -81,6 +81,22 @@ def build_change_net(task: str = 'bcd', checkpoint: Optional[str] = None, device
     return net.to(device).eval()
 
 
+def _net_args_from_config(path: str) -> Tuple[str, dict]:
+    """(task, network kwargs) of the model in an mmengine config (needs mmengine to merge its `_base_` files)."""
+    from mmengine.config import Config
+
+    model = Config.fromfile(path).model.to_dict()
+    kind = model.pop('type')
+    tasks = {'BinaryChangeDetector': 'bcd', 'SemanticChangeDetector': 'scd'}
+    if kind not in tasks:
+        raise ValueError(f'detect_changes: config {path!r} builds {kind!r}; accepted: {sorted(tasks)}')
+    for key in ('lovasz_weight', 'ignore_index', 'test_cfg', 'data_preprocessor', 'init_cfg'):
+        model.pop(key, None)
+    encoder = model.get('encoder') or {}
+    encoder.pop('checkpoint', None)  # the trained weights replace the ImageNet initialisation
+    return tasks[kind], model
+
+
 def _palette_image(index: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Image:
     img = Image.fromarray(index.astype(np.uint8), mode='P')
     flat = [c for rgb in palette for c in rgb]
@@ -112,16 +128,22 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     parser.add_argument('--out', required=True, help='change map PNG (0 / 255)')
     parser.add_argument('--task', choices=('bcd', 'scd'), default='bcd')
     parser.add_argument('--checkpoint', default=None, help='trained weights (mmengine checkpoint or state dict)')
-    parser.add_argument('--encoder', default='atrousmamba_tiny', help='backbone name (as at training)')
-    parser.add_argument('--num-classes', type=int, default=7, help='SCD classes incl. no change (SECOND: 7)')
+    parser.add_argument('--config', default=None,
+                        help='the training config: builds the same network (task, encoder, decoder, classes)')
+    parser.add_argument('--encoder', default='atrousmamba_tiny', help='backbone name (without --config)')
+    parser.add_argument('--num-classes', type=int, default=7, help='SCD classes incl. no change (without --config)')
     parser.add_argument('--crop-size', type=int, default=512, help='window side; 0 = whole image in one pass')
     parser.add_argument('--stride', type=int, default=None, help='window stride (default half a window)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = parser.parse_args(argv)
 
-    kwargs = dict(encoder=dict(model_name=args.encoder))
-    if args.task == 'scd':
-        kwargs['num_classes'] = args.num_classes
+    if args.config:
+        args.task, kwargs = _net_args_from_config(args.config)
+        args.num_classes = kwargs.get('num_classes', args.num_classes)
+    else:
+        kwargs = dict(encoder=dict(model_name=args.encoder))
+        if args.task == 'scd':
+            kwargs['num_classes'] = args.num_classes
     net = build_change_net(args.task, args.checkpoint, args.device, **kwargs)
     img1, img2 = load_image(args.image1), load_image(args.image2)
     if img1.shape != img2.shape:
