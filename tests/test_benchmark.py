@@ -1,0 +1,133 @@
+"""The benchmark tool: FLOP handles against the scan formula and torch's FlopCounterMode, the timing and
+OOM logic, and a default-like run on tiny models that writes its files. CPU only, a minute or so."""
+import json
+
+import pytest
+import timm
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import vimamba  # noqa: F401  registers the models
+from vimamba import benchmark
+from vimamba.ops import selective_scan_flops
+
+fvcore = pytest.importorskip('fvcore.nn')
+
+
+class _RecordScans(TorchDispatchMode):
+    """Shapes of every vimamba::selective_scan call: (batch, K, d, L), N, D given, z given."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.vimamba.selective_scan.default:
+            u, A, D, z = args[0], args[2], args[5], args[6]
+            self.calls.append((tuple(u.shape), A.shape[-1], D is not None, z is not None))
+        return func(*args, **(kwargs or {}))
+
+
+def _tiny(name):
+    model = timm.create_model(name).eval()
+    return model, torch.randn(1, *model.pretrained_cfg['input_size'])
+
+
+@pytest.mark.parametrize('name', ['test_vim', 'test_lbvim', 'test_mobilemamba', 'test_mair'])
+def test_fvcore_scan_handle_matches_formula(name):
+    model, x = _tiny(name)
+    flops = benchmark.count_flops(model, x, 'fvcore')
+    with torch.no_grad(), _RecordScans() as rec:
+        model(x)
+    assert rec.calls, f'{name} made no selective_scan call'
+    expected = sum(selective_scan_flops(*shape, N, has_D, has_z) for shape, N, has_D, has_z in rec.calls)
+    assert flops.scan == expected == flops.by_operator['selective_scan']
+    assert flops.source == 'fvcore'
+    # Nothing but elementwise ops left uncounted (a matmul-like op missing a handle would show here).
+    assert set(flops.skipped) <= benchmark.ELEMENTWISE_OPS, set(flops.skipped) - benchmark.ELEMENTWISE_OPS
+
+
+def test_vim_scan_flops_by_hand():
+    # test_vim: 4 layers, one bidirectional call each (K 2), d = 2 * 32, L = 7 * 7 + cls = 50, N = 8, D skip.
+    model, x = _tiny('test_vim')
+    flops = benchmark.count_flops(model, x, 'fvcore')
+    assert flops.scan == 4 * (9 * 2 * 64 * 50 * 8 + 2 * 64 * 50)
+
+
+@pytest.mark.parametrize('name', ['test_vim', 'test_shufflemamba_reg', 'test_vit'])
+def test_fvcore_agrees_with_flop_counter_mode(name):
+    """The jit handles (scan, attention) against torch.utils.flop_counter with the formula vimamba.ops
+    registers: same scan count, same matmul/conv/attention total once FlopCounterMode's 2 FLOPs per MAC
+    are halved (fvcore also counts norms, which FlopCounterMode does not)."""
+    model, x = _tiny(name)
+    a = benchmark.count_flops(model, x, 'fvcore')
+    b = benchmark.flop_counter_macs(model, x)
+    assert a.scan == b.scan
+    norms = sum(v for k, v in a.by_operator.items() if 'norm' in k)
+    assert a.total - norms == b.total
+    if name == 'test_vit':
+        assert a.by_operator['scaled_dot_product_attention'] > 0
+
+
+def test_time_step_counts_and_stops():
+    calls = []
+    times = benchmark.time_step(lambda: calls.append(1), torch.device('cpu'), warmup=2, iters=5)
+    assert len(times) == 5 and len(calls) == 7 and all(t >= 0 for t in times)
+    times = benchmark.time_step(lambda: None, torch.device('cpu'), warmup=0, iters=100, max_time=0.0)
+    assert len(times) == 1
+
+
+def test_oom_halves_the_batch_in_the_table_and_is_reported_in_the_sweep(monkeypatch):
+    def fake_measure(job, batch, settings, result):
+        if batch > 2:
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate 2 GiB')
+        result.batch_size = batch
+
+    monkeypatch.setattr(benchmark, '_measure', fake_measure)
+    settings = benchmark.Settings(device=torch.device('cpu'))
+    result = benchmark.run_job(benchmark.Job('test_vim', 'vim', False, None, 8, 'auto'), settings)
+    assert result.status == 'ok' and result.batch_size == 2
+    assert result.notes == ['OOM at batch 8', 'OOM at batch 4']
+    result = benchmark.run_job(benchmark.Job('test_vim', 'vim', False, 512, 8, 'auto', sweep=True), settings)
+    assert result.status == 'OOM' and result.batch_size == 8
+
+
+def test_default_like_run_writes_its_files(tmp_path):
+    out = tmp_path / 'bench'
+    results = benchmark.main(['--models', 'test_vim', 'test_mobilemamba', 'test_vit', '--iters', '2',
+                              '--sweep', '32', '64', '--sweep-models', 'test_vim', 'test_vit',
+                              '--out', str(out), '--no-progress'])
+    assert [r.status for r in results] == ['ok'] * 7
+    for name in ('results.md', 'results.json', 'throughput_vs_flops.png', 'resolution_sweep.png'):
+        assert (out / name).stat().st_size > 0, name
+    data = json.loads((out / 'results.json').read_text())
+    table = [r for r in data['results'] if not r['sweep']]
+    assert [r['model'] for r in table] == ['test_vim', 'test_mobilemamba', 'test_vit']
+    assert all(r['gflops'] > 0 and r['infer_img_s'] > 0 for r in table)
+    assert table[0]['scan_gflops'] > 0 and table[0]['backend'] == 'reference'
+    assert table[2]['baseline'] and table[2]['backend'] is None
+    assert sorted(r['img_size'][0] for r in data['results'] if r['sweep']) == [32, 32, 64, 64]
+    text = (out / 'results.md').read_text()
+    assert '| test_vim |' in text and 'Resolution sweep' in text
+
+    # --replot rebuilds the markdown and plots from the JSON alone (how a GPU run's JSON is rendered).
+    again = tmp_path / 'replot'
+    benchmark.main(['--replot', str(out / 'results.json'), '--out', str(again)])
+    assert (again / 'results.md').read_text() == text
+    assert (again / 'resolution_sweep.png').exists()
+
+
+def test_training_step_and_bf16(tmp_path):
+    results = benchmark.main(['--models', 'test_lbvim', '--bench', 'both', '--amp', '--iters', '1',
+                              '--no-flops', '--out', str(tmp_path), '--no-progress'])
+    (r,) = results
+    assert r.status == 'ok', r.status
+    assert r.dtype == 'bf16' and r.train_img_s > 0 and r.infer_img_s > 0 and r.gflops is None
+
+
+def test_unknown_model_and_bad_backend_are_usage_errors(tmp_path):
+    with pytest.raises(SystemExit):
+        benchmark.main(['--models', 'no_such_model_xyz', '--out', str(tmp_path)])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            benchmark.main(['--models', 'test_vim', '--backend', 'mamba_ssm', '--out', str(tmp_path)])
