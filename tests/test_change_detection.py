@@ -365,9 +365,17 @@ def test_configs_train_and_test_with_the_runner(name, semantic, tmp_path, one_th
     pytest.importorskip('mmengine')
     from mmengine.runner import Runner
 
-    _write_pair_dataset(tmp_path / 'data', 4, 32, seed=3, semantic=semantic)
-    runner = Runner.from_cfg(_tiny_runner_cfg(name, tmp_path / 'data', tmp_path / 'work', semantic))
+    names = _write_pair_dataset(tmp_path / 'data', 4, 32, seed=3, semantic=semantic)
+    cfg = _tiny_runner_cfg(name, tmp_path / 'data', tmp_path / 'work', semantic)
+    runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.test()
     keys = ('oa', 'miou', 'sek', 'f_scd') if semantic else ('precision', 'recall', 'f1', 'iou', 'oa', 'kappa')
     assert all(k in metrics for k in keys), metrics
+
+    # The demo rebuilds the trained network from the config and reads the Runner's checkpoint.
+    cfg.dump(str(tmp_path / 'config.py'))
+    dates = [str(tmp_path / 'data' / d / names[0]) for d in (('im1', 'im2') if semantic else ('A', 'B'))]
+    written = detect_main(dates + ['--out', str(tmp_path / 'change.png'), '--config', str(tmp_path / 'config.py'),
+                                   '--checkpoint', str(tmp_path / 'work' / 'iter_4.pth'), '--device', 'cpu'])
+    assert len(written) == (3 if semantic else 1)
