@@ -505,8 +505,10 @@ def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str
 
 
 # Tunables (tools/bench_kernels.py sweeps them): lanes along the state axis, warps, chunk lengths.
-_CFG = dict(n_lanes_fwd=4, T_fwd=2, d_regs_fwd=4, num_warps_fwd=4,
-            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=4)
+# Chosen by tools/bench_kernels.py --sweep vim_t on an H100 (docs/kernels.md). No autotuning at run time:
+# one compile per (dtype, flags, chunk) specialisation, about 1-3 s each.
+_CFG = dict(n_lanes_fwd=4, T_fwd=2, d_regs_fwd=2, num_warps_fwd=2,
+            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=1)
 
 
 _IDENTITY = {}
