@@ -8,8 +8,8 @@ import vimamba  # noqa: F401  registers the models
 from vimamba import ops
 from vimamba.layers.vss import VisualSelectiveScan2d, VSSBlock
 from vimamba.models.atrousmamba import (
-    AtrousPhaseOuterScan, AtrousWindowRateScan, atrous_phase_outer_order, checkpoint_filter_fn, effective_atrous_rate,
-    filter_vmamba_checkpoint)
+    AtrousPhaseOuterScan, AtrousWindowRateScan, MultiRateAtrousScan, atrous_phase_outer_order, checkpoint_filter_fn,
+    effective_atrous_rate, filter_vmamba_checkpoint)
 from vimamba.scans import atrous_window_order, get_pattern
 
 # VMamba v2 parameter counts measured on the official code (specs/hier_family.md §1.2): AWVSS has VMamba's shapes.
@@ -226,3 +226,40 @@ def test_phase_outer_alternative():
     assert isinstance(model.stages[0].blocks[1].mixer.pattern.pattern_for(16, 16), AtrousPhaseOuterScan)
     with pytest.raises(ValueError, match='atrous_order'):
         timm.create_model('test_atrousmamba', atrous_order='diagonal')
+
+
+def test_parallel_rates_alternative():
+    """Spec §5.3 alternative (b): all rates in every block, one shared weight set, outputs averaged."""
+    torch.manual_seed(0)
+    multi = VisualSelectiveScan2d(8, d_state=2, scan=MultiRateAtrousScan(window=2, rates=(1, 2, 3)), shared_groups=3)
+    with torch.no_grad():
+        multi.A_log.add_(0.3 * torch.randn_like(multi.A_log))
+    x = torch.randn(2, 8, 6, 7)  # 7 columns: rate 3 is clipped to 3 (2 * 3 <= 7), all three rates differ
+    expected = 0
+    for rate in (1, 2, 3):
+        single = VisualSelectiveScan2d(8, d_state=2, scan=AtrousWindowRateScan(window=2, rate=rate))
+        single.load_state_dict(multi.state_dict())
+        expected = expected + _scan_only(single, x)
+    # The average is taken before the out-norm, so compare the scan outputs themselves.
+    torch.testing.assert_close(_scan_only(multi, x), expected / 3, rtol=1e-5, atol=1e-6)
+    with torch.device('meta'):
+        cycle = timm.create_model('atrousmamba_tiny', device='meta')
+        parallel = timm.create_model('atrousmamba_tiny', device='meta', atrous_mode='parallel')
+    assert sum(p.numel() for p in cycle.parameters()) == sum(p.numel() for p in parallel.parameters())
+    pattern = parallel.stages[2].blocks[0].mixer.pattern
+    assert pattern.rates == (1, 2, 4) and pattern.order(14, 14).index.shape == (12, 196)
+    with pytest.raises(ValueError, match='shared_groups'):
+        VisualSelectiveScan2d(8, scan='cross', shared_groups=3)
+    with pytest.raises(ValueError, match='atrous_mode'):
+        timm.create_model('test_atrousmamba', atrous_mode='aspp')
+
+
+def _scan_only(mixer, x):
+    """The mixer's summed (averaged) scan output before the out-norm: swap the norm and projection for identity."""
+    norm, proj = mixer.out_norm, mixer.out_proj
+    mixer.out_norm, mixer.out_proj = torch.nn.Identity(), torch.nn.Identity()
+    try:
+        with torch.no_grad():
+            return mixer(x)
+    finally:
+        mixer.out_norm, mixer.out_proj = norm, proj

@@ -48,6 +48,9 @@ class VisualSelectiveScan2d(nn.Module):
         conv_bias: Bias on the depthwise conv (VMamba v2 configs: False).
         gate: False = the "noz" form (no z branch); True = gate the output with SiLU(z).
         scan: A scan pattern (or its name in `vimamba.scans`) with any K; VMamba: 'cross'.
+        shared_groups: The pattern's K directions are this many groups of K / shared_groups directions that share
+            one set of per-direction weights, and their outputs are averaged over the groups (e.g. one cross2d-like
+            set of 4 directions scanned at several atrous rates); 1 = every direction has its own weights.
         dt_min, dt_max, dt_init_floor: Range of the initial step size (Mamba's init).
     """
 
@@ -61,6 +64,7 @@ class VisualSelectiveScan2d(nn.Module):
             conv_bias: bool = False,
             gate: bool = False,
             scan: Union[str, ScanPattern] = 'cross',
+            shared_groups: int = 1,
             dt_min: float = 1e-3,
             dt_max: float = 0.1,
             dt_init_floor: float = 1e-4,
@@ -72,7 +76,12 @@ class VisualSelectiveScan2d(nn.Module):
         if dt_rank != 'auto' and (isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1):
             raise ValueError(f"VisualSelectiveScan2d: dt_rank={dt_rank!r}; accepted: 'auto' or an int >= 1")
         self.pattern = get_pattern(scan) if isinstance(scan, str) else scan
-        self.num_directions = num_dir = self.pattern.num_directions
+        if shared_groups < 1 or self.pattern.num_directions % shared_groups:
+            raise ValueError(f'VisualSelectiveScan2d: shared_groups={shared_groups} must be >= 1 and divide the '
+                             f'{self.pattern.num_directions} directions of {self.pattern}')
+        self.shared_groups = shared_groups
+        # Directions with their own weights; the pattern's K = num_directions * shared_groups.
+        self.num_directions = num_dir = self.pattern.num_directions // shared_groups
         self.d_inner = d_inner = int(ssm_ratio * dim)
         self.d_state = d_state
         self.dt_rank = dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else dt_rank
@@ -122,9 +131,11 @@ class VisualSelectiveScan2d(nn.Module):
         x = self.act(self.dwconv(x))
 
         num_dir, d_inner, rank, d_state = self.num_directions, self.d_inner, self.dt_rank, self.d_state
+        groups = self.shared_groups
         u = x.flatten(2)
         length = u.shape[-1]
-        # Token-wise projections commute with any token order: run them once, in image order, for all directions.
+        # Token-wise projections commute with any token order: run them once, in image order, for all directions
+        # (once per weight set: groups sharing weights read the same projections through different orders).
         x_dbl = F.conv1d(u, self.x_proj_weight.reshape(-1, d_inner, 1))
         x_dbl = x_dbl.reshape(batch, num_dir, rank + 2 * d_state, length)
         dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
@@ -132,10 +143,14 @@ class VisualSelectiveScan2d(nn.Module):
             dts.reshape(batch, num_dir * rank, length), self.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
         delta = delta.reshape(batch, num_dir, d_inner, length)
         A = -torch.exp(self.A_log.float()).reshape(num_dir, d_inner, d_state)
-        y = scan_2d(
-            u, delta, A, B.contiguous(), C.contiguous(),
-            self.D.float().reshape(num_dir, d_inner), self.dt_proj_bias.float().reshape(num_dir, d_inner),
-            self.pattern, height, width)
+        D = self.D.float().reshape(num_dir, d_inner)
+        delta_bias = self.dt_proj_bias.float().reshape(num_dir, d_inner)
+        if groups > 1:
+            delta, B, C = delta.repeat(1, groups, 1, 1), B.repeat(1, groups, 1, 1), C.repeat(1, groups, 1, 1)
+            A, D, delta_bias = A.repeat(groups, 1, 1), D.repeat(groups, 1), delta_bias.repeat(groups, 1)
+        y = scan_2d(u, delta, A, B.contiguous(), C.contiguous(), D, delta_bias, self.pattern, height, width)
+        if groups > 1:
+            y = y / groups
         y = self.out_norm(y.reshape(batch, d_inner, height, width))
         if self.gate:
             y = y * self.act(z)
@@ -143,7 +158,7 @@ class VisualSelectiveScan2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'd_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, gate={self.gate}, '
-                f'pattern={self.pattern}')
+                f'shared_groups={self.shared_groups}, pattern={self.pattern}')
 
 
 class VSSBlock(nn.Module):
@@ -168,6 +183,7 @@ class VSSBlock(nn.Module):
             conv_bias: bool = False,
             gate: bool = False,
             scan: Union[str, ScanPattern] = 'cross',
+            shared_groups: int = 1,
             mlp_ratio: float = 4.0,
             norm_eps: float = 1e-5,
             device=None,
@@ -178,7 +194,7 @@ class VSSBlock(nn.Module):
         self.norm = LayerNorm2d(dim, eps=norm_eps, **dd)
         self.mixer = VisualSelectiveScan2d(
             dim, d_state=d_state, ssm_ratio=ssm_ratio, dt_rank=dt_rank, d_conv=d_conv, conv_bias=conv_bias,
-            gate=gate, scan=scan, **dd)
+            gate=gate, scan=scan, shared_groups=shared_groups, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         if mlp_ratio > 0:
             self.norm2 = LayerNorm2d(dim, eps=norm_eps, **dd)

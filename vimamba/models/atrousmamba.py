@@ -26,7 +26,9 @@ constructor argument so that it can be changed when the paper's details are know
 - On a grid too small for a rate the rate is clipped to the largest r with r*w <= max(H, W) (at least 1) ->
   `rate_overflow='clip'`; `rate_overflow='error'` raises instead, naming the grid, window and rate.
 - Blocks of span r*w outermost, dilation phases inside them -> `atrous_order='window'`; the spec's alternative
-  (a), dilation phases outermost over the whole image, each cut into windows, is `atrous_order='phase'`.
+  (a), dilation phases outermost over the whole image, each cut into windows, is `atrous_order='phase'`;
+  alternative (b), all rates in every block (ASPP-like, shared weights, outputs averaged) is
+  `atrous_mode='parallel'`.
 - Tiny / small / base = VMamba v2 T / S / B ("s2": ssm_ratio 2, d_state 1, "noz" mixer, init v0); the "s1"
   VMamba variants (ssm_ratio 1, deeper third stage) are registered too.
 
@@ -60,8 +62,8 @@ from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, get_pattern
 from vimamba.scans.base import check_grid, check_int, from_transposed
 
-__all__ = ['AtrousMamba', 'AtrousWindowRateScan', 'AtrousPhaseOuterScan', 'atrous_phase_outer_order',
-           'effective_atrous_rate', 'checkpoint_filter_fn']
+__all__ = ['AtrousMamba', 'AtrousWindowRateScan', 'AtrousPhaseOuterScan', 'MultiRateAtrousScan',
+           'atrous_phase_outer_order', 'effective_atrous_rate', 'checkpoint_filter_fn']
 
 _RATE_OVERFLOW = ('clip', 'error')
 
@@ -167,6 +169,45 @@ class AtrousWindowRateScan(ScanPattern):
         return self.pattern_for(h, w).order(h, w, device, **kwargs)
 
 
+@dataclass(frozen=True)
+class MultiRateAtrousScan(ScanPattern):
+    """Spec §5.3 alternative (b), ASPP-like: the four atrous directions at every rate of `rates` in one pattern
+    (4 * len(rates) directions, rate after rate), each rate clipped to the grid like `AtrousWindowRateScan`.
+
+    Meant for a mixer with `shared_groups=len(rates)`: the rates share one set of per-direction weights (so VMamba
+    checkpoints still load) and their outputs are averaged.
+    """
+    window: int = 8
+    rates: Tuple[int, ...] = (1, 2, 4)
+    rate_overflow: str = 'clip'
+    order_mode: str = 'window'
+
+    name = 'atrous_window_multirate'
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        if isinstance(self.rates, int) or not self.rates:
+            raise ValueError(f'{owner}: rates={self.rates!r}; accepted: a non-empty tuple of ints >= 1')
+        object.__setattr__(self, 'rates', tuple(check_int(owner, 'rates', r, 1) for r in self.rates))
+        AtrousWindowRateScan(self.window, 1, self.rate_overflow, self.order_mode)  # validates the rest
+
+    @property
+    def num_directions(self) -> int:
+        return 4 * len(self.rates)
+
+    @property
+    def weight_groups(self) -> int:
+        return len(self.rates)
+
+    def _index(self, h, w):
+        return torch.cat([
+            AtrousWindowRateScan(self.window, r, self.rate_overflow, self.order_mode).pattern_for(h, w)._index(h, w)
+            for r in self.rates])
+
+
+_ATROUS_MODES = ('cycle', 'parallel')
+
+
 def _block_scans(
         scan: str,
         depths: Sequence[int],
@@ -174,6 +215,7 @@ def _block_scans(
         atrous_rates: Union[Sequence[int], Sequence[Sequence[int]]],
         rate_overflow: str,
         atrous_order: str = 'window',
+        atrous_mode: str = 'cycle',
 ) -> List[List[ScanPattern]]:
     """The scan pattern of every block, stage by stage (rates cycle over the blocks of a stage)."""
     num_stages = len(depths)
@@ -190,6 +232,9 @@ def _block_scans(
         per_stage = [list(r) for r in rates]
     else:
         per_stage = [rates] * num_stages
+    if atrous_mode == 'parallel':
+        return [[MultiRateAtrousScan(window_size, tuple(stage_rates), rate_overflow, atrous_order)] * d
+                for d, stage_rates in zip(depths, per_stage)]
     return [
         [AtrousWindowRateScan(window_size, stage_rates[j % len(stage_rates)], rate_overflow, atrous_order)
          for j in range(d)]
@@ -245,7 +290,8 @@ class AtrousMambaStage(nn.Module):
         self.downsample = Downsample(dim, out_dim, **dd) if downsample else nn.Identity()
         drop_path = list(drop_path) or [0.] * len(scans)
         self.blocks = nn.Sequential(*[
-            VSSBlock(out_dim, drop_path=drop_path[i], scan=scan, **(block_kwargs or {}), **dd)
+            VSSBlock(out_dim, drop_path=drop_path[i], scan=scan, shared_groups=getattr(scan, 'weight_groups', 1),
+                     **(block_kwargs or {}), **dd)
             for i, scan in enumerate(scans)
         ])
 
@@ -283,6 +329,8 @@ class AtrousMamba(nn.Module):
         rate_overflow: 'clip' (PROPOSED: largest r with r*w <= max(H, W)) or 'error' on grids too small for a rate.
         atrous_order: 'window' (PROPOSED §5.3: span blocks outer, dilation phases inside) or 'phase' (alternative
             (a) of §5.3: whole-image dilation phases outer, each cut into windows).
+        atrous_mode: 'cycle' (PROPOSED: one rate per block, cycling) or 'parallel' (alternative (b) of §5.3: every
+            block scans all its stage's rates with shared weights and averages them; same parameters).
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth, linear from 0 over all blocks.
         img_size: Nominal input size (the model works at any size; it sets the size `dynamic_img_size=False` checks).
@@ -308,6 +356,7 @@ class AtrousMamba(nn.Module):
             atrous_rates: Union[Sequence[int], Sequence[Sequence[int]]] = (1, 2, 4),
             rate_overflow: str = 'clip',
             atrous_order: str = 'window',
+            atrous_mode: str = 'cycle',
             drop_rate: float = 0.,
             drop_path_rate: float = 0.1,
             img_size: Optional[Union[int, Tuple[int, int]]] = 224,
@@ -342,7 +391,9 @@ class AtrousMamba(nn.Module):
 
         if atrous_order not in _ATROUS_ORDERS:
             raise ValueError(f'AtrousMamba: atrous_order={atrous_order!r}; accepted: {_ATROUS_ORDERS}')
-        scans = _block_scans(scan, depths, window_size, atrous_rates, rate_overflow, atrous_order)
+        if atrous_mode not in _ATROUS_MODES:
+            raise ValueError(f'AtrousMamba: atrous_mode={atrous_mode!r}; accepted: {_ATROUS_MODES}')
+        scans = _block_scans(scan, depths, window_size, atrous_rates, rate_overflow, atrous_order, atrous_mode)
         block_kwargs = dict(
             d_state=d_state, ssm_ratio=ssm_ratio, dt_rank=dt_rank, d_conv=d_conv, conv_bias=conv_bias, gate=gate,
             mlp_ratio=mlp_ratio)
@@ -515,12 +566,12 @@ def _convert_vmamba_key(key: str) -> Optional[str]:
     """One VMamba / ChangeMamba-encoder key in our names; None for keys with no counterpart (outnorm*)."""
     parts = key.split('.')
     if parts[0] == 'patch_embed':
-        return '.'.join(['stem', _VMAMBA_STEM[parts[1]]] + parts[2:])
+        return '.'.join(['stem', _VMAMBA_STEM.get(parts[1], parts[1])] + parts[2:])
     if parts[0] == 'classifier':
         return '.'.join(['norm' if parts[1] == 'norm' else 'head'] + parts[2:])
     if parts[0] == 'layers' and parts[2] == 'downsample':
-        return '.'.join(['stages', str(int(parts[1]) + 1), 'downsample', {'1': 'conv', '3': 'norm'}[parts[3]]]
-                        + parts[4:])
+        return '.'.join(['stages', str(int(parts[1]) + 1), 'downsample',
+                         {'1': 'conv', '3': 'norm'}.get(parts[3], parts[3])] + parts[4:])
     if parts[0] == 'layers' and parts[2] == 'blocks':
         child, rest = parts[4], '.'.join(parts[5:])
         if child == 'op':
