@@ -486,33 +486,44 @@ def test_configs_parse_and_name_matching_models(path):
     assert crop == ({model.upscale} if model.upscale > 1 else {0})
 
 
-def test_runner_trains_validates_and_tests(div2k, tmp_path):
-    pytest.importorskip('mmengine')
+def _runner_cfg(name, div2k, tmp_path):
     from mmengine.config import Config
-    from mmengine.runner import Runner
 
-    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs', 'restoration', 'mair_light_t_x2_div2k.py'))
-    cfg.model.generator.model_name = 'test_mair'
+    cfg = Config.fromfile(osp.join(osp.dirname(__file__), '..', 'configs', 'restoration', name))
+    cfg.model.init_checkpoint = None
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].num_workers = 0
         cfg[loader].persistent_workers = False
         cfg[loader].dataset.gt_dir = str(div2k / 'HR')
-        cfg[loader].dataset.lq_dir = str(div2k / 'LR_bicubic' / 'X2')
+        if cfg[loader].dataset.get('lq_dir'):
+            sr = cfg.model.scale > 1
+            cfg[loader].dataset.lq_dir = str(div2k / 'LR_bicubic' / 'X2') if sr else str(div2k / 'HR')
+            cfg[loader].dataset.filename_tmpl = '{}x2' if sr else '{}'
+        cfg[loader].dataset.pop('pairing', None)
     cfg.train_dataloader.batch_size = 2
     cfg.train_dataloader.dataset.gt_patch_size = 16
-    cfg.train_dataloader.dataset.filename_tmpl = '{}x2'
-    cfg.val_dataloader.dataset.filename_tmpl = '{}x2'
-    cfg.test_dataloader.dataset.filename_tmpl = '{}x2'
-    cfg.test_dataloader.dataset.lq_dir = None
-    cfg.test_dataloader.dataset.degradation = dict(type='bicubic')
-    cfg.model.test_cfg = dict(tile_size=20, self_ensemble=True)
     cfg.train_cfg.max_iters = 4
     cfg.train_cfg.val_interval = 4
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 4
     cfg.work_dir = str(tmp_path / 'work')
+    return cfg
+
+
+def test_runner_trains_validates_and_tests(div2k, tmp_path):
+    """The light-SR recipe with test_mair: train, validate (best checkpoint), test with tiles + x8 ensemble on
+    on-the-fly bicubic LR images, then test an official BasicSR file given as `load_from`."""
+    pytest.importorskip('mmengine')
+    from mmengine.runner import Runner
+
+    cfg = _runner_cfg('mair_light_t_x2_div2k.py', div2k, tmp_path)
+    cfg.model.generator.model_name = 'test_mair'
+    cfg.test_dataloader.dataset.lq_dir = None
+    cfg.test_dataloader.dataset.degradation = dict(type='bicubic')
+    cfg.model.test_cfg = dict(tile_size=20, self_ensemble=True)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    assert osp.isfile(osp.join(cfg.work_dir, 'best_PSNR_iter_4.pth'))
     metrics = runner.test()
     assert set(metrics) >= {'PSNR', 'SSIM'} and 0 < metrics['PSNR'] < 100
 
@@ -528,9 +539,54 @@ def test_runner_trains_validates_and_tests(div2k, tmp_path):
         torch.testing.assert_close(ours, theirs, msg=name)
 
 
+@pytest.mark.parametrize('config, generator', [
+    ('mair_cdn_sigma25_dfwb.py', dict(embed_dim=8, depths=(1,), d_state=1, ssm_ratio=1.0)),
+    ('mairunet_realdn_sidd.py', dict(dim=8, depths=(1, 1, 1, 1), num_refinement_blocks=1, ssm_ratio=1.0,
+                                     base_d_state=1)),
+])
+def test_runner_runs_the_denoising_recipes(config, generator, div2k, tmp_path):
+    """Seeded-noise denoising (Charbonnier, MultiStepLR) and the Restormer-style recipe (AdamW, gradient clipping,
+    flat-then-cosine LR, progressive patches, mixup) for a few iterations on tiny networks."""
+    pytest.importorskip('mmengine')
+    from mmengine.runner import Runner
+
+    cfg = _runner_cfg(config, div2k, tmp_path)
+    cfg.model.generator.update(generator)
+    if 'progressive' in cfg.model.get('train_cfg', {}):
+        cfg.model.train_cfg.progressive = dict(iters=[2, 2], patch_sizes=[8, 16], batch_sizes=[2, 1])
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    assert 0 < metrics['PSNR'] < 100 and 0 < metrics['SSIM'] <= 1
+
+
 def test_restorer_refuses_a_model_of_another_scale():
     pytest.importorskip('mmengine')
     from vimamba.downstream.restoration import Restorer
 
     with pytest.raises(ValueError, match=r'scale=4 but the generator .* upscales by 2'):
         Restorer(generator=dict(model_name='test_mair'), scale=4)
+
+
+def test_restorer_progressive_patches_and_predict():
+    pytest.importorskip('mmengine')
+    from mmengine.logging import MessageHub
+    from vimamba.downstream.restoration import Restorer
+
+    model = Restorer(generator=dict(model_name='test_mair'), scale=2,
+                     train_cfg=dict(progressive=dict(iters=[2, 3], patch_sizes=[8, 16], batch_sizes=[3, 1]),
+                                    mixup_beta=1.2))
+    lq, gt = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 16, 16)
+    hub = MessageHub.get_current_instance()
+    for it, (batch, size) in enumerate([(3, 8), (3, 8), (1, 16), (1, 16), (1, 16), (1, 16)]):
+        hub.update_info('iter', it)
+        a, b = model._training_batch(lq, gt)
+        assert a.shape == (batch, 3, size // 2, size // 2) and b.shape == (batch, 3, size, size)
+    # pseudo_collate's dict of lists and a plain list of dicts give the same per-image samples
+    samples = [dict(gt=torch.rand(3, 8, 6), name='a'), dict(gt=torch.rand(3, 8, 6), name='b')]
+    collated = dict(gt=[s['gt'] for s in samples], name=['a', 'b'])
+    out = model.forward([torch.rand(3, 4, 3), torch.rand(3, 4, 3)], collated, mode='predict')
+    assert [o['name'] for o in out] == ['a', 'b'] and out[1]['pred'].shape == (3, 8, 6)
+    assert 0 <= out[0]['pred'].min() and out[0]['pred'].max() <= 1
+    losses = model.forward(torch.rand(2, 3, 4, 3), samples, mode='loss')
+    assert losses['loss_pix'].requires_grad
