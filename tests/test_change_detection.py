@@ -1,6 +1,7 @@
 """Change detection: metrics against hand-computed confusion matrices, losses, paired augmentation, the siamese
 networks (parameter counts, atrous decoder scans, other backbones), a tiny AWMambaBCD learning on generated
 bi-temporal data, the demo, and (when mmengine is importable) the configs through the mmengine Runner."""
+import glob
 import math
 import os.path as osp
 
@@ -291,7 +292,7 @@ def test_detect_changes_demo(tmp_path, one_thread):
 # ---------------------------------------------------------------------------------------------------------------
 # Configs
 
-CONFIGS = sorted(osp.basename(p) for p in __import__('glob').glob(osp.join(REPO, 'configs', 'change', '*.py')))
+CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(REPO, 'configs', 'change', '*.py')))
 
 
 def _read_config(path):
