@@ -12,7 +12,6 @@ for the cost of a small kernel. MobileMamba's WTE-Mamba adds it to a 2-D selecti
 """
 from typing import Optional, Tuple
 
-import pywt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,6 +31,9 @@ def wavelet_filters(
     The synthesis filters are the reconstruction filters reversed twice, i.e. as pywt stores them.
     For 'db1' (Haar) every tap is +-1/2 and synthesis == analysis, an orthogonal transform.
     """
+    # Imported here so that `import vimamba` works where pywavelets is absent (only MobileMamba needs it).
+    import pywt
+
     w = pywt.Wavelet(wavelet)
     kw = dict(device=device, dtype=dtype if dtype is not None else torch.float32)
 
