@@ -1,6 +1,7 @@
 """AtrousMamba: a hierarchical VMamba backbone whose blocks scan atrous windows (AWVSS)
 
-AtrousMamba: An Atrous-Window Scanning Visual State Space Model for Remote Sensing Change Detection
+AtrousMamaba: An Atrous-Window Scanning Visual State Space Model for Remote Sensing Change Detection
+(the arXiv title spells it so; the model is called AtrousMamba in the text)
 - paper: https://arxiv.org/abs/2507.16172 (2025)
 - code: none public. Reference code of the parts it builds on: VMamba https://github.com/MzeroMiko/VMamba
   (MIT), ChangeMamba https://github.com/ChenHongruixuan/MambaCD (Apache-2.0).
@@ -648,7 +649,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
         'first_conv': 'stem.conv1', 'classifier': 'head',
         'license': 'mit',
         'paper_ids': 'arXiv:2507.16172',
-        'paper_name': 'AtrousMamba: An Atrous-Window Scanning Visual State Space Model for Remote Sensing '
+        'paper_name': 'AtrousMamaba: An Atrous-Window Scanning Visual State Space Model for Remote Sensing '
                       'Change Detection',
         'origin_url': 'https://github.com/MzeroMiko/VMamba',
         **kwargs,
