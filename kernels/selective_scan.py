@@ -10,21 +10,24 @@ Backend interface (same as kernels/reference.py):
 u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N) fp32; D, delta_bias (K, d) fp32 or None;
 index (K, L) int64 or None (0..L-1 for every direction). Tensors are contiguous and in token order.
 
-How it works. One program owns (batch, direction, a block of BLOCK_D channels) and all N states of
-those channels. It walks the scanned sequence in chunks of T steps: the chunk's tokens are gathered
-through `index` inside the kernel, every (channel, state, step) of the chunk is a lane of a
-[BLOCK_D, N, T] tile, and the recurrence h_t = a_t h_{t-1} + b_t is a `tl.associative_scan` along the
-step axis (parallel in time), with the state entering the chunk carried in registers from the previous
-chunk. LBMamba's local reverse recurrence (`local_window` W, a power of two dividing T) is a second,
-reversed scan on the same tile whose decay is cut to 0 at every window's last step, so windows never
-leave the chunk. y = sum_n C h + D u (times silu z) is reduced over the state axis and scattered back
-to token order.
+How it works. One program owns (batch, direction, a block of channels) and walks the scanned sequence
+in chunks of T steps, reading the chunk's tokens through `index` inside the kernel (no permuted copies;
+K directions in one launch), y scattered back to token order. The tile is [T, N1, BDR, BDL, N2]: each
+thread holds T steps x N1 states x BDR channels in registers, the lanes and warps hold BDL channels x N2
+states. The recurrence h_t = a_t h_{t-1} + b_t is a `tl.associative_scan` along the step axis, which stays
+inside each thread; the state entering a chunk enters through the chunk's first input. Reverse
+recurrences (LBMamba's window-local r_t with `local_window` W, a power of two dividing T; the backward's
+adjoint) flip the chunk in registers and scan forward. The next chunk's inputs and the tokens two chunks
+ahead are loaded while a chunk computes. fp32 accumulation throughout.
 
 The backward recomputes the forward from the inputs: a first pass over the chunks stores only the
 state entering each chunk (b, K, chunks, d, N) fp32, then a pass from the last chunk to the first
 rebuilds each chunk's states and runs the adjoint scans (the global one right to left, and for LBMamba
 the window-local one left to right). Gradients of B and C (summed over channels) and of A, D and the
 delta bias (summed over batch and steps) are accumulated in fp32 with atomics.
+
+Kernel configs: `_CFG` (from an H100 sweep, tools/bench_kernels.py --sweep); no run-time autotuning.
+Results, profile and limits: docs/kernels.md.
 """
 import math
 from typing import Optional, Tuple
@@ -58,30 +61,11 @@ def _affine_fwd(a1, b1, a2, b2):
 
 
 @triton.jit
-def _affine_rev(a2, b2, a1, b1):
-    # reverse: (a2, b2) is the later segment, (a1, b1) the earlier: r_s = b1 + a1 * (b2 + a2 r)
-    return a1 * a2, a1 * b2 + b1
-
-
-@triton.jit
-def _adj_rev(f2, q2, v2, f1, q1, v1):
-    # lambda_t = g_t + a_{t+1} lambda_{t+1}, scanned right to left. A segment [s..e] is
-    # (f = a_s, q = a_{s+1} ... a_e, v = lambda_s from inside the segment); (f2, q2, v2) is later.
-    m = q1 * f2
-    return f1, m * q2, v1 + m * v2
-
-
-@triton.jit
 def _adj_fwd(l1, q1, v1, l2, q2, v2):
     # rho_t = g_t + a_{t-1} rho_{t-1}, scanned left to right. A segment [s..e] is
     # (l = a_e, q = a_s ... a_{e-1} (0 where a window starts inside), v = rho_e from inside).
     m = q2 * l1
     return l2, q1 * m, v2 + m * v1
-
-
-@triton.jit
-def _xor(a, b):
-    return a ^ b
 
 
 @triton.jit
