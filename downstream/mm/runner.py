@@ -19,7 +19,7 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.runner import Runner
+from mmengine.runner import CheckpointLoader, Runner
 
 __all__ = ['train_main', 'test_main', 'load_config', 'build_runner']
 
@@ -149,9 +149,27 @@ def _jsonable(metrics: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     return out
 
 
+def _load_local_checkpoint(filename: str, map_location=None) -> Any:
+    """mmengine's local-file loader, with full unpickling.
+
+    mmengine checkpoints pickle the message hub (history buffers and their bound methods), which the weights-only
+    loading that torch >= 2.6 does by default refuses. The file named by --resume, `load_from` or tools/test.py is
+    trusted as it was before torch 2.6: load only checkpoints you trust.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return torch.load(filename, map_location=map_location, weights_only=False)
+
+
+def _trust_local_checkpoints() -> None:
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)
+
+
 def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """`tools/train.py`: train, validate as the config says; returns (and prints) the last validation metrics."""
     args = build_train_parser().parse_args(argv)
+    _trust_local_checkpoints()
     cfg = load_config(args)
     if args.amp:
         _enable_amp(cfg)
@@ -172,6 +190,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """`tools/test.py`: evaluate a checkpoint on the config's test set; writes and returns the metrics."""
     args = build_test_parser().parse_args(argv)
+    _trust_local_checkpoints()
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
