@@ -348,7 +348,7 @@ def model_family(name: str) -> Tuple[str, bool]:
 
 def _resolve_models(patterns: Sequence[str], device: torch.device) -> List[str]:
     """Model names from the --models words: names or timm wildcards (ours or timm's), or the groups
-    'default', 'all', 'families', 'baselines', 'plain'."""
+    'default' (= 'families'), 'all', 'families', 'baselines', 'plain', 'none'."""
     ours = list_models()
     ours_all = list_models(include_test=True)
     families = {}
@@ -362,7 +362,7 @@ def _resolve_models(patterns: Sequence[str], device: torch.device) -> List[str]:
         'baselines': list(BASELINES),
         'plain': [n for n in representatives if model_family(n)[0] in PLAIN_FAMILIES] + list(SWEEP_BASELINES),
     }
-    groups['default'] = groups['all'] if device.type == 'cuda' else groups['families']
+    groups['default'] = groups['families']
     groups['none'] = []
     names, unknown = [], []
     for pattern in patterns:
@@ -601,6 +601,13 @@ def _fmt(value, spec: str = '.1f', none: str = '-') -> str:
     return format(value, spec)
 
 
+def _rate(value) -> str:
+    """Images per second with three significant digits or more (0.123, 12.3, 1,234)."""
+    if value is None:
+        return '-'
+    return _fmt(value, ',.0f' if value >= 100 else '.1f' if value >= 10 else '.2f' if value >= 1 else '.3f')
+
+
 def _status_cell(r: Result) -> str:
     return r.status if r.status == 'ok' or r.status == 'OOM' else 'error'
 
@@ -618,8 +625,8 @@ def table_rows(results: Sequence[Result]) -> List[Tuple[str, ...]]:
             r.backend or '-',
             _fmt(r.params_m, '.2f'), _fmt(r.gflops, '.2f' if (r.gflops or 0) >= 1 else '.3f'), _fmt(scan_share, '.0f'),
             f'{r.img_size[0]}x{r.img_size[1]}' if r.img_size[0] else '-', str(r.batch_size or '-'),
-            _fmt(r.infer_img_s, ',.1f'), _fmt(r.infer_ms, ',.1f'), _fmt(r.infer_mem_mib, ',.0f'),
-            _fmt(r.train_img_s, ',.1f'), _fmt(r.train_mem_mib, ',.0f'), _status_cell(r)))
+            _rate(r.infer_img_s), _fmt(r.infer_ms, ',.1f'), _fmt(r.infer_mem_mib, ',.0f'),
+            _rate(r.train_img_s), _fmt(r.train_mem_mib, ',.0f'), _status_cell(r)))
     return rows
 
 
@@ -639,8 +646,7 @@ def sweep_table(results: Sequence[Result], what: str) -> Tuple[Tuple[str, ...], 
             elif r.status != 'ok':
                 row.append(_status_cell(r))
             else:
-                row.append(_fmt(r.infer_img_s if what == 'throughput' else r.infer_mem_mib,
-                                ',.1f' if what == 'throughput' else ',.0f'))
+                row.append(_rate(r.infer_img_s) if what == 'throughput' else _fmt(r.infer_mem_mib, ',.0f'))
         rows.append(tuple(row))
     return header, rows
 
@@ -741,11 +747,20 @@ def write_plots(out: Path, env: Dict, results: Sequence[Result]) -> List[Path]:
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         warnings.warn('matplotlib is not installed: no plots (the JSON has every number; '
                       'rerun with --replot on a machine that has it)')
         return []
     written = []
+
+    def plain_ticks(axis):  # 0.2, 1, 50 instead of 2x10^-1; minor labels at 2 and 5 only
+        def minor(v, _):
+            lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+            return f'{v:g}' if lead in (2, 5) else ''
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))
+        axis.set_minor_formatter(FuncFormatter(minor))
+
     main = [r for r in results if not r.sweep and r.status == 'ok' and r.gflops and r.infer_img_s]
     if main:
         fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -756,6 +771,8 @@ def write_plots(out: Path, env: Dict, results: Sequence[Result]) -> List[Path]:
                         textcoords='offset points')
         ax.set_xscale('log')
         ax.set_yscale('log')
+        plain_ticks(ax.xaxis)
+        plain_ticks(ax.yaxis)
         ax.set_xlabel('GFLOPs per image (fvcore MACs, scan included)')
         ax.set_ylabel('inference images / s')
         ax.set_title(f'Throughput vs FLOPs ({env["device"]}, {main[0].dtype}, batch {main[0].batch_size})',
@@ -771,10 +788,11 @@ def write_plots(out: Path, env: Dict, results: Sequence[Result]) -> List[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
         for label in dict.fromkeys(r.label for r in sweep):
             rows = sorted((r for r in sweep if r.label == label), key=lambda r: r.img_size[0])
-            ok = [r for r in rows if r.status == 'ok']
+            ok = [r for r in rows if r.status == 'ok' and (r.infer_img_s or 0) > 0]
             style = dict(linestyle='--' if rows[0].baseline else '-', marker='o', label=label)
             for ax, key in zip(axes, ('infer_img_s', 'infer_mem_mib')):
-                line, = ax.plot([r.img_size[0] for r in ok], [getattr(r, key) for r in ok], **style)
+                points = [(r.img_size[0], getattr(r, key)) for r in ok if (getattr(r, key) or 0) > 0]
+                line, = ax.plot([p[0] for p in points], [p[1] for p in points], **style)
                 for r in rows:
                     if r.status == 'OOM':
                         ax.annotate('OOM', (r.img_size[0], ax.get_ylim()[1]), color=line.get_color(),
@@ -783,6 +801,7 @@ def write_plots(out: Path, env: Dict, results: Sequence[Result]) -> List[Path]:
             ax.set_xlabel('image size (pixels per side)')
             ax.set_ylabel(ylabel)
             ax.set_yscale('log')
+            plain_ticks(ax.yaxis)
             ax.grid(True, which='both', alpha=0.3)
         axes[0].legend(fontsize=8)
         fig.suptitle(f'Resolution sweep ({env["device"]}, {sweep[0].dtype}, batch {sweep[0].batch_size})',
@@ -835,12 +854,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description='Parameters, FLOPs (selective scan included), throughput and peak memory of the vimamba '
                     'models next to timm baselines; optional resolution sweep. Writes results.md, '
-                    'results.json and PNG plots under --out.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    'results.json and PNG plots under --out.')
     p.add_argument('--models', nargs='+', default=['default'],
-                   help="names or timm wildcards (vimamba's or any timm model), or groups: 'default' (every "
-                        "registered model + baselines on CUDA, one small model per family + baselines on "
-                        "CPU), 'all', 'families', 'baselines', 'plain', 'none'")
+                   help="names or timm wildcards (vimamba's or any timm model), or groups: 'default' = "
+                        "'families' (the smallest model of each family + the baselines), 'all' (every "
+                        "registered model + baselines), 'baselines', 'plain', 'none' (default: default)")
     p.add_argument('--no-baselines', action='store_true', help='leave out the timm baselines of the groups')
     p.add_argument('--img-size', type=int, default=None, help="square input size (default: each model's own)")
     p.add_argument('--batch-size', type=int, default=None, help='batch (default: 256 on CUDA, 1 on CPU)')
@@ -849,7 +867,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='inference, training step or both (default: both on CUDA, infer on CPU)')
     p.add_argument('--backend', nargs='+', default=['auto'],
                    choices=('auto', 'reference', 'triton', 'mamba_ssm'),
-                   help='selective-scan backend(s) for the vimamba models; several give one row each')
+                   help='selective-scan backend(s) for the vimamba models; several give one row each '
+                        '(default: auto, i.e. VIMAMBA_BACKEND or triton on CUDA, reference elsewhere)')
     p.add_argument('--sweep', nargs='*', type=int, default=None, metavar='SIZE',
                    help=f'also sweep resolutions (default sizes {" ".join(map(str, SWEEP_SIZES))}) over '
                         "--sweep-models, inference only, at --sweep-batch")
@@ -863,9 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'torch.utils.flop_counter, norms not counted)')
     p.add_argument('--flops', choices=('auto', 'fvcore', 'torch'), default='auto',
                    help='FLOP counter: fvcore (with our handles), torch.utils.flop_counter, or auto '
-                        '(fvcore when installed)')
+                        '(default: fvcore when installed)')
     p.add_argument('--channels-last', choices=('auto', 'on', 'off'), default='auto',
-                   help='auto: NHWC on CUDA for models whose weights are mostly 2-D convolutions')
+                   help='default auto: NHWC on CUDA for models whose weights are mostly 2-D convolutions')
     p.add_argument('--warmup', type=int, default=None, help='warm-up iterations (default: 10 on CUDA, 1 on CPU)')
     p.add_argument('--iters', type=int, default=None, help='most timed iterations (default: 30 CUDA, 10 CPU)')
     p.add_argument('--max-time', type=float, default=None,
@@ -874,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='minutes; start no new measurement after this (results so far are written)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when available)')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    p.add_argument('--out', default='out/benchmark', help='folder for results.md, results.json and plots')
+    p.add_argument('--out', default='out/benchmark', help='folder for results.md, results.json and plots (default: out/benchmark)')
     p.add_argument('--replot', default=None, metavar='JSON',
                    help='only rewrite the table, markdown and plots from a results.json (e.g. a GPU run)')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
