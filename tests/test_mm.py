@@ -94,6 +94,11 @@ def _tiny_det_cfg(family: str, num_classes: int = 2):
     roi.mask_roi_extractor.out_channels = 32
     roi.bbox_head.update(in_channels=32, fc_out_channels=64, num_classes=num_classes)
     roi.mask_head.update(in_channels=32, conv_out_channels=32, num_classes=num_classes)
+    # fewer proposals and detections: CPU time, not behaviour
+    cfg.model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+    cfg.model.train_cfg.rcnn.sampler.num = 64
+    cfg.model.test_cfg.rpn.update(nms_pre=200, max_per_img=50)
+    cfg.model.test_cfg.rcnn.max_per_img = 20
     return cfg
 
 
@@ -461,7 +466,8 @@ def test_runner_det_train_val_on_coco_layout(mm, tmp_path):
     _base_ = [{str(ROOT / 'configs' / 'det' / FAMILIES['vim']['det'])!r}]
     metainfo = dict(classes=('a', 'b'))
     model = dict(backbone={model['backbone']!r}, neck={model['neck']!r},
-                 rpn_head={model['rpn_head']!r}, roi_head={model['roi_head']!r})
+                 rpn_head={model['rpn_head']!r}, roi_head={model['roi_head']!r},
+                 train_cfg={model['train_cfg']!r}, test_cfg={model['test_cfg']!r})
     train_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
