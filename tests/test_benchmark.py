@@ -131,3 +131,10 @@ def test_unknown_model_and_bad_backend_are_usage_errors(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             benchmark.main(['--models', 'test_vim', '--backend', 'mamba_ssm', '--out', str(tmp_path)])
+
+
+def test_several_backends_give_one_row_each(tmp_path):
+    results = benchmark.main(['--models', 'test_vim', '--backend', 'reference', 'auto', '--iters', '1',
+                              '--no-flops', '--out', str(tmp_path), '--no-progress'])
+    assert [r.label for r in results] == ['test_vim [reference]', 'test_vim [auto]']
+    assert all(r.status == 'ok' for r in results)

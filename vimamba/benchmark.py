@@ -827,6 +827,7 @@ def print_table(results: Sequence[Result], title: str = '') -> None:
                            header, rows))
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:
         for name, header, rows in tables:
@@ -839,7 +840,7 @@ def print_table(results: Sequence[Result], title: str = '') -> None:
             table.add_column(h, justify='left' if h in ('model', 'family', 'scan') else 'right',
                              no_wrap=h in ('model', 'family'))
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(escape(c) for c in row))  # '[triton]' is text, not a style
         console.print(table)
 
 
