@@ -125,7 +125,8 @@ def test_registered_in_root_registries_and_found_from_mmseg_and_mmdet(mm):
 
 def test_import_vimamba_downstream_imports_no_openmmlab():
     code = ('import sys, vimamba, vimamba.downstream\n'
-            'print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in {"mmcv", "mmengine", "mmseg", "mmdet"})))')
+            'mm = {"mmcv", "mmengine", "mmseg", "mmdet"}\n'
+            'print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in mm)))')
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ''
@@ -222,7 +223,8 @@ def test_pretrained_mismatch_fails_listing_the_keys(mm, tmp_path):
     state['blocks.0.mixer.surprise'] = torch.zeros(1)
     ckpt = tmp_path / 'bad.pth'
     torch.save(state, ckpt)
-    bb = mm.VimambaBackbone(model_name='test_vim', img_size=CROP, init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
+    bb = mm.VimambaBackbone(model_name='test_vim', img_size=CROP,
+                            init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
     with pytest.raises(KeyError) as err:
         bb.init_weights()
     assert 'blocks.0.mixer.in_proj.weight' in str(err.value) and 'blocks.0.mixer.surprise' in str(err.value)
@@ -270,7 +272,8 @@ def test_layer_decay_constructor_rates_and_no_decay_set(mm):
     assert lr_wd('backbone.model.pos_embed') == pytest.approx((lr * rate ** top, 0.))
     assert lr_wd('backbone.model.cls_token') == pytest.approx((lr * rate ** top, 0.))
     for i in range(depth):
-        assert lr_wd(f'backbone.model.blocks.{i}.mixer.in_proj.weight') == pytest.approx((lr * rate ** (top - 1 - i), wd))
+        block_lr = lr * rate ** (top - 1 - i)
+        assert lr_wd(f'backbone.model.blocks.{i}.mixer.in_proj.weight') == pytest.approx((block_lr, wd))
         assert lr_wd(f'backbone.model.blocks.{i}.mixer.A_log')[1] == 0.
         assert lr_wd(f'backbone.model.blocks.{i}.mixer.D')[1] == 0.
         assert lr_wd(f'backbone.model.blocks.{i}.norm.weight')[1] == 0.

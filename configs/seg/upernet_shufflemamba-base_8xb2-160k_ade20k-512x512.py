@@ -1,7 +1,7 @@
 # ShuffleMamba-base + UperNet, ADE20K 512x512 (vim_family.md §5.3, plain backbone).
 # Official recipe kept: mixer outputs of blocks (5, 11, 17, 23), drop path 0.2, UPerHead channels 512, auxiliary FCN on
-# the last map (index 3), AdamW lr 6e-5, wd 0.01, no weight decay on pos_embed / cls_token / norms / A_log / D,
-# 1500 warm-up iterations then poly to 160k, 8 GPUs x 2 images, slide test 512/341, no layer shuffle in
+# the last map (index 3), AdamW lr 6e-5, wd 0.01, no weight decay on pos_embed / cls_token / norms /
+# A_log / D, 1500 warm-up iterations then poly to 160k, 8 GPUs x 2 images, slide test 512/341, no layer shuffle in
 # fine-tuning (shuffle_rate 0).
 # Deliberate differences:
 # - the four maps go through the deconv / identity / max-pool pyramid (strides 4-32); the official plain config

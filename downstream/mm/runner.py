@@ -46,6 +46,8 @@ def build_train_parser() -> argparse.ArgumentParser:
                              'in the work dir')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (AmpOptimWrapper, '
                                                            'dynamic loss scale)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help="scale the lr by (processes x batch size) / the config's auto_scale_lr.base_batch_size")
     return parser
 
 
@@ -173,6 +175,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cfg = load_config(args)
     if args.amp:
         _enable_amp(cfg)
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ValueError('--auto-scale-lr: the config has no auto_scale_lr.base_batch_size')
+        cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume = True
     elif args.resume:
