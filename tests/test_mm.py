@@ -505,6 +505,15 @@ def test_runner_det_train_val_on_coco_layout(mm, tmp_path):
     losses = [json.loads(line)['loss'] for line in logs[-1].read_text().splitlines() if '"loss"' in line]
     assert len(losses) == 2 and all(np.isfinite(losses))
 
+    # --resume (latest checkpoint of the work dir): one more iteration, from iteration 2
+    train_main([str(config), '--work-dir', str(work), '--resume',
+                '--cfg-options', 'train_cfg.max_iters=3', 'train_cfg.val_interval=3'])
+    assert torch.load(work / 'iter_3.pth', weights_only=False)['meta']['iter'] == 3
+    # (mmengine's visualizer is a per-process singleton: both runs log into the first run's folder)
+    steps = [json.loads(line)['step'] for log in work.glob('*/vis_data/scalars.json')
+             for line in log.read_text().splitlines() if '"loss"' in line]
+    assert sorted(steps) == [1, 2, 3]
+
 
 # ---------------------------------------------------------------------------------------------------------
 # DDP: 2 CPU processes over gloo through tools/train.py --launcher pytorch
