@@ -150,7 +150,7 @@ def test_local_window_sizes_match_loop(local_window):
 
 
 def test_long_sequence_matches_loop():
-    # several chunks of the chunked scan (and a partial last chunk), K=1 in 3-D layout
+    # a long sequence, K=1 in the 3-D layout
     L = 150
     inputs = make_inputs(batch=1, K=1, d=2, L=L, N=3)
     y = selective_scan(inputs["u"][:, 0], inputs["delta"][:, 0], inputs["A"][0], inputs["B"][:, 0],
@@ -174,8 +174,7 @@ def test_three_dim_layout_equals_k1():
 
 
 @pytest.mark.parametrize("steps", [1, 5, 8, 13, 70])
-@pytest.mark.parametrize("chunk", [None, 1, 3, 8])
-def test_reference_linear_scan_both_directions(steps, chunk):
+def test_reference_linear_scan_both_directions(steps):
     from vimamba.kernels.reference import linear_scan
     a = torch.rand(3, steps, 4, dtype=torch.float64)
     b = torch.randn(3, steps, 4, dtype=torch.float64)
@@ -187,8 +186,8 @@ def test_reference_linear_scan_both_directions(steps, chunk):
     for t in reversed(range(steps)):
         r = a[:, t] * r + b[:, t]
         backward[t] = r
-    torch.testing.assert_close(linear_scan(a, b, chunk=chunk), torch.stack(forward, 1))
-    torch.testing.assert_close(linear_scan(a, b, reverse=True, chunk=chunk), torch.stack(backward, 1))
+    torch.testing.assert_close(linear_scan(a, b), torch.stack(forward, 1))
+    torch.testing.assert_close(linear_scan(a, b, reverse=True), torch.stack(backward, 1))
 
 
 @pytest.mark.parametrize("local_window,use_order", [(0, False), (2, True), (3, False)])

@@ -6,8 +6,9 @@ import torch
 
 from vimamba.scans import (
     AtrousWindowScan, BidirectionalScan, CrossScan, LocallyBidirectionalScan, NestedSScan, RasterScan, ScanOrder,
-    ShuffleScan, get_pattern, list_patterns,
+    ShuffleScan, clear_cache, get_pattern, list_patterns,
 )
+from vimamba.ops import selective_scan
 
 GRIDS = [(1, 1), (1, 2), (1, 7), (1, 197), (2, 1), (3, 5), (4, 6), (5, 4), (7, 7), (8, 8), (9, 16), (14, 14),
          (16, 24), (17, 3)]
@@ -360,3 +361,15 @@ def test_get_pattern_errors():
         get_pattern("cross", window=4)
     with pytest.raises(TypeError):
         get_pattern(NestedSScan(), shift=2)
+
+
+def test_orders_first_built_under_inference_mode_serve_training():
+    clear_cache()
+    with torch.inference_mode():
+        order = get_pattern("bidirectional").order(3, 5)
+    assert not order.index.is_inference() and not order.inverse.is_inference()
+    u = torch.randn(1, 2, 4, 15, requires_grad=True)
+    y = selective_scan(u, torch.randn(1, 2, 4, 15), -torch.rand(2, 4, 3), torch.randn(1, 2, 3, 15),
+                       torch.randn(1, 2, 3, 15), order=get_pattern("bidirectional").order(3, 5))
+    y.sum().backward()
+    assert u.grad is not None

@@ -117,10 +117,13 @@ class ScanPattern:
 # Keyed by (pattern, h, w, device): patterns are frozen dataclasses, so equal parameters share an entry.
 @functools.lru_cache(maxsize=256)
 def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) -> ScanOrder:
-    if device.type != "cpu":
-        return _cached_order(pattern, h, w, torch.device("cpu")).to(device)
-    index = pattern._index(h, w)
-    return ScanOrder.from_index(index, local_window=pattern._local_window(h, w))
+    # The cache outlives the call: an order first built under torch.inference_mode() would otherwise hold
+    # inference tensors that autograd refuses to save in every later training step.
+    with torch.inference_mode(False):
+        if device.type != "cpu":
+            return _cached_order(pattern, h, w, torch.device("cpu")).to(device)
+        index = pattern._index(h, w)
+        return ScanOrder.from_index(index, local_window=pattern._local_window(h, w))
 
 
 def clear_cache() -> None:
