@@ -138,3 +138,13 @@ def test_several_backends_give_one_row_each(tmp_path):
                               '--no-flops', '--out', str(tmp_path), '--no-progress'])
     assert [r.label for r in results] == ['test_vim [reference]', 'test_vim [auto]']
     assert all(r.status == 'ok' for r in results)
+
+
+# Official figures (GMACs per image, the papers' fvcore convention): MobileMamba's README, Vim's paper.
+@pytest.mark.parametrize('name,img_size,official', [('mobilemamba_t2', 192, 0.255), ('mobilemamba_b1', 256, 1.080),
+                                                    ('vim_tiny_patch16_224', 224, 1.82)])
+def test_flops_within_two_percent_of_the_official_figures(name, img_size, official):
+    model = timm.utils.reparameterize_model(timm.create_model(name).eval())
+    flops = benchmark.count_flops(model, torch.randn(1, 3, img_size, img_size))
+    assert flops.scan > 0
+    assert abs(flops.total / 1e9 - official) / official < 0.02, flops.total
