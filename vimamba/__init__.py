@@ -5,6 +5,5 @@ works after `import vimamba`. OpenMMLab integration lives in `vimamba.downstream
 """
 __version__ = "0.1.0"
 
+from . import models  # noqa: F401  registers every model with timm
 from .registry import list_models
-
-from . import models  # noqa: E402,F401  registers every model with timm
