@@ -30,7 +30,7 @@ from vimamba.scans import ScanPattern, get_pattern
 
 from .conv_bn import ConvBn2d
 
-__all__ = ['SelectiveScan2d', 'scan_2d']
+__all__ = ['SelectiveScan2d', 'scan_2d', 'scan_inputs']
 
 
 @register_notrace_function
@@ -57,6 +57,29 @@ def scan_2d(
         u.unsqueeze(1).expand(-1, num_dir, -1, -1), delta, A, B, C, D=D, delta_bias=delta_bias,
         delta_softplus=True, order=order)
     return y.sum(dim=1)
+
+
+def scan_inputs(u: torch.Tensor, mixer: nn.Module):
+    """The scan's per-direction inputs from the SSM tensors of a 2-D mixer (`x_proj_weight` (K, R+2N, Di),
+    `dt_proj_weight` (K, Di, R), `dt_proj_bias` (K, Di), `A_log` (K*Di, N), `D` (K*Di,), VMamba's shapes).
+
+    u (b, Di, L) -> delta (b, K, Di, L), A (K, Di, N), B / C (b, K, N, L), D / delta_bias (K, Di), fp32 where the
+    op accumulates. Token-wise projections commute with any token order, so they run once, in image order, for
+    all directions; the op reads the tokens through each direction's index.
+    """
+    num_dir, rank_2n, d_inner = mixer.x_proj_weight.shape
+    d_state = mixer.A_log.shape[-1]
+    rank = rank_2n - 2 * d_state
+    batch, length = u.shape[0], u.shape[-1]
+    x_dbl = F.conv1d(u, mixer.x_proj_weight.reshape(-1, d_inner, 1)).reshape(batch, num_dir, rank_2n, length)
+    dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
+    delta = F.conv1d(
+        dts.reshape(batch, num_dir * rank, length), mixer.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
+    delta = delta.reshape(batch, num_dir, d_inner, length)
+    A = -torch.exp(mixer.A_log.float()).reshape(num_dir, d_inner, d_state)
+    D = mixer.D.float().reshape(num_dir, d_inner)
+    delta_bias = mixer.dt_proj_bias.float().reshape(num_dir, d_inner)
+    return delta, A, B.contiguous(), C.contiguous(), D, delta_bias
 
 
 class SelectiveScan2d(nn.Module):
@@ -124,21 +147,8 @@ class SelectiveScan2d(nn.Module):
         z = self.act(z)
         x = self.act(self.dwconv(x))
 
-        num_dir, d_inner, rank, d_state = self.num_directions, self.d_inner, self.dt_rank, self.d_state
         u = x.flatten(2)
-        length = u.shape[-1]
-        # Token-wise projections commute with any token order, so they run once in image order for
-        # all directions; the op reads the tokens through each direction's index.
-        x_dbl = F.conv1d(u, self.x_proj_weight.reshape(-1, d_inner, 1))
-        x_dbl = x_dbl.reshape(batch, num_dir, rank + 2 * d_state, length)
-        dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
-        delta = F.conv1d(
-            dts.reshape(batch, num_dir * rank, length), self.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
-        delta = delta.reshape(batch, num_dir, d_inner, length)
-        A = -torch.exp(self.A_log.float()).reshape(num_dir, d_inner, d_state)
-        y = scan_2d(
-            u, delta, A, B.contiguous(), C.contiguous(),
-            self.D.float().reshape(num_dir, d_inner), self.dt_proj_bias.float().reshape(num_dir, d_inner),
-            self.pattern, height, width)
-        y = self.out_norm(y.reshape(batch, d_inner, height, width)) * z
+        delta, A, B, C, D, delta_bias = scan_inputs(u, self)
+        y = scan_2d(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
+        y = self.out_norm(y.reshape(batch, self.d_inner, height, width)) * z
         return self.out_proj(y)

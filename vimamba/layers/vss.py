@@ -25,13 +25,12 @@ from typing import Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
 
 from vimamba.scans import ScanPattern, get_pattern
 
 from .mamba import init_dt_bias_
-from .ss2d import scan_2d
+from .ss2d import scan_2d, scan_inputs
 
 __all__ = ['VisualSelectiveScan2d', 'VSSBlock']
 
@@ -130,28 +129,17 @@ class VisualSelectiveScan2d(nn.Module):
             x, z = x.chunk(2, dim=1)
         x = self.act(self.dwconv(x))
 
-        num_dir, d_inner, rank, d_state = self.num_directions, self.d_inner, self.dt_rank, self.d_state
         groups = self.shared_groups
         u = x.flatten(2)
-        length = u.shape[-1]
-        # Token-wise projections commute with any token order: run them once, in image order, for all directions
-        # (once per weight set: groups sharing weights read the same projections through different orders).
-        x_dbl = F.conv1d(u, self.x_proj_weight.reshape(-1, d_inner, 1))
-        x_dbl = x_dbl.reshape(batch, num_dir, rank + 2 * d_state, length)
-        dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
-        delta = F.conv1d(
-            dts.reshape(batch, num_dir * rank, length), self.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
-        delta = delta.reshape(batch, num_dir, d_inner, length)
-        A = -torch.exp(self.A_log.float()).reshape(num_dir, d_inner, d_state)
-        D = self.D.float().reshape(num_dir, d_inner)
-        delta_bias = self.dt_proj_bias.float().reshape(num_dir, d_inner)
+        # Groups sharing weights read the same projections through different orders.
+        delta, A, B, C, D, delta_bias = scan_inputs(u, self)
         if groups > 1:
             delta, B, C = delta.repeat(1, groups, 1, 1), B.repeat(1, groups, 1, 1), C.repeat(1, groups, 1, 1)
             A, D, delta_bias = A.repeat(groups, 1, 1), D.repeat(groups, 1), delta_bias.repeat(groups, 1)
-        y = scan_2d(u, delta, A, B.contiguous(), C.contiguous(), D, delta_bias, self.pattern, height, width)
+        y = scan_2d(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
         if groups > 1:
             y = y / groups
-        y = self.out_norm(y.reshape(batch, d_inner, height, width))
+        y = self.out_norm(y.reshape(batch, self.d_inner, height, width))
         if self.gate:
             y = y * self.act(z)
         return self.out_proj(y)
