@@ -32,11 +32,15 @@ def causal_depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d, reverse: bool = Fa
 
     `reverse`: the scan runs L-1 .. 0, so "earlier" means later tokens; convolving with the time-flipped kernel
     and keeping the last L outputs equals flipping, convolving causally and flipping back.
+
+    The output keeps the input's memory layout: a channels-last x (`x.stride(1) == 1`, e.g. the transpose of a
+    (B, L, C) tensor) gives a channels-last result without a copy, as a (1, k) conv2d over the channels_last
+    4-D view (B, C, 1, L); a contiguous x gives a contiguous result.
     """
     k = conv.kernel_size[0]
-    if reverse:
-        return F.conv1d(x, conv.weight.flip(-1), conv.bias, padding=k - 1, groups=conv.groups)[..., k - 1:]
-    return F.conv1d(x, conv.weight, conv.bias, padding=k - 1, groups=conv.groups)[..., :x.shape[-1]]
+    weight = conv.weight.flip(-1) if reverse else conv.weight
+    y = F.conv2d(x.unsqueeze(2), weight.unsqueeze(2), conv.bias, padding=(0, k - 1), groups=conv.groups).squeeze(2)
+    return y[..., k - 1:] if reverse else y[..., :x.shape[-1]]
 
 
 @torch.fx.wrap
@@ -167,33 +171,44 @@ class MambaMixer(nn.Module):
         """(u, delta, A, B, C, D, delta_bias, z) of the op for the normalised block input x (B, L, C).
 
         u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) in fp32 (or wider);
-        z (B, L, E). The per-direction projections run as one batched matmul over the K directions, producing
-        the op's layout directly (fewer kernels and copies than a loop of Linear calls).
+        z (B, L, E). u, delta, B and C are channels-last views (`stride(-2) == 1`: a token's channels are
+        contiguous), the layout the scan kernels read fastest, and no copy is made to get there: in_proj runs as
+        two matmuls so that x and z are dense (B, L, E); the conv reads and writes (B, L, E) memory; the
+        per-direction projections run as one batched matmul over the K directions on (B, K, L, E), and B, C are
+        transposed slices of x_dbl (B, K, L, R + 2N).
         """
-        x, z = self.in_proj(x).chunk(2, dim=-1)
-        x = x.transpose(1, 2)
+        weight, bias = self.in_proj.weight, self.in_proj.bias
+        E = self.d_inner
+        # Two matmuls instead of in_proj + chunk: the halves of one (B, L, 2E) output would be strided views.
+        x, z = F.linear(x, weight[:E], None if bias is None else bias[:E]), F.linear(
+            x, weight[E:], None if bias is None else bias[E:])
+        x = x.transpose(1, 2)                                                          # (B, E, L), channels-last
         convs = self._direction_params('conv1d')
-        u = torch.stack([
-            F.silu(causal_depthwise_conv1d(x, conv, self.reverse or k == 1)) for k, conv in enumerate(convs)], 1)
+        # (B, K, L, E): the convs write (B, L, E) memory, stacked along K; SiLU once over the stack.
+        u = F.silu(torch.stack([
+            causal_depthwise_conv1d(x, conv, self.reverse or k == 1).transpose(1, 2) for k, conv in enumerate(convs)],
+            1))
         x_proj_w = torch.stack([m.weight for m in self._direction_params('x_proj')])    # (K, R + 2N, E)
         dt_proj = self._direction_params('dt_proj')
         dt_proj_w = torch.stack([m.weight for m in dt_proj])                           # (K, E, R)
-        x_dbl = torch.matmul(x_proj_w, u)                                              # (B, K, R + 2N, L)
-        dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=2)
+        x_dbl = torch.matmul(u, x_proj_w.transpose(1, 2))                              # (B, K, L, R + 2N)
+        dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
-        delta = torch.matmul(dt_proj_w, dt)                                            # (B, K, E, L)
+        delta = torch.matmul(dt, dt_proj_w.transpose(1, 2))                            # (B, K, L, E)
         A = -torch.exp(at_least_fp32(torch.stack(self._direction_params('A_log'))))
         D = at_least_fp32(torch.stack(self._direction_params('D')))
         delta_bias = at_least_fp32(torch.stack([m.bias for m in dt_proj]))
-        return u, delta, A, B.contiguous(), C.contiguous(), D, delta_bias, z
+        return u.transpose(2, 3), delta.transpose(2, 3), A, B.transpose(2, 3), C.transpose(2, 3), D, delta_bias, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
         y = mamba_scan_1d(u, delta, A, B, C, D, delta_bias, self.reverse, self.local_window)
         # Vim divides the sum of the directions by 2 ("if_divide_out"); the gate SiLU(z) is shared by both
-        # directions, so gating after the mean equals the official gate-then-average.
+        # directions, so gating after the mean equals the official gate-then-average. y (B, K, E, L) comes back
+        # in u's layout; the mean runs over the (B, K, L, E) view, so with a channels-last y nothing is copied.
+        y = y.transpose(2, 3)
         y = y.mean(1) if self.bidirectional else y[:, 0]
-        return self.out_proj(y.transpose(1, 2) * F.silu(z))
+        return self.out_proj(y * F.silu(z))
 
     def extra_repr(self) -> str:
         return (f'dim={self.dim}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, '

@@ -48,7 +48,10 @@ def scan_2d(
 ) -> torch.Tensor:
     """Scan the H*W tokens of u (b, d, L) in every direction of `pattern` and sum the directions.
 
-    delta (b, K, d, L), B / C (b, K, N, L), A (K, d, N), D / delta_bias (K, d). Returns (b, d, L).
+    delta (b, K, d, L), B / C (b, K, N, L), A (K, d, N), D / delta_bias (K, d). Returns (b, d, L) as a
+    channels-last view (memory (b, L, d), `stride(-2) == 1`), so that `reshape(b, d, H, W)` is a channels_last
+    map. u is handed to the op expanded over K (stride 0, no copy); with channels-last inputs (see
+    `scan_inputs`) the op's y is channels-last and the sum over K reads it in place.
     A leaf for FX tracing: the scan order depends on the concrete grid size.
     """
     order = pattern.order(height, width, u.device)
@@ -56,7 +59,7 @@ def scan_2d(
     y = ops.selective_scan(
         u.unsqueeze(1).expand(-1, num_dir, -1, -1), delta, A, B, C, D=D, delta_bias=delta_bias,
         delta_softplus=True, order=order)
-    return y.sum(dim=1)
+    return y.transpose(-1, -2).sum(dim=1).transpose(-1, -2)
 
 
 def scan_inputs(u: torch.Tensor, mixer: nn.Module):
@@ -66,20 +69,23 @@ def scan_inputs(u: torch.Tensor, mixer: nn.Module):
     u (b, Di, L) -> delta (b, K, Di, L), A (K, Di, N), B / C (b, K, N, L), D / delta_bias (K, Di), fp32 where the
     op accumulates. Token-wise projections commute with any token order, so they run once, in image order, for
     all directions; the op reads the tokens through each direction's index.
+
+    Layout: u should be channels-last (`u.stride(-2) == 1`, e.g. the flattened output of a conv on a
+    channels_last map); the projections then run as plain matmuls on (b, L, Di), and delta, B and C come back as
+    channels-last views (`stride(-2) == 1`: memory (b, K, L, Di) and slices of x_dbl (b, L, K, R+2N)), the
+    layout the scan kernels read fastest, without a copy.
     """
     num_dir, rank_2n, d_inner = mixer.x_proj_weight.shape
     d_state = mixer.A_log.shape[-1]
     rank = rank_2n - 2 * d_state
-    batch, length = u.shape[0], u.shape[-1]
-    x_dbl = F.conv1d(u, mixer.x_proj_weight.reshape(-1, d_inner, 1)).reshape(batch, num_dir, rank_2n, length)
-    dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
-    delta = F.conv1d(
-        dts.reshape(batch, num_dir * rank, length), mixer.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
-    delta = delta.reshape(batch, num_dir, d_inner, length)
+    x_dbl = F.linear(u.transpose(1, 2), mixer.x_proj_weight.reshape(-1, d_inner))    # (b, L, K * (R + 2N))
+    x_dbl = x_dbl.unflatten(-1, (num_dir, rank_2n)).transpose(1, 2)                  # (b, K, L, R + 2N)
+    dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=-1)
+    delta = torch.matmul(dts, mixer.dt_proj_weight.transpose(1, 2))                  # (b, K, L, Di)
     A = -torch.exp(mixer.A_log.float()).reshape(num_dir, d_inner, d_state)
     D = mixer.D.float().reshape(num_dir, d_inner)
     delta_bias = mixer.dt_proj_bias.float().reshape(num_dir, d_inner)
-    return delta, A, B.contiguous(), C.contiguous(), D, delta_bias
+    return delta.transpose(-1, -2), A, B.transpose(-1, -2), C.transpose(-1, -2), D, delta_bias
 
 
 class SelectiveScan2d(nn.Module):
@@ -145,10 +151,12 @@ class SelectiveScan2d(nn.Module):
         batch, _, height, width = x.shape
         x, z = self.in_proj(x).chunk(2, dim=1)
         z = self.act(z)
-        x = self.act(self.dwconv(x))
+        # channels_last into the dwconv, so that u below is a channels-last view (see `scan_inputs`).
+        x = self.act(self.dwconv(x.contiguous(memory_format=torch.channels_last)))
 
         u = x.flatten(2)
         delta, A, B, C, D, delta_bias = scan_inputs(u, self)
         y = scan_2d(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
-        y = self.out_norm(y.reshape(batch, self.d_inner, height, width)) * z
+        # y is a channels_last map; z first, so the product (and out_proj) keeps the layout of the input.
+        y = z * self.out_norm(y.reshape(batch, self.d_inner, height, width))
         return self.out_proj(y)

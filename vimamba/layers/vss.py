@@ -127,21 +127,23 @@ class VisualSelectiveScan2d(nn.Module):
         x = self.in_proj(x)
         if self.gate:
             x, z = x.chunk(2, dim=1)
-        x = self.act(self.dwconv(x))
+        # channels_last into the dwconv, so that u below is a channels-last view (see `scan_inputs`).
+        x = self.act(self.dwconv(x.contiguous(memory_format=torch.channels_last)))
 
         groups = self.shared_groups
         u = x.flatten(2)
         # Groups sharing weights read the same projections through different orders.
         delta, A, B, C, D, delta_bias = scan_inputs(u, self)
         if groups > 1:
-            delta, B, C = delta.repeat(1, groups, 1, 1), B.repeat(1, groups, 1, 1), C.repeat(1, groups, 1, 1)
+            # Repeated in the channels-last layout (memory (b, K, L, .)), as the op reads it fastest.
+            delta, B, C = [t.transpose(-1, -2).repeat(1, groups, 1, 1).transpose(-1, -2) for t in (delta, B, C)]
             A, D, delta_bias = A.repeat(groups, 1, 1), D.repeat(groups, 1), delta_bias.repeat(groups, 1)
         y = scan_2d(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
         if groups > 1:
             y = y / groups
-        y = self.out_norm(y.reshape(batch, self.d_inner, height, width))
+        y = self.out_norm(y.reshape(batch, self.d_inner, height, width))  # a channels_last map
         if self.gate:
-            y = y * self.act(z)
+            y = self.act(z) * y  # z first: the product keeps the layout of the input
         return self.out_proj(y)
 
     def extra_repr(self) -> str:

@@ -52,6 +52,7 @@ from timm.layers import DropPath, Mlp, register_notrace_function, register_notra
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from vimamba import ops
+from vimamba.layers.ss2d import scan_inputs
 from vimamba.scans import get_pattern
 
 __all__ = ['MaIR', 'MaIRUNet', 'MaIRBlock', 'NestedScanMixer', 'SequenceShuffleGate', 'checkpoint_filter_fn',
@@ -190,23 +191,18 @@ class NestedScanMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, _ = x.shape
-        num_dir, d_inner, rank, d_state = self.num_directions, self.d_inner, self.dt_rank, self.d_state
-        x, z = self.in_proj(x).chunk(2, dim=-1)
+        d_inner = self.d_inner
+        # in_proj as two matmuls: x and z dense (B, H, W, D) rather than strided halves of one output, so the
+        # dwconv gets a dense channels_last map and u below is a channels-last view without a copy.
+        weight = self.in_proj.weight
+        x, z = F.linear(x, weight[:d_inner]), F.linear(x, weight[d_inner:])
         x = self.act(self.dwconv(x.permute(0, 3, 1, 2)))
-        u = x.flatten(2)
-        length = u.shape[-1]
-        x_dbl = F.conv1d(u, self.x_proj_weight.reshape(-1, d_inner, 1))
-        x_dbl = x_dbl.reshape(batch, num_dir, rank + 2 * d_state, length)
-        dts, B, C = torch.split(x_dbl, [rank, d_state, d_state], dim=2)
-        delta = F.conv1d(
-            dts.reshape(batch, num_dir * rank, length), self.dt_proj_weight.reshape(-1, rank, 1), groups=num_dir)
-        y = nested_scan(
-            u, delta.reshape(batch, num_dir, d_inner, length),
-            -torch.exp(self.A_log.float()).reshape(num_dir, d_inner, d_state), B.contiguous(), C.contiguous(),
-            self.D.float().reshape(num_dir, d_inner), self.dt_proj_bias.float().reshape(num_dir, d_inner),
-            self.scan_len, self.shift, height, width)
-        # Gate each direction, then sum them: one contraction instead of scaling 4 copies.
-        y = torch.einsum('bkdl,bkd->bld', y, self.gate(y).to(y.dtype))
+        u = x.flatten(2)  # (B, D, L), memory (B, L, D)
+        delta, A, B, C, D, delta_bias = scan_inputs(u, self)  # channels-last views, see `scan_inputs`
+        y = nested_scan(u, delta, A, B, C, D, delta_bias, self.scan_len, self.shift, height, width)
+        # Gate each direction, then sum them: one contraction instead of scaling 4 copies. It reads y as
+        # (B, K, L, D), its memory layout when the op returns it channels-last.
+        y = torch.einsum('bkld,bkd->bld', y.transpose(-1, -2), self.gate(y).to(y.dtype))
         y = self.out_norm(y.reshape(batch, height, width, d_inner)) * F.silu(z)
         return self.out_proj(y)
 
