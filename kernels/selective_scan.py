@@ -43,11 +43,12 @@ _POISON = False  # tests: fill outputs with NaN before the kernels run, so unwri
 
 
 def _out_like(x, dtype=None, shape=None):
-    shape = x.shape if shape is None else shape
+    """An output in x's layout (`torch.empty_like`), or a new contiguous one of `shape`."""
     dtype = x.dtype if dtype is None else dtype
+    out = torch.empty_like(x, dtype=dtype) if shape is None else torch.empty(shape, device=x.device, dtype=dtype)
     if _POISON:
-        return torch.full(shape, float("nan"), device=x.device, dtype=dtype)
-    return torch.empty(shape, device=x.device, dtype=dtype)
+        out.fill_(float("nan"))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,28 +160,37 @@ def _load_idx(idx_row, t0, L, offs_t, lane0):
 
 
 @triton.jit
-def _load_data(tok, u_row, dl_row, z_row, e_row, B_row, C_row, HAS_Z: tl.constexpr, HAS_E: tl.constexpr):
-    """The chunk's inputs in their own dtype. The kernels issue these a chunk ahead of their use, and the
-    tokens two chunks ahead, so no load waits on another inside the loop."""
-    u = tl.load(u_row + tok)                                                # [T, 1, BDR, BDL, N2]
-    dl = tl.load(dl_row + tok)
+def _load_data(tok, u_row, su, dl_row, sdl, z_row, sz, e_row, se, B_row, sB, C_row, sC,
+               HAS_Z: tl.constexpr, HAS_E: tl.constexpr):
+    """The chunk's inputs in their own dtype (`*_row` point at each tensor's rows, `s*` are the step
+    strides). The kernels issue these a chunk ahead of their use, and the tokens two chunks ahead, so no
+    load waits on another inside the loop."""
+    u = tl.load(u_row + tok * su)                                           # [T, 1, BDR, BDL, N2]
+    dl = tl.load(dl_row + tok * sdl)
     if HAS_Z:
-        z = tl.load(z_row + tok)
+        z = tl.load(z_row + tok * sz)
     else:
         z = u
     if HAS_E:
-        e = tl.load(e_row + tok)
+        e = tl.load(e_row + tok * se)
     else:
         e = u
-    Bv = tl.load(B_row + tok)                                               # [T, N1, 1, BDL, N2]
-    Cv = tl.load(C_row + tok)
+    Bv = tl.load(B_row + tok * sB)                                          # [T, N1, 1, BDL, N2]
+    Cv = tl.load(C_row + tok * sC)
     return u, dl, z, e, Bv, Cv
 
 
 @triton.jit
-def _setup(pid_d, bk, K, D, L, T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr,
+def _rows(ptr, b, k, offs, s_b, s_k, s_c):
+    """Pointers to the rows (channels or states `offs`) of batch b, direction k of a strided tensor."""
+    return ptr + b.to(tl.int64) * s_b + k * s_k + offs * s_c
+
+
+@triton.jit
+def _setup(pid_d, bk, K, D, T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr,
            N2: tl.constexpr):
     N: tl.constexpr = N1 * N2
+    b = bk // K
     k = bk % K
     offs_t = tl.reshape(tl.arange(0, T), [T, 1, 1, 1, 1])
     offs_d = (pid_d * (BDR * BDL) + tl.reshape(tl.arange(0, BDR), [1, 1, BDR, 1, 1]) * BDL
@@ -188,13 +198,12 @@ def _setup(pid_d, bk, K, D, L, T: tl.constexpr, N1: tl.constexpr, BDR: tl.conste
     offs_n = tl.reshape(tl.arange(0, N1), [1, N1, 1, 1, 1]) * N2 + tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2])
     lane0 = _lane_zero(BDL, N2)
     md = offs_d < D                                                         # [1, 1, BDR, BDL, 1]
-    d_safe = tl.minimum(offs_d, D - 1)
-    row_dl = bk.to(tl.int64) * D * L + d_safe * L + lane0                   # [1, 1, BDR, BDL, N2]
-    row_bc = bk.to(tl.int64) * N * L + offs_n * L + lane0                   # [1, N1, 1, BDL, N2]
-    offA = (k * D + d_safe) * N + offs_n                                    # [1, N1, BDR, BDL, N2]
+    d_lanes = tl.minimum(offs_d, D - 1) + lane0                             # [1, 1, BDR, BDL, N2]
+    n_lanes = offs_n + lane0                                                # [1, N1, 1, BDL, N2]
+    offA = (k * D + d_lanes) * N + offs_n                                   # [1, N1, BDR, BDL, N2]
     mA = md & (offs_n >= 0)
-    offKD = k * D + d_safe + lane0                                          # [1, 1, BDR, BDL, N2]
-    return k, offs_t, offs_d, offs_n, lane0, md, row_dl, row_bc, offA, mA, offKD
+    offKD = k * D + d_lanes                                                 # [1, 1, BDR, BDL, N2]
+    return b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,14 +212,16 @@ def _setup(pid_d, bk, K, D, L, T: tl.constexpr, N1: tl.constexpr, BDR: tl.conste
 @triton.jit
 def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                 y_ptr, last_ptr, K, D, L,
+                su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
+                sy_b, sy_k, sy_d, sy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                 N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
                 LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
     N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
-    k, offs_t, offs_d, offs_n, lane0, md, row_dl, row_bc, offA, mA, offKD = _setup(
-        pid_d, bk, K, D, L, T, N1, BDR, BDL, N2)
+    b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD = _setup(
+        pid_d, bk, K, D, T, N1, BDR, BDL, N2)
     A2 = tl.load(A_ptr + offA) * 1.4426950408889634
     if HAS_D:
         Dv = tl.load(D_ptr + offKD)
@@ -219,15 +230,17 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
     first = offs_t == 0
     last = offs_t == T - 1
     lane_n2_first = tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) == 0
-    u_row = u_ptr + row_dl
-    dl_row = dl_ptr + row_dl
-    z_row = z_ptr + row_dl
-    B_row = B_ptr + row_bc
-    C_row = C_ptr + row_bc
+    u_row = _rows(u_ptr, b, k, d_lanes, su_b, su_k, su_d)
+    dl_row = _rows(dl_ptr, b, k, d_lanes, sdl_b, sdl_k, sdl_d)
+    z_row = _rows(z_ptr, b, k, d_lanes, sz_b, sz_k, sz_d)
+    y_row = _rows(y_ptr, b, k, d_lanes, sy_b, sy_k, sy_d)
+    B_row = _rows(B_ptr, b, k, n_lanes, sB_b, sB_k, sB_n)
+    C_row = _rows(C_ptr, b, k, n_lanes, sC_b, sC_k, sC_n)
     idx_row = idx_ptr + k * L
     h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
     n_tok = _load_idx(idx_row, 0, L, offs_t, lane0)
-    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, dl_row, z_row, u_row, B_row, C_row, HAS_Z, False)
+    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
+                                                B_row, sB_l, C_row, sC_l, HAS_Z, False)
     nn_tok = _load_idx(idx_row, T, L, offs_t, lane0)
     for t0 in range(0, L, T):
         tok = n_tok
@@ -237,8 +250,8 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
         Bv = n_B.to(tl.float32)
         Cv = n_C.to(tl.float32)
         # the next chunk's loads go out now and land while this chunk computes
-        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, dl_row, z_row, u_row, B_row, C_row, HAS_Z,
-                                                    False)
+        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
+                                                    B_row, sB_l, C_row, sC_l, HAS_Z, False)
         n_tok = nn_tok
         nn_tok = _load_idx(idx_row, t0 + 2 * T, L, offs_t, lane0)
         m2 = ((t0 + offs_t) < L) & md                                       # [T, 1, BDR, BDL, 1]
@@ -264,7 +277,7 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
             y += Dv * u
         if HAS_Z:
             y = y * (zv * _sigmoid(zv, FAST))
-        tl.store(y_ptr + row_dl + tok, y.to(y_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+        tl.store(y_row + tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
     tl.store(last_ptr + bk.to(tl.int64) * D * N + offs_d * N + offs_n, h_prev, mask=mA)
 
 
@@ -275,14 +288,18 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
 def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                 states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
                 K, D, L, NCHUNK,
+                su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
+                sdy_b, sdy_k, sdy_d, sdy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
+                sdu_b, sdu_k, sdu_d, sdu_l, sddl_b, sddl_k, sddl_d, sddl_l, sdz_b, sdz_k, sdz_d, sdz_l,
+                sdB_b, sdB_k, sdB_n, sdB_l, sdC_b, sdC_k, sdC_n, sdC_l,
                 N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
                 LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
     N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
-    k, offs_t, offs_d, offs_n, lane0, md, row_dl, row_bc, offA, mA, offKD = _setup(
-        pid_d, bk, K, D, L, T, N1, BDR, BDL, N2)
+    b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD = _setup(
+        pid_d, bk, K, D, T, N1, BDR, BDL, N2)
     A = tl.load(A_ptr + offA)
     A2 = A * 1.4426950408889634
     if HAS_D:
@@ -293,26 +310,32 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     last = offs_t == T - 1
     lane_n2_first = tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) == 0
     lane_d_first = tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]) == 0
-    u_row = u_ptr + row_dl
-    dl_row = dl_ptr + row_dl
-    z_row = z_ptr + row_dl
-    dy_row = dy_ptr + row_dl
-    B_row = B_ptr + row_bc
-    C_row = C_ptr + row_bc
+    u_row = _rows(u_ptr, b, k, d_lanes, su_b, su_k, su_d)
+    dl_row = _rows(dl_ptr, b, k, d_lanes, sdl_b, sdl_k, sdl_d)
+    z_row = _rows(z_ptr, b, k, d_lanes, sz_b, sz_k, sz_d)
+    dy_row = _rows(dy_ptr, b, k, d_lanes, sdy_b, sdy_k, sdy_d)
+    du_row = _rows(du_ptr, b, k, d_lanes, sdu_b, sdu_k, sdu_d)
+    ddl_row = _rows(ddl_ptr, b, k, d_lanes, sddl_b, sddl_k, sddl_d)
+    dz_row = _rows(dz_ptr, b, k, d_lanes, sdz_b, sdz_k, sdz_d)
+    B_row = _rows(B_ptr, b, k, n_lanes, sB_b, sB_k, sB_n)
+    C_row = _rows(C_ptr, b, k, n_lanes, sC_b, sC_k, sC_n)
+    dB_row = _rows(dB_ptr, b, k, n_lanes, sdB_b, sdB_k, sdB_n)
+    dC_row = _rows(dC_ptr, b, k, n_lanes, sdC_b, sdC_k, sdC_n)
     idx_row = idx_ptr + k * L
     st_ptr = states_ptr + bk.to(tl.int64) * NCHUNK * D * N + (offA - k * D * N)   # + chunk * D * N
 
     # pass 1: the state entering each chunk (chunk 0 enters with 0 and is never stored)
     h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
     n_tok = _load_idx(idx_row, 0, L, offs_t, lane0)
-    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, dl_row, z_row, u_row, B_row, C_row, False, False)
+    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
+                                                B_row, sB_l, C_row, sC_l, False, False)
     nn_tok = _load_idx(idx_row, T, L, offs_t, lane0)
     for c in range(0, NCHUNK - 1):
         u = n_u.to(tl.float32)
         dt = n_dl.to(tl.float32)
         Bv = n_B.to(tl.float32)
-        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, dl_row, z_row, u_row, B_row, C_row, False,
-                                                    False)
+        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row,
+                                                    su_l, B_row, sB_l, C_row, sC_l, False, False)
         n_tok = nn_tok
         nn_tok = _load_idx(idx_row, (c + 2) * T, L, offs_t, lane0)
         m2 = ((c * T + offs_t) < L) & md
@@ -335,7 +358,8 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     dbias_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
     c0 = NCHUNK - 1
     n_tok = _load_idx(idx_row, c0 * T, L, offs_t, lane0)
-    n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(n_tok, u_row, dl_row, z_row, dy_row, B_row, C_row, HAS_Z, True)
+    n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
+                                                 B_row, sB_l, C_row, sC_l, HAS_Z, True)
     nn_tok = _load_idx(idx_row, (c0 - 1) * T, L, offs_t, lane0)
     n_h = tl.load(st_ptr + c0 * D * N, mask=mA & (c0 > 0), other=0.0)
     for cc in range(0, NCHUNK):
@@ -349,8 +373,8 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         Cv = n_C.to(tl.float32)
         h_in = n_h
         # the previous chunk's loads go out now
-        n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(nn_tok, u_row, dl_row, z_row, dy_row, B_row, C_row, HAS_Z,
-                                                     True)
+        n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row,
+                                                     sdy_l, B_row, sB_l, C_row, sC_l, HAS_Z, True)
         n_tok = nn_tok
         nn_tok = _load_idx(idx_row, (c - 2) * T, L, offs_t, lane0)
         n_h = tl.load(st_ptr + (c - 1) * D * N, mask=mA & (c > 1), other=0.0)
@@ -381,7 +405,7 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             if HAS_D:
                 yss += Dv * u
             dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
-            tl.store(dz_ptr + row_dl + tok, dz.to(dz_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+            tl.store(dz_row + tok * sdz_l, dz.to(dz_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
             dys = dy * zv * sz
         else:
             dys = dy
@@ -414,12 +438,12 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         ddl = tl.where(m2, ddl, 0.0)
         dbias_acc += _sum_ax(ddl, 0)
         dA_acc += _sum_ax(S * dt, 0)
-        tl.store(du_ptr + row_dl + tok, du.to(du_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-        tl.store(ddl_ptr + row_dl + tok, ddl.to(ddl_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+        tl.store(du_row + tok * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+        tl.store(ddl_row + tok * sddl_l, ddl.to(ddl_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
         # dB, dC: summed over the program's channels, added once per (step, state) by the first channel lane
         mbc = mt & lane_d_first & (offs_n >= 0)
-        tl.atomic_add(dB_ptr + row_bc + tok, _sum_d(dbb * dtu), mask=mbc, sem="relaxed")
-        tl.atomic_add(dC_ptr + row_bc + tok, _sum_d(H * dys), mask=mbc, sem="relaxed")
+        tl.atomic_add(dB_row + tok * sdB_l, _sum_d(dbb * dtu), mask=mbc, sem="relaxed")
+        tl.atomic_add(dC_row + tok * sdC_l, _sum_d(H * dys), mask=mbc, sem="relaxed")
     tl.atomic_add(dA_ptr + offA, dA_acc, mask=mA, sem="relaxed")
     if HAS_D:
         tl.atomic_add(dD_ptr + offKD, dD_acc, mask=md & lane_n2_first, sem="relaxed")
@@ -507,16 +531,24 @@ def _identity_index(K: int, L: int, device) -> torch.Tensor:
     return idx
 
 
+def _strides(x, n=4):
+    """The four strides of a (b, K, rows, L) operand; zeros for an absent one (its loads are compiled out)."""
+    return tuple(x.stride()) if x is not None else (0,) * n
+
+
 def _check(u, A, B, index, local_window):
-    if not u.is_contiguous():
-        raise ValueError("triton selective scan expects contiguous tensors")
     N = A.shape[-1]
     if N & (N - 1):
         raise NotImplementedError(f"triton selective scan needs d_state a power of two, got {N}")
+    for name, t in (("A", A), ("index", index)):
+        if t is not None and not t.is_contiguous():
+            raise ValueError(f"triton selective scan: {name} must be contiguous")
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
                        index: Optional[torch.Tensor], local_window: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Any strides for u, delta, z, B, C (loads coalesce when a token's channels, and its states, are
+    contiguous: stride(-2) == 1); y takes u's layout (`torch.empty_like`)."""
     _check(u, A, B, index, local_window)
     b, K, d, L = u.shape
     N = A.shape[-1]
@@ -537,6 +569,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
         delta_bias if delta_bias is not None else dummy,
         index,
         y, last, K, d, L,
+        *_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C),
         N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
         HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
@@ -546,17 +579,17 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
 
 def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
                        index: Optional[torch.Tensor], local_window: int):
+    """Gradients in the layouts of their inputs (`torch.empty_like`); dy may have any strides."""
     _check(u, A, B, index, local_window)
     b, K, d, L = u.shape
     N = A.shape[-1]
     W = int(local_window or 0)
-    dy = dy.contiguous()
     du = _out_like(u)
     ddelta = _out_like(delta)
     dz = _out_like(z) if z is not None else None
     dA = torch.zeros_like(A, dtype=torch.float32)
-    dB32 = torch.zeros(B.shape, device=B.device, dtype=torch.float32)
-    dC32 = torch.zeros(C.shape, device=C.device, dtype=torch.float32)
+    dB32 = torch.zeros_like(B, dtype=torch.float32)
+    dC32 = torch.zeros_like(C, dtype=torch.float32)
     dD = torch.zeros((K, d), device=u.device, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((K, d), device=u.device, dtype=torch.float32) if delta_bias is not None else None
     if L > 0:
@@ -576,10 +609,12 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
             dD if dD is not None else dummy, dz if dz is not None else dummy,
             dbias if dbias is not None else dummy,
             K, d, L, nchunk,
+            *_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
+            *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32),
             N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
             HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+            FAST=u.is_cuda and not _interpreting(), num_warps=nw)
     else:
         du.zero_(); ddelta.zero_()
         if dz is not None:

@@ -49,19 +49,35 @@ def interp_kernels():
     return _interp_module
 
 
-def make_inputs(b, K, d, N, L, dtype, device="cpu", order="random", z=True, D=True, bias=True, seed=0):
+def make_inputs(b, K, d, N, L, dtype, device="cpu", order="random", z=True, D=True, bias=True, seed=0,
+                layout="contiguous"):
+    """layout "channels_last": u, delta, z are transposed views of (b, K, L, d) tensors and B, C transposed
+    slices of one (b, K, L, 2N + 3) tensor (what the models hand the op); "shared_u": also u expanded over
+    K from one (b, 1, L, d) tensor (the 2-D mixers' case, stride 0 on K)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
 
     def r(*shape, scale=1.0, shift=0.0):
         return (torch.randn(*shape, generator=g) * scale + shift).to(device)
 
-    u = r(b, K, d, L).to(dtype)
-    delta = r(b, K, d, L, scale=0.5, shift=-1.0).to(dtype)
+    def channels(scale=1.0, shift=0.0):
+        if layout == "contiguous":
+            return r(b, K, d, L, scale=scale, shift=shift).to(dtype)
+        return r(b, K, L, d, scale=scale, shift=shift).to(dtype).transpose(-1, -2)
+
+    if layout == "shared_u":
+        u = r(b, 1, L, d).to(dtype).transpose(-1, -2).expand(b, K, d, L)
+    else:
+        u = channels()
+    delta = channels(scale=0.5, shift=-1.0)
     A = -(torch.rand(K, d, N, generator=g) * 2 + 0.1).to(device)
-    B = r(b, K, N, L).to(dtype)
-    C = r(b, K, N, L).to(dtype)
+    if layout == "contiguous":
+        B = r(b, K, N, L).to(dtype)
+        C = r(b, K, N, L).to(dtype)
+    else:
+        x_dbl = r(b, K, L, 2 * N + 3).to(dtype)
+        B, C = x_dbl[..., 3:3 + N].transpose(-1, -2), x_dbl[..., 3 + N:].transpose(-1, -2)
     Dv = r(K, d) if D else None
-    zv = r(b, K, d, L).to(dtype) if z else None
+    zv = channels() if z else None
     bv = r(K, d, scale=0.3) if bias else None
     if order == "identity":
         index = None
@@ -106,6 +122,7 @@ def check_backend(module, x, softplus, W, tol, grads=True, dy_seed=1):
     y_ref, last_ref = ref.selective_scan_fwd(*_args(x64, softplus, W))
     assert y.dtype == x["u"].dtype and y.shape == x["u"].shape
     assert last.dtype == torch.float32 and last.shape == y.shape[:3] + (x["A"].shape[-1],)
+    assert y.stride() == torch.empty_like(x["u"]).stride(), "y should take u's layout"
     assert not torch.isnan(y).any(), "NaN (unwritten?) in y"
     assert not torch.isnan(last).any(), "NaN (unwritten?) in last_state"
     errs = {"y": rel_err(y, y_ref), "last_state": rel_err(last, last_ref)}
@@ -154,6 +171,15 @@ def test_triton_interpreter_bf16(case):
     b, K, d, N, L, W, order = case
     x = make_inputs(b, K, d, N, L, torch.bfloat16, order=order)
     check_backend(interp_kernels(), x, True, W, tol=1e-2)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "shared_u"])
+def test_triton_interpreter_strided_inputs(layout):
+    """Inputs as the models pass them (transposed views, slices of x_dbl, u shared by the directions)."""
+    x = make_inputs(2, 2, 6, 4, 21, torch.float32, order="random", layout=layout)
+    check_backend(interp_kernels(), x, True, 0, tol=1e-5)
+    x = make_inputs(1, 1, 4, 4, 19, torch.float32, order="identity", layout=layout)
+    check_backend(interp_kernels(), x, True, 4, tol=1e-5)
 
 
 def test_triton_interpreter_matches_reference_module_directly():
@@ -244,11 +270,12 @@ GPU_CASES = [
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("name,case", GPU_CASES, ids=[c[0] for c in GPU_CASES])
-def test_triton_gpu(name, case, dtype):
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_triton_gpu(name, case, dtype, layout):
     from vimamba.kernels import selective_scan as ss
 
     b, K, d, N, L, W, order = case
-    x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order)
+    x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order, layout=layout)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     check_backend(ss, x, True, W, tol=tol)
 

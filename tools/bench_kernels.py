@@ -100,18 +100,30 @@ def make_index(order, K, L, grid, device):
     raise ValueError(order)
 
 
-def make_inputs(b, K, d, L, dtype, device="cuda", seed=0):
+def make_inputs(b, K, d, L, dtype, device="cuda", seed=0, layout="channels_last"):
+    """layout "channels_last": u, delta, z transposed views of (b, K, L, d) tensors and B, C transposed slices
+    of one (b, K, L, R + 2N) projection output, as vimamba's models hand them to the op; "contiguous":
+    (b, K, d, L) and (b, K, N, L) tensors, the layout the official codes pass to mamba-ssm."""
     g = torch.Generator(device=device).manual_seed(seed)
     r = lambda *s: torch.randn(*s, device=device, generator=g)
+    if layout == "channels_last":
+        chan = lambda: r(b, K, L, d).transpose(-1, -2)
+        x_dbl = r(b, K, L, 24 + 2 * N_STATE).to(dtype)
+        B, C = x_dbl[..., 24:24 + N_STATE].transpose(-1, -2), x_dbl[..., 24 + N_STATE:].transpose(-1, -2)
+    elif layout == "contiguous":
+        chan = lambda: r(b, K, d, L)
+        B, C = r(b, K, N_STATE, L).to(dtype), r(b, K, N_STATE, L).to(dtype)
+    else:
+        raise ValueError(f"layout: expected 'channels_last' or 'contiguous', got {layout!r}")
     return dict(
-        u=r(b, K, d, L).to(dtype),
-        delta=(r(b, K, d, L) * 0.5 - 1.0).to(dtype),
+        u=chan().to(dtype),
+        delta=(chan() * 0.5 - 1.0).to(dtype),
         A=-torch.exp(torch.log(torch.arange(1, N_STATE + 1, device=device, dtype=torch.float32)))
         .expand(K, d, N_STATE).contiguous(),
-        B=r(b, K, N_STATE, L).to(dtype),
-        C=r(b, K, N_STATE, L).to(dtype),
+        B=B,
+        C=C,
         D=torch.ones(K, d, device=device),
-        z=r(b, K, d, L).to(dtype),
+        z=chan().to(dtype),
         delta_bias=(r(K, d) * 0.5 - 4.0),
     )
 
@@ -207,7 +219,7 @@ def time_way(make_fwd, x, backward, rep_ms):
 # ----------------------------------------------------------------------------------------------
 # config sweep (kernel tunables)
 # ----------------------------------------------------------------------------------------------
-def sweep(shape_names, dtype):
+def sweep(shape_names, dtype, layout):
     import triton.testing as tt
     from vimamba.kernels import selective_scan as ss
 
@@ -215,13 +227,14 @@ def sweep(shape_names, dtype):
     results = []
     fwd_cfgs = [dict(n_lanes_fwd=nl, T_fwd=T, d_regs_fwd=r, num_warps_fwd=nw)
                 for nl, T, r, nw in [(4, 2, 4, 4), (4, 2, 2, 4), (8, 2, 2, 4), (2, 2, 2, 4), (8, 2, 4, 4),
-                                     (4, 2, 2, 2), (8, 2, 2, 2), (4, 4, 2, 4)]]
+                                     (4, 2, 2, 2), (8, 2, 2, 2), (4, 4, 2, 4), (2, 2, 2, 2), (2, 4, 2, 4),
+                                     (1, 2, 2, 4), (2, 2, 1, 4), (4, 4, 1, 4), (2, 8, 1, 4)]]
     bwd_cfgs = [dict(n_lanes_bwd=nl, T_bwd=T, d_regs_bwd=r, num_warps_bwd=nw)
                 for nl, T, r, nw in [(8, 2, 2, 4), (8, 2, 2, 1), (16, 2, 2, 1), (8, 2, 1, 4), (16, 2, 1, 1),
-                                     (8, 4, 1, 1)]]
+                                     (8, 4, 1, 1), (4, 2, 2, 2), (4, 2, 1, 4), (2, 2, 1, 4), (8, 2, 1, 2)]]
     for name in shape_names:
         b, K, d, L, W, order, grid = SHAPES[name]
-        x = make_inputs(b, K, d, L, dtype)
+        x = make_inputs(b, K, d, L, dtype, layout=layout)
         index = make_index(order, K, L, grid, "cuda")
         args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, index, W)
         y, _ = ss.selective_scan_fwd(*args)
@@ -272,6 +285,9 @@ def main():
     p.add_argument("--wait-mamba", default="", help="before the mamba-ssm timings, wait (up to 400 s) for this file "
                    "to exist (a background build writes it), then add its folder's sibling to sys.path")
     p.add_argument("--mamba-path", default="", help="folder holding the mamba_ssm package (pip --target)")
+    p.add_argument("--layout", default="channels_last", choices=("channels_last", "contiguous"),
+                   help="layout of our op's inputs (the mamba-ssm way always gets contiguous ones, as in the "
+                   "official codes)")
     args = p.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_kernels.py needs a CUDA device")
@@ -284,7 +300,7 @@ def main():
     exp_rate = measure_exp2_rate()
     print(f"device {dev}; copy bandwidth {bw / 1e9:.0f} GB/s (read + write); exp2 {exp_rate / 1e12:.2f} T/s", flush=True)
 
-    sweep_results = sweep(args.sweep.split(","), torch.bfloat16) if args.sweep else []
+    sweep_results = sweep(args.sweep.split(","), torch.bfloat16, args.layout) if args.sweep else []
     if sweep_results and args.sweep_apply:
         from vimamba.kernels import selective_scan as ss
         first = args.sweep.split(",")[0]
@@ -311,7 +327,7 @@ def main():
         b, K, d, L, W, order, grid = SHAPES[name]
         index = make_index(order, K, L, grid, "cuda")
         dtype = dtypes[dname]
-        x = make_inputs(b, K, d, L, dtype)
+        x = make_inputs(b, K, d, L, dtype, layout=args.layout)
         f_floor, fb_floor, fbytes, exps = floors(b, K, d, L, dtype, bw, exp_rate)
         row = dict(shape=name, batch=b, K=K, d=d, L=L, W=W, dtype=dname, pass_="fwd+bwd" if backward else "fwd")
         row["floor_ms"] = (fb_floor if backward else f_floor) * 1e3
@@ -352,7 +368,7 @@ def main():
                 continue
             b, K, d, L, W, order, grid = SHAPES[row["shape"]]
             index = make_index(order, K, L, grid, "cuda")
-            x = make_inputs(b, K, d, L, dtypes[row["dtype"]])
+            x = make_inputs(b, K, d, L, dtypes[row["dtype"]], layout="contiguous")
             try:
                 row["mamba_ssm_ms"] = time_way(mamba_way(x, index, W), x, row["pass_"] == "fwd+bwd", args.rep)
                 row["ratio_mamba"] = row["mamba_ssm_ms"] / row["triton_ms"]
@@ -362,7 +378,7 @@ def main():
             torch.cuda.empty_cache()
             print(_fmt_row(row), flush=True)
 
-    meta = dict(device=dev, copy_bandwidth_GBps=bw / 1e9, exp2_Tps=exp_rate / 1e12, torch=torch.__version__,
+    meta = dict(layout=args.layout, device=dev, copy_bandwidth_GBps=bw / 1e9, exp2_Tps=exp_rate / 1e12, torch=torch.__version__,
                 triton=triton.__version__, mamba_ssm=mamba_version, python=platform.python_version(),
                 command=" ".join(["python"] + sys.argv), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     from vimamba.kernels import selective_scan as ss

@@ -159,6 +159,17 @@ def _run_backend(backend: str, function: str, *args):
 # ----------------------------------------------------------------------------------------------
 # The custom ops
 # ----------------------------------------------------------------------------------------------
+def _in_layout_of(out: Tensor, like: Tensor) -> Tensor:
+    """`out` with the strides of `torch.empty_like(like)`, the layout the fake implementations promise.
+
+    Outputs follow their input's layout, so channels-last inputs (a token's channels contiguous, as the
+    linear layers make them) give channels-last outputs and gradients without a transpose copy.
+    """
+    if out.stride() == torch.empty_like(like, device="meta").stride():
+        return out
+    return torch.empty_like(like, dtype=out.dtype).copy_(out)
+
+
 @torch.library.custom_op("vimamba::selective_scan", mutates_args=())
 def _selective_scan_op(
     u: Tensor,
@@ -180,7 +191,7 @@ def _selective_scan_op(
     y, last_state = _run_backend(
         backend, "selective_scan_fwd", u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
         local_window)
-    return y, last_state
+    return _in_layout_of(y, u), last_state
 
 
 @_selective_scan_op.register_fake
@@ -209,9 +220,10 @@ def _selective_scan_bwd_op(
     (the op schema has no optional outputs)."""
     with _autograd_dispatch():
         grads = _run_backend(
-            backend, "selective_scan_bwd", dy.contiguous(), u, delta, A, B, C, D, z, delta_bias,
+            backend, "selective_scan_bwd", dy, u, delta, A, B, C, D, z, delta_bias,
             delta_softplus, index, local_window)
-    return tuple(u.new_empty(0) if g is None else g.contiguous() for g in grads)
+    return tuple(u.new_empty(0) if g is None else _in_layout_of(g, t)
+                 for g, t in zip(grads, (u, delta, A, B, C, D, z, delta_bias)))
 
 
 @_selective_scan_bwd_op.register_fake
@@ -475,9 +487,11 @@ def selective_scan(
         z = None if z is None else z[:, None]
         D = None if D is None else D[None]
         delta_bias = None if delta_bias is None else delta_bias[None]
-    contig = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias)]
+    # u, delta, z, B, C keep their strides (the kernels read any layout); the small parameters are made
+    # contiguous.
+    A, D, delta_bias = [None if t is None else t.contiguous() for t in (A, D, delta_bias)]
     y, last_state = torch.ops.vimamba.selective_scan(
-        *contig, index, delta_softplus, local_window, name)
+        u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, name)
     if squeeze:
         y = y[:, 0]
     return (y, last_state) if return_last_state else y
