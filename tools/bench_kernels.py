@@ -219,7 +219,7 @@ def time_way(make_fwd, x, backward, rep_ms):
 # ----------------------------------------------------------------------------------------------
 # config sweep (kernel tunables)
 # ----------------------------------------------------------------------------------------------
-def sweep(shape_names, dtype, layout):
+def sweep(shape_names, dtype, layout, passes=("fwd", "bwd")):
     import triton.testing as tt
     from vimamba.kernels import selective_scan as ss
 
@@ -228,7 +228,9 @@ def sweep(shape_names, dtype, layout):
     fwd_cfgs = [dict(n_lanes_fwd=nl, T_fwd=T, d_regs_fwd=r, num_warps_fwd=nw)
                 for nl, T, r, nw in [(4, 2, 4, 4), (4, 2, 2, 4), (8, 2, 2, 4), (2, 2, 2, 4), (8, 2, 4, 4),
                                      (4, 2, 2, 2), (8, 2, 2, 2), (4, 4, 2, 4), (2, 2, 2, 2), (2, 4, 2, 4),
-                                     (1, 2, 2, 4), (2, 2, 1, 4), (4, 4, 1, 4), (2, 8, 1, 4)]]
+                                     (1, 2, 2, 4), (2, 2, 1, 4), (4, 4, 1, 4), (2, 8, 1, 4),
+                                     (1, 1, 2, 4), (1, 1, 1, 4), (2, 1, 2, 2), (2, 1, 2, 4), (4, 1, 2, 2),
+                                     (4, 1, 4, 4), (2, 1, 4, 4), (8, 1, 2, 2), (1, 1, 4, 2)]]
     bwd_cfgs = [dict(n_lanes_bwd=nl, T_bwd=T, d_regs_bwd=r, num_warps_bwd=nw)
                 for nl, T, r, nw in [(8, 2, 2, 4), (8, 2, 2, 1), (16, 2, 2, 1), (8, 2, 1, 4), (16, 2, 1, 1),
                                      (8, 4, 1, 1), (4, 2, 2, 2), (4, 2, 1, 4), (2, 2, 1, 4), (8, 2, 1, 2)]]
@@ -239,7 +241,7 @@ def sweep(shape_names, dtype, layout):
         args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, index, W)
         y, _ = ss.selective_scan_fwd(*args)
         dy = torch.randn_like(y)
-        for cfg in fwd_cfgs:
+        for cfg in (fwd_cfgs if "fwd" in passes else []):
             ss._CFG.update(base)
             ss._CFG.update(cfg)
             try:
@@ -253,7 +255,7 @@ def sweep(shape_names, dtype, layout):
                 print(f"  fwd {cfg}: {type(e).__name__}: {str(e)[:200]}")
             results.append(dict(shape=name, dtype=str(dtype), pass_="fwd", cfg=cfg, ms=ms, compile_s=comp))
             print(f"sweep {name:14s} fwd {cfg} {ms:.4f} ms (first call {comp:.1f} s)", flush=True)
-        for cfg in bwd_cfgs:
+        for cfg in (bwd_cfgs if "bwd" in passes else []):
             ss._CFG.update(base)
             ss._CFG.update(cfg)
             try:
@@ -281,6 +283,7 @@ def main():
     p.add_argument("--rep", type=int, default=200, help="do_bench rep (ms) for our kernels and mamba-ssm")
     p.add_argument("--sweep", default="", help="comma list of shapes to sweep kernel configs on (bf16) first")
     p.add_argument("--sweep-only", action="store_true")
+    p.add_argument("--sweep-passes", default="fwd,bwd", help="which kernels to sweep: fwd, bwd or both")
     p.add_argument("--sweep-apply", action="store_true", help="use the fastest swept configs for the table")
     p.add_argument("--wait-mamba", default="", help="before the mamba-ssm timings, wait (up to 400 s) for this file "
                    "to exist (a background build writes it), then add its folder's sibling to sys.path")
@@ -300,7 +303,8 @@ def main():
     exp_rate = measure_exp2_rate()
     print(f"device {dev}; copy bandwidth {bw / 1e9:.0f} GB/s (read + write); exp2 {exp_rate / 1e12:.2f} T/s", flush=True)
 
-    sweep_results = sweep(args.sweep.split(","), torch.bfloat16, args.layout) if args.sweep else []
+    sweep_results = sweep(args.sweep.split(","), torch.bfloat16, args.layout,
+                                  args.sweep_passes.split(",")) if args.sweep else []
     if sweep_results and args.sweep_apply:
         from vimamba.kernels import selective_scan as ss
         first = args.sweep.split(",")[0]
