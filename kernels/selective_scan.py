@@ -211,17 +211,26 @@ def _setup(pid_d, bk, K, D, T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr
 # ----------------------------------------------------------------------------------------------
 @triton.jit
 def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
-                y_ptr, last_ptr, K, D, L,
+                y_ptr, last_ptr, hseg_ptr, pseg_ptr, K, D, L, SEG, NSEG,
                 su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
                 sy_b, sy_k, sy_d, sy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                 N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
                 LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr):
+    """PASS 0: the whole sequence in one program. Long sequences with few (batch, direction, channel) rows
+    are cut into NSEG segments of SEG steps, one program each (grid axis 2): PASS 1 scans each segment
+    from a zero state and writes its end state and total decay (hseg, pseg); `_combine_kernel` turns
+    them into each segment's entering state (in hseg); PASS 2 rescans each segment from that state and
+    writes y."""
     N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
+    seg = tl.program_id(2)
     b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD = _setup(
         pid_d, bk, K, D, T, N1, BDR, BDL, N2)
+    t_start = seg * SEG
+    t_end = tl.minimum(t_start + SEG, L)
+    seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + (offA - k * D * N)
     A2 = tl.load(A_ptr + offA) * 1.4426950408889634
     if HAS_D:
         Dv = tl.load(D_ptr + offKD)
@@ -237,12 +246,16 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
     B_row = _rows(B_ptr, b, k, n_lanes, sB_b, sB_k, sB_n)
     C_row = _rows(C_ptr, b, k, n_lanes, sC_b, sC_k, sC_n)
     idx_row = idx_ptr + k * L
-    h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
-    n_tok = _load_idx(idx_row, 0, L, offs_t, lane0)
+    if PASS == 2:
+        h_prev = tl.load(hseg_ptr + seg_off, mask=mA, other=0.0)
+    else:
+        h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
+    dt_sum = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
+    n_tok = _load_idx(idx_row, t_start, L, offs_t, lane0)
     n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
                                                 B_row, sB_l, C_row, sC_l, HAS_Z, False)
-    nn_tok = _load_idx(idx_row, T, L, offs_t, lane0)
-    for t0 in range(0, L, T):
+    nn_tok = _load_idx(idx_row, t_start + T, L, offs_t, lane0)
+    for t0 in range(t_start, t_end, T):
         tok = n_tok
         u = n_u.to(tl.float32)
         dt = n_dl.to(tl.float32)
@@ -254,7 +267,7 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
                                                     B_row, sB_l, C_row, sC_l, HAS_Z, False)
         n_tok = nn_tok
         nn_tok = _load_idx(idx_row, t0 + 2 * T, L, offs_t, lane0)
-        m2 = ((t0 + offs_t) < L) & md                                       # [T, 1, BDR, BDL, 1]
+        m2 = ((t0 + offs_t) < t_end) & md                                   # [T, 1, BDR, BDL, 1]
         if HAS_BIAS:
             dt = dt + bias
         if SOFTPLUS:
@@ -265,20 +278,48 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
         # the state entering the chunk enters through the first step's input
         _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
         h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
-        if W > 0:
-            # window-local reverse recurrence: flip the chunk (windows map onto windows), scan forward
-            # with the decay cut at each window's first step, flip back
-            a_cut = tl.where((offs_t % W) == 0, 0.0, _flip_t(a, LOG_T, N1, BDR, BDL, N2))
-            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
-            h = h + _flip_t(hr, LOG_T, N1, BDR, BDL, N2) - bb
-        # y over the states; the N2 lanes of a channel all hold it (butterfly) and the first one stores it
-        y = _sum_n(Cv * h) + tl.full([T, 1, BDR, BDL, N2], 0.0, tl.float32)  # [T, 1, BDR, BDL, N2]
-        if HAS_D:
-            y += Dv * u
-        if HAS_Z:
-            y = y * (zv * _sigmoid(zv, FAST))
-        tl.store(y_row + tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-    tl.store(last_ptr + bk.to(tl.int64) * D * N + offs_d * N + offs_n, h_prev, mask=mA)
+        if PASS == 1:
+            dt_sum += _sum_ax(dt, 0)
+        else:
+            if W > 0:
+                # window-local reverse recurrence: flip the chunk (windows map onto windows), scan forward
+                # with the decay cut at each window's first step, flip back
+                a_cut = tl.where((offs_t % W) == 0, 0.0, _flip_t(a, LOG_T, N1, BDR, BDL, N2))
+                _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
+                h = h + _flip_t(hr, LOG_T, N1, BDR, BDL, N2) - bb
+            # y over the states; the N2 lanes of a channel all hold it (butterfly) and the first one stores it
+            y = _sum_n(Cv * h) + tl.full([T, 1, BDR, BDL, N2], 0.0, tl.float32)  # [T, 1, BDR, BDL, N2]
+            if HAS_D:
+                y += Dv * u
+            if HAS_Z:
+                y = y * (zv * _sigmoid(zv, FAST))
+            tl.store(y_row + tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+    if PASS == 1:
+        tl.store(hseg_ptr + seg_off, h_prev, mask=mA)
+        tl.store(pseg_ptr + seg_off, _exp2(dt_sum * A2, FAST), mask=mA)
+    else:
+        tl.store(last_ptr + bk.to(tl.int64) * D * N + offs_d * N + offs_n, h_prev, mask=mA & (seg == NSEG - 1))
+
+
+@triton.jit
+def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr):
+    """hseg[s] <- the state entering segment s: h_0 = 0, h_{s+1} = pseg[s] * h_s + hseg[s] (end state of
+    segment s from zero), for one (batch * direction) row and BLOCK (channel, state) pairs."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < DN
+    base = hseg_ptr + tl.program_id(1).to(tl.int64) * NSEG * DN + offs
+    pbase = pseg_ptr + tl.program_id(1).to(tl.int64) * NSEG * DN + offs
+    h = tl.full([BLOCK], 0.0, tl.float32)
+    n_end = tl.load(base, mask=m, other=0.0)
+    n_p = tl.load(pbase, mask=m, other=0.0)
+    for s in range(NSEG):
+        h_end = n_end
+        p = n_p
+        # the next segment's values are loaded before this one's store, so the loads overlap the chain
+        n_end = tl.load(base + (s + 1) * DN, mask=m & (s + 1 < NSEG), other=0.0)
+        n_p = tl.load(pbase + (s + 1) * DN, mask=m & (s + 1 < NSEG), other=0.0)
+        tl.store(base + s * DN, h, mask=m)
+        h = p * h + h_end
 
 
 # ----------------------------------------------------------------------------------------------
@@ -512,6 +553,24 @@ def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str
     return BDR, BDL, T, N2, nw
 
 
+# Segments: the forward cuts the sequence when fewer programs than this would run (each walks its steps one
+# after another, so a few long walks leave most SMs idle: batch-1 restoration at 720p has L = 230,400), into
+# about _SEG_TARGET programs, segments no shorter than _SEG_MIN steps. Each segment is scanned twice
+# (end state, then outputs), so short sequences and full grids keep the single pass.
+_SEG_BELOW = 2 * 132
+_SEG_TARGET = 8 * 132
+_SEG_MIN = 256
+
+
+def pick_segments(L: int, T: int, programs: int) -> Tuple[int, int]:
+    """(number of segments, steps per segment, a multiple of T) for the forward."""
+    if programs >= _SEG_BELOW or L < 2 * _SEG_MIN:
+        return 1, L
+    nseg = max(1, min(L // _SEG_MIN, -(-_SEG_TARGET // programs)))
+    seg = -(-(-(-L // nseg)) // T) * T
+    return -(-L // seg), seg
+
+
 # Tunables (tools/bench_kernels.py sweeps them): lanes along the state axis, warps, chunk lengths.
 # Chosen by tools/bench_kernels.py --sweep on an H100 (docs/kernels.md). The forward steps one token at a
 # time (T = 1: no in-register scan, the fewest instructions per state update; with channels-last inputs it
@@ -561,22 +620,28 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
     if L == 0:
         last.zero_()
         return y, last
-    BDR, BDL, T, N2, nw = pick_config(L, d, N, W, False, u.device.type, b * K * d)
+    BDR, BDL, T, N2, nw = pick_config(L, d, N, W, False, u.device.type)
     if index is None:
         index = _identity_index(K, L, u.device)
-    dummy = A
-    grid = (triton.cdiv(d, BDR * BDL), b * K)
-    _fwd_kernel[grid](
-        u, delta, A, B, C,
-        D if D is not None else dummy, z if z is not None else dummy,
-        delta_bias if delta_bias is not None else dummy,
-        index,
-        y, last, K, d, L,
-        *_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C),
-        N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
-        HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+    programs = b * K * triton.cdiv(d, BDR * BDL)
+    nseg, seg = pick_segments(L, T, programs)
+    args = (u, delta, A, B, C,
+            D if D is not None else A, z if z is not None else A, delta_bias if delta_bias is not None else A,
+            index, y, last)
+    strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C))
+    meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W, HAS_D=D is not None,
+                HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+    grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
+    if nseg == 1:
+        _fwd_kernel[grid](*args, A, A, K, d, L, L, 1, *strides, HAS_Z=z is not None, PASS=0, **meta)
+        return y, last
+    hseg = torch.empty((b * K, nseg, d, N), device=u.device, dtype=torch.float32)
+    pseg = torch.empty_like(hseg)
+    _fwd_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=False, PASS=1, **meta)
+    block = min(1024, _next_pow2(d * N))
+    _combine_kernel[(triton.cdiv(d * N, block), b * K)](hseg, pseg, nseg, d * N, BLOCK=block, num_warps=4)
+    _fwd_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=z is not None, PASS=2, **meta)
     return y, last
 
 

@@ -182,6 +182,27 @@ def test_triton_interpreter_strided_inputs(layout):
     check_backend(interp_kernels(), x, True, 4, tol=1e-5)
 
 
+@pytest.mark.parametrize("W", [0, 4])
+def test_triton_interpreter_segmented_forward(W, monkeypatch):
+    """The forward cut into segments (end states, their combination, the rescan), forced at a tiny L."""
+    mod = interp_kernels()
+    monkeypatch.setattr(mod, "_SEG_MIN", 4)
+    monkeypatch.setattr(mod, "_SEG_BELOW", 10 ** 9)
+    monkeypatch.setattr(mod, "_SEG_TARGET", 10 ** 9)
+    L = 37
+    assert mod.pick_segments(L, 16, 1) == (3, 16)   # the last segment partial
+    x = make_inputs(2, 2, 6, 4, L, torch.float32, order="random", layout="channels_last")
+    check_backend(mod, x, True, W, tol=1e-5, grads=False)
+
+
+def test_segments_only_where_the_grid_is_short():
+    mod = interp_kernels()
+    assert mod.pick_segments(197, 1, 8) == (1, 197)             # short sequence
+    assert mod.pick_segments(3136, 1, 10 ** 4) == (1, 3136)     # enough programs
+    nseg, seg = mod.pick_segments(230400, 1, 4)                  # batch-1 restoration at 720p
+    assert nseg > 100 and seg * nseg >= 230400 and seg * (nseg - 1) < 230400
+
+
 def test_triton_interpreter_matches_reference_module_directly():
     """Same inputs through the reference at fp32 and through the kernels: agree to fp32 rounding."""
     mod = interp_kernels()
