@@ -8,7 +8,10 @@ Backend interface (same as kernels/reference.py):
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)
 
 u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N) fp32; D, delta_bias (K, d) fp32 or None;
-index (K, L) int64 or None (0..L-1 for every direction). Tensors are contiguous and in token order.
+index (K, L) int64 or None (0..L-1 for every direction). Tensors are in token order, with any strides
+(A, D, delta_bias, index contiguous). Loads coalesce for every scan order when a token's channels and its
+states are contiguous (stride(-2) == 1, the channels-last views the models pass); outputs and gradients take
+their input's layout.
 
 How it works. One program owns (batch, direction, a block of channels) and walks the scanned sequence
 in chunks of T steps, reading the chunk's tokens through `index` inside the kernel (no permuted copies;
@@ -18,7 +21,10 @@ states. The recurrence h_t = a_t h_{t-1} + b_t is a `tl.associative_scan` along 
 inside each thread; the state entering a chunk enters through the chunk's first input. Reverse
 recurrences (LBMamba's window-local r_t with `local_window` W, a power of two dividing T; the backward's
 adjoint) flip the chunk in registers and scan forward. The next chunk's inputs and the tokens two chunks
-ahead are loaded while a chunk computes. fp32 accumulation throughout.
+ahead are loaded while a chunk computes. fp32 accumulation throughout. The forward uses chunks of one step
+(no scan in registers) unless a local window needs W steps at once. Long sequences with few rows are cut
+into segments scanned in parallel (`pick_segments`): end states from a zero state, `_combine_kernel` chains
+them, then each segment is rescanned from its entering state.
 
 The backward recomputes the forward from the inputs: a first pass over the chunks stores only the
 state entering each chunk (b, K, chunks, d, N) fp32, then a pass from the last chunk to the first
