@@ -23,15 +23,6 @@ TINY_ENCODER = dict(model_name='test_atrousmamba', model_kwargs=dict(depths=(1, 
 TINY_DECODER = dict(width=16, window_size=4, decoder_atrous_rates=(1, 2))
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny convolutions on 2 busy cores: one thread is ~10x faster than two fighting for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Metrics
 

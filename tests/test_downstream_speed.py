@@ -17,15 +17,6 @@ def bench():
     return module
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny models on 2 busy cores: one thread avoids two fighting for the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_tiny_cpu_run_writes_every_row(bench, tmp_path, one_thread):
     rows = bench.main(['--tiny', '--device', 'cpu', '--warmup', '1', '--iters', '2', '--out', str(tmp_path)])
     data = json.loads((tmp_path / 'results.json').read_text())
