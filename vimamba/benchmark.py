@@ -112,6 +112,8 @@ FVCORE_HANDLES = {
     'vimamba::selective_scan': ops.selective_scan_flop_jit,
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'aten::_convolution_mode': conv_mode_flop_jit,
+    # A view like reshape (which fvcore already ignores): no arithmetic, so no "skipped op" warning.
+    'aten::unflatten': None,
 }
 
 
