@@ -308,22 +308,27 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
 
 
 @triton.jit
-def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr):
-    """hseg[s] <- the state entering segment s: h_0 = 0, h_{s+1} = pseg[s] * h_s + hseg[s] (end state of
-    segment s from zero), for one (batch * direction) row and BLOCK (channel, state) pairs."""
+def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr, REVERSE: tl.constexpr):
+    """hseg[s] <- the value entering segment s, for one (batch * direction) row and BLOCK (channel, state)
+    pairs: h = 0 before the first segment, then h <- pseg[s] * h + hseg[s] (hseg[s]: segment s's own result
+    from a zero start, pseg[s]: its total decay). Left to right for the forward state; right to left
+    (REVERSE) for the backward's adjoint carry."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < DN
     base = hseg_ptr + tl.program_id(1).to(tl.int64) * NSEG * DN + offs
     pbase = pseg_ptr + tl.program_id(1).to(tl.int64) * NSEG * DN + offs
     h = tl.full([BLOCK], 0.0, tl.float32)
-    n_end = tl.load(base, mask=m, other=0.0)
-    n_p = tl.load(pbase, mask=m, other=0.0)
-    for s in range(NSEG):
+    s0 = NSEG - 1 if REVERSE else 0
+    n_end = tl.load(base + s0 * DN, mask=m, other=0.0)
+    n_p = tl.load(pbase + s0 * DN, mask=m, other=0.0)
+    for i in range(NSEG):
+        s = NSEG - 1 - i if REVERSE else i
+        sn = s - 1 if REVERSE else s + 1
         h_end = n_end
         p = n_p
         # the next segment's values are loaded before this one's store, so the loads overlap the chain
-        n_end = tl.load(base + (s + 1) * DN, mask=m & (s + 1 < NSEG), other=0.0)
-        n_p = tl.load(pbase + (s + 1) * DN, mask=m & (s + 1 < NSEG), other=0.0)
+        n_end = tl.load(base + sn * DN, mask=m & (i + 1 < NSEG), other=0.0)
+        n_p = tl.load(pbase + sn * DN, mask=m & (i + 1 < NSEG), other=0.0)
         tl.store(base + s * DN, h, mask=m)
         h = p * h + h_end
 
@@ -334,19 +339,27 @@ def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr):
 @triton.jit
 def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                 states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                K, D, L, NCHUNK,
+                hseg_ptr, cseg_ptr, K, D, L, NCHUNK, SEGC, NSEG,
                 su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
                 sdy_b, sdy_k, sdy_d, sdy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                 sdu_b, sdu_k, sdu_d, sdu_l, sddl_b, sddl_k, sddl_d, sddl_l, sdz_b, sdz_k, sdz_d, sdz_l,
                 sdB_b, sdB_k, sdB_n, sdB_l, sdC_b, sdC_k, sdC_n, sdC_l,
                 N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
                 LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr):
+    """PASS 0: the whole sequence in one program. Segmented (grid axis 2, SEGC chunks each; see the forward):
+    PASS 3 runs only the adjoint recurrence of each segment from a zero carry and writes the carry it passes
+    to the left (cseg); after the combine passes, PASS 4 does the whole backward of each segment from its
+    entering state (hseg) and entering carry (cseg)."""
     N: tl.constexpr = N1 * N2
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
+    seg = tl.program_id(2)
     b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD = _setup(
         pid_d, bk, K, D, T, N1, BDR, BDL, N2)
+    c_lo = seg * SEGC
+    c_hi = tl.minimum(c_lo + SEGC, NCHUNK)
+    seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + (offA - k * D * N)
     A = tl.load(A_ptr + offA)
     A2 = A * 1.4426950408889634
     if HAS_D:
@@ -372,45 +385,53 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     st_ptr = states_ptr + bk.to(tl.int64) * NCHUNK * D * N + (offA - k * D * N)   # + chunk * D * N
 
     # pass 1: the state entering each chunk (chunk 0 enters with 0 and is never stored)
-    h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
-    n_tok = _load_idx(idx_row, 0, L, offs_t, lane0)
-    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
-                                                B_row, sB_l, C_row, sC_l, False, False)
-    nn_tok = _load_idx(idx_row, T, L, offs_t, lane0)
-    for c in range(0, NCHUNK - 1):
-        u = n_u.to(tl.float32)
-        dt = n_dl.to(tl.float32)
-        Bv = n_B.to(tl.float32)
-        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row,
-                                                    su_l, B_row, sB_l, C_row, sC_l, False, False)
-        n_tok = nn_tok
-        nn_tok = _load_idx(idx_row, (c + 2) * T, L, offs_t, lane0)
-        m2 = ((c * T + offs_t) < L) & md
-        if HAS_BIAS:
-            dt = dt + bias
-        if SOFTPLUS:
-            dt = _softplus(dt, FAST)
-        dt = tl.where(m2, dt, 0.0)
-        a = _exp2(dt * A2, FAST)
-        bb = (dt * u) * Bv
-        _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
-        h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
-        tl.store(st_ptr + (c + 1) * D * N, h_prev, mask=mA)
+    if PASS != 3:
+        if PASS == 4:
+            h_prev = tl.load(hseg_ptr + seg_off, mask=mA, other=0.0)
+            tl.store(st_ptr + c_lo * D * N, h_prev, mask=mA & (c_lo > 0))
+        else:
+            h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
+        n_tok = _load_idx(idx_row, c_lo * T, L, offs_t, lane0)
+        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
+                                                    B_row, sB_l, C_row, sC_l, False, False)
+        nn_tok = _load_idx(idx_row, (c_lo + 1) * T, L, offs_t, lane0)
+        for c in range(c_lo, c_hi - 1):
+            u = n_u.to(tl.float32)
+            dt = n_dl.to(tl.float32)
+            Bv = n_B.to(tl.float32)
+            n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row,
+                                                        su_l, B_row, sB_l, C_row, sC_l, False, False)
+            n_tok = nn_tok
+            nn_tok = _load_idx(idx_row, (c + 2) * T, L, offs_t, lane0)
+            m2 = ((c * T + offs_t) < L) & md
+            if HAS_BIAS:
+                dt = dt + bias
+            if SOFTPLUS:
+                dt = _softplus(dt, FAST)
+            dt = tl.where(m2, dt, 0.0)
+            a = _exp2(dt * A2, FAST)
+            bb = (dt * u) * Bv
+            _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
+            h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
+            tl.store(st_ptr + (c + 1) * D * N, h_prev, mask=mA)
     tl.debug_barrier()
 
     # pass 2: chunks from last to first
-    carry = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)  # a_{e+1} lambda_{e+1} from the chunk on the right
+    if PASS == 4:
+        carry = tl.load(cseg_ptr + seg_off, mask=mA, other=0.0)
+    else:
+        carry = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)  # a_{e+1} lambda_{e+1} from the right
     dA_acc = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
     dD_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
     dbias_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
-    c0 = NCHUNK - 1
+    c0 = c_hi - 1
     n_tok = _load_idx(idx_row, c0 * T, L, offs_t, lane0)
     n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
                                                  B_row, sB_l, C_row, sC_l, HAS_Z, True)
     nn_tok = _load_idx(idx_row, (c0 - 1) * T, L, offs_t, lane0)
     n_h = tl.load(st_ptr + c0 * D * N, mask=mA & (c0 > 0), other=0.0)
-    for cc in range(0, NCHUNK):
-        c = NCHUNK - 1 - cc
+    for cc in range(0, c_hi - c_lo):
+        c = c_hi - 1 - cc
         tok = n_tok
         u = n_u.to(tl.float32)
         dt = n_dl.to(tl.float32)
@@ -435,67 +456,84 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         dt = tl.where(m2, dt, 0.0)
         dy = tl.where(m2, dy, 0.0)
         a = _exp2(dt * A2, FAST)
-        dtu = dt * u
-        bb = dtu * Bv
-        _, h = tl.associative_scan((a, tl.where(first, bb + a * h_in, bb)), 0, _affine_fwd)
-        a_f = _flip_t(a, LOG_T, N1, BDR, BDL, N2)
-        if W > 0:
-            a_cut = tl.where((offs_t % W) == 0, 0.0, a_f)
-            _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
-            hr = _flip_t(hr, LOG_T, N1, BDR, BDL, N2)
-            H = h + hr - bb
+        if PASS == 3:
+            # the adjoint alone, from a zero carry: what this segment passes to the one on its left
+            if HAS_Z:
+                dys = dy * zv * _sigmoid(zv, FAST)
+            else:
+                dys = dy
+            g = dys * Cv
+            ones = tl.full([T, N1, BDR, BDL, N2], 1.0, tl.float32)
+            a_f = _flip_t(a, LOG_T, N1, BDR, BDL, N2)
+            _, _, lam = tl.associative_scan(
+                (a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BDR, BDL, N2)), 0, _adj_fwd)
+            lam = _flip_t(lam, LOG_T, N1, BDR, BDL, N2)
+            carry = _sum_ax(tl.where(first, a * lam, 0.0), 0)
         else:
-            H = h
-        if HAS_Z:
-            sz = _sigmoid(zv, FAST)
-            yss = _sum_n(Cv * H)
+            dtu = dt * u
+            bb = dtu * Bv
+            _, h = tl.associative_scan((a, tl.where(first, bb + a * h_in, bb)), 0, _affine_fwd)
+            a_f = _flip_t(a, LOG_T, N1, BDR, BDL, N2)
+            if W > 0:
+                a_cut = tl.where((offs_t % W) == 0, 0.0, a_f)
+                _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
+                hr = _flip_t(hr, LOG_T, N1, BDR, BDL, N2)
+                H = h + hr - bb
+            else:
+                H = h
+            if HAS_Z:
+                sz = _sigmoid(zv, FAST)
+                yss = _sum_n(Cv * H)
+                if HAS_D:
+                    yss += Dv * u
+                dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
+                tl.store(dz_row + tok * sdz_l, dz.to(dz_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+                dys = dy * zv * sz
+            else:
+                dys = dy
+            g = dys * Cv                                                        # [T, N1, BDR, BDL, N2]
+            ones = tl.full([T, N1, BDR, BDL, N2], 1.0, tl.float32)
+            # lambda_t = g_t + a_{t+1} lambda_{t+1}; the carry from the right enters at the chunk's last step
+            # (scanned on the flipped chunk: lambda'_j = g'_j + a'_{j-1} lambda'_{j-1})
+            _, _, lam = tl.associative_scan((a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BDR, BDL, N2)),
+                                            0, _adj_fwd)
+            lam = _flip_t(lam, LOG_T, N1, BDR, BDL, N2)
+            carry = _sum_ax(tl.where(first, a * lam, 0.0), 0)
+            if W > 0:
+                q0 = tl.where((offs_t % W) == 0, 0.0, ones)
+                _, _, rho = tl.associative_scan((a, q0, g), 0, _adj_fwd)
+                dbb = lam + rho - g
+                S = lam * (h - bb) + rho * (hr - bb)
+            else:
+                dbb = lam
+                S = lam * (h - bb)
+            dbbB = _sum_n(dbb * Bv)                                             # [T, 1, BDR, BDL, 1]
+            du = dbbB * dt                                                      # [T, 1, BDR, BDL, N2]
+            ddt = dbbB * u + _sum_n(S * A)
             if HAS_D:
-                yss += Dv * u
-            dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
-            tl.store(dz_row + tok * sdz_l, dz.to(dz_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-            dys = dy * zv * sz
-        else:
-            dys = dy
-        g = dys * Cv                                                        # [T, N1, BDR, BDL, N2]
-        ones = tl.full([T, N1, BDR, BDL, N2], 1.0, tl.float32)
-        # lambda_t = g_t + a_{t+1} lambda_{t+1}; the carry from the right enters at the chunk's last step
-        # (scanned on the flipped chunk: lambda'_j = g'_j + a'_{j-1} lambda'_{j-1})
-        _, _, lam = tl.associative_scan((a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BDR, BDL, N2)),
-                                        0, _adj_fwd)
-        lam = _flip_t(lam, LOG_T, N1, BDR, BDL, N2)
-        carry = _sum_ax(tl.where(first, a * lam, 0.0), 0)
-        if W > 0:
-            q0 = tl.where((offs_t % W) == 0, 0.0, ones)
-            _, _, rho = tl.associative_scan((a, q0, g), 0, _adj_fwd)
-            dbb = lam + rho - g
-            S = lam * (h - bb) + rho * (hr - bb)
-        else:
-            dbb = lam
-            S = lam * (h - bb)
-        dbbB = _sum_n(dbb * Bv)                                             # [T, 1, BDR, BDL, 1]
-        du = dbbB * dt                                                      # [T, 1, BDR, BDL, N2]
-        ddt = dbbB * u + _sum_n(S * A)
+                du += Dv * dys
+                dD_acc += _sum_ax(dys * u, 0)
+            if SOFTPLUS:
+                ddl = ddt * _sigmoid(dt_raw, FAST)
+            else:
+                ddl = ddt
+            ddl = tl.where(m2, ddl, 0.0)
+            dbias_acc += _sum_ax(ddl, 0)
+            dA_acc += _sum_ax(S * dt, 0)
+            tl.store(du_row + tok * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+            tl.store(ddl_row + tok * sddl_l, ddl.to(ddl_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
+            # dB, dC: summed over the program's channels, added once per (step, state) by the first channel lane
+            mbc = mt & lane_d_first & (offs_n >= 0)
+            tl.atomic_add(dB_row + tok * sdB_l, _sum_d(dbb * dtu), mask=mbc, sem="relaxed")
+            tl.atomic_add(dC_row + tok * sdC_l, _sum_d(H * dys), mask=mbc, sem="relaxed")
+    if PASS == 3:
+        tl.store(cseg_ptr + seg_off, carry, mask=mA)
+    else:
+        tl.atomic_add(dA_ptr + offA, dA_acc, mask=mA, sem="relaxed")
         if HAS_D:
-            du += Dv * dys
-            dD_acc += _sum_ax(dys * u, 0)
-        if SOFTPLUS:
-            ddl = ddt * _sigmoid(dt_raw, FAST)
-        else:
-            ddl = ddt
-        ddl = tl.where(m2, ddl, 0.0)
-        dbias_acc += _sum_ax(ddl, 0)
-        dA_acc += _sum_ax(S * dt, 0)
-        tl.store(du_row + tok * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-        tl.store(ddl_row + tok * sddl_l, ddl.to(ddl_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-        # dB, dC: summed over the program's channels, added once per (step, state) by the first channel lane
-        mbc = mt & lane_d_first & (offs_n >= 0)
-        tl.atomic_add(dB_row + tok * sdB_l, _sum_d(dbb * dtu), mask=mbc, sem="relaxed")
-        tl.atomic_add(dC_row + tok * sdC_l, _sum_d(H * dys), mask=mbc, sem="relaxed")
-    tl.atomic_add(dA_ptr + offA, dA_acc, mask=mA, sem="relaxed")
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offKD, dD_acc, mask=md & lane_n2_first, sem="relaxed")
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offKD, dbias_acc, mask=md & lane_n2_first, sem="relaxed")
+            tl.atomic_add(dD_ptr + offKD, dD_acc, mask=md & lane_n2_first, sem="relaxed")
+        if HAS_BIAS:
+            tl.atomic_add(dbias_ptr + offKD, dbias_acc, mask=md & lane_n2_first, sem="relaxed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -613,6 +651,41 @@ def _check(u, A, B, index, local_window):
             raise ValueError(f"triton selective scan: {name} must be contiguous")
 
 
+def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W, y, last):
+    """(config, launch(grid_segments, seg, nseg, hseg, pseg, PASS, has_z)) of the forward kernel."""
+    b, K, d, L = u.shape
+    N = A.shape[-1]
+    BDR, BDL, T, N2, nw = cfg = pick_config(L, d, N, W, False, u.device.type)
+    args = (u, delta, A, B, C,
+            D if D is not None else A, z if z is not None else A, delta_bias if delta_bias is not None else A,
+            index, y, last)
+    strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C))
+    meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W, HAS_D=D is not None,
+                HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+
+    def launch(seg, nseg, hseg, pseg, PASS, has_z):
+        grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
+        _fwd_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=has_z, PASS=PASS, **meta)
+    return cfg, launch
+
+
+def _combine(hseg, pseg, reverse):
+    bk, nseg, d, N = hseg.shape
+    block = min(1024, _next_pow2(d * N))
+    _combine_kernel[(triton.cdiv(d * N, block), bk)](hseg, pseg, nseg, d * N, BLOCK=block, REVERSE=reverse,
+                                                      num_warps=4)
+
+
+def _segment_states(launch, shape, seg, nseg, device):
+    """(hseg, pseg): the forward state entering each of nseg segments of seg steps, and each one's decay."""
+    hseg = torch.empty((shape[0] * shape[1], nseg, shape[2], shape[3]), device=device, dtype=torch.float32)
+    pseg = torch.empty_like(hseg)
+    launch(seg, nseg, hseg, pseg, 1, False)
+    _combine(hseg, pseg, reverse=False)
+    return hseg, pseg
+
+
 def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
                        index: Optional[torch.Tensor], local_window: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Any strides for u, delta, z, B, C (loads coalesce when a token's channels, and its states, are
@@ -626,28 +699,16 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
     if L == 0:
         last.zero_()
         return y, last
-    BDR, BDL, T, N2, nw = pick_config(L, d, N, W, False, u.device.type)
     if index is None:
         index = _identity_index(K, L, u.device)
-    programs = b * K * triton.cdiv(d, BDR * BDL)
-    nseg, seg = pick_segments(L, T, programs)
-    args = (u, delta, A, B, C,
-            D if D is not None else A, z if z is not None else A, delta_bias if delta_bias is not None else A,
-            index, y, last)
-    strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C))
-    meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W, HAS_D=D is not None,
-                HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                FAST=u.is_cuda and not _interpreting(), num_warps=nw)
-    grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
+    (BDR, BDL, T, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
+                                                y, last)
+    nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL))
     if nseg == 1:
-        _fwd_kernel[grid](*args, A, A, K, d, L, L, 1, *strides, HAS_Z=z is not None, PASS=0, **meta)
-        return y, last
-    hseg = torch.empty((b * K, nseg, d, N), device=u.device, dtype=torch.float32)
-    pseg = torch.empty_like(hseg)
-    _fwd_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=False, PASS=1, **meta)
-    block = min(1024, _next_pow2(d * N))
-    _combine_kernel[(triton.cdiv(d * N, block), b * K)](hseg, pseg, nseg, d * N, BLOCK=block, num_warps=4)
-    _fwd_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=z is not None, PASS=2, **meta)
+        launch(L, 1, A, A, 0, z is not None)
+    else:
+        hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
+        launch(seg, nseg, hseg, pseg, 2, z is not None)
     return y, last
 
 
@@ -667,28 +728,44 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     dD = torch.zeros((K, d), device=u.device, dtype=torch.float32) if D is not None else None
     dbias = torch.zeros((K, d), device=u.device, dtype=torch.float32) if delta_bias is not None else None
     if L > 0:
-        BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type, b * K * d)
         if index is None:
             index = _identity_index(K, L, u.device)
+        BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
+        nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL))
+        if nseg == 1:
+            # few rows and a short sequence: smaller programs instead of segments
+            BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type, b * K * d)
+            seg = L
         nchunk = triton.cdiv(L, T)
         states = torch.empty((b * K, nchunk, d, N) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
         dummy = A
-        grid = (triton.cdiv(d, BDR * BDL), b * K)
-        _bwd_kernel[grid](
-            dy, u, delta, A, B, C,
-            D if D is not None else dummy, z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy,
-            index,
-            states, du, ddelta, dA, dB32, dC32,
-            dD if dD is not None else dummy, dz if dz is not None else dummy,
-            dbias if dbias is not None else dummy,
-            K, d, L, nchunk,
-            *_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
-            *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32),
-            N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
-            HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-            FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+        args = (dy, u, delta, A, B, C,
+                D if D is not None else dummy, z if z is not None else dummy,
+                delta_bias if delta_bias is not None else dummy,
+                index,
+                states, du, ddelta, dA, dB32, dC32,
+                dD if dD is not None else dummy, dz if dz is not None else dummy,
+                dbias if dbias is not None else dummy)
+        strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
+                   *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32))
+        meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
+                    HAS_D=D is not None, HAS_Z=z is not None,
+                    HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                    FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+        grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
+        if nseg == 1:
+            _bwd_kernel[grid](*args, dummy, dummy, K, d, L, nchunk, nchunk, 1, *strides, PASS=0, **meta)
+        else:
+            # the forward state entering each segment, then the adjoint carry entering each from the right:
+            # each segment's own carry from a zero start (PASS 3), chained right to left with the decays
+            (_, _, fT, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
+                                                     W, du, dA)
+            assert seg % fT == 0, (seg, fT)
+            hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
+            cseg = torch.empty_like(hseg)
+            _bwd_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // T, nseg, *strides, PASS=3, **meta)
+            _combine(cseg, pseg, reverse=True)
+            _bwd_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // T, nseg, *strides, PASS=4, **meta)
     else:
         du.zero_(); ddelta.zero_()
         if dz is not None:

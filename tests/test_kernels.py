@@ -182,17 +182,18 @@ def test_triton_interpreter_strided_inputs(layout):
     check_backend(interp_kernels(), x, True, 4, tol=1e-5)
 
 
-@pytest.mark.parametrize("W", [0, 4])
-def test_triton_interpreter_segmented_forward(W, monkeypatch):
-    """The forward cut into segments (end states, their combination, the rescan), forced at a tiny L."""
+@pytest.mark.parametrize("W,L,seg_min,segments", [(0, 37, 4, (3, 16)), (4, 37, 4, (3, 16)), (0, 100, 32, (3, 48))],
+                         ids=["W0-one-chunk-segments", "W4", "W0-three-chunk-segments"])
+def test_triton_interpreter_segmented(W, L, seg_min, segments, monkeypatch):
+    """Forward and backward cut into segments (end states and adjoint carries, their combination, the
+    rescan), forced at a tiny L; the interpreter's chunk is 16 steps, the last segment is partial."""
     mod = interp_kernels()
-    monkeypatch.setattr(mod, "_SEG_MIN", 4)
+    monkeypatch.setattr(mod, "_SEG_MIN", seg_min)
     monkeypatch.setattr(mod, "_SEG_BELOW", 10 ** 9)
     monkeypatch.setattr(mod, "_SEG_TARGET", 10 ** 9)
-    L = 37
-    assert mod.pick_segments(L, 16, 1) == (3, 16)   # the last segment partial
+    assert mod.pick_segments(L, 16, 1) == segments
     x = make_inputs(2, 2, 6, 4, L, torch.float32, order="random", layout="channels_last")
-    check_backend(mod, x, True, W, tol=1e-5, grads=False)
+    check_backend(mod, x, True, W, tol=1e-5)
 
 
 def test_segments_only_where_the_grid_is_short():
