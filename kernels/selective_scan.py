@@ -597,21 +597,20 @@ def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str
     return BDR, BDL, T, N2, nw
 
 
-# Segments: the sequence is cut when fewer warps than _SEG_BELOW would run (each program walks its steps one
+# Segments: the forward cuts the sequence when fewer programs than this would run (each walks its steps one
 # after another, so a few long walks leave most SMs idle: batch-1 restoration at 720p has L = 230,400), into
-# about _SEG_TARGET warps, segments no shorter than _SEG_MIN steps. Each segment is scanned more than once
-# (end state, then outputs; the backward also its adjoint carry), so short sequences and full grids keep
-# the single pass.
-_SEG_BELOW = 8 * 132
-_SEG_TARGET = 32 * 132
+# about _SEG_TARGET programs, segments no shorter than _SEG_MIN steps. Each segment is scanned twice
+# (end state, then outputs), so short sequences and full grids keep the single pass.
+_SEG_BELOW = 2 * 132
+_SEG_TARGET = 8 * 132
 _SEG_MIN = 256
 
 
-def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
-    """(number of segments, steps per segment, a multiple of T) for `warps` warps over the whole sequence."""
-    if warps >= _SEG_BELOW or L < 2 * _SEG_MIN:
+def pick_segments(L: int, T: int, programs: int) -> Tuple[int, int]:
+    """(number of segments, steps per segment, a multiple of T) for the forward."""
+    if programs >= _SEG_BELOW or L < 2 * _SEG_MIN:
         return 1, L
-    nseg = max(1, min(L // _SEG_MIN, -(-_SEG_TARGET // warps)))
+    nseg = max(1, min(L // _SEG_MIN, -(-_SEG_TARGET // programs)))
     seg = -(-(-(-L // nseg)) // T) * T
     return -(-L // seg), seg
 
@@ -702,9 +701,9 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
         return y, last
     if index is None:
         index = _identity_index(K, L, u.device)
-    (BDR, BDL, T, _, nw), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
+    (BDR, BDL, T, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
                                                 y, last)
-    nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
+    nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL))
     if nseg == 1:
         launch(L, 1, A, A, 0, z is not None)
     else:
@@ -732,7 +731,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
         if index is None:
             index = _identity_index(K, L, u.device)
         BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
-        nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
+        nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL))
         if nseg == 1:
             # few rows and a short sequence: smaller programs instead of segments
             BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type, b * K * d)
