@@ -107,3 +107,19 @@ def test_models_hand_channels_last(scan_calls, name, expanded_u):
     with torch.no_grad():
         model(torch.randn(1, *model.pretrained_cfg['input_size']))
     _check_channels_last(scan_calls, expanded_u, shared_x_dbl=name != 'test_atrousmamba')
+
+
+@pytest.mark.parametrize('name', ['test_vim', 'test_mair'])
+def test_in_proj_runs_through_its_module(name):
+    """The layout work must not bypass `in_proj`: hooks, LoRA-style wrappers and per-module FLOP counts rely
+    on the module being called."""
+    model = timm.create_model(name).eval()
+    mixers = [m for m in model.modules() if isinstance(m, (MambaMixer, NestedScanMixer))]
+    assert mixers
+    seen = []
+    for m in mixers:
+        m.in_proj.register_forward_hook(lambda mod, args, out: seen.append(mod))
+    size = model.pretrained_cfg['input_size'][1:]
+    with torch.no_grad():
+        model(torch.randn(1, 3, *size))
+    assert len(seen) == len(mixers)

@@ -172,17 +172,14 @@ class MambaMixer(nn.Module):
 
         u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) in fp32 (or wider);
         z (B, L, E). u, delta, B and C are channels-last views (`stride(-2) == 1`: a token's channels are
-        contiguous), the layout the scan kernels read fastest, and no copy is made to get there: in_proj runs as
-        two matmuls so that x and z are dense (B, L, E); the conv reads and writes (B, L, E) memory; the
+        contiguous), the layout the scan kernels read fastest: the conv reads and writes (B, L, E) memory; the
         per-direction projections run as one batched matmul over the K directions on (B, K, L, E), and B, C are
         transposed slices of x_dbl (B, K, L, R + 2N).
         """
-        weight, bias = self.in_proj.weight, self.in_proj.bias
-        E = self.d_inner
-        # Two matmuls instead of in_proj + chunk: the halves of one (B, L, 2E) output would be strided views.
-        x, z = F.linear(x, weight[:E], None if bias is None else bias[:E]), F.linear(
-            x, weight[E:], None if bias is None else bias[E:])
-        x = x.transpose(1, 2)                                                          # (B, E, L), channels-last
+        # in_proj through the module (hooks, LoRA-style wrappers and FLOP counters see it); the x half made
+        # dense (B, L, E) so that the conv reads and writes channels-last memory.
+        x, z = self.in_proj(x).split(self.d_inner, dim=-1)
+        x = x.contiguous().transpose(1, 2)                                             # (B, E, L), channels-last
         convs = self._direction_params('conv1d')
         # (B, K, L, E): the convs write (B, L, E) memory, stacked along K; SiLU once over the stack.
         u = F.silu(torch.stack([

@@ -192,10 +192,10 @@ class NestedScanMixer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, height, width, _ = x.shape
         d_inner = self.d_inner
-        # in_proj as two matmuls: x and z dense (B, H, W, D) rather than strided halves of one output, so the
-        # dwconv gets a dense channels_last map and u below is a channels-last view without a copy.
-        weight = self.in_proj.weight
-        x, z = F.linear(x, weight[:d_inner]), F.linear(x, weight[d_inner:])
+        # Through the module (hooks, LoRA-style wrappers and FLOP counters see it); x made dense (B, H, W, D) so
+        # the dwconv gets a channels_last map and u below is a channels-last view of its output.
+        x, z = self.in_proj(x).split(d_inner, dim=-1)
+        x = x.contiguous()
         x = self.act(self.dwconv(x.permute(0, 3, 1, 2)))
         u = x.flatten(2)  # (B, D, L), memory (B, L, D)
         delta, A, B, C, D, delta_bias = scan_inputs(u, self)  # channels-last views, see `scan_inputs`
