@@ -326,6 +326,30 @@ def test_opcheck_backward_op():
     torch.library.opcheck(torch.ops.vimamba.selective_scan_bwd.default, (dy,) + args)
 
 
+def _channels_last(t):
+    """The same values with a token's channels (or states) contiguous: the layout the models pass."""
+    return t.transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_(t.requires_grad)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_opcheck_channels_last(requires_grad):
+    """Outputs and gradients take their input's layout, in the real and the fake implementations alike
+    (opcheck compares their strides)."""
+    args = list(_op_args(requires_grad))
+    for i in (0, 1, 3, 4, 6):  # u, delta, B, C, z
+        args[i] = _channels_last(args[i].detach()).requires_grad_(requires_grad)
+    torch.library.opcheck(torch.ops.vimamba.selective_scan.default, tuple(args))
+    y, _ = torch.ops.vimamba.selective_scan(*args)
+    assert y.stride(-2) == 1
+    dy = _channels_last(torch.randn_like(y))
+    grads = torch.ops.vimamba.selective_scan_bwd(dy, *args)
+    for i, g in zip((0, 1, 3, 4, 6), (grads[0], grads[1], grads[3], grads[4], grads[6])):
+        assert g.stride() == args[i].stride()
+    # the backward op has no autograd formula of its own (no double backward): checked on detached inputs
+    plain = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(torch.ops.vimamba.selective_scan_bwd.default, (dy,) + plain)
+
+
 def test_torch_compile_fullgraph():
     x = make_inputs(batch=1, K=2, d=4, L=8, N=2, dtype=torch.float32)
     order = ScanOrder.from_index(random_index(2, 8), local_window=3)
