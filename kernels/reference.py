@@ -120,7 +120,8 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_w
         y = y + D.to(acc)[None, :, :, None] * u.to(acc)
     if z is not None:
         y = y * F.silu(z.to(acc))
-    return y.to(u.dtype).contiguous(), last_state
+    # one copy, straight into u's layout (what the op returns)
+    return torch.empty_like(u).copy_(y), last_state
 
 
 @torch.no_grad()
