@@ -38,6 +38,8 @@ SHAPES = {
     "vim_t": (128, 2, 384, 197, 0, "bidirectional", None),
     "vim_s": (128, 2, 768, 197, 0, "bidirectional", None),
     "vim_t_1024": (8, 2, 384, 4097, 0, "bidirectional", None),
+    # batch 1: the segmented forward and backward (few rows, long sequence)
+    "vim_t_1024_b1": (1, 2, 384, 4097, 0, "bidirectional", None),
     "vmamba_s1": (64, 4, 192, 3136, 0, "cross", (56, 56)),
     "lbvim_t": (128, 1, 384, 196, 8, "raster", None),
     "lbvim_t_plain": (128, 1, 384, 196, 0, "raster", None),
