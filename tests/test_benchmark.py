@@ -1,6 +1,7 @@
 """The benchmark tool: FLOP handles against the scan formula and torch's FlopCounterMode, the timing and
 OOM logic, and a default-like run on tiny models that writes its files. CPU only, a minute or so."""
 import json
+from pathlib import Path
 
 import pytest
 import timm
@@ -10,6 +11,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import vimamba  # noqa: F401  registers the models
 from vimamba import benchmark
 from vimamba.ops import selective_scan_flops
+
+ROOT = Path(__file__).resolve().parents[1]
 
 fvcore = pytest.importorskip('fvcore.nn')
 
@@ -148,3 +151,18 @@ def test_flops_within_two_percent_of_the_official_figures(name, img_size, offici
     flops = benchmark.count_flops(model, torch.randn(1, 3, img_size, img_size))
     assert flops.scan > 0
     assert abs(flops.total / 1e9 - official) / official < 0.02, flops.total
+
+
+def test_profile_model_splits_time_by_group(tmp_path):
+    """tools/profile_model.py charges each operator's self time to one group; the scan gets everything that
+    runs inside the op (here the reference backend's PyTorch ops)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('profile_model', ROOT / 'tools' / 'profile_model.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    groups, total = tool.main(['--model', 'test_vim', '--device', 'cpu', '--warmup', '1', '--iters', '1',
+                               '--out', str(tmp_path)])
+    assert groups['selective_scan'] > 0 and groups.get('matmul', 0) > 0
+    assert abs(sum(groups.values()) - total) < 1e-6 * total
+    assert 'selective_scan' in (tmp_path / 'profile.md').read_text()
+    assert tool.group_of('aten::addmm') == 'matmul' and tool.group_of('aten::native_layer_norm') == 'norm'

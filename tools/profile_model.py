@@ -1,0 +1,156 @@
+"""Where a model's time goes: device (or CPU) time per operator group, from one profiled forward or training step.
+
+    python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 256 --amp            # GPU inference
+    python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 128 --amp --train    # + backward
+    python tools/profile_model.py --model mobilemamba_t2 --out docs/profile                      # md + json
+
+It answers the question issue #4 item 6 asks before any small kernel is written: how much of a block is the
+selective scan, and how much the causal conv, the norms, the matmuls and the elementwise glue around it.
+Each operator's *self* time (on CUDA: of the kernels it launched itself) is charged to one group; everything
+that runs inside the scan op (the Triton kernels, or the reference backend's PyTorch ops on a CPU) counts as
+`selective_scan`. Summed over `--iters` profiled steps after `--warmup` untimed ones.
+"""
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from vimamba import benchmark  # noqa: E402  (registers the models too)
+
+# group -> substrings of operator names; the first group that matches wins, the rest is "other".
+GROUPS = (
+    ('selective_scan', ('vimamba::selective_scan', '_fwd_kernel', '_bwd_kernel', '_combine_kernel')),
+    ('matmul', ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::matmul', 'aten::linear', 'aten::baddbmm')),
+    ('conv', ('convolution', 'conv1d', 'conv2d', 'cudnn_conv', 'mkldnn_conv')),
+    ('norm', ('layer_norm', 'rms_norm', 'batch_norm', 'group_norm')),
+    ('attention', ('scaled_dot_product', 'flash_attention', 'efficient_attention', 'softmax')),
+    ('copy / layout', ('aten::copy_', 'aten::contiguous', 'aten::cat', 'aten::stack', 'aten::gather',
+                       'aten::index', 'aten::clone', 'aten::flip')),
+    ('elementwise', ('aten::add', 'aten::mul', 'aten::sub', 'aten::div', 'aten::silu', 'aten::gelu',
+                     'aten::sigmoid', 'aten::exp', 'aten::softplus', 'aten::mean', 'aten::sum', 'aten::neg',
+                     'aten::pow', 'aten::rsqrt', 'aten::where', 'aten::fill_', 'aten::zero_')),
+)
+
+
+def group_of(name: str) -> str:
+    for group, keys in GROUPS:
+        if any(k in name for k in keys):
+            return group
+    return 'other'
+
+
+def _self_time_us(event, cuda: bool) -> float:
+    if cuda:
+        return float(getattr(event, 'self_device_time_total', getattr(event, 'self_cuda_time_total', 0.0)))
+    return float(event.self_cpu_time_total)
+
+
+def profile(model_name: str, batch_size: int, img_size, device: torch.device, amp: bool, train: bool,
+            warmup: int, iters: int):
+    """(rows, total_us, top): per group the self time in µs summed over `iters` steps, and the 15 costliest ops."""
+    model = benchmark.build_model(model_name, img_size, device)
+    size = img_size or model.pretrained_cfg['input_size'][1:]
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    x = torch.randn(batch_size, model.pretrained_cfg['input_size'][0], *size, device=device)
+    model.train(train)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+    def step():
+        if train:
+            with autocast:
+                out = model(x)
+            benchmark._loss(out).backward()
+        else:
+            with torch.no_grad(), autocast:
+                model(x)
+
+    for _ in range(warmup):
+        step()
+    cuda = device.type == 'cuda'
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    if cuda:
+        torch.cuda.synchronize()
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(iters):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    per_group = defaultdict(float)
+    per_op = defaultdict(lambda: [0.0, 0])
+    for event in prof.events():
+        # Operators only (CPU-side events); on CUDA their self device time is what they launched themselves.
+        if cuda and getattr(event, 'device_type', None) != torch.autograd.DeviceType.CPU:
+            continue
+        us = _self_time_us(event, cuda)
+        if us <= 0:
+            continue
+        # Everything inside the scan op (the reference backend's PyTorch ops, Triton's launches) is the scan.
+        group = 'selective_scan' if _inside_scan(event) else group_of(event.name)
+        per_group[group] += us
+        per_op[event.name][0] += us
+        per_op[event.name][1] += 1
+    total = sum(per_group.values())
+    rows = sorted(per_group.items(), key=lambda kv: -kv[1])
+    top = sorted(((n, us, c) for n, (us, c) in per_op.items()), key=lambda o: -o[1])[:15]
+    return rows, total, top
+
+
+def _inside_scan(event) -> bool:
+    while event is not None:
+        if event.name.startswith('vimamba::selective_scan'):
+            return True
+        event = event.cpu_parent
+    return False
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', default='vim_tiny_patch16_224')
+    p.add_argument('--batch-size', type=int, default=None, help='default: 128 on CUDA, 1 on CPU')
+    p.add_argument('--img-size', type=int, default=None)
+    p.add_argument('--device', default=None)
+    p.add_argument('--amp', action='store_true', help='bf16 autocast')
+    p.add_argument('--train', action='store_true', help='profile forward + backward instead of inference')
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--iters', type=int, default=5)
+    p.add_argument('--out', default=None, help='folder for profile.md and profile.json')
+    args = p.parse_args(argv)
+    device = torch.device(args.device) if args.device else benchmark.default_device()
+    batch = args.batch_size or (128 if device.type == 'cuda' else 1)
+    rows, total, top = profile(args.model, batch, args.img_size, device, args.amp, args.train, args.warmup,
+                               args.iters)
+    clock = 'device' if device.type == 'cuda' else 'CPU'
+    per_step = lambda us: f'{us / args.iters / 1e3:.3f}'  # noqa: E731
+    table = benchmark.markdown_table(
+        ('group', f'{clock} ms per step', 'share'),
+        [(g, per_step(us), f'{100 * us / total:.1f}%') for g, us in rows] + [('total', per_step(total), '100%')])
+    ops_table = benchmark.markdown_table(
+        ('operator (self time, wherever it ran)', f'{clock} ms per step', 'calls per step'),
+        [(name, per_step(us), f'{count / args.iters:g}') for name, us, count in top])
+    what = 'training step (forward + backward)' if args.train else 'inference'
+    head = (f'{args.model}, batch {batch}, {what}, {"bf16 autocast" if args.amp else "fp32"}, on '
+            f'{benchmark.environment(device).get("device", device.type)}; self {clock} time per operator '
+            f'group, mean of {args.iters} steps.')
+    text = f'{head}\n\n{table}\n\nCostliest operators:\n\n{ops_table}\n'
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'profile.md').write_text(f'# Profile\n\n{text}\nCommand: `python {" ".join(sys.argv)}`\n')
+        (out / 'profile.json').write_text(json.dumps(dict(
+            model=args.model, batch=batch, train=args.train, amp=args.amp, device=str(device), iters=args.iters,
+            groups_us=dict(rows), total_us=total, top=[dict(op=n, us=u, calls=c) for n, u, c in top]), indent=1))
+    return dict(rows), total
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('PYTHONWARNINGS', 'ignore::FutureWarning')
+    main()
