@@ -30,12 +30,14 @@ The backward recomputes the forward from the inputs: a first pass over the chunk
 state entering each chunk (b, K, chunks, d, N) fp32, then a pass from the last chunk to the first
 rebuilds each chunk's states and runs the adjoint scans (the global one right to left, and for LBMamba
 the window-local one left to right). Gradients of B and C (summed over channels) and of A, D and the
-delta bias (summed over batch and steps) are accumulated in fp32 with atomics.
+delta bias (summed over batch and steps) are accumulated in fp32 with atomics. Segmented like the forward:
+the forward's segment pass gives each segment's entering state, the adjoint alone (PASS 3) each segment's
+carry to the left from a zero start, `_combine_kernel` chains those right to left, then the whole backward
+runs per segment (PASS 4).
 
 Kernel configs: `_CFG` (from an H100 sweep, tools/bench_kernels.py --sweep); no run-time autotuning.
 Results, profile and limits: docs/kernels.md.
 """
-import math
 from typing import Optional, Tuple
 
 import torch
