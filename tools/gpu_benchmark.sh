@@ -21,11 +21,13 @@ $PY -c 'import vimamba.kernels.reference' 2>/dev/null ||
     { echo "pip install -e . failed, see $OUT/pip.log"; tail -5 "$OUT/pip.log"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
 $PY -c 'import fvcore' 2>/dev/null || echo 'fvcore missing: FLOPs from torch.utils.flop_counter'
+$PY -c 'import pywt' 2>/dev/null || echo 'pywavelets missing: the MobileMamba rows will fail (pip install pywavelets)'
 
 # Unknown names (a family not registered in this checkout) are skipped with a warning.
-MODELS=${MODELS:-"vim_tiny_patch16_224 vim_small_patch16_224 lbvim_tiny_patch16_224 lbvim_small_patch16_224
+# The baselines first: a table cut short by the time budget still has them.
+MODELS=${MODELS:-"baselines vim_tiny_patch16_224 vim_small_patch16_224 lbvim_tiny_patch16_224 lbvim_small_patch16_224
 shufflemamba_tiny_patch16_reg12_224 shufflemamba_small_patch16_reg12_224 mobilemamba_t2 mobilemamba_s6
-mobilemamba_b1 atrousmamba_tiny atrousmamba_small mair_light_t_x2 mair_light_s_x2 mairunet_dehaze baselines"}
+mobilemamba_b1 atrousmamba_tiny atrousmamba_small mair_light_t_x2 mair_light_s_x2 mairunet_dehaze"}
 COMMON="--amp --warmup 5 --iters 20 --no-progress ${BENCH_ARGS:-}"
 
 # shellcheck disable=SC2086
