@@ -33,9 +33,7 @@ for the README) and results.json (rows, device, torch / triton versions, command
 """
 import argparse
 import contextlib
-import gc
 import json
-import os
 import runpy
 import shlex
 import statistics
@@ -43,13 +41,13 @@ import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
 
 import vimamba  # noqa: F401  registers the models with timm
-from vimamba.benchmark import environment, markdown_table, time_step
+from vimamba.benchmark import environment, free_memory, is_oom, markdown_table, scan_backend, time_step
 
 REPO = Path(__file__).resolve().parents[1]
 # The config file that defines AWMambaBCD-T (plain Python, no _base_): the benchmark builds what training builds.
@@ -148,35 +146,10 @@ def make_inputs(case: Case, device: torch.device) -> Tuple[torch.Tensor, ...]:
 # ------------------------------------------------------------------------------------------------------
 # Measurement
 # ------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def scan_backend(name: str) -> Iterator[None]:
-    """Every selective_scan inside runs on `name`: vimamba.ops reads VIMAMBA_BACKEND on each call, and an
-    explicit choice there turns a kernel's refusal into an error rather than a silent reference fallback."""
-    old = os.environ.get('VIMAMBA_BACKEND')
-    os.environ['VIMAMBA_BACKEND'] = name
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop('VIMAMBA_BACKEND', None)
-        else:
-            os.environ['VIMAMBA_BACKEND'] = old
-
-
 def precision(device: torch.device, dtype: str):
     if DTYPES[dtype] is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
-
-
-def is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.cuda.OutOfMemoryError) or 'out of memory' in str(e).lower()
-
-
-def free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
 
 
 def timed_peak(step: Callable[[], object], device: torch.device, iters: int) -> Tuple[List[float], Optional[float]]:
@@ -208,7 +181,7 @@ def measure(model: torch.nn.Module, inputs: Sequence[torch.Tensor], row: Row, de
     except Exception as e:  # noqa: BLE001  a row's failure is a result, reported in the table
         row.status = 'OOM' if is_oom(e) else 'error'
         row.error = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'[:300]
-    free(device)  # after the except block, so the traceback no longer pins the failed forward's tensors
+    free_memory(device)  # after the except block, so the traceback no longer pins the failed forward's tensors
     return row
 
 
@@ -238,7 +211,7 @@ def run_case(case: Case, args, device: torch.device) -> List[Row]:
             rows.append(measure(model, inputs, row, device, args.warmup, args.iters, args.tile))
             print('  ' + summary(rows[-1]), flush=True)
     del model, inputs
-    free(device)
+    free_memory(device)
     return rows
 
 

@@ -67,7 +67,7 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
         if train:
             with autocast:
                 out = model(x)
-            benchmark._loss(out).backward()
+            benchmark.training_loss(out).backward()
         else:
             with torch.no_grad(), autocast:
                 model(x)

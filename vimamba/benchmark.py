@@ -50,8 +50,8 @@ from timm.models import model_entrypoint
 from . import ops
 from .registry import list_models
 
-__all__ = ['main', 'count_flops', 'flop_counter_macs', 'time_step', 'Job', 'Result', 'BASELINES',
-           'FAMILY_REPRESENTATIVES', 'SWEEP_SIZES']
+__all__ = ['main', 'count_flops', 'flop_counter_macs', 'time_step', 'scan_backend', 'is_oom', 'free_memory',
+           'training_loss', 'Job', 'Result', 'BASELINES', 'FAMILY_REPRESENTATIVES', 'SWEEP_SIZES']
 
 # timm models every run puts next to ours (built from timm, no weights).
 BASELINES = ('deit_tiny_patch16_224', 'deit_small_patch16_224', 'swin_tiny_patch4_window7_224', 'resnet50')
@@ -271,14 +271,14 @@ def time_step(step: Callable[[], object], device: torch.device, warmup: int, ite
     return times
 
 
-def _is_oom(e: BaseException) -> bool:
+def is_oom(e: BaseException) -> bool:
     if isinstance(e, (MemoryError, getattr(torch.cuda, 'OutOfMemoryError', MemoryError))):
         return True
     text = str(e)
     return 'out of memory' in text or "can't allocate memory" in text or 'not enough memory' in text
 
 
-def _free(device: torch.device) -> None:
+def free_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == 'cuda':
         torch.cuda.empty_cache()
@@ -388,7 +388,7 @@ def _resolve_models(patterns: Sequence[str], device: torch.device) -> List[str]:
 
 
 @contextlib.contextmanager
-def _backend(name: Optional[str]):
+def scan_backend(name: Optional[str]):
     """Route every selective_scan of an 'auto' call to `name` (through VIMAMBA_BACKEND)."""
     old = os.environ.get('VIMAMBA_BACKEND')
     if name == 'auto':
@@ -439,9 +439,9 @@ def _reparameterize(model: torch.nn.Module) -> torch.nn.Module:
     return reparameterize_model(model, inplace=True)
 
 
-def _loss(out) -> torch.Tensor:
+def training_loss(out) -> torch.Tensor:
     if isinstance(out, (tuple, list)):
-        return sum(_loss(o) for o in out)
+        return sum(training_loss(o) for o in out)
     return out.float().square().mean()
 
 
@@ -467,13 +467,13 @@ def run_job(job: Job, s: Settings) -> Result:
     family, baseline = job.family, job.baseline
     backend = None
     if job.backend is not None:
-        with _backend(job.backend):
+        with scan_backend(job.backend):
             backend = ops.resolve_backend(None, s.device)
     result = Result(job.model, family, baseline, backend, job.sweep, dtype='bf16' if s.amp else 'fp32')
     batch = job.batch_size
     while True:
         try:
-            with _backend(job.backend), warnings.catch_warnings(record=True) as caught:
+            with scan_backend(job.backend), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter('always')
                 _measure(job, batch, s, result)
             fallbacks = sorted({str(w.message) for w in caught if 'declined' in str(w.message)})
@@ -483,8 +483,8 @@ def run_job(job: Job, s: Settings) -> Result:
             result.status = 'ok'
             return result
         except Exception as e:  # noqa: BLE001  one model's failure must not end the run
-            _free(s.device)
-            if _is_oom(e):
+            free_memory(s.device)
+            if is_oom(e):
                 if s.halve_on_oom and not job.sweep and batch > 1:
                     result.notes.append(f'OOM at batch {batch}')
                     batch //= 2
@@ -495,7 +495,7 @@ def run_job(job: Job, s: Settings) -> Result:
             result.status = f'error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}'
             return result
         finally:
-            _free(s.device)
+            free_memory(s.device)
 
 
 def _count_on_meta(job: Job, r: Result) -> None:
@@ -521,7 +521,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
 
     device = s.device
     scan_base.clear_cache()  # orders of the previous model's grid (and GPU memory) go
-    _free(device)
+    free_memory(device)
     torch.manual_seed(0)
     rss0 = _rss_bytes() if device.type == 'cpu' else None
     model = build_model(job.model, job.img_size, device)
@@ -551,7 +551,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         def train_step():
             optimizer.zero_grad(set_to_none=True)
             with autocast():
-                loss = _loss(model(xt))
+                loss = training_loss(model(xt))
             loss.backward()
             optimizer.step()
 
@@ -563,7 +563,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         r.train_iters = len(times)
         del optimizer, params, xt
         model.zero_grad(set_to_none=True)
-        _free(device)
+        free_memory(device)
 
     model.eval()
     model = _reparameterize(model)
