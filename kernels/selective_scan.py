@@ -644,17 +644,18 @@ def _strides(x, n=4):
     return tuple(x.stride()) if x is not None else (0,) * n
 
 
-def _check(u, A, B, index, local_window):
+def _check(A, D, delta_bias, index):
     N = A.shape[-1]
     if N & (N - 1):
         raise NotImplementedError(f"triton selective scan needs d_state a power of two, got {N}")
-    for name, t in (("A", A), ("index", index)):
+    for name, t in (("A", A), ("D", D), ("delta_bias", delta_bias), ("index", index)):
         if t is not None and not t.is_contiguous():
             raise ValueError(f"triton selective scan: {name} must be contiguous")
 
 
 def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W, y, last):
-    """(config, launch(grid_segments, seg, nseg, hseg, pseg, PASS, has_z)) of the forward kernel."""
+    """(config, launch(seg, nseg, hseg, pseg, PASS, has_z)): the forward kernel's tile config for this shape
+    and a launcher over nseg segments of seg steps (PASS as in `_fwd_kernel`)."""
     b, K, d, L = u.shape
     N = A.shape[-1]
     BDR, BDL, T, N2, nw = cfg = pick_config(L, d, N, W, False, u.device.type)
@@ -692,7 +693,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
                        index: Optional[torch.Tensor], local_window: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Any strides for u, delta, z, B, C (loads coalesce when a token's channels, and its states, are
     contiguous: stride(-2) == 1); y takes u's layout (`torch.empty_like`)."""
-    _check(u, A, B, index, local_window)
+    _check(A, D, delta_bias, index)
     b, K, d, L = u.shape
     N = A.shape[-1]
     W = int(local_window or 0)
@@ -717,7 +718,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
 def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
                        index: Optional[torch.Tensor], local_window: int):
     """Gradients in the layouts of their inputs (`torch.empty_like`); dy may have any strides."""
-    _check(u, A, B, index, local_window)
+    _check(A, D, delta_bias, index)
     b, K, d, L = u.shape
     N = A.shape[-1]
     W = int(local_window or 0)
@@ -737,7 +738,6 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
         if nseg == 1:
             # few rows and a short sequence: smaller programs instead of segments
             BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type, b * K * d)
-            seg = L
         nchunk = triton.cdiv(L, T)
         states = torch.empty((b * K, nchunk, d, N) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
         dummy = A
@@ -760,6 +760,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
         else:
             # the forward state entering each segment, then the adjoint carry entering each from the right:
             # each segment's own carry from a zero start (PASS 3), chained right to left with the decays
+            # (du, dA stand in for y, last_state: the segment pass writes neither)
             (_, _, fT, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
                                                      W, du, dA)
             assert seg % fT == 0, (seg, fT)
