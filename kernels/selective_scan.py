@@ -156,6 +156,15 @@ def _sum_d(x):
 # channels past D read channel D - 1, and are cut by masks on the math and the stores.
 # ----------------------------------------------------------------------------------------------
 @triton.jit
+def _opaque(i):
+    """i, hidden from Triton's contiguity analysis (LLVM still folds it to the same constants). A load whose
+    offsets run contiguously along an in-register axis (the states of B and C, the steps of `index`) makes
+    Triton's coalescing pass spread that axis over lanes and convert the result back every step (shuffles or
+    shared memory and barriers); broadcast loads of a few registers per thread are cheaper as they are."""
+    return (i * 3) // 3
+
+
+@triton.jit
 def _lane_zero(BDL: tl.constexpr, N2: tl.constexpr):
     return tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]) * 0 + tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) * 0
 
@@ -163,7 +172,7 @@ def _lane_zero(BDL: tl.constexpr, N2: tl.constexpr):
 @triton.jit
 def _load_idx(idx_row, t0, L, offs_t, lane0):
     """Tokens of the chunk starting at step t0 (token 0 outside 0..L-1), [T, 1, 1, BDL, N2]."""
-    t = t0 + offs_t + lane0
+    t = t0 + _opaque(offs_t) + lane0
     return tl.load(idx_row + t, mask=(t < L) & (t >= 0), other=0).to(tl.int32)
 
 
@@ -207,7 +216,7 @@ def _setup(pid_d, bk, K, D, T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr
     lane0 = _lane_zero(BDL, N2)
     md = offs_d < D                                                         # [1, 1, BDR, BDL, 1]
     d_lanes = tl.minimum(offs_d, D - 1) + lane0                             # [1, 1, BDR, BDL, N2]
-    n_lanes = offs_n + lane0                                                # [1, N1, 1, BDL, N2]
+    n_lanes = _opaque(offs_n) + lane0                                       # [1, N1, 1, BDL, N2]
     offA = (k * D + d_lanes) * N + offs_n                                   # [1, N1, BDR, BDL, N2]
     mA = md & (offs_n >= 0)
     offKD = k * D + d_lanes                                                 # [1, 1, BDR, BDL, N2]
@@ -599,20 +608,22 @@ def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str
     return BDR, BDL, T, N2, nw
 
 
-# Segments: the forward cuts the sequence when fewer programs than this would run (each walks its steps one
-# after another, so a few long walks leave most SMs idle: batch-1 restoration at 720p has L = 230,400), into
-# about _SEG_TARGET programs, segments no shorter than _SEG_MIN steps. Each segment is scanned twice
-# (end state, then outputs), so short sequences and full grids keep the single pass.
-_SEG_BELOW = 2 * 132
-_SEG_TARGET = 8 * 132
+# Segments: a sequence is cut when fewer warps than _SEG_BELOW would walk it (each program walks its steps one
+# after another, so a few long walks leave most SMs idle: batch-1 restoration at 720p has L = 230,400; Vim-T at
+# 1024 px, batch 8, has 768 one-warp backward programs), into enough segments for about _SEG_TARGET warps, none
+# shorter than _SEG_MIN steps. Each segment is scanned twice (end state, then outputs), so short sequences and
+# full grids keep the single pass. Counted in warps, not programs, so that the forward's 4-warp and the
+# backward's 1-warp programs fill the 132 SMs alike.
+_SEG_BELOW = 8 * 132
+_SEG_TARGET = 32 * 132
 _SEG_MIN = 256
 
 
-def pick_segments(L: int, T: int, programs: int) -> Tuple[int, int]:
-    """(number of segments, steps per segment, a multiple of T) for the forward."""
-    if programs >= _SEG_BELOW or L < 2 * _SEG_MIN:
+def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
+    """(number of segments, steps per segment, a multiple of T), for `warps` warps walking the whole sequence."""
+    if warps >= _SEG_BELOW or L < 2 * _SEG_MIN:
         return 1, L
-    nseg = max(1, min(L // _SEG_MIN, -(-_SEG_TARGET // programs)))
+    nseg = max(1, min(L // _SEG_MIN, -(-_SEG_TARGET // warps)))
     seg = -(-(-(-L // nseg)) // T) * T
     return -(-L // seg), seg
 
@@ -623,8 +634,14 @@ def pick_segments(L: int, T: int, programs: int) -> Tuple[int, int]:
 # beat T = 2 by 1.4x at Vim-T and 1.3x at VMamba stage 1). The backward keeps T = 2: it stores the state
 # entering every chunk, and T = 1 would store them all. No autotuning at run time: one compile per (dtype,
 # flags, chunk) specialisation, about 1-3 s each.
-_CFG = dict(n_lanes_fwd=4, T_fwd=1, d_regs_fwd=4, num_warps_fwd=4,
-            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=1)
+_CFG = dict(n_lanes_fwd=4, T_fwd=1, d_regs_fwd=4, num_warps_fwd=4, maxnreg_fwd=0,
+            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=1, maxnreg_bwd=0)
+
+
+def _launch_opts(nw: int, which: str, device_type: str) -> dict:
+    """num_warps, and a register cap (0: none) when one lets more programs run at once on an SM."""
+    cap = _CFG["maxnreg_" + which] if device_type == "cuda" and not _interpreting() else 0
+    return dict(num_warps=nw, maxnreg=cap) if cap else dict(num_warps=nw)
 
 
 _IDENTITY = {}
@@ -665,7 +682,7 @@ def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
     strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C))
     meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W, HAS_D=D is not None,
                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+                FAST=u.is_cuda and not _interpreting(), **_launch_opts(nw, "fwd", u.device.type))
 
     def launch(seg, nseg, hseg, pseg, PASS, has_z):
         grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
@@ -704,9 +721,9 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
         return y, last
     if index is None:
         index = _identity_index(K, L, u.device)
-    (BDR, BDL, T, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
-                                                y, last)
-    nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL))
+    (BDR, BDL, T, _, nw), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
+                                                 y, last)
+    nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
     if nseg == 1:
         launch(L, 1, A, A, 0, z is not None)
     else:
@@ -734,7 +751,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
         if index is None:
             index = _identity_index(K, L, u.device)
         BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
-        nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL))
+        nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
         if nseg == 1:
             # few rows and a short sequence: smaller programs instead of segments
             BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type, b * K * d)
@@ -753,7 +770,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
         meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
                     HAS_D=D is not None, HAS_Z=z is not None,
                     HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                    FAST=u.is_cuda and not _interpreting(), num_warps=nw)
+                    FAST=u.is_cuda and not _interpreting(), **_launch_opts(nw, "bwd", u.device.type))
         grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
         if nseg == 1:
             _bwd_kernel[grid](*args, dummy, dummy, K, d, L, nchunk, nchunk, 1, *strides, PASS=0, **meta)
