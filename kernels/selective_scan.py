@@ -319,6 +319,329 @@ def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_
 
 
 @triton.jit
+def _token_states(row, s_n, offs_n, N: tl.constexpr, PAIRS: tl.constexpr):
+    """One token's N values of B or C, in fp32, as a [1, N] tile that every thread holds whole. Built from
+    scalar loads (uniform addresses, no layout) so that the tile takes the layout of the channel tiles it
+    meets; a tensor load would let Triton's coalescing pass spread the states over lanes and convert back
+    every step. PAIRS (bf16, unit state stride, even offsets): two states per 32-bit load, unpacked by shifts."""
+    v = tl.full([1, N], 0.0, tl.float32)
+    if PAIRS:
+        row32 = row.to(tl.pointer_type(tl.int32))
+        for j in tl.static_range(N // 2):
+            w = tl.load(row32 + j)
+            v = tl.where(offs_n == 2 * j, (w << 16).to(tl.float32, bitcast=True), v)
+            v = tl.where(offs_n == 2 * j + 1, (w & -65536).to(tl.float32, bitcast=True), v)
+    else:
+        for n in tl.static_range(N):
+            v = tl.where(offs_n == n, tl.load(row + n * s_n).to(tl.float32), v)
+    return v
+
+
+@triton.jit
+def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
+                     y_ptr, last_ptr, hseg_ptr, pseg_ptr, K, D, L, SEG, NSEG,
+                     su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
+                     sy_b, sy_k, sy_d, sy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
+                     N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr,
+                     PAIRS: tl.constexpr):
+    """The forward without a local window, one token per step, a channel's N states in one thread's registers:
+    tiles [BD, N] (channels x states), the per-channel work (softplus, gate, loads, store) done once per channel
+    and the sum over the states in registers. Every tensor load and store in the loop is a [BD, 1] channel
+    row, so all tiles share one layout whatever Triton version lays them out; B and C come in as scalars.
+    PASS as in `_fwd_kernel`."""
+    pid_d = tl.program_id(0)
+    bk = tl.program_id(1)
+    seg = tl.program_id(2)
+    b = bk // K
+    k = bk % K
+    offs_d = pid_d * BD + tl.reshape(tl.arange(0, BD), [BD, 1])                 # [BD, 1]
+    offs_n = tl.reshape(tl.arange(0, N), [1, N])                                # [1, N]
+    md = offs_d < D
+    d_c = tl.minimum(offs_d, D - 1)
+    t_start = seg * SEG
+    t_end = tl.minimum(t_start + SEG, L)
+    offA = (k * D + d_c) * N + offs_n                                           # [BD, N]
+    mA = md & (offs_n >= 0)
+    seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + (offA - k * D * N)
+    A2 = tl.load(A_ptr + offA) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + k * D + d_c)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + k * D + d_c)
+    u_row = _rows(u_ptr, b, k, d_c, su_b, su_k, su_d)
+    dl_row = _rows(dl_ptr, b, k, d_c, sdl_b, sdl_k, sdl_d)
+    z_row = _rows(z_ptr, b, k, d_c, sz_b, sz_k, sz_d)
+    y_row = _rows(y_ptr, b, k, d_c, sy_b, sy_k, sy_d)
+    B_row = B_ptr + b.to(tl.int64) * sB_b + k * sB_k
+    C_row = C_ptr + b.to(tl.int64) * sC_b + k * sC_k
+    idx_row = idx_ptr + k * L
+    if PASS == 2:
+        h = tl.load(hseg_ptr + seg_off, mask=mA, other=0.0)
+    else:
+        h = tl.full([BD, N], 0.0, tl.float32)
+    dt_sum = tl.full([BD, 1], 0.0, tl.float32)
+    # the next step's inputs are loaded while a step computes, the token after that one step earlier still
+    tok = tl.load(idx_row + t_start).to(tl.int32)
+    n_u = tl.load(u_row + tok * su_l)
+    n_dl = tl.load(dl_row + tok * sdl_l)
+    if HAS_Z:
+        n_z = tl.load(z_row + tok * sz_l)
+    n_B = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+    n_C = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    n_tok = tl.load(idx_row + tl.minimum(t_start + 1, L - 1)).to(tl.int32)
+    for t in range(t_start, t_end):
+        u = n_u.to(tl.float32)
+        dt = n_dl.to(tl.float32)
+        if HAS_Z:
+            zv = n_z.to(tl.float32)
+        Bv = n_B
+        Cv = n_C
+        y_tok = tok
+        tok = n_tok
+        n_u = tl.load(u_row + tok * su_l)
+        n_dl = tl.load(dl_row + tok * sdl_l)
+        if HAS_Z:
+            n_z = tl.load(z_row + tok * sz_l)
+        n_B = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+        n_C = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+        n_tok = tl.load(idx_row + tl.minimum(t + 2, L - 1)).to(tl.int32)
+        if HAS_BIAS:
+            dt = dt + bias
+        if SOFTPLUS:
+            dt = _softplus(dt, FAST)
+        h = _exp2(dt * A2, FAST) * h + (dt * u) * Bv                           # [BD, N]
+        if PASS == 1:
+            dt_sum += dt
+        else:
+            y = _sum_ax(Cv * h, 1)                          # [BD, 1]
+            if HAS_D:
+                y += Dv * u
+            if HAS_Z:
+                y = y * (zv * _sigmoid(zv, FAST))
+            tl.store(y_row + y_tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=md)
+    if PASS == 1:
+        tl.store(hseg_ptr + seg_off, h, mask=mA)
+        tl.store(pseg_ptr + seg_off, _exp2(dt_sum * A2, FAST), mask=mA)
+    else:
+        tl.store(last_ptr + bk.to(tl.int64) * D * N + offA - k * D * N, h, mask=mA & (seg == NSEG - 1))
+
+
+@triton.jit
+def _shfl_xor(x, MASK: tl.constexpr):
+    """x from lane (lane id ^ MASK) of the warp (SHFL.BFLY), for tiles whose rows are the warp's lanes."""
+    if MASK == 16:
+        return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 16, 31, -1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    elif MASK == 8:
+        return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 8, 31, -1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    elif MASK == 4:
+        return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 4, 31, -1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    elif MASK == 2:
+        return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 2, 31, -1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 1, 31, -1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+
+
+@triton.jit
+def _halve(v, lane, BIT: tl.constexpr, HALF: tl.constexpr):
+    # keep the even or the odd columns (by lane bit BIT), add the partner lane's copy of them
+    lo, hi = tl.split(tl.reshape(v, [32, HALF, 2]))
+    bit = ((lane >> BIT) & 1) == 1
+    return tl.where(bit, hi, lo) + _shfl_xor(tl.where(bit, lo, hi), 1 << BIT)
+
+
+@triton.jit
+def _lane_sum_scatter(x, lane):
+    """Sum of a [32, 16] tile over its rows (one warp, row = lane) by recursive halving: at each level a lane
+    keeps half of its columns and trades the other half with its partner, 16 shuffles where a butterfly on
+    every column (tl.sum) takes 80. Returns [32, 1]: lanes l and l ^ 1 hold the sum of column
+    `_scatter_column(l)`."""
+    v = _halve(_halve(_halve(_halve(x, lane, 4, 8), lane, 3, 4), lane, 2, 2), lane, 1, 1)
+    return v + _shfl_xor(v, 1)
+
+
+@triton.jit
+def _scatter_column(lane):
+    # level i kept the odd columns where lane bit 4 - i is set: those bits are the column's digits, lowest first
+    return ((lane >> 4) & 1) + ((lane >> 3) & 1) * 2 + ((lane >> 2) & 1) * 4 + ((lane >> 1) & 1) * 8
+
+
+@triton.jit
+def _bwd_token(h_prev, carry, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
+               u_row, su, dl_row, sdl, z_row, sz, dy_row, sdy, du_row, sdu, ddl_row, sddl, dz_row, sdz,
+               B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+               A2, Dv, bias, N: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+               SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PAIRS: tl.constexpr, SCATTER: tl.constexpr):
+    """The backward of one token (a step of the scan) for `_bwd_step_kernel`: h_prev is the state before it,
+    carry = a_(t+1) lambda_(t+1) from the step after it. Writes du, ddelta, dz, adds into dB, dC; returns the
+    carry for the step before and the accumulated dA, dD, ddelta_bias terms."""
+    tok64 = tok.to(tl.int64)
+    u = tl.load(u_row + tok * su).to(tl.float32)                                # [BD, 1]
+    dt = tl.load(dl_row + tok * sdl).to(tl.float32)
+    dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
+    Bv = _token_states(B_row + tok64 * sB_l, sB_n, offs_n, N, PAIRS)            # [1, N]
+    Cv = _token_states(C_row + tok64 * sC_l, sC_n, offs_n, N, PAIRS)
+    if HAS_BIAS:
+        dt = dt + bias
+    dt_raw = dt
+    if SOFTPLUS:
+        dt = _softplus(dt, FAST)
+    dt = tl.where(valid, dt, 0.0)
+    a = _exp2(dt * A2, FAST)                                                    # [BD, N]
+    ah = a * h_prev
+    dtu = dt * u
+    h = ah + dtu * Bv
+    if HAS_Z:
+        zv = tl.load(z_row + tok * sz).to(tl.float32)
+        sg = _sigmoid(zv, FAST)
+        yss = _sum_ax(Cv * h, 1)
+        if HAS_D:
+            yss += Dv * u
+        tl.store(dz_row + tok * sdz, (dy * yss * sg * (1.0 + zv * (1.0 - sg))).to(dz_row.dtype.element_ty),
+                 mask=md & valid)
+        dys = dy * zv * sg
+    else:
+        dys = dy
+    lam = dys * Cv + carry                                                      # [BD, N]
+    lamB = _sum_ax(lam * Bv, 1)                             # [BD, 1]
+    S = lam * ah
+    du = lamB * dt
+    ddt = lamB * u + _sum_ax(S * A2, 1) * 0.6931471805599453
+    if HAS_D:
+        du += Dv * dys
+        dD_acc += dys * u
+    if SOFTPLUS:
+        ddt = ddt * _sigmoid(dt_raw, FAST)
+    ddt = tl.where(valid, ddt, 0.0)
+    dbias_acc += ddt
+    dA_acc += S * dt
+    tl.store(du_row + tok * sdu, du.to(du_row.dtype.element_ty), mask=md & valid)
+    tl.store(ddl_row + tok * sddl, ddt.to(ddl_row.dtype.element_ty), mask=md & valid)
+    # B and C are shared by the channels: their gradients are sums over the program's channels, added once
+    if SCATTER:
+        # one warp of 32 channels and 16 states: lane l ends with one state's sum; every other lane adds it
+        lane = tl.reshape(tl.arange(0, 32), [32, 1])
+        col = _scatter_column(lane)
+        first = (lane & 1) == 0
+        tl.atomic_add(dB_row + tok64 * sdB_l + col * sdB_n, _lane_sum_scatter(tl.where(md, lam * dtu, 0.0), lane),
+                      mask=valid & first, sem="relaxed")
+        tl.atomic_add(dC_row + tok64 * sdC_l + col * sdC_n, _lane_sum_scatter(tl.where(md, h * dys, 0.0), lane),
+                      mask=valid & first, sem="relaxed")
+    else:
+        mn = valid & (offs_n >= 0)
+        tl.atomic_add(dB_row + tok64 * sdB_l + offs_n * sdB_n, _sum_ax(tl.where(md, lam * dtu, 0.0), 0), mask=mn,
+                      sem="relaxed")
+        tl.atomic_add(dC_row + tok64 * sdC_l + offs_n * sdC_n, _sum_ax(tl.where(md, h * dys, 0.0), 0), mask=mn,
+                      sem="relaxed")
+    return a * lam, dA_acc, dD_acc, dbias_acc
+
+
+@triton.jit
+def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
+                     states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                     K, D, L, NCHUNK,
+                     su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
+                     sdy_b, sdy_k, sdy_d, sdy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
+                     sdu_b, sdu_k, sdu_d, sdu_l, sddl_b, sddl_k, sddl_d, sddl_l, sdz_b, sdz_k, sdz_d, sdz_l,
+                     sdB_b, sdB_k, sdB_n, sdB_l, sdC_b, sdC_k, sdC_n, sdC_l,
+                     N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PAIRS: tl.constexpr,
+                     SCATTER: tl.constexpr):
+    """The backward without a local window, in the layout of `_fwd_step_kernel` ([BD, N] tiles, a channel's
+    states in one thread, B and C as scalars). A first pass over chunks of two tokens stores the state
+    entering each chunk ((b * K, chunks, N, d) fp32); a second, from the last chunk to the first, rebuilds
+    the chunk's middle state and runs the two tokens' backward (`_bwd_token`) right to left."""
+    pid_d = tl.program_id(0)
+    bk = tl.program_id(1)
+    b = bk // K
+    k = bk % K
+    offs_d = pid_d * BD + tl.reshape(tl.arange(0, BD), [BD, 1])
+    offs_n = tl.reshape(tl.arange(0, N), [1, N])
+    md = offs_d < D
+    d_c = tl.minimum(offs_d, D - 1)
+    A2 = tl.load(A_ptr + (k * D + d_c) * N + offs_n) * 1.4426950408889634       # [BD, N]
+    Dv = 0.0
+    if HAS_D:
+        Dv = tl.load(D_ptr + k * D + d_c)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + k * D + d_c)
+    u_row = _rows(u_ptr, b, k, d_c, su_b, su_k, su_d)
+    dl_row = _rows(dl_ptr, b, k, d_c, sdl_b, sdl_k, sdl_d)
+    z_row = _rows(z_ptr, b, k, d_c, sz_b, sz_k, sz_d)
+    dy_row = _rows(dy_ptr, b, k, d_c, sdy_b, sdy_k, sdy_d)
+    du_row = _rows(du_ptr, b, k, d_c, sdu_b, sdu_k, sdu_d)
+    ddl_row = _rows(ddl_ptr, b, k, d_c, sddl_b, sddl_k, sddl_d)
+    dz_row = _rows(dz_ptr, b, k, d_c, sdz_b, sdz_k, sdz_d)
+    B_row = B_ptr + b.to(tl.int64) * sB_b + k * sB_k
+    C_row = C_ptr + b.to(tl.int64) * sC_b + k * sC_k
+    dB_row = dB_ptr + b.to(tl.int64) * sdB_b + k * sdB_k
+    dC_row = dC_ptr + b.to(tl.int64) * sdC_b + k * sdC_k
+    idx_row = idx_ptr + k * L
+    # states[bk, c, n, d]: channels contiguous, like every other tile's loads and stores in this kernel
+    st_row = states_ptr + bk.to(tl.int64) * NCHUNK * N * D
+    st_off = offs_n * D + d_c                           # int32 offsets: half the registers of pointers
+    mst = md & (offs_n >= 0)
+
+    h = tl.full([BD, N], 0.0, tl.float32)
+    for c in range(0, NCHUNK - 1):
+        for s in tl.static_range(2):
+            tok = tl.load(idx_row + 2 * c + s).to(tl.int32)                      # 2c + 1 < L here
+            u = tl.load(u_row + tok * su_l).to(tl.float32)
+            dt = tl.load(dl_row + tok * sdl_l).to(tl.float32)
+            if HAS_BIAS:
+                dt = dt + bias
+            if SOFTPLUS:
+                dt = _softplus(dt, FAST)
+            Bv = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+            h = _exp2(dt * A2, FAST) * h + (dt * u) * Bv
+        tl.store(st_row + (c + 1) * N * D + st_off, h, mask=mst)
+    tl.debug_barrier()
+
+    carry = tl.full([BD, N], 0.0, tl.float32)
+    dA_acc = tl.full([BD, N], 0.0, tl.float32)
+    dD_acc = tl.full([BD, 1], 0.0, tl.float32)
+    dbias_acc = tl.full([BD, 1], 0.0, tl.float32)
+    for cc in range(0, NCHUNK):
+        c = NCHUNK - 1 - cc
+        h_in = tl.load(st_row + c * N * D + st_off, mask=mst & (c > 0), other=0.0)
+        t0 = 2 * c
+        tok0 = tl.load(idx_row + t0).to(tl.int32)
+        valid1 = t0 + 1 < L
+        tok1 = tl.load(idx_row + tl.minimum(t0 + 1, L - 1)).to(tl.int32)
+        # the state between the two tokens
+        u0 = tl.load(u_row + tok0 * su_l).to(tl.float32)
+        dt0 = tl.load(dl_row + tok0 * sdl_l).to(tl.float32)
+        if HAS_BIAS:
+            dt0 = dt0 + bias
+        if SOFTPLUS:
+            dt0 = _softplus(dt0, FAST)
+        B0 = _token_states(B_row + tok0.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+        h_mid = _exp2(dt0 * A2, FAST) * h_in + (dt0 * u0) * B0
+        carry, dA_acc, dD_acc, dbias_acc = _bwd_token(
+            h_mid, carry, dA_acc, dD_acc, dbias_acc, tok1, valid1, md, offs_n,
+            u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l, du_row, sdu_l, ddl_row, sddl_l, dz_row, sdz_l,
+            B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+            A2, Dv, bias, N, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, SCATTER)
+        carry, dA_acc, dD_acc, dbias_acc = _bwd_token(
+            h_in, carry, dA_acc, dD_acc, dbias_acc, tok0, t0 < L, md, offs_n,
+            u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l, du_row, sdu_l, ddl_row, sddl_l, dz_row, sdz_l,
+            B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+            A2, Dv, bias, N, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, SCATTER)
+    offA = (k * D + d_c) * N + offs_n
+    tl.atomic_add(dA_ptr + offA, dA_acc, mask=mst, sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dD_ptr + k * D + d_c, dD_acc, mask=md, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + k * D + d_c, dbias_acc, mask=md, sem="relaxed")
+
+
+@triton.jit
 def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr, REVERSE: tl.constexpr):
     """hseg[s] <- the value entering segment s, for one (batch * direction) row and BLOCK (channel, state)
     pairs: h = 0 before the first segment, then h <- pseg[s] * h + hseg[s] (hseg[s]: segment s's own result
@@ -635,7 +958,9 @@ def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
 # entering every chunk, and T = 1 would store them all. No autotuning at run time: one compile per (dtype,
 # flags, chunk) specialisation, about 1-3 s each.
 _CFG = dict(n_lanes_fwd=4, T_fwd=1, d_regs_fwd=4, num_warps_fwd=4, maxnreg_fwd=0,
-            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=1, maxnreg_bwd=0)
+            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=1, maxnreg_bwd=0,
+            step_fwd=True, step_regs_fwd=1, step_warps_fwd=4, maxnreg_step=0,
+            step_bwd=True, step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=0, scatter_bwd=True)
 
 
 def _launch_opts(nw: int, which: str, device_type: str) -> dict:
@@ -675,11 +1000,21 @@ def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
     and a launcher over nseg segments of seg steps (PASS as in `_fwd_kernel`)."""
     b, K, d, L = u.shape
     N = A.shape[-1]
-    BDR, BDL, T, N2, nw = cfg = pick_config(L, d, N, W, False, u.device.type)
     args = (u, delta, A, B, C,
             D if D is not None else A, z if z is not None else A, delta_bias if delta_bias is not None else A,
             index, y, last)
     strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C))
+    if W == 0 and _CFG["step_fwd"]:
+        R, nw = pick_step_config(b * K * d, u.device.type)
+        meta = dict(N=N, BD=R * 32 * nw, HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
+                    SOFTPLUS=bool(delta_softplus), FAST=u.is_cuda and not _interpreting(),
+                    PAIRS=_pairs_ok(B) and _pairs_ok(C), **_launch_opts(nw, "step", u.device.type))
+
+        def launch_step(seg, nseg, hseg, pseg, PASS, has_z):
+            grid = (triton.cdiv(d, R * 32 * nw), b * K, nseg)
+            _fwd_step_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=has_z, PASS=PASS, **meta)
+        return (R, 32 * nw, 1, 1, nw), launch_step
+    BDR, BDL, T, N2, nw = cfg = pick_config(L, d, N, W, False, u.device.type)
     meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W, HAS_D=D is not None,
                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                 FAST=u.is_cuda and not _interpreting(), **_launch_opts(nw, "fwd", u.device.type))
@@ -688,6 +1023,26 @@ def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
         grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
         _fwd_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=has_z, PASS=PASS, **meta)
     return cfg, launch
+
+
+def pick_step_config(rows: int, device_type: str = "cuda", which: str = "fwd") -> Tuple[int, int]:
+    """(channels per thread, warps) of `_fwd_step_kernel` / `_bwd_step_kernel` for b * K * d rows: the `_CFG`
+    tile, halved while fewer than two programs per SM would run."""
+    if device_type != "cuda" or _interpreting():
+        return 1, 1
+    R, nw = _CFG[f"step_regs_{which}"], _CFG[f"step_warps_{which}"]
+    while rows // (R * 32 * nw) < 2 * 132 and (R > 1 or nw > 1):
+        if R > 1:
+            R //= 2
+        else:
+            nw //= 2
+    return R, nw
+
+
+def _pairs_ok(x) -> bool:
+    """bf16 B or C whose states can be read two per 32-bit word: unit state stride, even offsets."""
+    return (x.dtype == torch.bfloat16 and x.stride(2) == 1 and x.shape[2] % 2 == 0 and x.data_ptr() % 4 == 0
+            and x.stride(0) % 2 == 0 and x.stride(1) % 2 == 0 and x.stride(3) % 2 == 0)
 
 
 def _combine(hseg, pseg, reverse):
@@ -750,6 +1105,12 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     if L > 0:
         if index is None:
             index = _identity_index(K, L, u.device)
+        if W == 0 and _CFG["step_bwd"]:
+            R, nw = pick_step_config(b * K * d, u.device.type, "bwd")
+            if pick_segments(L, 2, b * K * triton.cdiv(d, R * 32 * nw) * nw)[0] == 1:
+                _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, R, nw,
+                          du, ddelta, dA, dB32, dC32, dD, dz, dbias)
+                return _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbias)
         BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
         nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
         if nseg == 1:
@@ -790,6 +1151,11 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
         du.zero_(); ddelta.zero_()
         if dz is not None:
             dz.zero_()
+    return _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbias)
+
+
+def _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbias):
+    """The gradients in their inputs' dtypes (accumulated in fp32)."""
     dB = dB32.to(B.dtype)
     dC = dC32.to(C.dtype)
     dA = dA.to(A.dtype)
@@ -798,3 +1164,24 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     if dbias is not None:
         dbias = dbias.to(delta_bias.dtype)
     return du, ddelta, dA, dB, dC, dD, dz, dbias
+
+
+def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, R, nw,
+              du, ddelta, dA, dB32, dC32, dD, dz, dbias):
+    """`_bwd_step_kernel` over the whole sequence (no local window, no segments)."""
+    b, K, d, L = u.shape
+    N = A.shape[-1]
+    nchunk = triton.cdiv(L, 2)
+    states = torch.empty((b * K, nchunk, N, d) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
+    dummy = A
+    strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
+               *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32))
+    fast = u.is_cuda and not _interpreting()
+    _bwd_step_kernel[(triton.cdiv(d, R * 32 * nw), b * K)](
+        dy, u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, index, states, du, ddelta, dA, dB32, dC32,
+        dD if dD is not None else dummy, dz if dz is not None else dummy, dbias if dbias is not None else dummy,
+        K, d, L, nchunk, *strides, N=N, BD=R * 32 * nw, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), FAST=fast,
+        PAIRS=_pairs_ok(B) and _pairs_ok(C), SCATTER=fast and R * nw == 1 and N == 16 and _CFG["scatter_bwd"],
+        **_launch_opts(nw, "step_bwd", u.device.type))

@@ -74,8 +74,9 @@ def make_inputs(b, K, d, N, L, dtype, device="cpu", order="random", z=True, D=Tr
         B = r(b, K, N, L).to(dtype)
         C = r(b, K, N, L).to(dtype)
     else:
-        x_dbl = r(b, K, L, 2 * N + 3).to(dtype)
-        B, C = x_dbl[..., 3:3 + N].transpose(-1, -2), x_dbl[..., 3 + N:].transpose(-1, -2)
+        R = 4 if layout == "channels_last_even" else 3   # even: bf16 B, C are read two states per word
+        x_dbl = r(b, K, L, 2 * N + R).to(dtype)
+        B, C = x_dbl[..., R:R + N].transpose(-1, -2), x_dbl[..., R + N:].transpose(-1, -2)
     Dv = r(K, d) if D else None
     zv = channels() if z else None
     bv = r(K, d, scale=0.3) if bias else None
@@ -171,6 +172,27 @@ def test_triton_interpreter_bf16(case):
     b, K, d, N, L, W, order = case
     x = make_inputs(b, K, d, N, L, torch.bfloat16, order=order)
     check_backend(interp_kernels(), x, True, W, tol=1e-2)
+
+
+def test_triton_interpreter_bf16_state_pairs():
+    """bf16 B and C at even offsets with unit state stride: the step kernels read two states per word."""
+    mod = interp_kernels()
+    x = make_inputs(2, 2, 6, 16, 23, torch.bfloat16, order="bidirectional", layout="channels_last_even")
+    assert mod._pairs_ok(x["B"]) and mod._pairs_ok(x["C"])
+    check_backend(mod, x, True, 0, tol=1e-2)
+    x = make_inputs(2, 2, 6, 16, 23, torch.bfloat16, order="bidirectional", layout="channels_last")
+    assert not mod._pairs_ok(x["B"])           # odd offset: one state per load
+
+
+@pytest.mark.parametrize("step", [False, True], ids=["tile-kernels", "step-kernels"])
+def test_triton_interpreter_without_window_both_kernels(step, monkeypatch):
+    """Without a local window the step kernels run by default; the tiled ones (the local window's) also take
+    that case when the step kernels are switched off."""
+    mod = interp_kernels()
+    monkeypatch.setitem(mod._CFG, "step_fwd", step)
+    monkeypatch.setitem(mod._CFG, "step_bwd", step)
+    x = make_inputs(2, 2, 6, 4, 40, torch.float32, order="bidirectional", layout="channels_last")
+    check_backend(mod, x, True, 0, tol=1e-5)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "shared_u"])
@@ -300,6 +322,32 @@ def test_triton_gpu(name, case, dtype, layout):
     x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order, layout=layout)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     check_backend(ss, x, True, W, tol=tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,case", [c for c in GPU_CASES if c[0] in ("vim_t", "vim_t_1024", "odd")],
+                         ids=["vim_t", "vim_t_1024", "odd"])
+def test_triton_gpu_bf16_state_pairs(name, case):
+    """bf16 B and C read two states per 32-bit word (even offsets, as Vim's x_proj slices usually are)."""
+    from vimamba.kernels import selective_scan as ss
+
+    b, K, d, N, L, W, order = case
+    x = make_inputs(b, K, d, N, L, torch.bfloat16, device="cuda", order=order, layout="channels_last_even")
+    assert ss._pairs_ok(x["B"]) and ss._pairs_ok(x["C"])
+    check_backend(ss, x, True, W, tol=1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_triton_gpu_tile_kernels_without_window(dtype, monkeypatch):
+    """The tiled kernels (the local window's) on a windowless shape, the step kernels switched off."""
+    from vimamba.kernels import selective_scan as ss
+
+    monkeypatch.setitem(ss._CFG, "step_fwd", False)
+    monkeypatch.setitem(ss._CFG, "step_bwd", False)
+    b, K, d, N, L, W, order = GPU_CASES[0][1]
+    x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order, layout="channels_last")
+    check_backend(ss, x, True, W, tol=1e-5 if dtype == torch.float32 else 1e-2)
 
 
 @pytest.mark.gpu
