@@ -542,22 +542,48 @@ def _bwd_token(h_prev, carry, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
 
 
 @triton.jit
+def _adjoint_token(carry, tok, valid, A2, bias, dl_row, sdl, z_row, sz, dy_row, sdy, C_row, sC_n, sC_l, offs_n,
+                   N: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   FAST: tl.constexpr, PAIRS: tl.constexpr):
+    """The adjoint recurrence alone through one token, lambda_t = g_t + carry, carry <- a_t lambda_t: what a
+    segment passes to the one on its left (`_bwd_step_kernel` PASS 3)."""
+    dt = tl.load(dl_row + tok * sdl).to(tl.float32)
+    dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
+    if HAS_BIAS:
+        dt = dt + bias
+    if SOFTPLUS:
+        dt = _softplus(dt, FAST)
+    dt = tl.where(valid, dt, 0.0)
+    if HAS_Z:
+        zv = tl.load(z_row + tok * sz).to(tl.float32)
+        dy = dy * zv * _sigmoid(zv, FAST)
+    Cv = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    return _exp2(dt * A2, FAST) * (dy * Cv + carry)
+
+
+@triton.jit
 def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                      states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                     K, D, L, NCHUNK,
+                     hseg_ptr, cseg_ptr, K, D, L, NCHUNK, SEGC, NSEG,
                      su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
                      sdy_b, sdy_k, sdy_d, sdy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                      sdu_b, sdu_k, sdu_d, sdu_l, sddl_b, sddl_k, sddl_d, sddl_l, sdz_b, sdz_k, sdz_d, sdz_l,
                      sdB_b, sdB_k, sdB_n, sdB_l, sdC_b, sdC_k, sdC_n, sdC_l,
                      N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PAIRS: tl.constexpr,
-                     SCATTER: tl.constexpr):
+                     SCATTER: tl.constexpr, PASS: tl.constexpr):
     """The backward without a local window, in the layout of `_fwd_step_kernel` ([BD, N] tiles, a channel's
     states in one thread, B and C as scalars). A first pass over chunks of two tokens stores the state
     entering each chunk ((b * K, chunks, N, d) fp32); a second, from the last chunk to the first, rebuilds
-    the chunk's middle state and runs the two tokens' backward (`_bwd_token`) right to left."""
+    the chunk's middle state and runs the two tokens' backward (`_bwd_token`) right to left.
+    Segments (grid axis 2, SEGC chunks each) as in `_bwd_kernel`: PASS 3 runs the adjoint alone from a zero
+    carry and writes the carry it passes left (cseg); PASS 4 is the whole backward of each segment from its
+    entering state (hseg) and carry (cseg); PASS 0 is one segment from zeros."""
     pid_d = tl.program_id(0)
     bk = tl.program_id(1)
+    seg = tl.program_id(2)
+    c_lo = seg * SEGC
+    c_hi = tl.minimum(c_lo + SEGC, NCHUNK)
     b = bk // K
     k = bk % K
     offs_d = pid_d * BD + tl.reshape(tl.arange(0, BD), [BD, 1])
@@ -587,9 +613,27 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
     st_row = states_ptr + bk.to(tl.int64) * NCHUNK * N * D
     st_off = offs_n * D + d_c                           # int32 offsets: half the registers of pointers
     mst = md & (offs_n >= 0)
+    seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + d_c * N + offs_n        # hseg, cseg: (b * K, NSEG, d, N)
 
-    h = tl.full([BD, N], 0.0, tl.float32)
-    for c in range(0, NCHUNK - 1):
+    if PASS == 3:
+        carry = tl.full([BD, N], 0.0, tl.float32)
+        for cc in range(0, c_hi - c_lo):
+            t0 = 2 * (c_hi - 1 - cc)
+            tok1 = tl.load(idx_row + tl.minimum(t0 + 1, L - 1)).to(tl.int32)
+            tok0 = tl.load(idx_row + t0).to(tl.int32)
+            carry = _adjoint_token(carry, tok1, t0 + 1 < L, A2, bias, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
+                                   C_row, sC_n, sC_l, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS)
+            carry = _adjoint_token(carry, tok0, t0 < L, A2, bias, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
+                                   C_row, sC_n, sC_l, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS)
+        tl.store(cseg_ptr + seg_off, carry, mask=mst)
+        return
+
+    if PASS == 4:
+        h = tl.load(hseg_ptr + seg_off, mask=mst, other=0.0)
+        tl.store(st_row + c_lo * N * D + st_off, h, mask=mst & (c_lo > 0))
+    else:
+        h = tl.full([BD, N], 0.0, tl.float32)
+    for c in range(c_lo, c_hi - 1):
         for s in tl.static_range(2):
             tok = tl.load(idx_row + 2 * c + s).to(tl.int32)                      # 2c + 1 < L here
             u = tl.load(u_row + tok * su_l).to(tl.float32)
@@ -603,12 +647,15 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
         tl.store(st_row + (c + 1) * N * D + st_off, h, mask=mst)
     tl.debug_barrier()
 
-    carry = tl.full([BD, N], 0.0, tl.float32)
+    if PASS == 4:
+        carry = tl.load(cseg_ptr + seg_off, mask=mst, other=0.0)
+    else:
+        carry = tl.full([BD, N], 0.0, tl.float32)
     dA_acc = tl.full([BD, N], 0.0, tl.float32)
     dD_acc = tl.full([BD, 1], 0.0, tl.float32)
     dbias_acc = tl.full([BD, 1], 0.0, tl.float32)
-    for cc in range(0, NCHUNK):
-        c = NCHUNK - 1 - cc
+    for cc in range(0, c_hi - c_lo):
+        c = c_hi - 1 - cc
         h_in = tl.load(st_row + c * N * D + st_off, mask=mst & (c > 0), other=0.0)
         t0 = 2 * c
         tok0 = tl.load(idx_row + t0).to(tl.int32)
@@ -951,16 +998,16 @@ def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
     return -(-L // seg), seg
 
 
-# Tunables (tools/bench_kernels.py sweeps them): lanes along the state axis, warps, chunk lengths.
-# Chosen by tools/bench_kernels.py --sweep on an H100 (docs/kernels.md). The forward steps one token at a
-# time (T = 1: no in-register scan, the fewest instructions per state update; with channels-last inputs it
-# beat T = 2 by 1.4x at Vim-T and 1.3x at VMamba stage 1). The backward keeps T = 2: it stores the state
-# entering every chunk, and T = 1 would store them all. No autotuning at run time: one compile per (dtype,
-# flags, chunk) specialisation, about 1-3 s each.
+# Tunables (tools/bench_kernels.py --sweep on an H100, triton 3.6; docs/kernels.md). Without a local window
+# the step kernels run: one warp of 32 channels per program, a register cap of 80 (forward: 24 warps an SM,
+# all of Vim-T's 3072 programs in one wave) and 168 (backward). The tiled kernels (n_lanes / T / d_regs /
+# num_warps: the local window's) step T = 1 token at a time in the forward unless the window needs T = W, and
+# keep T = 2 in the backward, which stores the state entering every chunk. No autotuning at run time: one
+# compile per (dtype, flags) specialisation, about 1-3 s each.
 _CFG = dict(n_lanes_fwd=4, T_fwd=1, d_regs_fwd=4, num_warps_fwd=4, maxnreg_fwd=0,
             n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=1, maxnreg_bwd=0,
-            step_fwd=True, step_regs_fwd=1, step_warps_fwd=4, maxnreg_step=0,
-            step_bwd=True, step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=0, scatter_bwd=True)
+            step_fwd=True, step_regs_fwd=1, step_warps_fwd=1, maxnreg_step=80,
+            step_bwd=True, step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=168, scatter_bwd=True)
 
 
 def _launch_opts(nw: int, which: str, device_type: str) -> dict:
@@ -1106,11 +1153,9 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
         if index is None:
             index = _identity_index(K, L, u.device)
         if W == 0 and _CFG["step_bwd"]:
-            R, nw = pick_step_config(b * K * d, u.device.type, "bwd")
-            if pick_segments(L, 2, b * K * triton.cdiv(d, R * 32 * nw) * nw)[0] == 1:
-                _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, R, nw,
-                          du, ddelta, dA, dB32, dC32, dD, dz, dbias)
-                return _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbias)
+            _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
+                      du, ddelta, dA, dB32, dC32, dD, dz, dbias)
+            return _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbias)
         BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
         nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
         if nseg == 1:
@@ -1166,22 +1211,38 @@ def _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbi
     return du, ddelta, dA, dB, dC, dD, dz, dbias
 
 
-def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, R, nw,
+def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
               du, ddelta, dA, dB32, dC32, dD, dz, dbias):
-    """`_bwd_step_kernel` over the whole sequence (no local window, no segments)."""
+    """`_bwd_step_kernel` (no local window): one pass per row, or segments scanned in parallel when few rows
+    would walk a long sequence (the forward's segment pass gives each segment's entering state)."""
     b, K, d, L = u.shape
     N = A.shape[-1]
+    R, nw = pick_step_config(b * K * d, u.device.type, "bwd")
+    nseg, seg = pick_segments(L, 2, b * K * triton.cdiv(d, R * 32 * nw) * nw)
     nchunk = triton.cdiv(L, 2)
     states = torch.empty((b * K, nchunk, N, d) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
     dummy = A
+    fast = u.is_cuda and not _interpreting()
     strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
                *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32))
-    fast = u.is_cuda and not _interpreting()
-    _bwd_step_kernel[(triton.cdiv(d, R * 32 * nw), b * K)](
-        dy, u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-        delta_bias if delta_bias is not None else dummy, index, states, du, ddelta, dA, dB32, dC32,
-        dD if dD is not None else dummy, dz if dz is not None else dummy, dbias if dbias is not None else dummy,
-        K, d, L, nchunk, *strides, N=N, BD=R * 32 * nw, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), FAST=fast,
-        PAIRS=_pairs_ok(B) and _pairs_ok(C), SCATTER=fast and R * nw == 1 and N == 16 and _CFG["scatter_bwd"],
-        **_launch_opts(nw, "step_bwd", u.device.type))
+    args = (dy, u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
+            delta_bias if delta_bias is not None else dummy, index, states, du, ddelta, dA, dB32, dC32,
+            dD if dD is not None else dummy, dz if dz is not None else dummy, dbias if dbias is not None else dummy)
+    meta = dict(N=N, BD=R * 32 * nw, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                SOFTPLUS=bool(delta_softplus), FAST=fast, PAIRS=_pairs_ok(B) and _pairs_ok(C),
+                SCATTER=fast and R * nw == 1 and N == 16 and _CFG["scatter_bwd"],
+                **_launch_opts(nw, "step_bwd", u.device.type))
+    grid = (triton.cdiv(d, R * 32 * nw), b * K, nseg)
+    if nseg == 1:
+        _bwd_step_kernel[grid](*args, dummy, dummy, K, d, L, nchunk, nchunk, 1, *strides, PASS=0, **meta)
+        return
+    # the forward state entering each segment, then the adjoint carry entering each from the right: each
+    # segment's own carry from a zero start (PASS 3), chained right to left with the segments' decays
+    # (du, dA stand in for y, last_state: the segment pass writes neither)
+    (_, _, fT, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, 0, du, dA)
+    assert seg % fT == 0 and seg % 2 == 0, (seg, fT)
+    hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
+    cseg = torch.empty_like(hseg)
+    _bwd_step_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // 2, nseg, *strides, PASS=3, **meta)
+    _combine(cseg, pseg, reverse=True)
+    _bwd_step_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // 2, nseg, *strides, PASS=4, **meta)
