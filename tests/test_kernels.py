@@ -220,7 +220,8 @@ def test_triton_interpreter_segmented(W, L, seg_min, segments, monkeypatch):
 
 def test_segments_only_where_the_grid_is_short():
     mod = interp_kernels()
-    assert mod.pick_segments(197, 1, 8) == (1, 197)             # short sequence
+    assert mod.pick_segments(100, 1, 8) == (1, 100)             # short sequence
+    assert mod.pick_segments(4097, 1, 24)[0] == 64               # Vim-T at 1024 px, batch 1: 64-step segments
     assert mod.pick_segments(3136, 1, 10 ** 4) == (1, 3136)     # enough programs
     nseg, seg = mod.pick_segments(230400, 1, 4)                  # batch-1 restoration at 720p
     assert nseg > 100 and seg * nseg >= 230400 and seg * (nseg - 1) < 230400
