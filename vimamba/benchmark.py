@@ -7,12 +7,14 @@ What is measured, and how:
 - FLOPs: fvcore's jit analysis at batch 1, one multiply-accumulate = one FLOP (the convention of the papers),
   with handles for `vimamba::selective_scan` (`vimamba.ops.selective_scan_flop_jit`: 9*B*K*d*L*N for the
   recurrence and the C contraction, plus B*K*d*L each for the D skip and the z gate), for
-  `aten::scaled_dot_product_attention` (the two matmuls: B*heads*Lq*Lk*(E + Ev)) and for
+  `vimamba::causal_conv1d` (`vimamba.ops.causal_conv1d_flop_jit`: B*K*L*E*k, the Mamba mixers' conv, which
+  fvcore used to count as a convolution), for `aten::scaled_dot_product_attention` (the two matmuls:
+  B*heads*Lq*Lk*(E + Ev)) and for
   `aten::_convolution_mode` (convolutions with string padding). The official repositories trace their
   fused scans as opaque Python ops and leave them out; these numbers include them. Ops fvcore saw but could
   not count are listed after the run (elementwise ops are uncounted by convention). Without fvcore the
   counts come from `torch.utils.flop_counter.FlopCounterMode` (matmul and conv FLOPs halved into MACs, the
-  scan by the formula registered in `vimamba.ops`), marked as such.
+  scan and the causal conv by the formulas registered in `vimamba.ops`, already in MACs), marked as such.
 - Throughput: a fixed synthetic batch, warm-up iterations (which also run Triton's autotuning), then timed
   iterations: CUDA events around each iteration on the GPU, `time.perf_counter` on the CPU; the median is
   reported as ms per batch and images per second. Inference runs in eval mode under `torch.no_grad()`;
@@ -110,6 +112,7 @@ def conv_mode_flop_jit(inputs, outputs) -> int:
 
 FVCORE_HANDLES = {
     'vimamba::selective_scan': ops.selective_scan_flop_jit,
+    'vimamba::causal_conv1d': ops.causal_conv1d_flop_jit,
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'aten::_convolution_mode': conv_mode_flop_jit,
     # A view like reshape (which fvcore already ignores): no arithmetic, so no "skipped op" warning.
@@ -171,8 +174,8 @@ def _register_cpu_sdpa_formula() -> None:
 
 def flop_counter_macs(model: torch.nn.Module, x: torch.Tensor) -> FlopCount:
     """The same count through `torch.utils.flop_counter.FlopCounterMode`. It counts 2 FLOPs per
-    multiply-accumulate for matmuls, convolutions and attention, so those are halved; the scan comes
-    from the formula `vimamba.ops` registers, which is already in MACs. Norms and pools, which fvcore
+    multiply-accumulate for matmuls, convolutions and attention, so those are halved; the scan and the
+    causal conv come from the formulas `vimamba.ops` registers, which are already in MACs. Norms and pools, which fvcore
     counts, are not counted here (a fraction of a percent for these models)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -181,10 +184,12 @@ def flop_counter_macs(model: torch.nn.Module, x: torch.Tensor) -> FlopCount:
         model(x)
     by_operator, scan = {}, 0
     for op, count in counter.get_flop_counts().get('Global', {}).items():
-        name = str(op).split('.')[-1] if str(op).startswith('aten') else str(op)
+        name = str(op).split('.')[-1] if str(op).startswith(('aten', 'vimamba')) else str(op)
         if 'selective_scan' in str(op):
             scan += int(count)
             by_operator['selective_scan'] = by_operator.get('selective_scan', 0) + int(count)
+        elif str(op).startswith('vimamba'):
+            by_operator[name] = by_operator.get(name, 0) + int(count)
         else:
             by_operator[name] = by_operator.get(name, 0) + int(count) // 2
     return FlopCount(sum(by_operator.values()), by_operator, scan, {}, 'torch.utils.flop_counter')

@@ -1,4 +1,4 @@
-"""Public ops: `selective_scan` (validate, pick a backend, call the registered custom op).
+"""Public ops: `selective_scan` and `causal_conv1d` (validate, pick a backend, call the registered custom op).
 
 The selective scan (S6) over K directions, each reading the tokens in its own order:
 
@@ -25,12 +25,18 @@ Layers:
 
 The `last_state` output (`return_last_state=True`) is for inference and inspection: it is marked
 non-differentiable (requires_grad False), so no gradient flows through it.
+
+`causal_conv1d(x, weight, bias, reverse, silu)`: Mamba's depthwise conv before the scan, K directions from
+one (B, L, E) input into u (B, K, L, E), SiLU fused (kernels/causal_conv1d_reference.py states it exactly).
+Built the same way: `torch.ops.vimamba.causal_conv1d` and `torch.ops.vimamba.causal_conv1d_bwd`, backends
+"reference" and "triton" (`_CONV_BACKENDS`), chosen like the scan's ("mamba_ssm", a scan-only backend,
+means "auto" here), a FLOP formula and an fvcore handle.
 """
 import contextlib
 import importlib
 import os
 import warnings
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.fx
@@ -38,8 +44,8 @@ from torch import Tensor
 
 from .scans.base import ScanOrder
 
-__all__ = ["selective_scan", "selective_scan_flops", "selective_scan_flop_jit", "available_backends",
-           "resolve_backend"]
+__all__ = ["selective_scan", "selective_scan_flops", "selective_scan_flop_jit", "causal_conv1d",
+           "causal_conv1d_flops", "causal_conv1d_flop_jit", "available_backends", "resolve_backend"]
 
 # name -> module implementing selective_scan_fwd / selective_scan_bwd, imported on first use.
 _BACKENDS = {
@@ -47,22 +53,30 @@ _BACKENDS = {
     "triton": "vimamba.kernels.selective_scan",
     "mamba_ssm": "vimamba.kernels.mamba_ssm_backend",
 }
+# name -> module implementing causal_conv1d_fwd / causal_conv1d_bwd.
+_CONV_BACKENDS = {
+    "reference": "vimamba.kernels.causal_conv1d_reference",
+    "triton": "vimamba.kernels.causal_conv1d",
+}
+_OP_BACKENDS = {"selective_scan": _BACKENDS, "causal_conv1d": _CONV_BACKENDS}
 _BACKEND_CHOICES = ("auto",) + tuple(_BACKENDS)
 _ENV_BACKEND = "VIMAMBA_BACKEND"
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_MAX_CONV_KERNEL = 8
 _loaded = {}
 
 
-def _load_backend(name: str):
-    module = _loaded.get(name)
+def _load_backend(name: str, op: str = "selective_scan"):
+    path = _OP_BACKENDS[op][name]
+    module = _loaded.get(path)
     if module is None:
         try:
-            module = importlib.import_module(_BACKENDS[name])
+            module = importlib.import_module(path)
         except Exception as e:  # ImportError, or a kernel module failing at import time
             raise RuntimeError(
-                f"selective_scan backend {name!r} is not available: importing {_BACKENDS[name]} "
+                f"{op} backend {name!r} is not available: importing {path} "
                 f"failed with {type(e).__name__}: {e}") from e
-        _loaded[name] = module
+        _loaded[path] = module
     return module
 
 
@@ -82,24 +96,28 @@ def _triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def _check_backend_name(name: str, what: str) -> None:
+def _check_backend_name(name: str, what: str, op: str = "selective_scan") -> None:
     if name not in _BACKEND_CHOICES:
-        raise ValueError(
-            f"{what}: unknown selective_scan backend {name!r}; expected one of {_BACKEND_CHOICES}")
+        raise ValueError(f"{what}: unknown {op} backend {name!r}; expected one of {_BACKEND_CHOICES}")
 
 
-def resolve_backend(backend: Optional[str], device: torch.device) -> str:
-    """The concrete backend for `backend` ("auto"/None follow VIMAMBA_BACKEND, else triton on CUDA
-    when its module imports, else reference) and tensors on `device`."""
+def resolve_backend(backend: Optional[str], device: torch.device, op: str = "selective_scan") -> str:
+    """The concrete backend of `op` ("selective_scan" or "causal_conv1d") for `backend` ("auto"/None
+    follow VIMAMBA_BACKEND, else triton on CUDA when its module imports, else reference) and tensors on
+    `device`."""
     name = "auto" if backend is None else backend
     if name == "auto":
         name = os.environ.get(_ENV_BACKEND, "auto") or "auto"
-        _check_backend_name(name, f"environment variable {_ENV_BACKEND}")
+        _check_backend_name(name, f"environment variable {_ENV_BACKEND}", op)
+    if name not in _OP_BACKENDS[op]:
+        # mamba_ssm brings only the scan: the ops around it take what "auto" would, so that one setting
+        # (VIMAMBA_BACKEND=mamba_ssm) runs a whole model.
+        name = "auto"
     if name == "auto":
         name = "reference"
         if device.type == "cuda":
             try:
-                _load_backend("triton")
+                _load_backend("triton", op)
                 name = "triton"
             except RuntimeError:
                 pass
@@ -309,7 +327,8 @@ def _describe(t) -> str:
     return f"{type(t).__name__} {t!r}"
 
 
-def _check_tensor(name: str, t, shape: Tuple[int, ...], shape_text: str, device: torch.device) -> None:
+def _check_tensor(name: str, t, shape: Tuple[int, ...], shape_text: str, device: torch.device,
+                  device_of: str = "u") -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{name}: expected a tensor {shape_text}, got {_describe(t)}")
     if t.dtype not in _FLOAT_DTYPES:
@@ -318,7 +337,7 @@ def _check_tensor(name: str, t, shape: Tuple[int, ...], shape_text: str, device:
     if tuple(t.shape) != shape:
         raise ValueError(f"{name}: expected shape {shape_text} = {shape}, got {_describe(t)}")
     if t.device != device:
-        raise ValueError(f"{name}: expected a tensor on {device} (the device of u), got {_describe(t)}")
+        raise ValueError(f"{name}: expected a tensor on {device} (the device of {device_of}), got {_describe(t)}")
 
 
 def _is_compiling() -> bool:
@@ -501,3 +520,184 @@ def selective_scan(
 # that patches only this module's global, so a model doing `from vimamba.ops import selective_scan`
 # would be traced through; the Proxy branch at the top of the function covers every caller.
 _SELECTIVE_SCAN = selective_scan
+
+
+# ----------------------------------------------------------------------------------------------
+# The causal depthwise conv before the scan
+# ----------------------------------------------------------------------------------------------
+def _flags(reverse) -> Tuple[bool, ...]:
+    return tuple(bool(r) for r in reverse)
+
+
+def _run_conv_backend(backend: str, function: str, *args):
+    """`function` of the conv backend that `backend` resolves to for args[0]'s device (x in the forward,
+    du in the backward). No fallback as for the scan: the public checks leave no shape a kernel declines."""
+    name = resolve_backend(backend, args[0].device, "causal_conv1d")
+    return getattr(_load_backend(name, "causal_conv1d"), function)(*args)
+
+
+@torch.library.custom_op("vimamba::causal_conv1d", mutates_args=())
+def _causal_conv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int], silu: bool,
+                      backend: str) -> Tensor:
+    """Normalised causal conv: x (B, L, E) with unit channel stride, weight (K, E, k) and bias (K, E)
+    contiguous, reverse K ints 0 / 1 (torch.jit traces no bool lists, and FLOP counters trace). Returns
+    u (B, K, L, E) contiguous in x's dtype."""
+    u = _run_conv_backend(backend, "causal_conv1d_fwd", x, weight, bias, _flags(reverse), silu)
+    return u.contiguous()
+
+
+@_causal_conv1d_op.register_fake
+def _(x, weight, bias, reverse, silu, backend):
+    batch, length, channels = x.shape
+    return x.new_empty((batch, weight.shape[0], length, channels))
+
+
+@torch.library.custom_op("vimamba::causal_conv1d_bwd", mutates_args=())
+def _causal_conv1d_bwd_op(du: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int],
+                          silu: bool, backend: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients (dx, dweight, dbias) in the layouts of x, weight, bias; an empty dbias without bias (the
+    op schema has no optional outputs)."""
+    with _autograd_dispatch():
+        grads = _run_conv_backend(backend, "causal_conv1d_bwd", du, x, weight, bias, _flags(reverse), silu)
+    return tuple(x.new_empty(0) if g is None else _in_layout_of(g, t) for g, t in zip(grads, (x, weight, bias)))
+
+
+@_causal_conv1d_bwd_op.register_fake
+def _(du, x, weight, bias, reverse, silu, backend):
+    return tuple(x.new_empty(0) if t is None else torch.empty_like(t) for t in (x, weight, bias))
+
+
+def _conv_setup_context(ctx, inputs, output):
+    x, weight, bias, reverse, silu, backend = inputs
+    # Only the inputs: the backward recomputes the conv (cheaper than keeping K pre-activation copies).
+    ctx.save_for_backward(x, weight, bias)
+    ctx.reverse, ctx.silu, ctx.backend = reverse, silu, backend
+
+
+def _conv_backward(ctx, du):
+    x, weight, bias = ctx.saved_tensors
+    dx, dweight, dbias = torch.ops.vimamba.causal_conv1d_bwd(du, x, weight, bias, ctx.reverse, ctx.silu,
+                                                             ctx.backend)
+    return dx, dweight, None if bias is None else dbias, None, None, None
+
+
+_causal_conv1d_op.register_autograd(_conv_backward, setup_context=_conv_setup_context)
+
+
+def causal_conv1d_flops(batch: int, K: int, L: int, E: int, k: int) -> int:
+    """Multiply-accumulates of one forward, fvcore style (one MAC = one FLOP): batch * K * L * E * k.
+    The bias and the SiLU are elementwise, which fvcore's convention leaves out."""
+    return batch * K * L * E * k
+
+
+def causal_conv1d_flop_jit(inputs, outputs) -> int:
+    """fvcore / mmengine handle for the traced `vimamba::causal_conv1d` node: (batch, L, E) from x,
+    (K, E, k) from weight."""
+    def sizes(value):
+        return value.type().sizes()
+
+    batch, length, channels = sizes(inputs[0])
+    K, _, k = sizes(inputs[1])
+    return causal_conv1d_flops(batch, K, length, channels, k)
+
+
+def _register_conv_flop_formula():
+    try:
+        from torch.utils.flop_counter import register_flop_formula
+    except ImportError:  # older torch
+        return
+
+    @register_flop_formula(torch.ops.vimamba.causal_conv1d)
+    def _flops(x_shape, weight_shape, *args, **kwargs):
+        batch, length, channels = x_shape
+        return causal_conv1d_flops(batch, weight_shape[0], length, channels, weight_shape[-1])
+
+
+_register_conv_flop_formula()
+
+
+def _check_conv_arguments(x, weight, bias, reverse, silu, backend) -> str:
+    """The argument checks of `causal_conv1d`; returns the backend name."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a tensor (B, L, E), got {_describe(x)}")
+    if x.dim() != 3:
+        raise ValueError(f"x: expected 3 dims (B, L, E), got {_describe(x)}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"x: expected float16, bfloat16, float32 or float64, got {_describe(x)}")
+    channels = x.shape[-1]
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight: expected a tensor (K, E, k), got {_describe(weight)}")
+    if weight.dim() != 3 or weight.shape[0] < 1 or weight.shape[1] != channels or not (
+            1 <= weight.shape[2] <= _MAX_CONV_KERNEL):
+        raise ValueError(f"weight: expected shape (K, E, k) with K >= 1 directions, E = {channels} (the channels "
+                         f"of x) and a kernel k from 1 to {_MAX_CONV_KERNEL}, got {_describe(weight)}")
+    _check_tensor("weight", weight, tuple(weight.shape), "(K, E, k)", x.device, "x")
+    K = weight.shape[0]
+    if bias is not None:
+        _check_tensor("bias", bias, (K, channels), "(K, E)", x.device, "x")
+    if not isinstance(reverse, (tuple, list)) or not all(isinstance(r, bool) for r in reverse):
+        raise TypeError(f"reverse: expected a tuple of K bools (one per direction: True scans L-1 .. 0), "
+                        f"got {_describe(reverse)}")
+    if len(reverse) != K:
+        raise ValueError(f"reverse: expected K = {K} bools (one per direction of weight {tuple(weight.shape)}), "
+                         f"got {len(reverse)}: {tuple(reverse)}")
+    if not isinstance(silu, bool):
+        raise TypeError(f"silu: expected a bool, got {_describe(silu)}")
+    name = "auto" if backend is None else backend
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected a str in {_BACKEND_CHOICES} or None, got {_describe(backend)}")
+    _check_backend_name(name, "backend", "causal_conv1d")
+    return name
+
+
+def causal_conv1d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    reverse: Sequence[bool] = (False,),
+    silu: bool = True,
+    backend: Optional[str] = None,
+) -> Tensor:
+    """Depthwise conv over the tokens of x, causal in each of K scan directions, SiLU fused.
+
+    u[:, i] = act(y_i), act SiLU when `silu` (else identity), with x read as 0 outside 0..L-1 and for
+    direction i (w = weight[i, e], c = bias[i, e]):
+        reverse[i] False:  y[l, e] = c + sum_j w[j] * x[l + j - (k-1), e]      (sees tokens <= l)
+        reverse[i] True:   y[l, e] = c + sum_j w[k-1-j] * x[l + j, e]          (sees tokens >= l)
+    The reversed direction is what a causal conv gives on the flipped sequence, flipped back; no flipped
+    copy is made. Accumulates in fp32.
+
+    Args:
+        x: (B, L, E), any float dtype; a token's channels contiguous (other strides free; otherwise a
+            contiguous copy is made).
+        weight: (K, E, k), k from 1 to 8 (nn.Conv1d's depthwise weight (E, 1, k), stacked over directions
+            without the 1). bias: (K, E) or None. Any float dtypes; gradients come back in theirs.
+        reverse: K bools, True where the direction scans L-1 .. 0.
+        silu: apply SiLU to the conv output.
+        backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm"
+            (a scan-only backend) means "auto" for this op.
+
+    Returns:
+        u (B, K, L, E) contiguous in x's dtype: u.transpose(2, 3) is the channels-last (B, K, E, L) view
+        the selective scan reads fastest.
+    """
+    if any(isinstance(a, torch.fx.Proxy) for a in (x, weight, bias)):
+        # Symbolic tracing: one leaf call, as for selective_scan.
+        proxy = next(a for a in (x, weight, bias) if isinstance(a, torch.fx.Proxy))
+        return proxy.tracer.create_proxy("call_function", _CAUSAL_CONV1D, (x, weight, bias),
+                                         dict(reverse=reverse, silu=silu, backend=backend))
+    if torch.jit.is_tracing():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            name = _check_conv_arguments(x, weight, bias, reverse, silu, backend)
+    else:
+        name = _check_conv_arguments(x, weight, bias, reverse, silu, backend)
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    weight = weight.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    return torch.ops.vimamba.causal_conv1d(x, weight, bias, [int(r) for r in reverse], silu, name)
+
+
+# The node target recorded under symbolic tracing (see _SELECTIVE_SCAN).
+_CAUSAL_CONV1D = causal_conv1d

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from timm.layers import register_notrace_function
 
-from ..ops import selective_scan
+from ..ops import causal_conv1d, selective_scan
 from ..scans import ScanOrder, get_pattern
 from .norm import RmsNormFp32, at_least_fp32
 
@@ -172,19 +172,20 @@ class MambaMixer(nn.Module):
 
         u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) in fp32 (or wider);
         z (B, L, E). u, delta, B and C are channels-last views (`stride(-2) == 1`: a token's channels are
-        contiguous), the layout the scan kernels read fastest: the conv reads and writes (B, L, E) memory; the
-        per-direction projections run as one batched matmul over the K directions on (B, K, L, E), and B, C are
-        transposed slices of x_dbl (B, K, L, R + 2N).
+        contiguous), the layout the scan kernels read fastest: the conv reads (B, L, E) and writes (B, K, L, E)
+        memory; the per-direction projections run as one batched matmul over the K directions on (B, K, L, E),
+        and B, C are transposed slices of x_dbl (B, K, L, R + 2N).
         """
-        # in_proj through the module (hooks, LoRA-style wrappers and FLOP counters see it); the x half made
-        # dense (B, L, E) so that the conv reads and writes channels-last memory.
+        # in_proj through the module (hooks, LoRA-style wrappers and FLOP counters see it). The x half goes to
+        # the conv as it is, a (B, L, E) view with unit channel stride that the op reads in place.
         x, z = self.in_proj(x).split(self.d_inner, dim=-1)
-        x = x.contiguous().transpose(1, 2)                                             # (B, E, L), channels-last
         convs = self._direction_params('conv1d')
-        # (B, K, L, E): the convs write (B, L, E) memory, stacked along K; SiLU once over the stack.
-        u = F.silu(torch.stack([
-            causal_depthwise_conv1d(x, conv, self.reverse or k == 1).transpose(1, 2) for k, conv in enumerate(convs)],
-            1))
+        # Every direction's conv and the SiLU in one op; the second direction runs causal in the reversed
+        # order (the depthwise weight (E, 1, k) of each conv, stacked into (K, E, k)).
+        weight = torch.stack([conv.weight[:, 0] for conv in convs])
+        bias = torch.stack([conv.bias for conv in convs]) if convs[0].bias is not None else None
+        reverse = tuple(self.reverse or k == 1 for k in range(len(convs)))
+        u = causal_conv1d(x, weight, bias, reverse=reverse, silu=True)                 # (B, K, L, E)
         x_proj_w = torch.stack([m.weight for m in self._direction_params('x_proj')])    # (K, R + 2N, E)
         dt_proj = self._direction_params('dt_proj')
         dt_proj_w = torch.stack([m.weight for m in dt_proj])                           # (K, E, R)

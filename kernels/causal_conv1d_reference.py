@@ -1,0 +1,74 @@
+"""Plain-PyTorch causal depthwise conv over K directions: the ground truth for kernels/causal_conv1d.py.
+
+Runs on any device, in fp32 whatever the input dtype (fp64 inputs stay fp64, so gradcheck works).
+The backend interface (shared with the Triton module) is two functions over normalised arguments:
+
+    causal_conv1d_fwd(x, weight, bias, reverse, silu) -> u
+    causal_conv1d_bwd(du, x, weight, bias, reverse, silu) -> (dx, dweight, dbias)
+
+x (B, L, E) with unit channel stride; weight (K, E, k); bias (K, E) or None; reverse K bools. u is
+(B, K, L, E) contiguous in x's dtype, u[:, i] = act(y_i) with act SiLU when `silu` (else identity) and,
+for direction i with w = weight[i, e], c = bias[i, e] and x read as 0 outside 0..L-1:
+
+    reverse[i] False (causal):   y[l, e] = c + sum_j w[j] * x[l + j - (k-1), e]
+    reverse[i] True:             y[l, e] = c + sum_j w[k-1-j] * x[l + j, e]
+
+The reversed direction is the causal conv of the time-flipped sequence, flipped back: a scan that runs
+L-1 .. 0 sees only the current and later tokens, without anyone materialising the flipped copy. The
+backward recomputes the forward with autograd and differentiates it; dx is in x's dtype, dweight and
+dbias in the parameters' dtypes, dbias None when bias is None.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["causal_conv1d_fwd", "causal_conv1d_bwd"]
+
+
+def _compute_dtype(*tensors) -> torch.dtype:
+    wide = any(t is not None and t.dtype == torch.float64 for t in tensors)
+    return torch.float64 if wide else torch.float32
+
+
+def _direction(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], reverse: bool) -> torch.Tensor:
+    """y (B, L, E) of one direction: x (B, L, E), weight (E, k), bias (E,) or None, all in the compute dtype."""
+    k, length = weight.shape[-1], x.shape[1]
+    # Zeros on the side the taps reach past: before the sequence for the causal conv, after it for the
+    # reversed one, whose taps run in the opposite order.
+    padded = F.pad(x, (0, 0, 0, k - 1) if reverse else (0, 0, k - 1, 0))
+    taps = weight.flip(-1) if reverse else weight
+    y = sum(taps[:, j] * padded[:, j:j + length] for j in range(k))
+    return y if bias is None else y + bias
+
+
+def _forward(x, weight, bias, reverse: Sequence[bool], silu: bool) -> torch.Tensor:
+    dtype = _compute_dtype(x, weight, bias)
+    x, weight = x.to(dtype), weight.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
+    y = torch.stack([_direction(x, weight[i], None if bias is None else bias[i], bool(rev))
+                     for i, rev in enumerate(reverse)], 1)
+    return F.silu(y) if silu else y
+
+
+def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                      reverse: Sequence[bool], silu: bool) -> torch.Tensor:
+    """u (B, K, L, E) contiguous in x's dtype (see the module docstring)."""
+    return _forward(x, weight, bias, reverse, silu).to(x.dtype).contiguous()
+
+
+def causal_conv1d_bwd(du: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                      reverse: Sequence[bool], silu: bool
+                      ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Gradients of sum(du * u) w.r.t. (x, weight, bias); dbias None when bias is None.
+
+    Recomputes the forward under autograd, so memory is that of one forward with its graph.
+    """
+    with torch.enable_grad():
+        leaves = [None if t is None else t.detach().requires_grad_(True) for t in (x, weight, bias)]
+        u = _forward(*leaves, reverse, silu)
+        present = [t for t in leaves if t is not None]
+        grads = list(torch.autograd.grad(u, present, du.to(u.dtype)))
+    dx, dweight = grads[0].to(x.dtype), grads[1].to(weight.dtype)
+    dbias = None if bias is None else grads[2].to(bias.dtype)
+    return dx, dweight, dbias
