@@ -211,6 +211,7 @@ def test_triton_interpreter_segmented(W, L, seg_min, segments, monkeypatch):
     rescan), forced at a tiny L; the interpreter's chunk is 16 steps, the last segment is partial."""
     mod = interp_kernels()
     monkeypatch.setattr(mod, "_SEG_MIN", seg_min)
+    monkeypatch.setattr(mod, "_SEG_SHORT", 0)
     monkeypatch.setattr(mod, "_SEG_BELOW", 10 ** 9)
     monkeypatch.setattr(mod, "_SEG_TARGET", 10 ** 9)
     assert mod.pick_segments(L, 16, 1) == segments
@@ -221,6 +222,7 @@ def test_triton_interpreter_segmented(W, L, seg_min, segments, monkeypatch):
 def test_segments_only_where_the_grid_is_short():
     mod = interp_kernels()
     assert mod.pick_segments(100, 1, 8) == (1, 100)             # short sequence
+    assert mod.pick_segments(197, 1, 8) == (1, 197)             # Vim-T at 224 px, however small the batch
     assert mod.pick_segments(4097, 1, 24)[0] == 64               # Vim-T at 1024 px, batch 1: 64-step segments
     assert mod.pick_segments(3136, 1, 10 ** 4) == (1, 3136)     # enough programs
     nseg, seg = mod.pick_segments(230400, 1, 4)                  # batch-1 restoration at 720p
