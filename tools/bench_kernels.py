@@ -153,8 +153,10 @@ def ours(x, index, W, backend):
     def fwd(xs):
         y = selective_scan(xs["u"], xs["delta"], xs["A"], xs["B"], xs["C"], xs["D"], xs["z"], xs["delta_bias"],
                            True, order=index, local_window=W, backend=backend)
-        # the merge the models do: over the (b, K, L, d) view, which is contiguous for channels-last y
-        return y.transpose(-1, -2).sum(1) if K > 1 else y[:, 0]
+        # the merge the models do: over the (b, K, L, d) view, which is contiguous for channels-last y (so is
+        # the gradient autograd hands back; a (b, d, L) one would make every dy load a strided one)
+        y = y.transpose(-1, -2)
+        return y.sum(1) if K > 1 else y[:, 0]
     return fwd
 
 
