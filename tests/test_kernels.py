@@ -364,3 +364,19 @@ def test_mamba_ssm_backend_gpu(name, case):
     b, K, d, N, L, W, order = case
     x = make_inputs(b, K, d, N, L, torch.float32, device="cuda", order=order)
     check_backend(mb, x, True, 0, tol=1e-5)
+
+
+def test_kernel_sass_compiles_the_step_kernels_for_sm90():
+    """tools/kernel_sass.py (the offline view of what the H100 runs) on the forward step kernel: it compiles
+    for sm_90 without a GPU, and the loop holds no layout conversion (shuffles or shared memory every step)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "tools" / "kernel_sass.py"), "step_fwd", "--maxnreg", "80"],
+                         capture_output=True, text=True, cwd=root, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    head, *loops = out.stdout.strip().splitlines()
+    assert "80 registers" in head and loops and "per state update" in loops[0]
+    assert "SHFL" not in loops[0] and "BAR.SYNC" not in loops[0]
