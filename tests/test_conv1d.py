@@ -155,6 +155,26 @@ def test_triton_interpreter_bf16_row_stretches():
     check_backend(mod, make_inputs(1, 21, 20, 2, 4, torch.bfloat16, strided=True), (False, True), True, 1e-2)
 
 
+@pytest.mark.parametrize("programs,g_fp32", [(1, True), (8, True), (1000, True), (8, False)],
+                         ids=["one-stretch", "uneven-stretches", "one-block-each", "g-in-input-dtype"])
+def test_triton_interpreter_backward_stretches(monkeypatch, programs, g_fp32):
+    """The g/dweight/dbias kernel's row stretches: one program over all of L (partial last block), stretches of
+    several blocks with a short last one, one block each (L = 37: 5 blocks of 8); and g kept in bf16."""
+    mod = interp_conv()
+    monkeypatch.setitem(mod._CFG_INTERPRETER, "programs_bwd", programs)
+    monkeypatch.setitem(mod._CFG_INTERPRETER, "g_fp32", g_fp32)
+    dtype = torch.float32 if g_fp32 else torch.bfloat16
+    per_program = {1: 5, 8: 3, 1000: 1}[programs]  # row blocks of 8 per program
+    assert mod.pick_config(2, 37, 20, 4, True, "cpu") == (8, 16, per_program, 1)
+    check_backend(mod, make_inputs(2, 37, 20, 2, 4, dtype, strided=True), (False, True), True,
+                  1e-5 if g_fp32 else 1e-2)
+
+
+def test_triton_interpreter_short_sequence_long_kernel():
+    """L shorter than the halo (L = 2, k = 8: most taps fall outside 0..L-1 in both directions), K = 3."""
+    check_backend(interp_conv(), make_inputs(2, 2, 17, 3, 8), (True, False, True), True, 1e-5)
+
+
 def test_triton_interpreter_mixed_parameter_dtype():
     """bf16 activations with fp32 parameters (autocast leaves the op's inputs as they come)."""
     x, weight, bias = make_inputs(1, 9, 16, 2, 4, torch.bfloat16)
@@ -192,8 +212,11 @@ def test_kernels_compile_for_gpu(dtype, K, rev, bias, silu):
     try:
         _compile_for_sm90(kernels._fwd_kernel, {**ptrs, **ints}, dict(flags, BL=BL, BE=BE), nw)
         BL, BE, _, nw = kernels.pick_config(8, 197, 384, 2, True, "cuda")
-        _compile_for_sm90(kernels._bwd_kernel, {**ptrs, **ints},
-                          dict(flags, BL=BL, BE=BE, KP=kernels._next_pow2(K), SLOTS=kernels._next_pow2(4 * K)), nw)
+        _compile_for_sm90(kernels._bwd_grad_kernel, {**ptrs, **ints, "g_ptr": "*fp32"},
+                          dict(flags, BL=BL, BE=BE), nw)
+        BL, BE, nw = kernels._dx_config(197, 384, "cuda")
+        _compile_for_sm90(kernels._bwd_dx_kernel, {**ptrs, **ints, "g_ptr": "*fp32"},
+                          dict(K=K, KW=4, REV=rev, BL=BL, BE=BE), nw)
     except triton.CompilationError:
         raise
     except Exception as e:  # no CUDA backend or ptxas in this Triton build: nothing to check here
