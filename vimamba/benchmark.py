@@ -117,6 +117,8 @@ FVCORE_HANDLES = {
     'aten::_convolution_mode': conv_mode_flop_jit,
     # A view like reshape (which fvcore already ignores): no arithmetic, so no "skipped op" warning.
     'aten::unflatten': None,
+    # The fused residual add + RMSNorm: elementwise work, uncounted by convention like the aten ops it replaces.
+    'vimamba::add_rms_norm': None,
 }
 
 

@@ -31,6 +31,13 @@ one (B, L, E) input into u (B, K, L, E), SiLU fused (kernels/causal_conv1d_refer
 Built the same way: `torch.ops.vimamba.causal_conv1d` and `torch.ops.vimamba.causal_conv1d_bwd`, backends
 "reference" and "triton" (`_CONV_BACKENDS`), chosen like the scan's ("mamba_ssm", a scan-only backend,
 means "auto" here), a FLOP formula and an fvcore handle.
+
+`add_rms_norm(hidden, residual, weight, eps, residual_dtype, out_dtype)`: the pre-norm block's residual add and
+RMSNorm in one pass (kernels/add_rmsnorm_reference.py states it exactly), returning (normed, residual_out).
+`torch.ops.vimamba.add_rms_norm` and `torch.ops.vimamba.add_rms_norm_bwd`, backends "reference" and "triton"
+(`_NORM_BACKENDS`) chosen like the conv's; under "auto" a dim the Triton kernel declines (a row too long for
+registers) falls back to the reference. No FLOP formula: a norm is elementwise work, which the fvcore
+convention leaves uncounted (vimamba.benchmark ignores the node).
 """
 import contextlib
 import importlib
@@ -45,7 +52,7 @@ from torch import Tensor
 from .scans.base import ScanOrder
 
 __all__ = ["selective_scan", "selective_scan_flops", "selective_scan_flop_jit", "causal_conv1d",
-           "causal_conv1d_flops", "causal_conv1d_flop_jit", "available_backends", "resolve_backend"]
+           "causal_conv1d_flops", "causal_conv1d_flop_jit", "add_rms_norm", "available_backends", "resolve_backend"]
 
 # name -> module implementing selective_scan_fwd / selective_scan_bwd, imported on first use.
 _BACKENDS = {
@@ -58,7 +65,12 @@ _CONV_BACKENDS = {
     "reference": "vimamba.kernels.causal_conv1d_reference",
     "triton": "vimamba.kernels.causal_conv1d",
 }
-_OP_BACKENDS = {"selective_scan": _BACKENDS, "causal_conv1d": _CONV_BACKENDS}
+# name -> module implementing add_rms_norm_fwd / add_rms_norm_bwd.
+_NORM_BACKENDS = {
+    "reference": "vimamba.kernels.add_rmsnorm_reference",
+    "triton": "vimamba.kernels.add_rmsnorm",
+}
+_OP_BACKENDS = {"selective_scan": _BACKENDS, "causal_conv1d": _CONV_BACKENDS, "add_rms_norm": _NORM_BACKENDS}
 _BACKEND_CHOICES = ("auto",) + tuple(_BACKENDS)
 _ENV_BACKEND = "VIMAMBA_BACKEND"
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -102,7 +114,7 @@ def _check_backend_name(name: str, what: str, op: str = "selective_scan") -> Non
 
 
 def resolve_backend(backend: Optional[str], device: torch.device, op: str = "selective_scan") -> str:
-    """The concrete backend of `op` ("selective_scan" or "causal_conv1d") for `backend` ("auto"/None
+    """The concrete backend of `op` ("selective_scan", "causal_conv1d" or "add_rms_norm") for `backend` ("auto"/None
     follow VIMAMBA_BACKEND, else triton on CUDA when its module imports, else reference) and tensors on
     `device`."""
     name = "auto" if backend is None else backend
@@ -701,3 +713,176 @@ def causal_conv1d(
 
 # The node target recorded under symbolic tracing (see _SELECTIVE_SCAN).
 _CAUSAL_CONV1D = causal_conv1d
+
+
+# ----------------------------------------------------------------------------------------------
+# The residual add + RMSNorm of the pre-norm blocks
+# ----------------------------------------------------------------------------------------------
+def _run_norm_backend(backend: str, function: str, *args):
+    """`function` of the add_rms_norm backend that `backend` resolves to for args[0]'s device (hidden in the
+    forward, dnormed in the backward). Under "auto" a kernel that declines a shape (NotImplementedError: a row
+    longer than the Triton kernel keeps in registers) falls back to the reference with one warning per reason;
+    the backward resolves the same way as its forward."""
+    name = resolve_backend(backend, args[0].device, "add_rms_norm")
+    try:
+        return getattr(_load_backend(name, "add_rms_norm"), function)(*args)
+    except NotImplementedError as e:
+        explicit = backend != "auto" or os.environ.get(_ENV_BACKEND, "auto") not in ("", "auto")
+        if name == "reference" or explicit:
+            raise
+        if str(e) not in _warned_fallback:
+            _warned_fallback.add(str(e))
+            warnings.warn(f"add_rms_norm: backend {name!r} declined ({e}); using the reference backend",
+                          stacklevel=2)
+        return getattr(_load_backend("reference", "add_rms_norm"), function)(*args)
+
+
+@torch.library.custom_op("vimamba::add_rms_norm", mutates_args=())
+def _add_rms_norm_op(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps: float,
+                     residual_dtype: torch.dtype, out_dtype: torch.dtype, backend: str) -> Tuple[Tensor, Tensor]:
+    """Normalised add + RMSNorm: hidden and residual (..., D) contiguous, weight (D,) contiguous. Returns
+    (normed in out_dtype, residual_out in residual_dtype), contiguous in hidden's shape."""
+    normed, residual_out = _run_norm_backend(backend, "add_rms_norm_fwd", hidden, residual, weight, eps,
+                                             residual_dtype, out_dtype)
+    return normed.contiguous(), residual_out.contiguous()
+
+
+@_add_rms_norm_op.register_fake
+def _(hidden, residual, weight, eps, residual_dtype, out_dtype, backend):
+    return (hidden.new_empty(hidden.shape, dtype=out_dtype), hidden.new_empty(hidden.shape, dtype=residual_dtype))
+
+
+@torch.library.custom_op("vimamba::add_rms_norm_bwd", mutates_args=())
+def _add_rms_norm_bwd_op(dnormed: Tensor, dresidual_out: Optional[Tensor], residual_out: Tensor, weight: Tensor,
+                         eps: float, hidden_dtype: torch.dtype, residual_in_dtype: Optional[torch.dtype],
+                         backend: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients (dhidden, dresidual, dweight). dresidual is an empty tensor when there was no residual
+    (residual_in_dtype None) or when it has hidden's dtype: dhidden is then its gradient too (the op schema has
+    no optional outputs, and outputs may not alias)."""
+    with _autograd_dispatch():
+        dhidden, dresidual, dweight = _run_norm_backend(
+            backend, "add_rms_norm_bwd", dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype,
+            residual_in_dtype)
+    return (dhidden.contiguous(), residual_out.new_empty(0) if dresidual is None else dresidual.contiguous(),
+            dweight.contiguous())
+
+
+@_add_rms_norm_bwd_op.register_fake
+def _(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype, backend):
+    shape = residual_out.shape
+    write_dr = residual_in_dtype is not None and residual_in_dtype != hidden_dtype
+    return (residual_out.new_empty(shape, dtype=hidden_dtype),
+            residual_out.new_empty(shape, dtype=residual_in_dtype) if write_dr else residual_out.new_empty(0),
+            torch.empty_like(weight))
+
+
+def _norm_setup_context(ctx, inputs, output):
+    hidden, residual, weight, eps, residual_dtype, out_dtype, backend = inputs
+    # residual_out (an output, kept anyway as the next block's input) and weight: the backward recomputes rstd.
+    ctx.save_for_backward(output[1], weight)
+    ctx.eps, ctx.backend = eps, backend
+    ctx.hidden_dtype = hidden.dtype
+    ctx.residual_in_dtype = None if residual is None else residual.dtype
+
+
+def _norm_backward(ctx, dnormed, dresidual_out):
+    residual_out, weight = ctx.saved_tensors
+    if dnormed is None:
+        dnormed = torch.zeros_like(residual_out)
+    dhidden, dresidual, dweight = torch.ops.vimamba.add_rms_norm_bwd(
+        dnormed, dresidual_out, residual_out, weight, ctx.eps, ctx.hidden_dtype, ctx.residual_in_dtype,
+        ctx.backend)
+    if ctx.residual_in_dtype is None:
+        dresidual = None
+    elif ctx.residual_in_dtype == ctx.hidden_dtype:
+        dresidual = dhidden  # the same gradient, as autograd's add hands it to both summands
+    return dhidden, dresidual, dweight, None, None, None, None
+
+
+_add_rms_norm_op.register_autograd(_norm_backward, setup_context=_norm_setup_context)
+
+
+def _check_dtype_argument(name: str, dtype) -> None:
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or dtype not in _FLOAT_DTYPES):
+        raise TypeError(f"{name}: expected None or a float dtype (float16, bfloat16, float32 or float64), "
+                        f"got {_describe(dtype)}")
+
+
+def _check_norm_arguments(hidden, residual, weight, eps, residual_dtype, out_dtype, backend) -> str:
+    """The argument checks of `add_rms_norm`; returns the backend name."""
+    if not isinstance(hidden, Tensor):
+        raise TypeError(f"hidden: expected a tensor (..., D), got {_describe(hidden)}")
+    if hidden.dim() < 1 or hidden.shape[-1] < 1:
+        raise ValueError(f"hidden: expected a tensor (..., D) with D >= 1, got {_describe(hidden)}")
+    if hidden.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"hidden: expected float16, bfloat16, float32 or float64, got {_describe(hidden)}")
+    if residual is not None:
+        _check_tensor("residual", residual, tuple(hidden.shape), "like hidden", hidden.device, "hidden")
+    _check_tensor("weight", weight, (hidden.shape[-1],), "(D,), D the last dim of hidden", hidden.device, "hidden")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"eps: expected a float >= 0, got {_describe(eps)}")
+    if not eps >= 0:
+        raise ValueError(f"eps: expected a float >= 0, got {eps!r}")
+    _check_dtype_argument("residual_dtype", residual_dtype)
+    _check_dtype_argument("out_dtype", out_dtype)
+    name = "auto" if backend is None else backend
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected a str in {_BACKEND_CHOICES} or None, got {_describe(backend)}")
+    _check_backend_name(name, "backend", "add_rms_norm")
+    return name
+
+
+def add_rms_norm(
+    hidden: Tensor,
+    residual: Optional[Tensor],
+    weight: Tensor,
+    eps: float = 1e-5,
+    residual_dtype: Optional[torch.dtype] = None,
+    out_dtype: Optional[torch.dtype] = None,
+    backend: Optional[str] = None,
+) -> Tuple[Tensor, Tensor]:
+    """The pre-norm block's residual add and RMSNorm over the last dim, in one pass:
+
+        residual_out = residual + hidden (hidden when residual is None), summed in fp32, stored in residual_dtype
+        normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight, in fp32, returned in out_dtype
+
+    (fp64 instead of fp32 when an input or residual_dtype is fp64.) Gradients flow to hidden, residual and
+    weight.
+
+    Args:
+        hidden: (..., D), any float dtype (the previous mixer's output).
+        residual: like hidden (any float dtype), or None (the first block).
+        weight: (D,), any float dtype.
+        eps: added to the mean square.
+        residual_dtype: the dtype of residual_out; None: hidden's and residual's dtypes promoted (torch's add).
+            MambaBlock passes at least fp32 for `residual_in_fp32`.
+        out_dtype: the dtype of normed; None: hidden's.
+        backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" (a
+            scan-only backend) means "auto" for this op.
+
+    Returns:
+        (normed, residual_out), contiguous, in hidden's shape.
+    """
+    args = (hidden, residual, weight, eps, residual_dtype, out_dtype)
+    if any(isinstance(a, torch.fx.Proxy) for a in args):
+        # Symbolic tracing: one leaf call, as for selective_scan.
+        proxy = next(a for a in args if isinstance(a, torch.fx.Proxy))
+        return proxy.tracer.create_proxy("call_function", _ADD_RMS_NORM, args, dict(backend=backend))
+    if torch.jit.is_tracing():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            name = _check_norm_arguments(*args, backend)
+    else:
+        name = _check_norm_arguments(*args, backend)
+    if residual_dtype is None:
+        residual_dtype = hidden.dtype if residual is None else torch.promote_types(hidden.dtype, residual.dtype)
+    if out_dtype is None:
+        out_dtype = hidden.dtype
+    hidden = hidden.contiguous()
+    residual = None if residual is None else residual.contiguous()
+    return torch.ops.vimamba.add_rms_norm(hidden, residual, weight.contiguous(), float(eps), residual_dtype,
+                                          out_dtype, name)
+
+
+# The node target recorded under symbolic tracing (see _SELECTIVE_SCAN).
+_ADD_RMS_NORM = add_rms_norm

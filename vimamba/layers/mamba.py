@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from timm.layers import register_notrace_function
 
-from ..ops import causal_conv1d, selective_scan
+from ..ops import add_rms_norm, causal_conv1d, selective_scan
 from ..scans import ScanOrder, get_pattern
 from .norm import RmsNormFp32, at_least_fp32
 
@@ -220,6 +220,11 @@ class MambaBlock(nn.Module):
     (drop path on the hidden branch), keeps the sum in fp32 (`residual_in_fp32`), normalises it in fp32 and
     hands the mixer the result in the activations' dtype. The first block gets residual=None. The drop path of
     block i thus acts on block i-1's mixer output; the model adds the last one before its final norm.
+
+    With an `RmsNormFp32` norm and no active drop path (none configured, or eval mode) the add, the fp32 residual
+    and the norm run as one op, `vimamba.ops.add_rms_norm` (a Triton kernel on CUDA): same numbers, one pass
+    over the stream instead of a chain of elementwise kernels. Other norms (the LayerNorm variants) and training
+    with drop path keep the unfused code below.
     """
 
     def __init__(
@@ -245,8 +250,20 @@ class MambaBlock(nn.Module):
             hidden: torch.Tensor,
             residual: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._fused_add_norm():
+            # residual_dtype: what `residual + hidden` and at_least_fp32 below give.
+            dtype = hidden.dtype if residual is None else torch.promote_types(residual.dtype, hidden.dtype)
+            if self.residual_in_fp32:
+                dtype = torch.promote_types(dtype, torch.float32)
+            normed, residual = add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps, dtype, hidden.dtype)
+            return self.mixer(normed), residual
         residual = hidden if residual is None else residual + self.drop_path(hidden)
         if self.residual_in_fp32:
             residual = at_least_fp32(residual)
         hidden = self.mixer(self.norm(residual).to(hidden.dtype))
         return hidden, residual
+
+    def _fused_add_norm(self) -> bool:
+        """Whether forward runs the add and the norm as one op: an RmsNormFp32 (exactly; a subclass may change
+        the math) and a drop path that is the identity here."""
+        return type(self.norm) is RmsNormFp32 and (isinstance(self.drop_path, nn.Identity) or not self.training)

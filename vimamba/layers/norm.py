@@ -20,7 +20,11 @@ def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
 
 
 class RmsNormFp32(nn.Module):
-    """RMSNorm `x * rsqrt(mean(x^2) + eps) * weight` over the last dim, weight only (no bias)."""
+    """RMSNorm `x * rsqrt(mean(x^2) + eps) * weight` over the last dim, weight only (no bias).
+
+    MambaBlock runs the residual add and this norm as one op, `vimamba.ops.add_rms_norm`, which computes the same
+    (the module's `weight` and `eps` are its arguments); keep the two in step when changing the math here.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()

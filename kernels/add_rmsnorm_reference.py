@@ -1,0 +1,67 @@
+"""Plain-PyTorch residual add + RMSNorm: the ground truth for kernels/add_rmsnorm.py.
+
+Runs on any device, in fp32 whatever the input dtype (fp64 inputs stay fp64, so gradcheck works). The backend
+interface (shared with the Triton module) is two functions over normalised arguments:
+
+    add_rms_norm_fwd(hidden, residual, weight, eps, residual_dtype, out_dtype) -> (normed, residual_out)
+    add_rms_norm_bwd(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype)
+        -> (dhidden, dresidual, dweight)
+
+hidden (..., D) and residual (same shape, or None) contiguous; weight (D,). Over the last dim:
+
+    residual_out = hidden + residual   (hidden alone when residual is None), summed in the compute dtype and
+                                       stored in residual_dtype
+    normed = residual_out * rsqrt(mean(residual_out^2) + eps) * weight, from the stored residual_out, in out_dtype
+
+This is MambaBlock's `residual + hidden`, `at_least_fp32` and `RmsNormFp32(...).to(hidden.dtype)` in one step.
+The backward takes the gradients of both outputs (`dresidual_out` may be None: no gradient reached it) and
+recomputes the norm from residual_out with autograd: dhidden = dresidual = dresidual_out + dnorm/dresidual_out,
+dhidden in hidden_dtype; dresidual is None when residual was None (residual_in_dtype None) or when it has
+hidden's dtype (dhidden is then its gradient too, as the ops layer's contract says); dweight in weight's dtype.
+"""
+from typing import Optional, Tuple
+
+import torch
+
+__all__ = ["add_rms_norm_fwd", "add_rms_norm_bwd"]
+
+
+def _compute_dtype(*dtypes) -> torch.dtype:
+    return torch.float64 if any(d == torch.float64 for d in dtypes) else torch.float32
+
+
+def _norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of x (already in the compute dtype) with weight cast to it."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.to(x.dtype)
+
+
+def add_rms_norm_fwd(hidden: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor, eps: float,
+                     residual_dtype: torch.dtype, out_dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(normed in out_dtype, residual_out in residual_dtype), both contiguous in hidden's shape."""
+    dtype = _compute_dtype(hidden.dtype, None if residual is None else residual.dtype, residual_dtype)
+    x = hidden.to(dtype, copy=residual is None)  # residual_out must not alias hidden (a custom op's output)
+    if residual is not None:
+        x = x + residual.to(dtype)
+    residual_out = x.to(residual_dtype).contiguous()
+    normed = _norm(residual_out.to(dtype), weight, eps).to(out_dtype).contiguous()
+    return normed, residual_out
+
+
+def add_rms_norm_bwd(dnormed: torch.Tensor, dresidual_out: Optional[torch.Tensor], residual_out: torch.Tensor,
+                     weight: torch.Tensor, eps: float, hidden_dtype: torch.dtype,
+                     residual_in_dtype: Optional[torch.dtype]
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+    """(dhidden, dresidual or None, dweight); see the module docstring."""
+    dtype = _compute_dtype(residual_out.dtype, hidden_dtype, residual_in_dtype)
+    with torch.enable_grad():
+        x = residual_out.detach().to(dtype).requires_grad_(True)
+        w = weight.detach().requires_grad_(True)
+        normed = _norm(x, w, eps)
+        dx, dweight = torch.autograd.grad(normed, (x, w), dnormed.to(dtype))
+    if dresidual_out is not None:
+        dx = dx + dresidual_out.to(dtype)
+    dhidden = dx.to(hidden_dtype).contiguous()
+    dresidual = None
+    if residual_in_dtype is not None and residual_in_dtype != hidden_dtype:
+        dresidual = dx.to(residual_in_dtype).contiguous()
+    return dhidden, dresidual, dweight.to(weight.dtype)
