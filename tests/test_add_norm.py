@@ -87,8 +87,8 @@ def check_backend(module, inputs, residual_dtype, tol, with_dres=True, seed=1):
     assert not torch.isnan(normed).any() and not torch.isnan(res).any(), "NaN (unwritten?) in the outputs"
     errs = {"normed": rel_err(normed, normed_ref), "residual_out": rel_err(res, res_ref)}
     g = torch.Generator().manual_seed(seed)
-    dnormed = torch.randn(hidden.shape, generator=g).to(normed.dtype)
-    dres = torch.randn(hidden.shape, generator=g).to(res.dtype) if with_dres else None
+    dnormed = torch.randn(hidden.shape, generator=g).to(device=hidden.device, dtype=normed.dtype)
+    dres = torch.randn(hidden.shape, generator=g).to(device=hidden.device, dtype=res.dtype) if with_dres else None
     r_dtype = None if residual is None else residual.dtype
     dhidden, dresidual, dweight = module.add_rms_norm_bwd(dnormed, dres, res, weight, EPS, hidden.dtype, r_dtype)
     # float64 truth: both input gradients are dx, from the float64 residual_out
@@ -440,8 +440,8 @@ def _run_blocks(blocks, x, seed=7):
     for blk in blocks:
         hidden, residual = blk(hidden, residual)
     g = torch.Generator().manual_seed(seed)
-    loss = (hidden.double() * torch.randn(hidden.shape, generator=g, dtype=torch.float64)).sum()
-    loss = loss + (residual.double() * torch.randn(residual.shape, generator=g, dtype=torch.float64)).sum()
+    loss = (hidden.double() * torch.randn(hidden.shape, generator=g, dtype=torch.float64).to(x.device)).sum()
+    loss = loss + (residual.double() * torch.randn(residual.shape, generator=g, dtype=torch.float64).to(x.device)).sum()
     loss.backward()
     grads = {n: p.grad for n, p in blocks.named_parameters()}
     return hidden.detach(), residual.detach(), xi.grad, grads
