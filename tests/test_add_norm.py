@@ -7,12 +7,12 @@ The Triton module is loaded afresh with TRITON_INTERPRET=1, so these tests work 
 was imported before. Outputs are poisoned (NaN) before each run so an element the kernel never writes fails.
 """
 import copy
-import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 import torch
+
+import interpreted
 
 from vimamba import ops
 from vimamba.kernels import add_rmsnorm_reference as ref
@@ -28,26 +28,9 @@ EPS = 1e-5
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-_interp_module = None
-
-
 def interp_norm():
     """kernels/add_rmsnorm.py loaded with TRITON_INTERPRET=1 (its @triton.jit kernels interpreted)."""
-    global _interp_module
-    if _interp_module is None:
-        old = os.environ.get("TRITON_INTERPRET")
-        os.environ["TRITON_INTERPRET"] = "1"
-        try:
-            spec = importlib.util.spec_from_file_location("_vimamba_add_rmsnorm_interp", KERNEL_FILE)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        finally:
-            if old is None:
-                del os.environ["TRITON_INTERPRET"]
-            else:
-                os.environ["TRITON_INTERPRET"] = old
-        _interp_module = mod
-    return _interp_module
+    return interpreted.load(KERNEL_FILE)
 
 
 def make_inputs(shape, dtype=torch.float32, residual_dtype=torch.float32, has_residual=True, device="cpu", seed=0):

@@ -8,13 +8,13 @@ whatever was imported before. Outputs are poisoned (NaN) before each run so an e
 writes fails the check.
 """
 import copy
-import importlib.util
-import os
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+import interpreted
 
 from vimamba import ops
 from vimamba.kernels import causal_conv1d_reference as ref
@@ -30,26 +30,9 @@ GRADS = ("dx", "dweight", "dbias")
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-_interp_module = None
-
-
 def interp_conv():
     """kernels/causal_conv1d.py loaded with TRITON_INTERPRET=1 (its @triton.jit kernels interpreted)."""
-    global _interp_module
-    if _interp_module is None:
-        old = os.environ.get("TRITON_INTERPRET")
-        os.environ["TRITON_INTERPRET"] = "1"
-        try:
-            spec = importlib.util.spec_from_file_location("_vimamba_causal_conv1d_interp", KERNEL_FILE)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        finally:
-            if old is None:
-                del os.environ["TRITON_INTERPRET"]
-            else:
-                os.environ["TRITON_INTERPRET"] = old
-        _interp_module = mod
-    return _interp_module
+    return interpreted.load(KERNEL_FILE)
 
 
 def make_inputs(B, L, E, K, k, dtype=torch.float32, bias=True, strided=False, device="cpu", seed=0):

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import interpreted
+
 from vimamba.kernels import reference as ref
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,26 +29,9 @@ NAMES = ("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias")
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-_interp_module = None
-
-
 def interp_kernels():
     """kernels/selective_scan.py loaded with TRITON_INTERPRET=1 (its @triton.jit kernels interpreted)."""
-    global _interp_module
-    if _interp_module is None:
-        old = os.environ.get("TRITON_INTERPRET")
-        os.environ["TRITON_INTERPRET"] = "1"
-        try:
-            spec = importlib.util.spec_from_file_location("_vimamba_selective_scan_interp", KERNEL_FILE)
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-        finally:
-            if old is None:
-                del os.environ["TRITON_INTERPRET"]
-            else:
-                os.environ["TRITON_INTERPRET"] = old
-        _interp_module = mod
-    return _interp_module
+    return interpreted.load(KERNEL_FILE)
 
 
 def make_inputs(b, K, d, N, L, dtype, device="cpu", order="random", z=True, D=True, bias=True, seed=0,

@@ -1,0 +1,29 @@
+"""Kernel modules loaded under Triton's interpreter, for the CPU tests of the Triton kernels.
+
+`load(path)` executes kernels/<file>.py as a separate module with TRITON_INTERPRET=1 set while its @triton.jit
+functions are created, so they run on CPU tensors; the installed `vimamba.kernels.*` modules stay compiled.
+"""
+import importlib.util
+import os
+from pathlib import Path
+
+_loaded = {}
+
+
+def load(path: Path):
+    path = Path(path)
+    module = _loaded.get(path)
+    if module is None:
+        old = os.environ.get("TRITON_INTERPRET")
+        os.environ["TRITON_INTERPRET"] = "1"
+        try:
+            spec = importlib.util.spec_from_file_location(f"_vimamba_{path.stem}_interp", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            if old is None:
+                del os.environ["TRITON_INTERPRET"]
+            else:
+                os.environ["TRITON_INTERPRET"] = old
+        _loaded[path] = module
+    return module
