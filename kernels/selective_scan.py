@@ -13,30 +13,33 @@ index (K, L) int64 or None (0..L-1 for every direction). Tensors are in token or
 states are contiguous (stride(-2) == 1, the channels-last views the models pass); outputs and gradients take
 their input's layout.
 
-How it works. One program owns (batch, direction, a block of channels) and walks the scanned sequence
-in chunks of T steps, reading the chunk's tokens through `index` inside the kernel (no permuted copies;
-K directions in one launch), y scattered back to token order. The tile is [T, N1, BDR, BDL, N2]: each
-thread holds T steps x N1 states x BDR channels in registers, the lanes and warps hold BDL channels x N2
-states. The recurrence h_t = a_t h_{t-1} + b_t is a `tl.associative_scan` along the step axis, which stays
-inside each thread; the state entering a chunk enters through the chunk's first input. Reverse
-recurrences (LBMamba's window-local r_t with `local_window` W, a power of two dividing T; the backward's
-adjoint) flip the chunk in registers and scan forward. The next chunk's inputs and the tokens two chunks
-ahead are loaded while a chunk computes. fp32 accumulation throughout. The forward uses chunks of one step
-(no scan in registers) unless a local window needs W steps at once. Long sequences with few rows are cut
-into segments scanned in parallel (`pick_segments`): end states from a zero state, `_combine_kernel` chains
-them, then each segment is rescanned from its entering state.
+Two kernel families. Without a local window the step kernels run (`_fwd_step_kernel`, `_bwd_step_kernel`):
+one warp of 32 channels per program, a channel's N states in one thread's registers ([BD, N] tiles), one token
+per step, the per-channel work done once per channel and the sum over the states in registers. Every tensor
+load and store in their loops is a row of channels, so Triton cannot choose different layouts for them (it
+did, differently in triton 3.6 and 3.8, for the tiled kernels, at the cost of shuffles or shared memory every
+step); B and C come in as scalar loads, two bf16 states per 32-bit word where the offsets allow. Their backward
+stores the state entering every chunk of two tokens, rebuilds the middle one and runs the two tokens' backward
+right to left; dB and dC (sums over the warp's channels) use a recursive-halving lane sum.
 
-The backward recomputes the forward from the inputs: a first pass over the chunks stores only the
-state entering each chunk (b, K, chunks, d, N) fp32, then a pass from the last chunk to the first
-rebuilds each chunk's states and runs the adjoint scans (the global one right to left, and for LBMamba
-the window-local one left to right). Gradients of B and C (summed over channels) and of A, D and the
-delta bias (summed over batch and steps) are accumulated in fp32 with atomics. Segmented like the forward:
-the forward's segment pass gives each segment's entering state, the adjoint alone (PASS 3) each segment's
-carry to the left from a zero start, `_combine_kernel` chains those right to left, then the whole backward
-runs per segment (PASS 4).
+With a local window (LBMamba) the tiled kernels run (`_fwd_kernel`, `_bwd_kernel`): a program owns (batch,
+direction, a block of channels) and walks the scanned sequence in chunks of T steps; the tile is
+[T, N1, BDR, BDL, N2], each thread holding T steps x N1 states x BDR channels in registers, the lanes and warps
+BDL channels x N2 states. The recurrence is a `tl.associative_scan` along the step axis, inside each thread;
+the window-local reverse recurrence (W a power of two dividing T) flips the chunk in registers and scans
+forward. Their backward stores the state entering each chunk, then rebuilds each chunk's states from the last
+chunk to the first and runs the adjoint scans (the global one right to left, the window-local one left to
+right).
+
+Both read the tokens through `index` inside the kernel (no permuted copies; K directions in one launch) and
+write y back in token order, with fp32 accumulation; gradients of B and C (summed over channels) and of A, D
+and the delta bias (summed over batch and steps) are accumulated in fp32 with atomics. Long sequences with few
+rows are cut into segments scanned in parallel (`pick_segments`): end states and total decays from a zero
+state, `_combine_kernel` chains them, then each segment is rescanned from its entering state; in the backward,
+the adjoint alone per segment (PASS 3), a right to left combine, then the whole backward per segment (PASS 4).
 
 Kernel configs: `_CFG` (from an H100 sweep, tools/bench_kernels.py --sweep); no run-time autotuning.
-Results, profile and limits: docs/kernels.md.
+Results, profile and limits: docs/kernels.md; `tools/kernel_sass.py` shows what the compiler makes of them.
 """
 from typing import Optional, Tuple
 
