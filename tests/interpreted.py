@@ -1,4 +1,5 @@
-"""Kernel modules loaded under Triton's interpreter, for the CPU tests of the Triton kernels.
+"""Kernel modules loaded under Triton's interpreter, and kernels compiled for sm_90, for the CPU tests of the
+Triton kernels.
 
 `load(path)` executes kernels/<file>.py as a separate module with TRITON_INTERPRET=1 set while its @triton.jit
 functions are created, so they run on CPU tensors; the installed `vimamba.kernels.*` modules stay compiled.
@@ -27,3 +28,15 @@ def load(path: Path):
                 os.environ["TRITON_INTERPRET"] = old
         _loaded[path] = module
     return module
+
+
+def compile_for_sm90(fn, types, constants, num_warps):
+    """Compile a @triton.jit kernel for an H100 without a GPU (Triton's front end, LLVM and ptxas)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile as triton_compile
+
+    names = fn.arg_names
+    signature = {n: types.get(n, "constexpr") for n in names}
+    constexprs = {(names.index(n),): v for n, v in constants.items()}
+    return triton_compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32),
+                          options=dict(num_warps=num_warps))

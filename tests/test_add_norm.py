@@ -164,18 +164,6 @@ def test_triton_declines_rows_too_long():
         mod.add_rms_norm_fwd(hidden, residual, weight, EPS, torch.float32, torch.float32)
 
 
-def _compile_for_sm90(fn, types, constants, num_warps):
-    """Compile a @triton.jit kernel for an H100 without a GPU (Triton's front end, LLVM and ptxas)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource, compile as triton_compile
-
-    names = fn.arg_names
-    signature = {n: types.get(n, "constexpr") for n in names}
-    constexprs = {(names.index(n),): v for n, v in constants.items()}
-    return triton_compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32),
-                          options=dict(num_warps=num_warps))
-
-
 def _loops_without_layout_changes(ttgir: str) -> None:
     """No ttg.convert_layout inside an scf.for body (a layout change per iteration costs shared-memory trips)."""
     depth, loops = 0, []  # brace depth, and the depth each open loop started at
@@ -207,11 +195,12 @@ def test_kernels_compile_for_gpu(dtype, D):
     M = 256 * 197
     try:
         BM, BD, _, nw = kernels.pick_config(M, D, False, "cuda")
-        _compile_for_sm90(kernels._fwd_kernel, {**ptrs, **scalars}, dict(HAS_RES=True, ACC=tl.float32, BM=BM, BD=BD),
-                          nw)
+        interpreted.compile_for_sm90(kernels._fwd_kernel, {**ptrs, **scalars},
+                                     dict(HAS_RES=True, ACC=tl.float32, BM=BM, BD=BD), nw)
         BM, BD, _, nw = kernels.pick_config(M, D, True, "cuda")
-        compiled = _compile_for_sm90(kernels._bwd_kernel, {**ptrs, **scalars},
-                                     dict(HAS_DRES=True, HAS_DR=dtype != "fp32", ACC=tl.float32, BM=BM, BD=BD), nw)
+        compiled = interpreted.compile_for_sm90(
+            kernels._bwd_kernel, {**ptrs, **scalars},
+            dict(HAS_DRES=True, HAS_DR=dtype != "fp32", ACC=tl.float32, BM=BM, BD=BD), nw)
     except triton.CompilationError:
         raise
     except Exception as e:  # no CUDA backend or ptxas in this Triton build: nothing to check here

@@ -164,18 +164,6 @@ def test_triton_interpreter_mixed_parameter_dtype():
     check_backend(interp_conv(), (x, weight.float(), bias.float()), (False, True), True, 1e-2)
 
 
-def _compile_for_sm90(fn, types, constants, num_warps):
-    """Compile a @triton.jit kernel for an H100 without a GPU (Triton's front end, LLVM and ptxas)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource, compile as triton_compile
-
-    names = fn.arg_names
-    signature = {n: types.get(n, "constexpr") for n in names}
-    constexprs = {(names.index(n),): v for n, v in constants.items()}
-    return triton_compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32),
-                          options=dict(num_warps=num_warps))
-
-
 @pytest.mark.parametrize("dtype,K,rev,bias,silu", [("bf16", 2, 2, True, True), ("fp32", 1, 0, False, False)],
                          ids=["bf16-K2", "fp32-K1"])
 def test_kernels_compile_for_gpu(dtype, K, rev, bias, silu):
@@ -193,12 +181,12 @@ def test_kernels_compile_for_gpu(dtype, K, rev, bias, silu):
     flags = dict(K=K, KW=4, REV=rev, HAS_BIAS=bias, SILU=silu)
     BL, BE, _, nw = kernels.pick_config(8, 197, 384, 2, False, "cuda")
     try:
-        _compile_for_sm90(kernels._fwd_kernel, {**ptrs, **ints}, dict(flags, BL=BL, BE=BE), nw)
+        interpreted.compile_for_sm90(kernels._fwd_kernel, {**ptrs, **ints}, dict(flags, BL=BL, BE=BE), nw)
         BL, BE, _, nw = kernels.pick_config(8, 197, 384, 2, True, "cuda")
-        _compile_for_sm90(kernels._bwd_grad_kernel, {**ptrs, **ints, "g_ptr": "*fp32"},
+        interpreted.compile_for_sm90(kernels._bwd_grad_kernel, {**ptrs, **ints, "g_ptr": "*fp32"},
                           dict(flags, BL=BL, BE=BE), nw)
         BL, BE, nw = kernels._dx_config(197, 384, "cuda")
-        _compile_for_sm90(kernels._bwd_dx_kernel, {**ptrs, **ints, "g_ptr": "*fp32"},
+        interpreted.compile_for_sm90(kernels._bwd_dx_kernel, {**ptrs, **ints, "g_ptr": "*fp32"},
                           dict(K=K, KW=4, REV=rev, BL=BL, BE=BE), nw)
     except triton.CompilationError:
         raise

@@ -113,6 +113,15 @@ def _check_backend_name(name: str, what: str, op: str = "selective_scan") -> Non
         raise ValueError(f"{what}: unknown {op} backend {name!r}; expected one of {_BACKEND_CHOICES}")
 
 
+def _backend_argument(backend, op: str) -> str:
+    """The `backend` argument of a public op, checked: None means "auto"."""
+    name = "auto" if backend is None else backend
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected a str in {_BACKEND_CHOICES} or None, got {_describe(backend)}")
+    _check_backend_name(name, "backend", op)
+    return name
+
+
 def resolve_backend(backend: Optional[str], device: torch.device, op: str = "selective_scan") -> str:
     """The concrete backend of `op` ("selective_scan", "causal_conv1d" or "add_rms_norm") for `backend` ("auto"/None
     follow VIMAMBA_BACKEND, else triton on CUDA when its module imports, else reference) and tensors on
@@ -441,10 +450,7 @@ def _check_arguments(u, delta, A, B, C, D, z, delta_bias, delta_softplus, order,
         raise TypeError(f"local_window: expected an int >= 0, got {_describe(local_window)}")
     if local_window < 0:
         raise ValueError(f"local_window: expected an int >= 0 (0 = plain scan), got {local_window}")
-    name = "auto" if backend is None else backend
-    if not isinstance(name, str):
-        raise TypeError(f"backend: expected a str in {_BACKEND_CHOICES} or None, got {_describe(backend)}")
-    _check_backend_name(name, "backend")
+    name = _backend_argument(backend, "selective_scan")
 
     index, local_window = _normalise_order(order, local_window, K, L, dev)
     return squeeze, index, local_window, name
@@ -655,10 +661,7 @@ def _check_conv_arguments(x, weight, bias, reverse, silu, backend) -> str:
                          f"got {len(reverse)}: {tuple(reverse)}")
     if not isinstance(silu, bool):
         raise TypeError(f"silu: expected a bool, got {_describe(silu)}")
-    name = "auto" if backend is None else backend
-    if not isinstance(name, str):
-        raise TypeError(f"backend: expected a str in {_BACKEND_CHOICES} or None, got {_describe(backend)}")
-    _check_backend_name(name, "backend", "causal_conv1d")
+    name = _backend_argument(backend, "causal_conv1d")
     return name
 
 
@@ -825,10 +828,7 @@ def _check_norm_arguments(hidden, residual, weight, eps, residual_dtype, out_dty
         raise ValueError(f"eps: expected a float >= 0, got {eps!r}")
     _check_dtype_argument("residual_dtype", residual_dtype)
     _check_dtype_argument("out_dtype", out_dtype)
-    name = "auto" if backend is None else backend
-    if not isinstance(name, str):
-        raise TypeError(f"backend: expected a str in {_BACKEND_CHOICES} or None, got {_describe(backend)}")
-    _check_backend_name(name, "backend", "add_rms_norm")
+    name = _backend_argument(backend, "add_rms_norm")
     return name
 
 
