@@ -341,6 +341,28 @@ def _token_states(row, s_n, offs_n, N: tl.constexpr, PAIRS: tl.constexpr):
 
 
 @triton.jit
+def _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr,
+                HAS_BIAS: tl.constexpr):
+    """A step kernel's program: its batch and direction, the channels it owns ([BD, 1], those past D clamped to
+    D - 1 and masked by md), the state offsets [1, N], A * log2(e) [BD, N], and D, delta_bias (0 when absent)."""
+    bk = tl.program_id(1)
+    b = bk // K
+    k = bk % K
+    offs_d = tl.program_id(0) * BD + tl.reshape(tl.arange(0, BD), [BD, 1])
+    offs_n = tl.reshape(tl.arange(0, N), [1, N])
+    md = offs_d < D
+    d_c = tl.minimum(offs_d, D - 1)
+    A2 = tl.load(A_ptr + (k * D + d_c) * N + offs_n) * 1.4426950408889634
+    Dv = 0.0
+    if HAS_D:
+        Dv = tl.load(D_ptr + k * D + d_c)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + k * D + d_c)
+    return bk, b, k, offs_n, md, d_c, A2, Dv, bias
+
+
+@triton.jit
 def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                      y_ptr, last_ptr, hseg_ptr, pseg_ptr, K, D, L, SEG, NSEG,
                      su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
@@ -353,25 +375,13 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     and the sum over the states in registers. Every tensor load and store in the loop is a [BD, 1] channel
     row, so all tiles share one layout whatever Triton version lays them out; B and C come in as scalars.
     PASS as in `_fwd_kernel`."""
-    pid_d = tl.program_id(0)
-    bk = tl.program_id(1)
+    bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     seg = tl.program_id(2)
-    b = bk // K
-    k = bk % K
-    offs_d = pid_d * BD + tl.reshape(tl.arange(0, BD), [BD, 1])                 # [BD, 1]
-    offs_n = tl.reshape(tl.arange(0, N), [1, N])                                # [1, N]
-    md = offs_d < D
-    d_c = tl.minimum(offs_d, D - 1)
     t_start = seg * SEG
     t_end = tl.minimum(t_start + SEG, L)
     offA = (k * D + d_c) * N + offs_n                                           # [BD, N]
     mA = md & (offs_n >= 0)
     seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + (offA - k * D * N)
-    A2 = tl.load(A_ptr + offA) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + k * D + d_c)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + k * D + d_c)
     u_row = _rows(u_ptr, b, k, d_c, su_b, su_k, su_d)
     dl_row = _rows(dl_ptr, b, k, d_c, sdl_b, sdl_k, sdl_d)
     z_row = _rows(z_ptr, b, k, d_c, sz_b, sz_k, sz_d)
@@ -582,24 +592,10 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
     Segments (grid axis 2, SEGC chunks each) as in `_bwd_kernel`: PASS 3 runs the adjoint alone from a zero
     carry and writes the carry it passes left (cseg); PASS 4 is the whole backward of each segment from its
     entering state (hseg) and carry (cseg); PASS 0 is one segment from zeros."""
-    pid_d = tl.program_id(0)
-    bk = tl.program_id(1)
+    bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     seg = tl.program_id(2)
     c_lo = seg * SEGC
     c_hi = tl.minimum(c_lo + SEGC, NCHUNK)
-    b = bk // K
-    k = bk % K
-    offs_d = pid_d * BD + tl.reshape(tl.arange(0, BD), [BD, 1])
-    offs_n = tl.reshape(tl.arange(0, N), [1, N])
-    md = offs_d < D
-    d_c = tl.minimum(offs_d, D - 1)
-    A2 = tl.load(A_ptr + (k * D + d_c) * N + offs_n) * 1.4426950408889634       # [BD, N]
-    Dv = 0.0
-    if HAS_D:
-        Dv = tl.load(D_ptr + k * D + d_c)
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + k * D + d_c)
     u_row = _rows(u_ptr, b, k, d_c, su_b, su_k, su_d)
     dl_row = _rows(dl_ptr, b, k, d_c, sdl_b, sdl_k, sdl_d)
     z_row = _rows(z_ptr, b, k, d_c, sz_b, sz_k, sz_d)
