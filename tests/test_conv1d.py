@@ -8,6 +8,7 @@ whatever was imported before. Outputs are poisoned (NaN) before each run so an e
 writes fails the check.
 """
 import copy
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -353,22 +354,22 @@ def test_fx_symbolic_trace_single_leaf():
 # MambaMixer before and after
 # ----------------------------------------------------------------------------------------------
 def old_scan_inputs(self, x):
-    """MambaMixer.scan_inputs as it was before the op (per-direction conv2d, stack, SiLU)."""
+    """MambaMixer.scan_inputs as it was before the op: a conv2d, SiLU and projections per direction, stacked."""
     x, z = self.in_proj(x).split(self.d_inner, dim=-1)
     x = x.contiguous().transpose(1, 2)
-    convs = self._direction_params('conv1d')
-    u = F.silu(torch.stack([
-        causal_depthwise_conv1d(x, conv, self.reverse or k == 1).transpose(1, 2) for k, conv in enumerate(convs)],
-        1))
-    x_proj_w = torch.stack([m.weight for m in self._direction_params('x_proj')])
-    dt_proj = self._direction_params('dt_proj')
-    dt_proj_w = torch.stack([m.weight for m in dt_proj])
-    x_dbl = torch.matmul(u, x_proj_w.transpose(1, 2))
+    num_dir, _, k = self.conv1d.weight.shape
+    us = []
+    for d in range(num_dir):
+        conv = SimpleNamespace(kernel_size=(k,), weight=self.conv1d.weight[d][:, None], groups=self.d_inner,
+                               bias=None if self.conv1d.bias is None else self.conv1d.bias[d])
+        us.append(causal_depthwise_conv1d(x, conv, self.reverse or d == 1).transpose(1, 2))
+    u = F.silu(torch.stack(us, 1))
+    x_dbl = torch.stack([u[:, d] @ self.x_proj.weight[d].T for d in range(num_dir)], 1)
     dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-    delta = torch.matmul(dt, dt_proj_w.transpose(1, 2))
-    A = -torch.exp(at_least_fp32(torch.stack(self._direction_params('A_log'))))
-    D = at_least_fp32(torch.stack(self._direction_params('D')))
-    delta_bias = at_least_fp32(torch.stack([m.bias for m in dt_proj]))
+    delta = torch.stack([dt[:, d] @ self.dt_proj.weight[d].T for d in range(num_dir)], 1)
+    A = -torch.exp(at_least_fp32(self.A_log))
+    D = at_least_fp32(self.D)
+    delta_bias = at_least_fp32(self.dt_proj.bias)
     return u.transpose(2, 3), delta.transpose(2, 3), A, B.transpose(2, 3), C.transpose(2, 3), D, delta_bias, z
 
 
@@ -382,7 +383,7 @@ def test_mamba_mixer_same_as_before(kwargs, one_thread):
     old = copy.deepcopy(new)
     old.scan_inputs = old_scan_inputs.__get__(old)
     assert list(new.state_dict()) == list(old.state_dict())
-    assert new.conv1d.weight.shape == (32, 1, 4)
+    assert new.conv1d.weight.shape == (len(new.suffixes), 32, 4)
     x = torch.randn(2, 9, 16, dtype=torch.float64)
     outs = []
     for mixer in (new, old):

@@ -37,8 +37,7 @@ def _mixer(**kwargs):
     torch.manual_seed(0)
     mixer = MambaMixer(16, d_state=4, **kwargs).double()
     with torch.no_grad():  # a non-trivial backward dt bias (Vim's init leaves it at PyTorch's default)
-        if hasattr(mixer, 'dt_proj_b'):
-            mixer.dt_proj_b.bias.uniform_(-4, -2)
+        mixer.dt_proj.bias[1:].uniform_(-4, -2)
     return mixer
 
 
@@ -47,10 +46,9 @@ def _copy_direction(dst: MambaMixer, src: MambaMixer, suffix: str):
     with torch.no_grad():
         dst.in_proj.weight.copy_(src.in_proj.weight)
         dst.out_proj.weight.copy_(src.out_proj.weight)
-        for name in ('conv1d', 'x_proj', 'dt_proj'):
-            getattr(dst, name).load_state_dict(getattr(src, name + suffix).state_dict())
-        dst.D.copy_(getattr(src, 'D' + suffix))
-        dst.A_log.copy_(src.A_b_log if suffix else src.A_log)
+        k = 1 if suffix else 0
+        for name in ('conv1d.weight', 'conv1d.bias', 'x_proj.weight', 'dt_proj.weight', 'dt_proj.bias', 'A_log', 'D'):
+            dst.get_parameter(name).copy_(src.get_parameter(name)[k:k + 1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,9 +149,8 @@ def _make_token_wise(model):
     with torch.no_grad():
         for blk in model.blocks:
             mixer = blk.mixer
-            for s in mixer.suffixes:
-                getattr(mixer, 'conv1d' + s).weight[..., :-1] = 0
-                (mixer.A_log if not s else mixer.A_b_log).fill_(14.0)
+            mixer.conv1d.weight[..., :-1] = 0
+            mixer.A_log.fill_(14.0)
 
 
 @pytest.mark.parametrize('name', ['test_shufflemamba', 'test_shufflemamba_reg'])
@@ -260,16 +257,16 @@ def test_vim_init():
     torch.manual_seed(0)
     model = timm.create_model('vim_tiny_patch16_224', depth=2)
     mixer = model.blocks[0].mixer
-    dt = F.softplus(mixer.dt_proj.bias)
+    dt = F.softplus(mixer.dt_proj.bias[0])
     assert dt.min() >= 1e-4 - 1e-7 and dt.max() <= 0.1 + 1e-6 and dt.min() < 2e-3 and dt.max() > 0.05
-    assert torch.equal(mixer.dt_proj_b.bias, torch.zeros_like(mixer.dt_proj_b.bias))
+    assert torch.equal(mixer.dt_proj.bias[1], torch.zeros_like(mixer.dt_proj.bias[1]))
     assert mixer.A_log.dtype == torch.float32
-    torch.testing.assert_close(-torch.exp(mixer.A_log[0]), -torch.arange(1., 17.))
-    assert torch.equal(mixer.D, torch.ones_like(mixer.D)) and torch.equal(mixer.D_b, torch.ones_like(mixer.D_b))
+    torch.testing.assert_close(-torch.exp(mixer.A_log[1, 0]), -torch.arange(1., 17.))
+    assert torch.equal(mixer.D, torch.ones_like(mixer.D))
     bound = 1 / math.sqrt(mixer.d_inner) / math.sqrt(2)
     assert mixer.out_proj.weight.abs().max() <= bound and mixer.out_proj.weight.abs().max() > 0.9 * bound
     r = mixer.dt_rank ** -0.5
-    assert mixer.dt_proj.weight.abs().max() <= r
+    assert mixer.dt_proj.weight[0].abs().max() <= r
     assert model.cls_token.abs().max() > 0 and torch.equal(model.head.bias, torch.zeros(1000))
 
 
@@ -368,13 +365,14 @@ def test_convert_official_checkpoint(tmp_path, name):
     convert.convert(src, dst, name)
     model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=dst))
     ours = model.state_dict()
-    assert len(ours) == len(sd)
+    # The backward direction's tensors are stacked with the forward ones: one key for both.
+    assert len(ours) == len(sd) - sum(k.endswith(('_b.weight', '_b.bias', 'A_b_log', 'D_b')) for k in sd)
     # Spot-check the renames: blocks <- layers, norm <- norm_f, backward copies, heads, registers.
-    torch.testing.assert_close(ours['blocks.3.mixer.x_proj.weight'], sd['layers.3.mixer.x_proj.weight'])
+    torch.testing.assert_close(ours['blocks.3.mixer.x_proj.weight'][0], sd['layers.3.mixer.x_proj.weight'])
     torch.testing.assert_close(ours['norm.weight'], sd['norm_f.weight'])
     torch.testing.assert_close(ours['pos_embed'], sd['pos_embed'])
     if 'layers.2.mixer.A_b_log' in sd:
-        torch.testing.assert_close(ours['blocks.2.mixer.A_b_log'], sd['layers.2.mixer.A_b_log'])
+        torch.testing.assert_close(ours['blocks.2.mixer.A_log'][1], sd['layers.2.mixer.A_b_log'])
     if 'head.0.latent' in sd:
         torch.testing.assert_close(ours['attn_pool.norm.weight'], sd['head.0.post_norm.weight'])
         torch.testing.assert_close(ours['head.weight'], sd['head.1.weight'])
@@ -402,8 +400,9 @@ def test_convert_mismatch_lists_keys(tmp_path):
     sd['layers.0.mixer.extra.weight'] = torch.zeros(1)
     with pytest.raises(convert.CheckpointMismatchError) as err:
         convert.convert_state_dict(sd, 'test_vim')
-    assert 'blocks.1.mixer.conv1d_b.bias' in str(err.value) and 'blocks.0.mixer.extra.weight' in str(err.value)
-    assert err.value.missing == ['blocks.1.mixer.conv1d_b.bias']
+    # The two directions' biases are one stacked tensor: missing as a whole when a direction lacks one.
+    assert 'blocks.1.mixer.conv1d.bias' in str(err.value) and 'blocks.0.mixer.extra.weight' in str(err.value)
+    assert err.value.missing == ['blocks.1.mixer.conv1d.bias']
     assert err.value.unexpected == ['blocks.0.mixer.extra.weight']
     # A Vim checkpoint is not an LBVim one: the backward-direction keys are unexpected there.
     with pytest.raises(convert.CheckpointMismatchError, match='unexpected keys'):
@@ -423,7 +422,7 @@ def test_official_file_loads_directly(tmp_path):
     """
     sd, src = _save_official(tmp_path, 'test_vim')
     model = timm.create_model('test_vim', pretrained=True, pretrained_cfg_overlay=dict(file=src))
-    torch.testing.assert_close(model.blocks[0].mixer.D_b, sd['layers.0.mixer.D_b'] + 1)
+    torch.testing.assert_close(model.blocks[0].mixer.D[1], sd['layers.0.mixer.D_b'] + 1)
 
 
 def test_convert_cli(tmp_path, capsys):

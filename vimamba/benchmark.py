@@ -56,7 +56,8 @@ __all__ = ['main', 'count_flops', 'flop_counter_macs', 'time_step', 'scan_backen
            'training_loss', 'Job', 'Result', 'BASELINES', 'FAMILY_REPRESENTATIVES', 'SWEEP_SIZES']
 
 # timm models every run puts next to ours (built from timm, no weights).
-BASELINES = ('deit_tiny_patch16_224', 'deit_small_patch16_224', 'swin_tiny_patch4_window7_224', 'resnet50')
+BASELINES = ('deit_tiny_patch16_224', 'deit_small_patch16_224', 'swin_tiny_patch4_window7_224', 'resnet50',
+             'mambaout_tiny')
 # The smallest variant of each family: the default model list on a CPU.
 FAMILY_REPRESENTATIVES = {
     'vim': 'vim_tiny_patch16_224',
@@ -466,6 +467,7 @@ class Settings:
     min_iters: int = 1
     halve_on_oom: bool = True
     flops_only: bool = False          # parameters and FLOPs on the meta device, nothing timed
+    compile: str = 'none'             # torch.compile mode of every timed model: none, default, reduce-overhead
 
 
 def run_job(job: Job, s: Settings) -> Result:
@@ -545,6 +547,12 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if s.amp else contextlib.nullcontext()
 
+    def compiled(m):
+        return m if s.compile == 'none' else torch.compile(m, mode=None if s.compile == 'default' else s.compile)
+
+    # CUDA graphs record on the second or third call after compiling; every run warms up past that.
+    warmup = max(s.warmup, 3) if s.compile != 'none' else s.warmup
+
     x = torch.randn(batch, chans, height, width, device=device).contiguous(memory_format=memory_format)
 
     if bench in ('train', 'both'):
@@ -554,21 +562,24 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         model.to(memory_format=memory_format)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=1e-6)
+        step_model = compiled(model)
 
         def train_step():
+            if s.compile == 'reduce-overhead':
+                torch.compiler.cudagraph_mark_step_begin()
             optimizer.zero_grad(set_to_none=True)
             with autocast():
-                loss = training_loss(model(xt))
+                loss = training_loss(step_model(xt))
             loss.backward()
             optimizer.step()
 
         with PeakMemory(device, rss0) as mem:
-            times = time_step(train_step, device, s.warmup, s.iters, s.max_time, s.min_iters)
+            times = time_step(train_step, device, warmup, s.iters, s.max_time, s.min_iters)
         r.train_ms = statistics.median(times)
         r.train_img_s = len(xt) * 1e3 / r.train_ms
         r.train_mem_mib = None if mem.peak is None else mem.peak / 2**20
         r.train_iters = len(times)
-        del optimizer, params, xt
+        del optimizer, params, xt, step_model
         model.zero_grad(set_to_none=True)
         free_memory(device)
 
@@ -576,19 +587,20 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
     model = _reparameterize(model)
     model.to(memory_format=memory_format)
 
-    warmup = s.warmup
     if s.flops if job.flops is None else job.flops:
         # Batch 1 in fp32, the convention of the papers' tables; the trace is one real forward.
         flops = count_flops(model, x[:1].float(), s.flop_method)
         r.gflops, r.scan_gflops = flops.total / 1e9, flops.scan / 1e9
         r.flops_source, r.skipped_ops = flops.source, flops.skipped
-        if device.type == 'cpu' and batch == 1 and not s.amp and warmup > 0:
+        if device.type == 'cpu' and batch == 1 and not s.amp and warmup > 0 and s.compile == 'none':
             warmup -= 1  # on the CPU the trace was that same forward: it served as a warm-up
 
     if bench in ('infer', 'both'):
+        infer_model = compiled(model)
+
         def infer_step():
             with autocast():
-                return model(x)
+                return infer_model(x)
 
         # torch.no_grad, not inference_mode: tensors cached during inference (scan orders) must stay
         # usable by a later training step in the same process.
@@ -598,7 +610,9 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         r.infer_img_s = batch * 1e3 / r.infer_ms
         r.infer_mem_mib = None if mem.peak is None else mem.peak / 2**20
         r.infer_iters = len(times)
+        del infer_model
     del model, x
+    torch._dynamo.reset()  # compiled graphs and their CUDA graph pools go with the model
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -700,7 +714,8 @@ def write_markdown(path: Path, env: Dict, settings: Dict, results: Sequence[Resu
            + (f', triton {env["triton"]}' if 'triton' in env else '')
            + (f', commit {env["commit"]}' if env.get('commit') else '') + '.',
            f'Precision {"bf16 autocast" if settings["amp"] else "fp32"}; '
-           f'warm-up {settings["warmup"]}, up to {settings["iters"]} timed iterations, median. '
+           + ('' if settings.get('compile', 'none') == 'none' else f'torch.compile mode={settings["compile"]} (every row); ')
+           + f'warm-up {settings["warmup"]}, up to {settings["iters"]} timed iterations, median. '
            'GFLOPs = fvcore-style GMACs per image at batch 1, selective scan included ("scan %" is its share). '
            'Memory = peak allocated (GPU) or peak resident-set growth (CPU). * = timm baseline. '
            'NHWC = channels-last.\n']
@@ -903,6 +918,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='minutes; start no new measurement after this (results so far are written)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when available)')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--compile', choices=('none', 'default', 'reduce-overhead'), default='none',
+                   help='torch.compile every timed model, baselines included (reduce-overhead: CUDA graphs)')
     p.add_argument('--out', default='out/benchmark', help='folder for results.md, results.json and plots (default: out/benchmark)')
     p.add_argument('--replot', default=None, metavar='JSON',
                    help='only rewrite the table, markdown and plots from a results.json (e.g. a GPU run)')
@@ -981,7 +998,7 @@ def main(argv=None) -> List[Result]:
         flops=not args.no_flops, flop_method=args.flops, channels_last=args.channels_last,
         warmup=args.warmup if args.warmup is not None else (10 if cuda else 1),
         iters=args.iters or (30 if cuda else 10), max_time=args.max_time or (5.0 if cuda else 2.0),
-        min_iters=3 if cuda else 1, flops_only=args.flops_only)
+        min_iters=3 if cuda else 1, flops_only=args.flops_only, compile=args.compile)
     if cuda:
         torch.backends.cudnn.benchmark = True
     if s.flops and args.flops == 'auto' and not _has_fvcore() and not s.flops_only:

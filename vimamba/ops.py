@@ -389,7 +389,7 @@ def _normalise_order(order, local_window: int, K: int, L: int, device: torch.dev
         raise TypeError(f"order: expected an index of dtype torch.int64, got {_describe(index)}")
     if index.dim() == 1 and K == 1:
         index = index[None]
-    if tuple(index.shape) != (K, L):
+    if index.dim() != 2 or index.size(0) != K or index.size(1) != L:
         raise ValueError(f"order: expected an index of shape (K, L) = {(K, L)}, got {_describe(index)}")
     if index.device != device:
         raise ValueError(f"order: expected an index on {device} (the device of u), got {_describe(index)}")

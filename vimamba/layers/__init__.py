@@ -1,5 +1,6 @@
 """Layers shared across the families: mixers, blocks, norms, patch embedding, token layouts, pooling."""
-from .mamba import MambaBlock, MambaMixer, causal_depthwise_conv1d, init_dt_bias_, mamba_scan_1d
+from .mamba import DirectionWeights, MambaBlock, MambaMixer, causal_depthwise_conv1d, init_dt_bias_, stack_directions
+from .scan import pattern_scan
 from .norm import LayerNormFp32, RmsNormFp32, at_least_fp32, get_fp32_norm_layer
 from .patch_embed import PatchEmbed
 from .pool import LatentAttentionPool

@@ -12,19 +12,20 @@ conv that is causal in the reversed order is the anti-causal conv with the kerne
 gives LBVim's odd layers, which the official code runs on a flipped sequence.
 """
 import math
-from typing import Optional, Tuple, Type
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
-from timm.layers import register_notrace_function
 
-from ..ops import add_rms_norm, causal_conv1d, selective_scan
-from ..scans import ScanOrder, get_pattern
+from ..ops import add_rms_norm, causal_conv1d
+from ..scans import get_pattern
 from .norm import RmsNormFp32, at_least_fp32
+from .scan import pattern_scan
 
-__all__ = ['MambaMixer', 'MambaBlock', 'causal_depthwise_conv1d', 'mamba_scan_1d', 'init_dt_bias_']
+__all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'causal_depthwise_conv1d', 'init_dt_bias_',
+           'stack_directions']
 
 
 def causal_depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d, reverse: bool = False) -> torch.Tensor:
@@ -43,38 +44,6 @@ def causal_depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d, reverse: bool = Fa
     return y[..., k - 1:] if reverse else y[..., :x.shape[-1]]
 
 
-@torch.fx.wrap
-@register_notrace_function
-def mamba_scan_1d(
-        u: torch.Tensor,
-        delta: torch.Tensor,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        C: torch.Tensor,
-        D: torch.Tensor,
-        delta_bias: torch.Tensor,
-        reverse: bool = False,
-        local_window: Optional[int] = 0,
-) -> torch.Tensor:
-    """Selective scan of a 1-D token sequence: K = 2 both ways, or K = 1 forward / reversed (LBMamba when
-    `local_window` is not 0; None picks LBMamba's window from the length).
-
-    A leaf for torch.fx: the scan order depends on the concrete sequence length.
-    """
-    num_dirs, length = u.shape[1], u.shape[-1]
-    if num_dirs == 2:
-        order = get_pattern('bidirectional').order(1, length, u.device)
-    elif local_window != 0:
-        order = get_pattern('locally_bidirectional', window=local_window, reverse=reverse).order(1, length, u.device)
-    elif reverse:
-        # The reversed row of the bidirectional order.
-        both = get_pattern('bidirectional').order(1, length, u.device)
-        order = ScanOrder(both.index[1:], both.inverse[1:])
-    else:
-        order = None
-    return selective_scan(u, delta, A, B, C, D, None, delta_bias, True, order=order)
-
-
 @torch.no_grad()
 def init_dt_bias_(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4):
     """softplus^-1 of a step size drawn log-uniformly in [dt_min, dt_max] (floored), so the initial Δ spans that."""
@@ -82,6 +51,57 @@ def init_dt_bias_(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1,
                    + math.log(dt_min)).clamp(min=dt_init_floor)
     bias.copy_(dt + torch.log(-torch.expm1(-dt)))
     return bias
+
+
+class DirectionWeights(nn.Module):
+    """A weight (K, *shape) and optional bias (K, shape[0]): one per scan direction, stacked so that a forward
+    reads them as they are. `reset_parameters` is nn.Linear's / nn.Conv1d's default for each direction's slice."""
+
+    def __init__(self, num_dir: int, shape: Tuple[int, ...], fan_in: int, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        self.fan_in = fan_in
+        self.weight = nn.Parameter(torch.empty(num_dir, *shape, **dd))
+        self.bias = nn.Parameter(torch.empty(num_dir, shape[0], **dd)) if bias else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        bound = self.fan_in ** -0.5  # kaiming_uniform_(a=sqrt(5)) and the bias rule of nn.Linear / nn.Conv1d
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f'{tuple(self.weight.shape)}, bias={self.bias is not None}'
+
+
+# Stacked parameter -> its per-direction key in the official (and our earlier) checkpoints; {s} is '' or '_b'.
+_PER_DIRECTION_KEYS = {
+    'conv1d.weight': 'conv1d{s}.weight', 'conv1d.bias': 'conv1d{s}.bias', 'x_proj.weight': 'x_proj{s}.weight',
+    'dt_proj.weight': 'dt_proj{s}.weight', 'dt_proj.bias': 'dt_proj{s}.bias', 'A_log': 'A{s}_log', 'D': 'D{s}',
+}
+
+
+def stack_directions(state_dict: Dict[str, torch.Tensor], prefix: str, mixer: 'MambaMixer') -> Dict[str, List[str]]:
+    """Stack, in place, the per-direction tensors of the mixer at `prefix` (official layout: `conv1d_b.weight`,
+    `A_b_log`, ...) into its stacked parameters. A group with a direction absent is dropped; returns, for each,
+    the stacked key and the per-direction keys the state dict lacks."""
+    incomplete = {}
+    for name, template in _PER_DIRECTION_KEYS.items():
+        module, _, leaf = name.rpartition('.')
+        target = getattr(getattr(mixer, module) if module else mixer, leaf)
+        key = prefix + name
+        if target is None or (key in state_dict and state_dict[key].shape == target.shape):
+            continue
+        keys = [prefix + template.format(s=s) for s in mixer.suffixes]
+        present = [k for k in keys if k in state_dict]
+        found = [state_dict.pop(k) for k in present]
+        if len(found) == len(keys):
+            state_dict[key] = torch.stack([t.reshape(target.shape[1:]) for t in found])
+        elif found:
+            incomplete[key] = [k for k in keys if k not in present]
+    return incomplete
 
 
 class MambaMixer(nn.Module):
@@ -97,6 +117,10 @@ class MambaMixer(nn.Module):
         reverse: single direction scanning right to left.
         local_window: LBMamba's locally bi-directional scan with windows of this many steps; None for the
             official window rule on the sequence length (4 / 8 / 16), 0 for the plain scan.
+
+    The per-direction parameters are stacked on a leading K axis (`conv1d.weight` (K, E, k), `x_proj.weight`
+    (K, R + 2N, E), `dt_proj.weight` (K, E, R), `A_log` (K, E, N), `D` (K, E), biases (K, E)); state dicts in
+    the official per-direction layout (`conv1d_b.weight`, `A_b_log`, ...) load as they are.
     """
 
     def __init__(
@@ -125,47 +149,56 @@ class MambaMixer(nn.Module):
                              f"got reverse={reverse}, local_window={local_window}")
         self.dim = dim
         self.d_state = d_state
-        self.d_inner = int(expand * dim)
+        self.d_inner = d_inner = int(expand * dim)
         self.dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else int(dt_rank)
         self.bidirectional = bidirectional
         self.reverse = reverse
         self.local_window = local_window
         self.dt_min, self.dt_max, self.dt_init_floor, self.dt_scale = dt_min, dt_max, dt_init_floor, dt_scale
         self.suffixes = ('', '_b') if bidirectional else ('',)
+        num_dir = len(self.suffixes)
+        if bidirectional:
+            self.pattern = get_pattern('bidirectional')
+        elif local_window != 0:
+            self.pattern = get_pattern('locally_bidirectional', window=local_window, reverse=reverse)
+        else:
+            self.pattern = get_pattern('raster', reverse=True) if reverse else None
+        # The conv of a direction is causal in its own scan order: the second direction's runs on reversed tokens.
+        self.conv_reverse = tuple(reverse or k == 1 for k in range(num_dir))
 
-        self.in_proj = nn.Linear(dim, 2 * self.d_inner, bias=bias, **dd)
-        for s in self.suffixes:
-            self.add_module('conv1d' + s, nn.Conv1d(
-                self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias, **dd))
-            self.add_module('x_proj' + s, nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False, **dd))
-            self.add_module('dt_proj' + s, nn.Linear(self.dt_rank, self.d_inner, bias=True, **dd))
-            # A and D stay fp32 whatever the model dtype, as in mamba-ssm (the scan accumulates in fp32).
-            self.register_parameter('A' + s + '_log', nn.Parameter(torch.empty(self.d_inner, d_state, device=device)))
-            self.register_parameter('D' + s, nn.Parameter(torch.empty(self.d_inner, device=device)))
-        self.out_proj = nn.Linear(self.d_inner, dim, bias=bias, **dd)
+        self.in_proj = nn.Linear(dim, 2 * d_inner, bias=bias, **dd)
+        self.conv1d = DirectionWeights(num_dir, (d_inner, d_conv), d_conv, bias=conv_bias, **dd)
+        self.x_proj = DirectionWeights(num_dir, (self.dt_rank + 2 * d_state, d_inner), d_inner, bias=False, **dd)
+        self.dt_proj = DirectionWeights(num_dir, (d_inner, self.dt_rank), self.dt_rank, **dd)
+        # A and D stay fp32 whatever the model dtype, as in mamba-ssm (the scan accumulates in fp32).
+        self.A_log = nn.Parameter(torch.empty(num_dir, d_inner, d_state, device=device))
+        self.D = nn.Parameter(torch.empty(num_dir, d_inner, device=device))
+        self.out_proj = nn.Linear(d_inner, dim, bias=bias, **dd)
         self.reset_parameters(needs_reset=False)
 
     def reset_parameters(self, needs_reset: bool = True) -> None:
         """mamba-ssm's init: A = -[1..N] (S4D-real), D = 1, forward dt_proj weight U(±R^-0.5) and bias so that
-        softplus(bias) is log-uniform in [dt_min, dt_max]. The backward copies of dt_proj keep PyTorch's default
-        Linear init, as in Vim (the model-level init then zeroes their bias)."""
+        softplus(bias) is log-uniform in [dt_min, dt_max]. The backward direction's dt_proj keeps PyTorch's default
+        Linear init, as in Vim (the model-level init then zeroes its bias)."""
         if needs_reset:
             for m in self.children():
                 m.reset_parameters()
         with torch.no_grad():
-            for s in self.suffixes:
-                a_log = getattr(self, 'A' + s + '_log')
-                a_log.copy_(torch.log(torch.arange(1, self.d_state + 1, dtype=torch.float32, device=a_log.device)))
-                getattr(self, 'D' + s).fill_(1.0)
+            a = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
+            self.A_log.copy_(torch.log(a).expand_as(self.A_log))
+            self.D.fill_(1.0)
             std = self.dt_rank ** -0.5 * self.dt_scale
-            nn.init.uniform_(self.dt_proj.weight, -std, std)
-            init_dt_bias_(self.dt_proj.bias, self.dt_min, self.dt_max, self.dt_init_floor)
+            nn.init.uniform_(self.dt_proj.weight[0], -std, std)
+            init_dt_bias_(self.dt_proj.bias[0], self.dt_min, self.dt_max, self.dt_init_floor)
 
-    def _direction_params(self, name: str):
-        """The per-direction copies of `name`: `name` and, when bidirectional, `name_b` (`A_b_log` for A_log)."""
-        if name == 'A_log':
-            return [getattr(self, 'A' + s + '_log') for s in self.suffixes]
-        return [getattr(self, name + s) for s in self.suffixes]
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        incomplete = stack_directions(state_dict, prefix, self)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        missing_keys = args[2]
+        for stacked, keys in incomplete.items():  # report the file's own key names, not the stacked one
+            if stacked in missing_keys:
+                missing_keys.remove(stacked)
+            missing_keys.extend(keys)
 
     def scan_inputs(self, x: torch.Tensor):
         """(u, delta, A, B, C, D, delta_bias, z) of the op for the normalised block input x (B, L, C).
@@ -176,34 +209,23 @@ class MambaMixer(nn.Module):
         memory; the per-direction projections run as one batched matmul over the K directions on (B, K, L, E),
         and B, C are transposed slices of x_dbl (B, K, L, R + 2N).
         """
-        # in_proj through the module (hooks, LoRA-style wrappers and FLOP counters see it). The x half goes to
-        # the conv as it is, a (B, L, E) view with unit channel stride that the op reads in place.
+        # in_proj through the module (hooks, LoRA-style wrappers and FLOP counters see it).
         x, z = self.in_proj(x).split(self.d_inner, dim=-1)
-        convs = self._direction_params('conv1d')
-        # Every direction's conv and the SiLU in one op; the second direction runs causal in the reversed
-        # order (the depthwise weight (E, 1, k) of each conv, stacked into (K, E, k)).
-        weight = torch.stack([conv.weight[:, 0] for conv in convs])
-        bias = torch.stack([conv.bias for conv in convs]) if convs[0].bias is not None else None
-        reverse = tuple(self.reverse or k == 1 for k in range(len(convs)))
-        u = causal_conv1d(x, weight, bias, reverse=reverse, silu=True)                 # (B, K, L, E)
-        x_proj_w = torch.stack([m.weight for m in self._direction_params('x_proj')])    # (K, R + 2N, E)
-        dt_proj = self._direction_params('dt_proj')
-        dt_proj_w = torch.stack([m.weight for m in dt_proj])                           # (K, E, R)
-        x_dbl = torch.matmul(u, x_proj_w.transpose(1, 2))                              # (B, K, L, R + 2N)
+        u = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, reverse=self.conv_reverse, silu=True)
+        x_dbl = torch.matmul(u, self.x_proj.weight.transpose(1, 2))                    # (B, K, L, R + 2N)
         dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
-        delta = torch.matmul(dt, dt_proj_w.transpose(1, 2))                            # (B, K, L, E)
-        A = -torch.exp(at_least_fp32(torch.stack(self._direction_params('A_log'))))
-        D = at_least_fp32(torch.stack(self._direction_params('D')))
-        delta_bias = at_least_fp32(torch.stack([m.bias for m in dt_proj]))
+        delta = torch.matmul(dt, self.dt_proj.weight.transpose(1, 2))                  # (B, K, L, E)
+        A = -torch.exp(at_least_fp32(self.A_log))
+        D, delta_bias = at_least_fp32(self.D), at_least_fp32(self.dt_proj.bias)
         return u.transpose(2, 3), delta.transpose(2, 3), A, B.transpose(2, 3), C.transpose(2, 3), D, delta_bias, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
-        y = mamba_scan_1d(u, delta, A, B, C, D, delta_bias, self.reverse, self.local_window)
+        y = pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, 1, x.shape[1])
         # Vim divides the sum of the directions by 2 ("if_divide_out"); the gate SiLU(z) is shared by both
-        # directions, so gating after the mean equals the official gate-then-average. y (B, K, E, L) comes back
-        # in u's layout; the mean runs over the (B, K, L, E) view, so with a channels-last y nothing is copied.
+        # directions, so gating after the mean equals the official gate-then-average. The mean runs over the
+        # (B, K, L, E) view of the channels-last y, so nothing is copied.
         y = y.transpose(2, 3)
         y = y.mean(1) if self.bidirectional else y[:, 0]
         return self.out_proj(y * F.silu(z))

@@ -23,42 +23,19 @@ from typing import Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import LayerNorm2d, register_notrace_function
+from timm.layers import LayerNorm2d
 
-from vimamba import ops
 from vimamba.scans import ScanPattern, get_pattern
 
 from .conv_bn import ConvBn2d
+from .scan import pattern_scan
 
-__all__ = ['SelectiveScan2d', 'scan_2d', 'scan_inputs']
+__all__ = ['SelectiveScan2d', 'scan_inputs', 'sum_directions']
 
 
-@register_notrace_function
-def scan_2d(
-        u: torch.Tensor,
-        delta: torch.Tensor,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        C: torch.Tensor,
-        D: torch.Tensor,
-        delta_bias: torch.Tensor,
-        pattern: ScanPattern,
-        height: int,
-        width: int,
-) -> torch.Tensor:
-    """Scan the H*W tokens of u (b, d, L) in every direction of `pattern` and sum the directions.
-
-    delta (b, K, d, L), B / C (b, K, N, L), A (K, d, N), D / delta_bias (K, d). Returns (b, d, L) as a
-    channels-last view (memory (b, L, d), `stride(-2) == 1`), so that `reshape(b, d, H, W)` is a channels_last
-    map. u is handed to the op expanded over K (stride 0, no copy); with channels-last inputs (see
-    `scan_inputs`) the op's y is channels-last and the sum over K reads it in place.
-    A leaf for FX tracing: the scan order depends on the concrete grid size.
-    """
-    order = pattern.order(height, width, u.device)
-    num_dir = order.num_directions
-    y = ops.selective_scan(
-        u.unsqueeze(1).expand(-1, num_dir, -1, -1), delta, A, B, C, D=D, delta_bias=delta_bias,
-        delta_softplus=True, order=order)
+def sum_directions(y: torch.Tensor) -> torch.Tensor:
+    """y (b, K, d, L) -> (b, d, L), summed over the (b, K, L, d) view: a channels-last y is read in place and the
+    result is channels-last too (`reshape(b, d, H, W)` is then a channels_last map)."""
     return y.transpose(-1, -2).sum(dim=1).transpose(-1, -2)
 
 
@@ -156,7 +133,7 @@ class SelectiveScan2d(nn.Module):
 
         u = x.flatten(2)
         delta, A, B, C, D, delta_bias = scan_inputs(u, self)
-        y = scan_2d(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
+        y = sum_directions(pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width))
         # y is a channels_last map; z first, so the product (and out_proj) keeps the layout of the input.
         y = z * self.out_norm(y.reshape(batch, self.d_inner, height, width))
         return self.out_proj(y)

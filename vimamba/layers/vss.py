@@ -30,7 +30,8 @@ from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
 from vimamba.scans import ScanPattern, get_pattern
 
 from .mamba import init_dt_bias_
-from .ss2d import scan_2d, scan_inputs
+from .scan import pattern_scan
+from .ss2d import scan_inputs, sum_directions
 
 __all__ = ['VisualSelectiveScan2d', 'VSSBlock']
 
@@ -138,7 +139,7 @@ class VisualSelectiveScan2d(nn.Module):
             # Repeated in the channels-last layout (memory (b, K, L, .)), as the op reads it fastest.
             delta, B, C = [t.transpose(-1, -2).repeat(1, groups, 1, 1).transpose(-1, -2) for t in (delta, B, C)]
             A, D, delta_bias = A.repeat(groups, 1, 1), D.repeat(groups, 1), delta_bias.repeat(groups, 1)
-        y = scan_2d(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
+        y = sum_directions(pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width))
         if groups > 1:
             y = y / groups
         y = self.out_norm(y.reshape(batch, self.d_inner, height, width))  # a channels_last map

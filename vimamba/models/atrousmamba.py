@@ -166,8 +166,8 @@ class AtrousWindowRateScan(ScanPattern):
             return AtrousPhaseOuterScan(self.window, rate)
         return get_pattern('atrous_window', window=self.window, rate=rate)
 
-    def order(self, h: int, w: int, device=None, **kwargs):
-        return self.pattern_for(h, w).order(h, w, device, **kwargs)
+    def _index(self, h, w):
+        return self.pattern_for(h, w)._index(h, w)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ import torch.utils.checkpoint
 from timm.layers import DropPath, Mlp, register_notrace_function, register_notrace_module
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from vimamba import ops
+from vimamba.layers.scan import pattern_scan
 from vimamba.layers.ss2d import scan_inputs
 from vimamba.scans import get_pattern
 
@@ -103,31 +103,6 @@ class SequenceShuffleGate(nn.Module):
         return channel_rearrange(gate.flatten(1), self.num_directions)
 
 
-@register_notrace_function
-def nested_scan(
-        u: torch.Tensor,
-        delta: torch.Tensor,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        C: torch.Tensor,
-        D: torch.Tensor,
-        delta_bias: torch.Tensor,
-        scan_len: int,
-        shift: int,
-        height: int,
-        width: int,
-) -> torch.Tensor:
-    """The four NSS directions of u (B, D, L) in one selective-scan call; y (B, 4, D, L) in token order.
-
-    A leaf for FX tracing: the order depends on the concrete grid size.
-    """
-    order = get_pattern('nested_s', scan_len=scan_len, shift=shift).order(height, width, u.device)
-    num_dir = order.num_directions
-    return ops.selective_scan(
-        u.unsqueeze(1).expand(-1, num_dir, -1, -1), delta, A, B, C, D=D, delta_bias=delta_bias,
-        delta_softplus=True, order=order)
-
-
 @register_notrace_module  # FX leaf: the scan order depends on the concrete grid size
 class NestedScanMixer(nn.Module):
     """MaIR's mixer (the official VMM): in-proj -> dwconv + SiLU -> 4-direction NSS selective scan -> SSA
@@ -160,7 +135,7 @@ class NestedScanMixer(nn.Module):
         self.dt_rank = dt_rank = math.ceil(dim / 16)  # from C, not D, as the official code
         self.scan_len = scan_len
         self.shift = shift
-        get_pattern('nested_s', scan_len=scan_len, shift=shift)  # validate now, not at the first forward
+        self.pattern = get_pattern('nested_s', scan_len=scan_len, shift=shift)
 
         self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False, **dd)
         self.dwconv = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, **dd)
@@ -199,7 +174,7 @@ class NestedScanMixer(nn.Module):
         x = self.act(self.dwconv(x.permute(0, 3, 1, 2)))
         u = x.flatten(2)  # (B, D, L), memory (B, L, D)
         delta, A, B, C, D, delta_bias = scan_inputs(u, self)  # channels-last views, see `scan_inputs`
-        y = nested_scan(u, delta, A, B, C, D, delta_bias, self.scan_len, self.shift, height, width)
+        y = pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
         # Gate each direction, then sum them: one contraction instead of scaling 4 copies. It reads y as
         # (B, K, L, D), its memory layout when the op returns it channels-last.
         y = torch.einsum('bkld,bkd->bld', y.transpose(-1, -2), self.gate(y).to(y.dtype))

@@ -35,7 +35,7 @@ from timm.layers import DropPath, calculate_drop_path_rates, get_device_dtype, l
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, get_fp32_norm_layer, insert_tokens, \
+from ..layers import LatentAttentionPool, MambaBlock, stack_directions, PatchEmbed, get_fp32_norm_layer, insert_tokens, \
     resample_pos_embed, split_tokens
 from ..scans import get_pattern
 
@@ -46,6 +46,8 @@ except ImportError:  # timm < 1.0.31 records no model traits
         pass
 
 __all__ = ['VisionMamba', 'checkpoint_filter_fn', 'remap_official_state_dict', 'layer_shuffle_order']
+
+_SHUFFLE = get_pattern('shuffle')
 
 
 @torch.fx.wrap
@@ -58,7 +60,7 @@ def layer_shuffle_order(x: torch.Tensor, prob: float) -> Tuple[torch.Tensor, tor
     when the draw says "keep". Always returning indices keeps the graph static (FX, torch.compile, no host sync).
     """
     length = x.shape[1]
-    order = get_pattern('shuffle').order(1, length, x.device, training=True)
+    order = _SHUFFLE.order(1, length, x.device, training=True)
     keep = torch.rand((), device=x.device) >= prob
     identity = torch.arange(length, device=x.device)
     return torch.where(keep, identity, order.index[0]), torch.where(keep, identity, order.inverse[0])
@@ -243,6 +245,11 @@ class VisionMamba(nn.Module):
                     trunc_normal_(m.weight, std=.02)
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
+            for blk in self.blocks:  # x_proj and dt_proj are Linear layers in the official code
+                for proj in (blk.mixer.x_proj, blk.mixer.dt_proj):
+                    trunc_normal_(proj.weight, std=.02)
+                    if proj.bias is not None:
+                        nn.init.zeros_(proj.bias)
         lecun_normal_(self.patch_embed.proj.weight)
         nn.init.zeros_(self.patch_embed.proj.bias)
         trunc_normal_(self.pos_embed, std=.02)
@@ -266,8 +273,7 @@ class VisionMamba(nn.Module):
         for blk in self.blocks:
             mixer = blk.mixer
             # mamba-ssm's _init_weights zeroes every Linear bias not marked _no_reinit: only dt_proj.bias is.
-            if hasattr(mixer, 'dt_proj_b'):
-                nn.init.zeros_(mixer.dt_proj_b.bias)
+            nn.init.zeros_(mixer.dt_proj.bias[1:])
             # GPT-2 style rescale of the residual branch's last projection (one residual per layer).
             nn.init.kaiming_uniform_(mixer.out_proj.weight, a=math.sqrt(5))
             mixer.out_proj.weight.div_(math.sqrt(self.depth))
@@ -280,8 +286,6 @@ class VisionMamba(nn.Module):
             names.add('cls_token')
         if self.reg_token is not None:
             names.update({'reg_token', 'reg_pos_embed'})
-        if len(self.blocks) and hasattr(self.blocks[0].mixer, 'A_b_log'):
-            names.update({'blocks.*.mixer.A_b_log', 'blocks.*.mixer.D_b'})
         return names
 
     @torch.jit.ignore
@@ -508,6 +512,8 @@ def remap_official_state_dict(state_dict: Dict[str, torch.Tensor], model: Vision
             except ValueError:
                 pass  # not a square grid with this model's token slots: the strict load reports the shape
         out[k] = v
+    for i, blk in enumerate(model.blocks):
+        stack_directions(out, f'blocks.{i}.mixer.', blk.mixer)
     return out
 
 

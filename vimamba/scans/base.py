@@ -105,6 +105,10 @@ class ScanPattern:
         mixer can call every pattern the same way.
         """
         h, w = check_grid(type(self).__name__ + ".order", h, w)
+        if torch.compiler.is_compiling():
+            # Dynamo cannot trace the cache; the order enters the graph as a constant tensor instead.
+            return ScanOrder(_constant_index(self, h, w, device, False), _constant_index(self, h, w, device, True),
+                             self._local_window(h, w))
         return _cached_order(self, h, w, _normalise_device(device))
 
     def _index(self, h: int, w: int) -> torch.Tensor:
@@ -124,6 +128,12 @@ def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) ->
             return _cached_order(pattern, h, w, torch.device("cpu")).to(device)
         index = pattern._index(h, w)
         return ScanOrder.from_index(index, local_window=pattern._local_window(h, w))
+
+
+@torch.compiler.assume_constant_result
+def _constant_index(pattern: ScanPattern, h: int, w: int, device: DeviceLike, inverse: bool) -> torch.Tensor:
+    order = _cached_order(pattern, h, w, _normalise_device(device))
+    return order.inverse if inverse else order.index
 
 
 def clear_cache() -> None:

@@ -9,12 +9,19 @@ from .base import ScanPattern, from_transposed, register_pattern
 @register_pattern
 @dataclass(frozen=True)
 class RasterScan(ScanPattern):
-    """Tokens in raster order, one direction."""
+    """Tokens in raster order, one direction; `reverse` scans them last to first."""
+    reverse: bool = False
+
     name = "raster"
     num_directions = 1
 
+    def __post_init__(self):
+        if not isinstance(self.reverse, bool):
+            raise ValueError(f"{type(self).__name__}: reverse must be a bool, got {self.reverse!r}")
+
     def _index(self, h, w):
-        return torch.arange(h * w)[None]
+        raster = torch.arange(h * w)
+        return (raster.flip(0) if self.reverse else raster)[None]
 
 
 @register_pattern
