@@ -15,6 +15,7 @@ import torch.nn as nn
 from timm.optim import create_optimizer_v2
 
 import vimamba  # noqa: F401  registers the models
+from vimamba.checkpoint import CheckpointMismatchError
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
 from vimamba.models.mobilemamba import MobileMamba, checkpoint_filter_fn
 
@@ -370,7 +371,7 @@ def test_checkpoint_filter_is_strict():
     bad = dict(sd)
     del bad['blocks2.1.se.fc1.bias']
     bad['blocks1.0.mixer.m.attn.extra.weight'] = torch.zeros(1)
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(CheckpointMismatchError) as err:
         checkpoint_filter_fn(bad, model)
     assert 'stages.1.downsample.merge.se.fc1.bias' in str(err.value)
     assert 'stages.0.blocks.0.mixer.extra.weight' in str(err.value)
