@@ -18,7 +18,7 @@ untouched remainder, then mixes them with a 1x1 conv. Every BatchNorm folds into
 | mobilemamba_b1/b2/b4 | 256/384/512 | 200, 376, 448 | 2, 3, 2 | 17,070,625 | 17,122,849 | 17,027,200 (17,079,424) |
 
 What differs from the official code, on purpose:
-- The Haar filters are non-persistent buffers built from pywavelets, not frozen parameters: they are not
+- The Haar filters are non-persistent buffers (computed, no pywavelets), not frozen parameters: they are not
   in `parameters()` (the official counts include them; both numbers are in the table) nor in the state
   dict; `checkpoint_filter_fn` checks the official `wt_filter` / `iwt_filter` entries and drops them.
 - The scan is `vimamba.ops.selective_scan` over the 'bidirectional' pattern of `vimamba.scans` (the op
