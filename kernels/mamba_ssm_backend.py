@@ -11,6 +11,7 @@ runs the CUDA forward twice; tools/bench_kernels.py times the official way direc
 backward once) for the anchor figures. LBMamba's `local_window` is not supported here: it needs the
 LBMamba fork of the CUDA kernel, which is a different package.
 """
+import importlib
 from typing import Optional, Tuple
 
 import torch
@@ -30,6 +31,14 @@ def _scan_fn():
             raise ImportError(
                 "the 'mamba_ssm' selective-scan backend needs the mamba_ssm package with its CUDA "
                 f"extension (pip install mamba-ssm); importing it failed: {type(e).__name__}: {e}") from e
+        # recent mamba-ssm imports without its Mamba-1 scan extension, which it builds only on request
+        try:
+            importlib.import_module("selective_scan_cuda")
+        except Exception as e:
+            raise ImportError(
+                "the 'mamba_ssm' selective-scan backend needs mamba_ssm's Mamba-1 CUDA extension "
+                "`selective_scan_cuda`, which this mamba_ssm install lacks (recent releases build it only on "
+                f"request): reinstall mamba-ssm with it built; importing it failed: {type(e).__name__}: {e}") from e
         _fn = selective_scan_fn
     return _fn
 

@@ -6,10 +6,11 @@ import timm
 
 import vimamba  # noqa: F401  registers the models
 from vimamba import ops
+from vimamba.checkpoint import CheckpointMismatchError
 from vimamba.layers.vss import VisualSelectiveScan2d, VSSBlock
 from vimamba.models.atrousmamba import (
     AtrousPhaseOuterScan, AtrousWindowRateScan, MultiRateAtrousScan, atrous_phase_outer_order, checkpoint_filter_fn,
-    effective_atrous_rate, filter_vmamba_checkpoint)
+    effective_atrous_rate)
 from vimamba.scans import atrous_window_order, get_pattern
 
 # VMamba v2 parameter counts measured on the official code (specs/hier_family.md §1.2): AWVSS has VMamba's shapes.
@@ -172,11 +173,11 @@ def test_vmamba_checkpoint_loads():
 
     del vmamba_sd['layers.0.blocks.0.op.Ds']
     vmamba_sd['outnorm0.weight'] = torch.ones(16)  # ChangeMamba encoder norms: dropped, not an error
-    with pytest.raises(KeyError, match=r'stages\.0\.blocks\.0\.mixer\.D'):
+    with pytest.raises(CheckpointMismatchError, match=r'missing keys \(1\): stages\.0\.blocks\.0\.mixer\.D'):
         checkpoint_filter_fn(vmamba_sd, dst)
     # ChangeMamba's tiny encoder is shallower than VMamba-T: non-strict keeps what matches.
     shallow = timm.create_model('test_atrousmamba', depths=(1, 1, 1, 1), num_classes=10)
-    kept = filter_vmamba_checkpoint(vmamba_sd, shallow, strict=False)
+    kept = checkpoint_filter_fn(vmamba_sd, shallow, strict=False)
     assert 'stages.0.blocks.0.norm.weight' in kept and not any(k.startswith('stages.0.blocks.1') for k in kept)
 
 

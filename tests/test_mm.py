@@ -225,7 +225,8 @@ def test_pretrained_mismatch_fails_listing_the_keys(mm, tmp_path):
     torch.save(state, ckpt)
     bb = mm.VimambaBackbone(model_name='test_vim', img_size=CROP,
                             init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
-    with pytest.raises(KeyError) as err:
+    from vimamba.checkpoint import CheckpointMismatchError
+    with pytest.raises(CheckpointMismatchError) as err:
         bb.init_weights()
     assert 'blocks.0.mixer.in_proj.weight' in str(err.value) and 'blocks.0.mixer.surprise' in str(err.value)
 

@@ -8,14 +8,14 @@ import math
 
 import numpy as np
 import pytest
-import pywt
 import timm
 import torch
 import torch.nn as nn
 from timm.optim import create_optimizer_v2
 
 import vimamba  # noqa: F401  registers the models
-from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
+from vimamba.checkpoint import CheckpointMismatchError
+from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d, wavelet_filters
 from vimamba.models.mobilemamba import MobileMamba, checkpoint_filter_fn
 
 # hier_family.md §2.1: (params with the fixed Haar filters, trainable params) [measured on the official code]
@@ -179,11 +179,35 @@ def test_wavelet_perfect_inversion(size):
 
 
 def test_wavelet_bands_equal_pywavelets():
+    pywt = pytest.importorskip('pywt')
     x = np.random.default_rng(0).standard_normal((6, 10))
     c_a, (c_h, c_v, c_d) = pywt.dwt2(x, 'db1')
     bands = WaveletTransform2d(1, dtype=torch.float64)(torch.from_numpy(x)[None, None])[0, 0].numpy()
     for band, ref in zip(bands, (c_a, c_h, c_v, c_d)):
         np.testing.assert_allclose(band, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_haar_filters_computed_in_torch_equal_pywavelets(dtype):
+    """The Haar taps are computed without pywavelets; they equal the filters built from pywt.Wavelet('db1')."""
+    pywt = pytest.importorskip('pywt')
+    w = pywt.Wavelet('db1')
+
+    def outer(lo, hi):
+        return torch.stack([lo[None] * lo[:, None], lo[None] * hi[:, None], hi[None] * lo[:, None],
+                            hi[None] * hi[:, None]])[:, None]
+    dec, rec = wavelet_filters('db1', dtype=dtype)
+    assert torch.equal(dec, outer(torch.tensor(w.dec_lo[::-1], dtype=dtype), torch.tensor(w.dec_hi[::-1], dtype=dtype)))
+    assert torch.equal(rec, outer(torch.tensor(w.rec_lo, dtype=dtype), torch.tensor(w.rec_hi, dtype=dtype)))
+
+
+def test_mobilemamba_needs_no_pywavelets(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'pywt', None)  # import pywt -> ImportError
+    model = timm.create_model('test_mobilemamba')
+    assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+    with pytest.raises(ImportError, match=r"wavelet='db2' needs pywavelets"):
+        WaveletTransform2d(3, 'db2')
 
 
 def test_wavelet_filters_are_fixed_buffers():
@@ -193,7 +217,7 @@ def test_wavelet_filters_are_fixed_buffers():
     assert set(conv.state_dict()) == {'conv.weight', 'scale'}
     assert conv.wavelet.dwt_filter.shape == (12, 1, 2, 2)
     assert torch.allclose(conv.wavelet.dwt_filter.abs(), torch.full((12, 1, 2, 2), 0.5))  # 1/sqrt(2)^2
-    # a meta build materialised with to_empty() gets its filters back from pywavelets
+    # a meta build materialised with to_empty() gets its filters back
     meta = timm.create_model('test_mobilemamba', device='meta')
     meta.to_empty(device='cpu')
     meta.init_weights()
@@ -255,8 +279,8 @@ def _official_state_dict(embed_dim, depth, num_classes=1000, kernels=(7, 5, 3),
         conv_bn(f'{prefix_ffn}.m.pw2', 2 * c, c)
 
     def haar(c):
-        w = pywt.Wavelet('db1')
-        lo, hi = torch.tensor(w.dec_lo[::-1]), torch.tensor(w.dec_hi[::-1])
+        r = 2 ** -0.5  # pywt.Wavelet('db1').dec_lo / dec_hi, reversed
+        lo, hi = torch.tensor([r, r]), torch.tensor([r, -r])
         f = torch.stack([lo[None] * lo[:, None], lo[None] * hi[:, None], hi[None] * lo[:, None],
                          hi[None] * hi[:, None]])[:, None]
         return f.repeat(c, 1, 1, 1)
@@ -370,7 +394,7 @@ def test_checkpoint_filter_is_strict():
     bad = dict(sd)
     del bad['blocks2.1.se.fc1.bias']
     bad['blocks1.0.mixer.m.attn.extra.weight'] = torch.zeros(1)
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(CheckpointMismatchError) as err:
         checkpoint_filter_fn(bad, model)
     assert 'stages.1.downsample.merge.se.fc1.bias' in str(err.value)
     assert 'stages.0.blocks.0.mixer.extra.weight' in str(err.value)

@@ -483,6 +483,34 @@ def test_auto_backend_on_cpu_is_reference(monkeypatch):
     assert ops.resolve_backend("auto", torch.device("cuda")) == "reference"
 
 
+def test_auto_backend_on_rocm_is_reference(monkeypatch):
+    """The Triton kernels use NVIDIA PTX inline assembly and 32-lane warps: a ROCm build never picks them."""
+    monkeypatch.delenv("VIMAMBA_BACKEND", raising=False)
+    monkeypatch.setattr(ops, "_load_backend", lambda name, op="selective_scan": object())  # triton importable
+    assert ops.resolve_backend("auto", torch.device("cuda")) == "triton"
+    monkeypatch.setattr(torch.version, "hip", "6.2.41133")
+    for op in ("selective_scan", "causal_conv1d", "add_rms_norm"):
+        assert ops.resolve_backend("auto", torch.device("cuda"), op) == "reference"
+
+
+def test_mamba_ssm_without_its_scan_extension(monkeypatch):
+    """Recent mamba-ssm imports without `selective_scan_cuda`: the backend is unavailable and says why."""
+    import sys
+    import types
+    from vimamba.kernels import mamba_ssm_backend as mb
+    interface = types.ModuleType("mamba_ssm.ops.selective_scan_interface")
+    interface.selective_scan_fn = lambda *args, **kwargs: None
+    for name, module in (("mamba_ssm", types.ModuleType("mamba_ssm")), ("mamba_ssm.ops", types.ModuleType("ops")),
+                         ("mamba_ssm.ops.selective_scan_interface", interface), ("selective_scan_cuda", None)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(mb, "_fn", None)
+    assert not mb.available()
+    with pytest.raises(ImportError, match="Mamba-1 CUDA extension `selective_scan_cuda`"):
+        mb._scan_fn()
+    monkeypatch.setitem(sys.modules, "selective_scan_cuda", types.ModuleType("selective_scan_cuda"))
+    assert mb.available()
+
+
 def test_env_override_and_unknown_backends(monkeypatch):
     x = make_inputs(K=1, L=5)
     with pytest.raises(ValueError, match=r"backend: unknown selective_scan backend 'cuda'.*expected one of"):

@@ -18,6 +18,7 @@ import timm
 from timm.layers import resample_abs_pos_embed
 
 import vimamba  # noqa: F401
+from vimamba.checkpoint import CheckpointMismatchError
 from vimamba.layers import MambaMixer, insert_tokens, resample_pos_embed, split_tokens, token_positions
 from vimamba.models.vim import layer_shuffle_order
 from vimamba.ops import selective_scan
@@ -407,22 +408,19 @@ def test_convert_mismatch_lists_keys(tmp_path):
     # A Vim checkpoint is not an LBVim one: the backward-direction keys are unexpected there.
     with pytest.raises(convert.CheckpointMismatchError, match='unexpected keys'):
         convert.convert_state_dict(_official_state_dict(**OFFICIAL['test_vim']), 'test_lbvim')
-    # timm's strict load of the official file reports the same.
+    # timm's pretrained path reports the same.
     path = str(tmp_path / 'bad.pth')
     torch.save({'model': sd}, path)
-    with pytest.raises(RuntimeError, match='Missing key'):
+    with pytest.raises(CheckpointMismatchError, match=r'missing keys \(1\): blocks.1.mixer.conv1d_b.bias'):
         timm.create_model('test_vim', pretrained=True, pretrained_cfg_overlay=dict(file=path))
 
 
 def test_official_file_loads_directly(tmp_path):
-    """timm's pretrained path runs checkpoint_filter_fn on the official .pth as well (no conversion needed).
-
-    timm's file loader prefers a training checkpoint's 'model_ema' entry; tools/convert.py takes 'model' unless
-    --ema is given.
-    """
+    """timm's pretrained path reads the official .pth with vimamba's reader and its checkpoint_filter_fn: the
+    'model' weights, as tools/convert.py and the Hugging Face source take them."""
     sd, src = _save_official(tmp_path, 'test_vim')
     model = timm.create_model('test_vim', pretrained=True, pretrained_cfg_overlay=dict(file=src))
-    torch.testing.assert_close(model.blocks[0].mixer.D[1], sd['layers.0.mixer.D_b'] + 1)
+    torch.testing.assert_close(model.blocks[0].mixer.D[1], sd['layers.0.mixer.D_b'])
 
 
 def test_convert_cli(tmp_path, capsys):

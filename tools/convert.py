@@ -1,13 +1,15 @@
 """Convert an official checkpoint into a safetensors file that timm loads for a vimamba model.
 
-    python tools/convert.py SRC DST --model NAME [--ema] [--img-size H [W]]
+    python tools/convert.py SRC DST --model NAME [--ema] [--num-classes N] [--img-size H [W]]
 
-SRC is the official file (a training checkpoint {'model', 'model_ema', 'args', ...} or a bare state dict, in the
-official key names); DST the safetensors file to write. The model family's own `checkpoint_filter_fn` does the
-renaming and position-embedding resize, and every key and shape is checked against the model before anything is
-written, so a mismatch stops with the missing and unexpected keys listed. Then:
+SRC is an official file (a training checkpoint {'model', 'model_ema', 'args', ...} or a bare state dict, in the
+official key names) or one written by our trainers (timm or mmengine), read without unpickling code; DST the
+safetensors file to write. The model family's own `checkpoint_filter_fn` does the renaming and position-embedding
+resize, and every key and shape is checked against the model before anything is written, so a mismatch stops with
+the missing and unexpected keys listed. Then:
 
     timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(file=DST))
+    timm.create_model(NAME, pretrained=True, num_classes=N, pretrained_cfg_overlay=dict(file=DST, num_classes=N))
 
 The model is built on the meta device, so converting a 340M-parameter checkpoint needs no second copy in memory.
 """
@@ -20,34 +22,13 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-
-class CheckpointMismatchError(ValueError):
-    """The converted state dict does not fit the model: `missing`, `unexpected` and `mismatched` keys."""
-
-    def __init__(self, model_name: str, missing, unexpected, mismatched):
-        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
-        lines = [f"checkpoint does not fit {model_name}:"]
-        if self.missing:
-            lines.append(f"  missing keys ({len(self.missing)}): {', '.join(self.missing)}")
-        if self.unexpected:
-            lines.append(f"  unexpected keys ({len(self.unexpected)}): {', '.join(self.unexpected)}")
-        if self.mismatched:
-            lines.append(f"  shape mismatches ({len(self.mismatched)}): {', '.join(self.mismatched)}")
-        super().__init__('\n'.join(lines))
+from vimamba.checkpoint import (  # noqa: E402
+    CheckpointError, CheckpointMismatchError, checkpoint_filter_for, read_checkpoint, unwrap_state_dict)
 
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
-    """torch.load with weights_only, allowing the argparse.Namespace the official main.py scripts pickle."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location='cpu', weights_only=True)
-
-
-def _filter_fn(model_name: str):
-    from timm.models import model_entrypoint
-    module = sys.modules[model_entrypoint(model_name).__module__]
-    if not hasattr(module, 'checkpoint_filter_fn'):
-        raise ValueError(f"--model: {model_name} (module {module.__name__}) has no checkpoint_filter_fn to convert with")
-    return module.checkpoint_filter_fn
+def load_checkpoint(path: str) -> Any:
+    """The object saved in `path`, read by vimamba's checkpoint reader (weights only, no pickled code runs)."""
+    return read_checkpoint(path, 'SRC')
 
 
 def convert_state_dict(
@@ -61,19 +42,17 @@ def convert_state_dict(
     import vimamba  # noqa: F401  registers the models
 
     if use_ema:
-        if not isinstance(checkpoint.get('model_ema'), dict):
-            raise ValueError(f"--ema: the checkpoint has no 'model_ema' entry (keys: {sorted(checkpoint)[:10]})")
-        checkpoint = checkpoint['model_ema']
+        checkpoint = unwrap_state_dict(checkpoint, require_ema=True, arg='--ema')
     with torch.device('meta'):
         model = timm.create_model(model_name, pretrained=False, device='meta', **model_kwargs)
-    state_dict = _filter_fn(model_name)(checkpoint, model)
+    state_dict = checkpoint_filter_for(model)(checkpoint, model, strict=True)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
+    # the filter leaves a classifier of another class count to the loader; a converted file must fit as it is
     mismatched = [f'{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
                   if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(model_name, missing, unexpected, mismatched)
+    if mismatched:
+        raise CheckpointMismatchError(model_name, mismatched=mismatched,
+                                      hint='a classifier of another class count needs --num-classes')
     return {k: state_dict[k] for k in expected}
 
 
@@ -94,17 +73,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('src', help='official checkpoint (.pth)')
     parser.add_argument('dst', help='safetensors file to write')
     parser.add_argument('--model', required=True, help='vimamba model name, e.g. vim_tiny_patch16_224')
-    parser.add_argument('--ema', action='store_true', help="convert the 'model_ema' weights instead of 'model'")
+    parser.add_argument('--ema', action='store_true',
+                        help="convert the EMA weights ('model_ema', 'net_E', ...) of a training checkpoint")
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help="the classifier's class count, for a fine-tuned classifier (default: the model's 1000)")
     parser.add_argument('--img-size', type=int, nargs='+', default=None,
                         help='build the model for this input size (H [W]); pos_embed is resized to it')
     args = parser.parse_args(argv)
-    kwargs = {}
+    kwargs = {} if args.num_classes is None else dict(num_classes=args.num_classes)
     if args.img_size:
         kwargs['img_size'] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]
     try:
         tensors = convert(args.src, args.dst, args.model, use_ema=args.ema, **kwargs)
-    except CheckpointMismatchError as e:
-        sys.exit(str(e))
+    except CheckpointError as e:
+        sys.exit(f'convert.py: error: {e}')
     print(f'wrote {args.dst}: {len(tensors)} tensors, {sum(t.numel() for t in tensors.values()):,} parameters '
           f'for {args.model}')
 

@@ -21,7 +21,6 @@ $PY -c 'import vimamba.kernels.reference' 2>/dev/null ||
     { echo "pip install -e . failed, see $OUT/pip.log"; tail -5 "$OUT/pip.log"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
 $PY -c 'import fvcore' 2>/dev/null || echo 'fvcore missing: FLOPs from torch.utils.flop_counter'
-$PY -c 'import pywt' 2>/dev/null || echo 'pywavelets missing: the MobileMamba rows will fail (pip install pywavelets)'
 
 # Unknown names (a family not registered in this checkout) are skipped with a warning.
 # The baselines first: a table cut short by the time budget still has them.

@@ -136,7 +136,8 @@ def resolve_backend(backend: Optional[str], device: torch.device, op: str = "sel
         name = "auto"
     if name == "auto":
         name = "reference"
-        if device.type == "cuda":
+        # ROCm: the Triton kernels use NVIDIA PTX inline assembly and assume 32-lane warps
+        if device.type == "cuda" and not torch.version.hip:
             try:
                 _load_backend("triton", op)
                 name = "triton"

@@ -74,10 +74,10 @@ def build_change_net(task: str = 'bcd', checkpoint: Optional[str] = None, device
         raise ValueError(f"build_change_net: task={task!r}; accepted: 'bcd', 'scd'")
     net = (BinaryChangeNet if task == 'bcd' else SemanticChangeNet)(**kwargs)
     if checkpoint:
-        state = torch.load(checkpoint, map_location='cpu', weights_only=False)
-        state = state.get('state_dict', state) if isinstance(state, dict) else state
-        state = {k[len('net.'):] if k.startswith('net.') else k: v for k, v in state.items()}
-        net.load_state_dict(state)
+        from vimamba.checkpoint import read_checkpoint, unwrap_state_dict
+
+        state = unwrap_state_dict(read_checkpoint(checkpoint, '--checkpoint'), arg='--checkpoint')
+        net.load_state_dict({k[len('net.'):] if k.startswith('net.') else k: v for k, v in state.items()})
     return net.to(device).eval()
 
 

@@ -18,7 +18,6 @@ With VMamba-T/S/B encoders the parameter counts are ChangeMamba's (tested: BCD-T
 
 Inputs are RGB in [0, 1]; the networks normalise with `mean` / `std` (ImageNet by default, ChangeMamba's).
 """
-import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import timm
@@ -27,12 +26,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm2d
-from timm.models import load_state_dict
 from timm.models._features import FeatureGetterNet
 
 import vimamba  # noqa: F401  registers the backbones
 from vimamba.layers.vss import VSSBlock
-from vimamba.models.atrousmamba import AtrousMamba, AtrousWindowRateScan, filter_vmamba_checkpoint
+from vimamba.checkpoint import CheckpointError, load_checkpoint
+from vimamba.models.atrousmamba import AtrousWindowRateScan
 from vimamba.scans import get_pattern
 
 __all__ = ['SiameseEncoder', 'ChangeDecoder', 'SemanticDecoder', 'BinaryChangeNet', 'SemanticChangeNet']
@@ -46,8 +45,8 @@ class SiameseEncoder(nn.Module):
         out_indices: Feature levels (an int = the last n).
         model_kwargs: Passed to `timm.create_model` (e.g. depths, drop_path_rate, window_size).
         checkpoint: Optional backbone checkpoint (e.g. VMamba ImageNet weights), loaded before the features
-            are taken, through the family's converter; AtrousMamba loads VMamba files non-strictly with
-            `strict=False` (ChangeMamba's tiny encoder is shallower than VMamba-T).
+            are taken, through the family's checkpoint filter; `strict=False` keeps what fits (ChangeMamba's
+            tiny encoder from VMamba-T weights: it is shallower).
         strict: Strict checkpoint loading.
         out_norm: A LayerNorm per level (ChangeMamba's `outnorm{i}`).
         joint_batch: Run both dates as one batch of 2B (one call; same result for LayerNorm backbones, shared
@@ -80,17 +79,11 @@ class SiameseEncoder(nn.Module):
 
 
 def load_backbone_checkpoint(model: nn.Module, path: str, strict: bool = True) -> None:
-    """Load a checkpoint into a backbone through its family's converter; raises when nothing matched."""
-    state_dict = load_state_dict(path, weights_only=False)
-    module = sys.modules[type(model).__module__]
-    if isinstance(model, AtrousMamba):
-        state_dict = filter_vmamba_checkpoint(state_dict, model, strict=strict)
-    elif hasattr(module, 'checkpoint_filter_fn') and strict:
-        state_dict = module.checkpoint_filter_fn(state_dict, model)
-    result = model.load_state_dict(state_dict, strict=strict)
-    loaded = len(state_dict) - len(getattr(result, 'unexpected_keys', []))
-    if loaded == 0:
-        raise KeyError(f'load_backbone_checkpoint: no weight of {path!r} matches {type(model).__name__}')
+    """Load a checkpoint into a backbone through its family's filter; `strict=False` keeps what fits (and raises
+    when nothing does)."""
+    result = load_checkpoint(model, path, strict=strict, arg='encoder.checkpoint')
+    if len(result.missing_keys) == len(model.state_dict()):
+        raise CheckpointError(f'encoder.checkpoint: no weight of {path!r} matches {type(model).__name__}')
 
 
 def _decoder_scans(scan: str, window_size: int, rates: Sequence[int], rate_overflow: str, atrous_order: str):

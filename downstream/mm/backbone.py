@@ -14,9 +14,7 @@ input is zero-padded on the right / bottom so that the patches cover it.
 """
 import logging
 import math
-import os
 import re
-import sys
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import timm
@@ -30,13 +28,13 @@ from timm.layers import LayerNorm2d
 from timm.models import group_parameters, model_entrypoint
 
 import vimamba  # noqa: F401  registers the models with timm
+from vimamba.checkpoint import (
+    CheckpointError, CheckpointMismatchError, checkpoint_filter_for, read_checkpoint, unwrap_state_dict)
 
 __all__ = ['VimambaBackbone', 'PLAIN_FAMILIES']
 
 # timm modules (family files) whose models are plain: one token grid at one stride, blocks indexed 0..depth-1.
 PLAIN_FAMILIES = ('vim', 'lbvim', 'shufflemamba')
-# parameters a dense-prediction backbone never uses: the classifier, its pooling and the final norm
-_HEAD_PREFIXES = ('head.', 'head_drop.', 'fc_norm.', 'neck.', 'attn_pool.', 'norm.')
 
 
 def _family(model_name: str) -> str:
@@ -278,31 +276,23 @@ class VimambaBackbone(BaseModule):
             return timm.create_model(self.model_name, pretrained=False, **self._model_kwargs)
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
-        """Load `checkpoint` into the model; raise `KeyError` listing missing / unexpected keys on a mismatch."""
+        """Load `checkpoint` into the model; raise `CheckpointMismatchError` listing the keys on a mismatch."""
         raw = _read_checkpoint(checkpoint)
         reference = self._reference_model()
         if prefix:
-            state = raw.get('state_dict', raw) if isinstance(raw, dict) else raw
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not state:
-                raise KeyError(f'init_cfg: no key of {checkpoint} starts with prefix {prefix!r}')
-            raw = state
-        filter_fn = getattr(sys.modules[model_entrypoint(self.model_name).__module__], 'checkpoint_filter_fn', None)
-        try:
-            state = filter_fn(raw, reference) if filter_fn is not None else raw
-        except (KeyError, ValueError) as e:
-            raise KeyError(f'{checkpoint} does not fit {self.model_name}: the {self.family} checkpoint filter '
-                           f'rejected it: {e!r}') from e
+            state = unwrap_state_dict(raw, arg='init_cfg.checkpoint')
+            raw = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not raw:
+                raise CheckpointError(f'init_cfg: no key of {checkpoint} starts with prefix {prefix!r}')
         own = self.model.state_dict()
-        reference_keys = set(reference.state_dict())
-        missing = sorted(set(own) - set(state))
-        # Keys of the full model that pruning removed (later blocks, final norm, classifier) are expected.
-        unexpected = sorted(k for k in state if k not in own and k not in reference_keys
-                            and not k.startswith(_HEAD_PREFIXES))
-        if missing or unexpected:
-            raise KeyError(
-                f'{checkpoint} does not fit {self.model_name}: missing keys ({len(missing)}): {missing}; '
-                f'unexpected keys ({len(unexpected)}): {unexpected}')
+        filter_fn = checkpoint_filter_for(reference)
+        try:
+            state = filter_fn(raw, reference, strict=True)
+        except CheckpointMismatchError as e:
+            # a backbone's own checkpoint (prefix=...) lacks what the backbone prunes: later blocks, norm, head
+            if e.unexpected or e.mismatched or set(e.missing) & set(own):
+                raise
+            state = filter_fn(raw, reference, strict=False)
         skipped = sorted(k for k in state if k not in own)
         self.model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
         print_log(f'VimambaBackbone: loaded {len(own)} tensors of {self.model_name} from {checkpoint}'
@@ -358,8 +348,8 @@ class VimambaBackbone(BaseModule):
 
 
 def _read_checkpoint(checkpoint: str) -> Dict[str, Any]:
-    if os.path.isfile(checkpoint):
-        from vimamba.classification.checkpoint import load_file
-        return load_file(checkpoint, 'init_cfg.checkpoint')
-    from mmengine.runner import CheckpointLoader
-    return CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    """A local file, or a URL downloaded once into torch hub's cache; read by vimamba's checkpoint reader."""
+    if checkpoint.startswith(('http://', 'https://')):
+        from timm.models._hub import download_cached_file
+        checkpoint = download_cached_file(checkpoint, check_hash=False)
+    return read_checkpoint(checkpoint, 'init_cfg.checkpoint')

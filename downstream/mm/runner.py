@@ -18,8 +18,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.hooks import Hook
-from mmengine.logging import print_log
+from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner import CheckpointLoader, Runner
+
+from vimamba.checkpoint import read_checkpoint
 
 __all__ = ['train_main', 'test_main', 'load_config', 'build_runner']
 
@@ -152,26 +154,29 @@ def _jsonable(metrics: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def _load_local_checkpoint(filename: str, map_location=None) -> Any:
-    """mmengine's local-file loader, with full unpickling.
+    """mmengine's local-file loader, through vimamba's checkpoint reader (no pickled code runs).
 
-    mmengine checkpoints pickle the message hub (history buffers and their bound methods), which the weights-only
-    loading that torch >= 2.6 does by default refuses. The file named by --resume, `load_from` or tools/test.py is
-    trusted as it was before torch 2.6: load only checkpoints you trust.
+    The message hub's history buffers come back as plain containers and are rebuilt here, so `--resume` keeps
+    the logged history.
     """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+    checkpoint = read_checkpoint(osp.expanduser(filename), 'checkpoint')
+    hub = checkpoint.get('message_hub') if isinstance(checkpoint, dict) else None
+    scalars = hub.get('log_scalars', {}) if isinstance(hub, dict) else {}
+    for key, buffer in list(scalars.items()):
+        state = getattr(buffer, '__dict__', {})
+        if '_log_history' in state:
+            scalars[key] = HistoryBuffer(state['_log_history'], state['_count_history'], state['max_length'])
+    return checkpoint
 
 
-def _trust_local_checkpoints() -> None:
+def _read_local_checkpoints() -> None:
     CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """`tools/train.py`: train, validate as the config says; returns (and prints) the last validation metrics."""
     args = build_train_parser().parse_args(argv)
-    _trust_local_checkpoints()
+    _read_local_checkpoints()
     cfg = load_config(args)
     if args.amp:
         _enable_amp(cfg)
@@ -196,7 +201,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """`tools/test.py`: evaluate a checkpoint on the config's test set; writes and returns the metrics."""
     args = build_test_parser().parse_args(argv)
-    _trust_local_checkpoints()
+    _read_local_checkpoints()
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)

@@ -22,6 +22,8 @@ from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from vimamba.checkpoint import checkpoint_filter_for, load_checkpoint
+
 from .functional import charbonnier_loss
 
 __all__ = ['Restorer', 'L1Loss', 'CharbonnierLoss', 'unbatch_samples']
@@ -131,8 +133,6 @@ class Restorer(BaseModel):
         then. mmengine's default would call the generator's `init_weights` again and wipe that checkpoint."""
 
     def _convert_official_checkpoint(self, state_dict, prefix, *args) -> None:
-        from vimamba.models.mair import checkpoint_filter_fn
-
         official = None
         for key in ('params_ema', 'params'):
             if isinstance(state_dict.get(prefix + key), dict):
@@ -140,16 +140,12 @@ class Restorer(BaseModel):
                 break
         if official is None:
             return
-        converted = checkpoint_filter_fn(official, self.generator, strict=True)
+        converted = checkpoint_filter_for(self.generator)(official, self.generator, strict=True)
         state_dict.update({f'{prefix}generator.{k}': v for k, v in converted.items()})
 
     def load_generator(self, path: str, strict: bool = True) -> None:
         """Load an official or converted checkpoint into the generator (through its family's filter)."""
-        from vimamba.models.mair import checkpoint_filter_fn
-
-        state = torch.load(path, map_location='cpu', weights_only=True)
-        converted = checkpoint_filter_fn(state, self.generator, strict=strict)
-        result = self.generator.load_state_dict(converted, strict=strict)
+        result = load_checkpoint(self.generator, path, strict=strict, arg='init_checkpoint')
         if not strict:
             print_log(f'Restorer: loaded {path} non-strictly; kept initial values for {sorted(result.missing_keys)}',
                       logger='current')

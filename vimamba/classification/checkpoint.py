@@ -1,58 +1,33 @@
 """Reading weights into a model: trainer checkpoints, official checkpoints (through the family's
 `checkpoint_filter_fn`) and plain state dicts, with explicit fine-tuning switches for a new head and a
 new resolution. Anything that does not fit without those switches is an error that names them."""
-import argparse
 import math
-import os
-import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from timm.layers import resample_abs_pos_embed
-from timm.models import clean_state_dict
 
+from ..checkpoint import CheckpointError, CheckpointMismatchError, checkpoint_filter_for, read_checkpoint
+from ..checkpoint import unwrap_state_dict as unwrap
 from .config import ConfigError
 
-# containers used by the trainers these checkpoints come from: timm/ours (`state_dict[_ema]`),
-# DeiT-style copies in the Vim family (`model[_ema]`), MobileMamba (`net` / `net_E`), mmengine (`state_dict`)
-_EMA_KEYS = ('state_dict_ema', 'model_ema', 'net_E')
-_PLAIN_KEYS = ('state_dict', 'model', 'net', 'module', 'params')
-
-
 def load_file(path: str, arg: str) -> Any:
-    if not path or not os.path.isfile(path):
-        raise ConfigError(f'{arg} {path!r}: no such file')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file as load_safetensors
-        return load_safetensors(path)
+    """`vimamba.checkpoint.read_checkpoint`, its errors as `ConfigError`s."""
     try:
-        # the saved training arguments are an argparse.Namespace: allow it, and nothing else, in the unpickler
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001  the message is what matters to the user
-        raise ConfigError(f'{arg} {path!r}: cannot read it as a torch checkpoint: {e}') from e
+        return read_checkpoint(path, arg)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
 
 
-def unwrap_state_dict(checkpoint: Any, use_ema: bool, arg: str) -> Dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint container (EMA weights first when `use_ema` and present)."""
-    if not isinstance(checkpoint, dict):
-        raise ConfigError(f'{arg}: expected a dict checkpoint, got {type(checkpoint).__name__}')
-    keys = (_EMA_KEYS if use_ema else ()) + _PLAIN_KEYS
-    for k in keys:
-        if k in checkpoint and isinstance(checkpoint[k], dict):
-            return clean_state_dict(checkpoint[k])
-    if all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        return clean_state_dict(checkpoint)
-    raise ConfigError(f'{arg}: no state dict found (looked for {list(keys)} and a raw tensor mapping); '
-                      f'top-level keys: {sorted(checkpoint)[:20]}')
-
-
-def checkpoint_filter_for(model: nn.Module) -> Optional[Callable]:
-    """The `checkpoint_filter_fn` next to the model's class, timm's convention for foreign checkpoints."""
-    module = sys.modules.get(type(model).__module__)
-    return getattr(module, 'checkpoint_filter_fn', None)
+def unwrap_state_dict(checkpoint: Any, use_ema: bool, arg: str, prefer_ema: bool = False) -> Dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint container: its EMA weights with `use_ema` (an error if it has none),
+    first if present with `prefer_ema`."""
+    try:
+        return unwrap(checkpoint, prefer_ema=prefer_ema, require_ema=use_ema, arg=arg)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _classifier_prefixes(model: nn.Module) -> Tuple[str, ...]:
@@ -86,7 +61,7 @@ def _resample_pos_embeds(state_dict: Dict[str, torch.Tensor], own: Dict[str, tor
 
 
 def adapt_state_dict(
-        state_dict: Dict[str, torch.Tensor],
+        state_dict: Dict[str, Any],
         model: nn.Module,
         arg: str,
         reset_head: bool = False,
@@ -94,11 +69,11 @@ def adapt_state_dict(
         head_hint: str = 'to fine-tune with a new head pass --reset-head',
         size_hint: str = 'to fine-tune at the new size pass --resize-pos-embed',
 ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Make `state_dict` fit `model`; returns it and the head keys that were dropped.
+    """Make `state_dict` (or a checkpoint holding one) fit `model`; returns it and the head keys that were dropped.
 
-    A classifier of another class count needs `reset_head`; any other shape difference (position
-    embeddings of another resolution or stride) needs `resize`, which runs the family's
-    `checkpoint_filter_fn` (it knows where extra tokens sit) and then a generic resample.
+    The family's `checkpoint_filter_fn` converts official names. A classifier of another class count needs
+    `reset_head`; any other shape difference (position embeddings of another resolution or stride) needs
+    `resize`: the filter resamples them (it knows where extra tokens sit), then a generic resample.
     """
     own = model.state_dict()
     heads = _classifier_prefixes(model)
@@ -124,18 +99,15 @@ def adapt_state_dict(
                 f'(trained at another resolution or stride?); {size_hint}')
         return bad
 
-    state_dict = dict(state_dict)
+    # the explicit switches first, on the keys named as ours (official Vim files share pos_embed's name)
+    view = unwrap_state_dict(state_dict, False, arg)
+    check_heads(dict(view))
+    check_sizes(view)
+    try:
+        state_dict = dict(checkpoint_filter_for(model)(state_dict, model, strict=True))
+    except CheckpointMismatchError as e:
+        raise ConfigError(f'{arg}: {e}' + (f'\n{size_hint}' if e.mismatched and not resize else '')) from None
     check_heads(state_dict)
-    size_bad = check_sizes(state_dict)
-    filter_fn = checkpoint_filter_for(model)
-    foreign = set(state_dict) - set(own)
-    if filter_fn is not None and (foreign or size_bad):
-        try:
-            state_dict = filter_fn(state_dict, model)
-        except TypeError:
-            state_dict = filter_fn(state_dict)
-        state_dict = dict(state_dict)
-        check_heads(state_dict)
     if resize:
         _resample_pos_embeds(state_dict, own, model)
     still = _mismatches(state_dict, own)
@@ -147,11 +119,16 @@ def adapt_state_dict(
 
 
 def load_weights(model: nn.Module, path: str, arg: str, use_ema: bool = False, reset_head: bool = False,
-                 resize: bool = False, **hints: str) -> Dict[str, Any]:
-    """Load `path` into `model` strictly (apart from a dropped head). Returns the checkpoint's metadata."""
+                 resize: bool = False, prefer_ema: bool = False, **hints: str) -> Dict[str, Any]:
+    """Load `path` into `model` strictly (apart from a dropped head). Returns the checkpoint's metadata.
+
+    `use_ema` takes the checkpoint's EMA weights (an error if it has none), `prefer_ema` takes them when present;
+    otherwise the family's filter chooses (the weights the official results were reported with).
+    """
     checkpoint = load_file(path, arg)
-    state_dict = unwrap_state_dict(checkpoint, use_ema, f'{arg} {path!r}')
-    state_dict, dropped = adapt_state_dict(state_dict, model, f'{arg} {path!r}', reset_head, resize, **hints)
+    source = unwrap_state_dict(checkpoint, use_ema, f'{arg} {path!r}', prefer_ema) if use_ema or prefer_ema \
+        else checkpoint
+    state_dict, dropped = adapt_state_dict(source, model, f'{arg} {path!r}', reset_head, resize, **hints)
     result = model.load_state_dict(state_dict, strict=False)
     missing = [k for k in result.missing_keys if k not in dropped]
     heads = _classifier_prefixes(model)

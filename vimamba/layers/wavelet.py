@@ -1,9 +1,10 @@
 """One-level 2-D discrete wavelet transform as fixed depthwise convolutions, and the wavelet conv built on it.
 
 `WaveletTransform2d` splits every channel into four half-resolution sub-bands (LL, LH, HL, HH) with a
-stride-2 depthwise conv whose filters are the outer products of a pywavelets filter bank, and inverts the
-split with the transposed conv of the reconstruction filters. The filters are constants: they are built
-from `pywt.Wavelet(name)`, kept as non-persistent buffers (never trained, never saved) and rebuilt by
+stride-2 depthwise conv whose filters are the outer products of a wavelet filter bank, and inverts the
+split with the transposed conv of the reconstruction filters. The filters are constants: Haar ('db1', the
+one MobileMamba uses) is computed here, other wavelets come from pywavelets (`pip install pywavelets`); they
+are kept as non-persistent buffers (never trained, never saved) and rebuilt by
 `init_non_persistent_buffers()` after a meta-device build.
 
 `WaveletConv` (WTConv, Finder et al., ECCV 2024, one level) filters the four sub-bands with one depthwise
@@ -24,18 +25,26 @@ def wavelet_filters(
         device=None,
         dtype=None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The 2-D analysis and synthesis filters of a pywavelets filter bank, each (4, 1, k, k).
+    """The 2-D analysis and synthesis filters of a wavelet filter bank (pywavelets' names), each (4, 1, k, k).
 
     Band order LL, LH, HL, HH: outer products lo*lo, lo(cols)*hi(rows), hi*lo, hi*hi of the reversed
     decomposition filters (conv2d correlates, so reversing turns it into the convolution pywt defines).
     The synthesis filters are the reconstruction filters reversed twice, i.e. as pywt stores them.
     For 'db1' (Haar) every tap is +-1/2 and synthesis == analysis, an orthogonal transform.
     """
-    # Imported here so that `import vimamba` works where pywavelets is absent (only MobileMamba needs it).
-    import pywt
-
-    w = pywt.Wavelet(wavelet)
     kw = dict(device=device, dtype=dtype if dtype is not None else torch.float32)
+    if wavelet in ('db1', 'haar'):
+        # pywt.Wavelet('db1'): dec_lo = rec_lo = (r, r), dec_hi = (-r, r), rec_hi = (r, -r), r = 1/sqrt(2)
+        r = 2 ** -0.5
+        dec_lo, dec_hi, rec_lo, rec_hi = (r, r), (-r, r), (r, r), (r, -r)
+    else:
+        try:
+            import pywt
+        except ImportError as e:
+            raise ImportError(f"wavelet={wavelet!r} needs pywavelets (pip install pywavelets); 'db1' (Haar) "
+                              f"does not") from e
+        w = pywt.Wavelet(wavelet)
+        dec_lo, dec_hi, rec_lo, rec_hi = w.dec_lo, w.dec_hi, w.rec_lo, w.rec_hi
 
     def outer(lo, hi):
         return torch.stack([
@@ -45,8 +54,8 @@ def wavelet_filters(
             hi[None, :] * hi[:, None],
         ])[:, None]
 
-    dec = outer(torch.tensor(w.dec_lo[::-1], **kw), torch.tensor(w.dec_hi[::-1], **kw))
-    rec = outer(torch.tensor(w.rec_lo, **kw), torch.tensor(w.rec_hi, **kw))
+    dec = outer(torch.tensor(dec_lo[::-1], **kw), torch.tensor(dec_hi[::-1], **kw))
+    rec = outer(torch.tensor(rec_lo, **kw), torch.tensor(rec_hi, **kw))
     return dec, rec
 
 
@@ -73,7 +82,7 @@ class WaveletTransform2d(nn.Module):
         self.wavelet = wavelet
         dec, rec = wavelet_filters(wavelet, device=device, dtype=dtype)
         self.filter_size = dec.shape[-1]
-        # Constants from pywt: buffers, not parameters, so they get no gradient, no optimizer slot and no
+        # Constants: buffers, not parameters, so they get no gradient, no optimizer slot and no
         # state-dict entry (the official checkpoints' `wt_filter` / `iwt_filter` are checked and dropped).
         self.register_buffer('dwt_filter', dec.repeat(channels, 1, 1, 1), persistent=False)
         self.register_buffer('idwt_filter', rec.repeat(channels, 1, 1, 1), persistent=False)

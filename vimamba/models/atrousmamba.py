@@ -59,6 +59,7 @@ from timm.layers import LayerNorm2d, calculate_drop_path_rates, get_device_dtype
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
+from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, get_pattern
 from vimamba.scans.base import check_grid, check_int, from_transposed
@@ -305,7 +306,7 @@ class AtrousMambaStage(nn.Module):
         return x
 
 
-class AtrousMamba(nn.Module):
+class AtrousMamba(PretrainedMixin, nn.Module):
     """AtrousMamba (AWVSS) classifier / backbone; with `scan='cross'` it is VMamba v2.
 
     Feature levels (`feature_info`, `forward_intermediates`): 0..3 = stages at strides 4, 8, 16, 32.
@@ -587,23 +588,19 @@ def _convert_vmamba_key(key: str) -> Optional[str]:
     return key
 
 
-def filter_vmamba_checkpoint(
+def checkpoint_filter_fn(
         state_dict: Dict[str, Any],
         model: AtrousMamba,
         strict: bool = True,
 ) -> Dict[str, torch.Tensor]:
-    """Convert a VMamba (v2, channel-first or -last) checkpoint to `model`'s names and shapes.
+    """Convert a VMamba (v2, channel-first or -last) or AtrousMamba checkpoint to `model`'s names and shapes.
 
-    Accepts `model` / `state_dict` wrappers and raw dicts, and our own names. Linear weights (out, in) become
-    1x1 conv weights (out, in, 1, 1). `strict=True` raises `KeyError` listing every missing and unexpected key
-    (and `ValueError` on a shape mismatch); `strict=False` keeps only matching keys (e.g. ChangeMamba's tiny
-    encoder, depths (2, 2, 4, 2), from VMamba-T weights with depths (2, 2, 5, 2)). A classifier of another
-    class count is dropped (the model keeps its own head).
+    Takes the official training checkpoints ({'model', 'model_ema', 'config', ...}: 'model', the weights VMamba's
+    own loader takes), other containers, raw dicts and our own names. Linear weights (out, in) become 1x1 conv
+    weights (out, in, 1, 1). `strict=False` keeps only matching keys (e.g. ChangeMamba's tiny encoder, depths
+    (2, 2, 4, 2), from VMamba-T weights with depths (2, 2, 5, 2)).
     """
-    for container in ('model', 'state_dict'):
-        if isinstance(state_dict.get(container), dict):
-            state_dict = state_dict[container]
-            break
+    state_dict = unwrap_state_dict(state_dict)
     expected = model.state_dict()
     converted = {}
     for key, value in state_dict.items():
@@ -615,29 +612,7 @@ def filter_vmamba_checkpoint(
         converted[new_key] = value
     if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
         converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
-    # Another class count: the model keeps its fresh head (timm's loader does the same for its own classifier).
-    other_head = [k for k in converted if k.startswith('head.') and k in expected
-                  and converted[k].shape != expected[k].shape]
-    for key in other_head:
-        del converted[key]
-
-    missing = sorted(set(expected) - set(converted) - set(other_head))
-    unexpected = sorted(set(converted) - set(expected))
-    mismatched = sorted(k for k in set(converted) & set(expected) if converted[k].shape != expected[k].shape)
-    if strict and (missing or unexpected):
-        raise KeyError(f'checkpoint_filter_fn: checkpoint does not match {type(model).__name__}: '
-                       f'missing keys {missing}; unexpected keys {unexpected}')
-    if strict and mismatched:
-        raise ValueError('checkpoint_filter_fn: shape mismatch: ' + ', '.join(
-            f'{k} {tuple(converted[k].shape)} vs {tuple(expected[k].shape)}' for k in mismatched))
-    if not strict:
-        converted = {k: v for k, v in converted.items() if k in expected and k not in mismatched}
-    return converted
-
-
-def checkpoint_filter_fn(state_dict: Dict[str, Any], model: AtrousMamba) -> Dict[str, torch.Tensor]:
-    """VMamba (or AtrousMamba) checkpoint -> this model, strict (see `filter_vmamba_checkpoint`)."""
-    return filter_vmamba_checkpoint(state_dict, model, strict=True)
+    return fit_state_dict(converted, model, strict)
 
 
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -652,25 +627,34 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
         'paper_name': 'AtrousMamaba: An Atrous-Window Scanning Visual State Space Model for Remote Sensing '
                       'Change Detection',
         'origin_url': 'https://github.com/MzeroMiko/VMamba',
+        'custom_load': 'hf',  # every source (file, url, Hugging Face) is read by vimamba.checkpoint
         **kwargs,
     }
 
 
-# No AtrousMamba weights exist. The VMamba v2 ImageNet checkpoints (GitHub releases of MzeroMiko/VMamba) load
-# through `checkpoint_filter_fn`: `create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))`.
-_VMAMBA_NOTE = 'initialise from the VMamba v2 ImageNet checkpoint of the same size ({})'
+# No AtrousMamba weights exist; the paper starts from the VMamba v2 ImageNet-1k checkpoints of the same size
+# (GitHub release assets of MzeroMiko/VMamba, release tag '#v2cls'), which `.vmamba_in1k` loads.
+_VMAMBA_RELEASE = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
+
+
+def _vmamba(filename: str, name: str, top1: float) -> Dict[str, Any]:
+    return _cfg(url=_VMAMBA_RELEASE + filename, notes=(
+        f'VMamba {name} ImageNet-1k weights (top-1 {top1} with the cross scan, scan="cross")',))
+
+
 default_cfgs = generate_default_cfgs({
-    'atrousmamba_tiny.untrained': _cfg(notes=(_VMAMBA_NOTE.format('vssm1_tiny_0230s'),)),
-    'atrousmamba_small.untrained': _cfg(notes=(_VMAMBA_NOTE.format('vssm_small_0229'),)),
-    'atrousmamba_base.untrained': _cfg(notes=(_VMAMBA_NOTE.format('vssm_base_0229'),)),
-    'atrousmamba_tiny_s1l8.untrained': _cfg(notes=(_VMAMBA_NOTE.format('vssm1_tiny_0230'),)),
-    'atrousmamba_small_s1l20.untrained': _cfg(notes=(_VMAMBA_NOTE.format('vssm1_small_0229'),)),
-    'atrousmamba_base_s1l20.untrained': _cfg(notes=(_VMAMBA_NOTE.format('vssm1_base_0229'),)),
+    'atrousmamba_tiny.vmamba_in1k': _vmamba('vssm_tiny_0230_ckpt_epoch_262.pth', 'T s2l5', 82.5),
+    'atrousmamba_small.vmamba_in1k': _vmamba('vssm_small_0229_ckpt_epoch_222.pth', 'S s2l15', 83.6),
+    'atrousmamba_base.vmamba_in1k': _vmamba('vssm_base_0229_ckpt_epoch_237.pth', 'B s2l15', 83.9),
+    'atrousmamba_tiny_s1l8.vmamba_in1k': _vmamba('vssm1_tiny_0230s_ckpt_epoch_264.pth', 'T s1l8', 82.6),
+    'atrousmamba_small_s1l20.vmamba_in1k': _vmamba('vssm1_small_0229s_ckpt_epoch_240.pth', 'S s1l20', 83.3),
+    'atrousmamba_base_s1l20.vmamba_in1k': _vmamba('vssm1_base_0229s_ckpt_epoch_225.pth', 'B s1l20', 83.8),
     'test_atrousmamba.untrained': _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
 })
 
 
 def _create_atrousmamba(variant: str, pretrained: bool = False, **kwargs) -> AtrousMamba:
+    prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         AtrousMamba,
         variant,

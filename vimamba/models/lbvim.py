@@ -20,6 +20,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from ..checkpoint import prepare_pretrained, fit_state_dict
 from .vim import VisionMamba, remap_official_state_dict
 
 __all__ = []
@@ -29,10 +30,11 @@ _LBVIM_ARGS = dict(
     class_token=False, bimamba=False, local_window=None, alternate_direction=True, global_pool='avg')
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VisionMamba) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(
+        state_dict: Dict[str, Any], model: VisionMamba, strict: bool = True) -> Dict[str, torch.Tensor]:
     """Load official LBVim checkpoints: `layers.*` (no `_b` parameters), `norm_f`, a patch-only pos_embed, and for
     the 528 model the `head.0.*` attention pool / `head.1.*` classifier."""
-    return remap_official_state_dict(state_dict, model)
+    return fit_state_dict(remap_official_state_dict(state_dict, model), model, strict)
 
 
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -54,6 +56,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
         'paper_name': 'LBMamba: Locally Bi-directional Mamba',
         'origin_url': 'https://github.com/cvlab-stonybrook/LBMamba',
         'notes': ('No official weights released (the README link is empty).',),
+        'custom_load': 'hf',  # every source (file, url, Hugging Face) is read by vimamba.checkpoint
         **kwargs,
     }
 
@@ -69,6 +72,7 @@ default_cfgs = generate_default_cfgs({
 
 def _create_lbvim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
     out_indices = kwargs.pop('out_indices', 3)
+    prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         VisionMamba,
         variant,

@@ -51,6 +51,7 @@ import torch.utils.checkpoint
 from timm.layers import DropPath, Mlp, register_notrace_function, register_notrace_module
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.scan import pattern_scan
 from vimamba.layers.ss2d import scan_inputs
 from vimamba.scans import get_pattern
@@ -264,7 +265,7 @@ def check_image(x: torch.Tensor, in_chans: int, owner: str) -> torch.Tensor:
     return x
 
 
-class MaIR(nn.Module):
+class MaIR(PretrainedMixin, nn.Module):
     """MaIR for super-resolution (`upscale` 2, 3, 4) and denoising (`upscale` 1, `upsampler` None).
 
     Args:
@@ -419,7 +420,7 @@ class MaIR(nn.Module):
         return forward_self_ensemble(fn, x)
 
 
-class MaIRUNet(nn.Module):
+class MaIRUNet(PretrainedMixin, nn.Module):
     """MaIRUNet: Restormer's four-level encoder-decoder with MaIR blocks (real denoising, deblurring, dehazing).
 
     Level l (0..3) has width dim * 2^l and d_state base_d_state * 2^l; level 1 of the encoder uses
@@ -691,41 +692,17 @@ def _describe_checkpoint(state_dict: Dict[str, torch.Tensor]) -> str:
 
 def checkpoint_filter_fn(
         state_dict: Dict[str, Any], model: nn.Module, strict: bool = True) -> Dict[str, torch.Tensor]:
-    """Convert an official MaIR / MaIRUNet BasicSR checkpoint to this model's names; strict.
+    """Convert an official MaIR / MaIRUNet BasicSR checkpoint to this model's names.
 
-    Accepts BasicSR files (`params_ema`, preferred when present, else `params`), `state_dict` / `model`
-    wrappers, raw state dicts in the official or in our names, and DataParallel `module.` prefixes. Raises
-    `KeyError` listing the missing and unexpected keys, or `ValueError` listing shape mismatches (a
-    checkpoint of another variant: other width, d_state, scale or depth), with what the checkpoint holds.
-    `strict=False` instead drops those entries (fine-tuning x3 / x4 from x2, as the official recipes);
-    load the result with `load_state_dict(..., strict=False)`.
+    Accepts BasicSR files (`params_ema`, preferred when present, else `params`), our restoration trainer's
+    mmengine checkpoints, other containers and raw state dicts in the official or in our names. A checkpoint
+    of another variant (other width, d_state, scale or depth) is refused with what it holds; `strict=False`
+    instead drops those entries (fine-tuning x3 / x4 from x2, as the official recipes).
     """
-    for container in ('params_ema', 'params', 'state_dict', 'model'):
-        if isinstance(state_dict.get(container), dict):
-            state_dict = state_dict[container]
-            break
-    converted = {}
-    for key, value in state_dict.items():
-        key = key[len('module.'):] if key.startswith('module.') else key
-        converted[_convert_official_key(key)] = value
-
+    converted = {_convert_official_key(k): v for k, v in unwrap_state_dict(state_dict, prefer_ema=True).items()}
     expected = model.state_dict()
-    name = type(model).__name__
-    if not strict:
-        return {k: v for k, v in converted.items() if k in expected and tuple(v.shape) == tuple(expected[k].shape)}
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    if missing or unexpected:
-        raise KeyError(
-            f'checkpoint_filter_fn: checkpoint ({_describe_checkpoint(converted)}) does not match this {name} '
-            f'({_describe_checkpoint(expected)}): missing keys {missing}; unexpected keys {unexpected}')
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}'
-                  for k, v in converted.items() if tuple(v.shape) != tuple(expected[k].shape)]
-    if mismatched:
-        raise ValueError(
-            f'checkpoint_filter_fn: checkpoint ({_describe_checkpoint(converted)}) is another variant than this '
-            f'{name} ({_describe_checkpoint(expected)}); shape mismatches: {mismatched}')
-    return converted
+    hint = f'the checkpoint is {_describe_checkpoint(converted)}, the model {_describe_checkpoint(expected)}'
+    return fit_state_dict(converted, model, strict, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -743,6 +720,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
         'paper_ids': 'arXiv:2412.20066',
         'paper_name': 'MaIR: A Locality- and Continuity-Preserving Mamba for Image Restoration',
         'origin_url': 'https://github.com/XLearning-SCU/2025-CVPR-MaIR',
+        'custom_load': 'hf',  # every source (file, url, Hugging Face) is read by vimamba.checkpoint
         **kwargs,
     }
 
@@ -784,6 +762,7 @@ def _create(cls, variant: str, pretrained: bool = False, **kwargs) -> nn.Module:
     if kwargs.pop('features_only', False):
         raise ValueError(f'{variant}: features_only is not supported: {cls.__name__} is an image-to-image network '
                          f'at full resolution; use forward_features for its deep features')
+    prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(cls, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
 
 

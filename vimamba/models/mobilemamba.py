@@ -18,7 +18,7 @@ untouched remainder, then mixes them with a 1x1 conv. Every BatchNorm folds into
 | mobilemamba_b1/b2/b4 | 256/384/512 | 200, 376, 448 | 2, 3, 2 | 17,070,625 | 17,122,849 | 17,027,200 (17,079,424) |
 
 What differs from the official code, on purpose:
-- The Haar filters are non-persistent buffers built from pywavelets, not frozen parameters: they are not
+- The Haar filters are non-persistent buffers (computed, no pywavelets), not frozen parameters: they are not
   in `parameters()` (the official counts include them; both numbers are in the table) nor in the state
   dict; `checkpoint_filter_fn` checks the official `wt_filter` / `iwt_filter` entries and drops them.
 - The scan is `vimamba.ops.selective_scan` over the 'bidirectional' pattern of `vimamba.scans` (the op
@@ -44,6 +44,7 @@ from timm.layers import DropPath, SqueezeExcite, calculate_drop_path_rates, get_
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
+from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.conv_bn import BnLinear, ConvBn2d
 from vimamba.layers.ss2d import SelectiveScan2d
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
@@ -288,7 +289,7 @@ class MobileMambaStage(nn.Module):
         return x
 
 
-class MobileMamba(nn.Module):
+class MobileMamba(PretrainedMixin, nn.Module):
     """MobileMamba classifier / backbone.
 
     Feature levels (indices of `feature_info`, `forward_intermediates`, `out_indices`): 0 = stem (stride
@@ -595,21 +596,18 @@ def _convert_official_key(key: str) -> str:
     return key
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, Any], model: MobileMamba) -> Dict[str, torch.Tensor]:
-    """Convert an official MobileMamba checkpoint to this model's names; strict.
+def checkpoint_filter_fn(
+        state_dict: Dict[str, Any], model: MobileMamba, strict: bool = True) -> Dict[str, torch.Tensor]:
+    """Convert an official MobileMamba checkpoint to this model's names.
 
     Accepts the trainer's files (`net_E` = EMA weights, which the reported top-1 uses, preferred over
-    `net`), `state_dict` / `model` wrappers and raw state dicts. The fixed wavelet filters are compared
-    with the Haar filters and dropped. Raises `KeyError` listing every missing and unexpected key.
+    `net`), other containers and raw state dicts. The fixed wavelet filters are compared with the Haar
+    filters and dropped.
     """
-    for container in ('net_E', 'net', 'state_dict', 'model'):
-        if isinstance(state_dict.get(container), dict):
-            state_dict = state_dict[container]
-            break
+    state_dict = unwrap_state_dict(state_dict, prefer_ema=True)
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError('checkpoint_filter_fn: the model is already fused; load into an unfused model, then fuse()')
 
-    expected = model.state_dict()
     if 'stem.conv1.conv.weight' in state_dict:  # already in our format
         converted = dict(state_dict)
     else:
@@ -628,14 +626,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: MobileMamba) -> Dict
             converted[_convert_official_key(key)] = value
     if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
         converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
-
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
-    if missing or unexpected:
-        raise KeyError(
-            f'checkpoint_filter_fn: checkpoint does not match {type(model).__name__}: '
-            f'missing keys {missing}; unexpected keys {unexpected}')
-    return converted
+    return fit_state_dict(converted, model, strict)
 
 
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -649,6 +640,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
         'paper_ids': 'arXiv:2411.15941',
         'paper_name': 'MobileMamba: Lightweight Multi-Receptive Visual Mamba Network',
         'origin_url': 'https://github.com/lewandofskee/MobileMamba',
+        'custom_load': 'hf',  # every source (file, url, Hugging Face) is read by vimamba.checkpoint
         **kwargs,
     }
 
@@ -681,6 +673,7 @@ default_cfgs = generate_default_cfgs({
 
 
 def _create_mobilemamba(variant: str, pretrained: bool = False, **kwargs) -> MobileMamba:
+    prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         MobileMamba,
         variant,

@@ -23,6 +23,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from ..checkpoint import prepare_pretrained, fit_state_dict
 from .vim import VisionMamba, remap_official_state_dict
 
 __all__ = []
@@ -33,10 +34,11 @@ _SHUFFLE_ARGS = dict(class_token=True, cls_position='head', weight_init='shuffle
 _REG_ARGS = dict(class_token=False, weight_init='vim', shuffle_rate=0.1)
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VisionMamba) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(
+        state_dict: Dict[str, Any], model: VisionMamba, strict: bool = True) -> Dict[str, torch.Tensor]:
     """Load official ShuffleMamba checkpoints: Vim's key names with a head-cls pos_embed (models_shuffle.py), or
     Mamba-Reg's `cls_token` / `pos_embed_cls` registers, `neck` and `norm_neck` (models_reg.py)."""
-    return remap_official_state_dict(state_dict, model)
+    return fit_state_dict(remap_official_state_dict(state_dict, model), model, strict)
 
 
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -58,6 +60,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
         'paper_name': 'Stochastic Layer-Wise Shuffle: A Good Practice to Improve Vision Mamba Training',
         'origin_url': 'https://github.com/huangzizheng01/ShuffleMamba',
         'notes': ('No official weights released yet (README to-do list).',),
+        'custom_load': 'hf',  # every source (file, url, Hugging Face) is read by vimamba.checkpoint
         **kwargs,
     }
 
@@ -79,6 +82,7 @@ default_cfgs = generate_default_cfgs({
 
 def _create_shufflemamba(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
     out_indices = kwargs.pop('out_indices', 3)
+    prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         VisionMamba,
         variant,

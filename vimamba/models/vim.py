@@ -35,8 +35,9 @@ from timm.layers import DropPath, calculate_drop_path_rates, get_device_dtype, l
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-from ..layers import LatentAttentionPool, MambaBlock, stack_directions, PatchEmbed, get_fp32_norm_layer, insert_tokens, \
-    resample_pos_embed, split_tokens
+from ..checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
+from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, get_fp32_norm_layer, insert_tokens, \
+    resample_pos_embed, split_tokens, stack_directions
 from ..scans import get_pattern
 
 try:
@@ -66,7 +67,7 @@ def layer_shuffle_order(x: torch.Tensor, prob: float) -> Tuple[torch.Tensor, tor
     return torch.where(keep, identity, order.index[0]), torch.where(keep, identity, order.inverse[0])
 
 
-class VisionMamba(nn.Module):
+class VisionMamba(PretrainedMixin, nn.Module):
     """Plain Vision Mamba backbone (Vim, LBVim, ShuffleMamba).
 
     Args:
@@ -475,17 +476,14 @@ class VisionMamba(nn.Module):
         return x
 
 
-def remap_official_state_dict(state_dict: Dict[str, torch.Tensor], model: VisionMamba) -> Dict[str, torch.Tensor]:
+def remap_official_state_dict(state_dict: Dict[str, Any], model: VisionMamba) -> Dict[str, torch.Tensor]:
     """Official Vim / LBVim / ShuffleMamba key names -> ours, pos_embed resized to the model's grid.
 
-    Takes a training checkpoint ({'model', 'model_ema', ...}: 'model' first, else 'model_ema') or a bare state
-    dict, in the official names (vim_family.md §6) or ours. RoPE buffers of the detection checkpoints are dropped.
+    Takes a training checkpoint ({'model', 'model_ema', 'args', ...}: 'model', the weights the official evaluation
+    reports first) or a bare state dict, in the official names or ours. RoPE buffers of the detection checkpoints
+    are dropped.
     """
-    for key in ('model', 'model_ema', 'state_dict', 'state_dict_ema'):
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
-    state_dict = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    state_dict = unwrap_state_dict(state_dict)
     official = any(k.startswith(('layers.', 'norm_f.')) for k in state_dict)
     out = {}
     for k, v in state_dict.items():
@@ -517,9 +515,10 @@ def remap_official_state_dict(state_dict: Dict[str, torch.Tensor], model: Vision
     return out
 
 
-def checkpoint_filter_fn(state_dict: Dict[str, torch.Tensor], model: VisionMamba) -> Dict[str, torch.Tensor]:
+def checkpoint_filter_fn(
+        state_dict: Dict[str, Any], model: VisionMamba, strict: bool = True) -> Dict[str, torch.Tensor]:
     """Load official Vim checkpoints (hustvl/Vim `layers.*`, `norm_f`, middle-cls pos_embed) into `VisionMamba`."""
-    return remap_official_state_dict(state_dict, model)
+    return fit_state_dict(remap_official_state_dict(state_dict, model), model, strict)
 
 
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
@@ -539,28 +538,30 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
         'paper_ids': 'arXiv:2401.09417',
         'paper_name': 'Vision Mamba: Efficient Visual Representation Learning with Bidirectional State Space Model',
         'origin_url': 'https://github.com/hustvl/Vim',
+        'custom_load': 'hf',  # every source (file, url, Hugging Face) is read by vimamba.checkpoint
         **kwargs,
     }
 
 
-def _official(repo: str, top1: float) -> Dict[str, Any]:
-    return dict(notes=(
-        f'Official weights (ImageNet-1k top-1 {top1}): https://huggingface.co/hustvl/{repo}; '
-        f'convert them with tools/convert.py, then pretrained_cfg_overlay=dict(file=...).',))
+def _official(repo: str, filename: str, top1: float) -> Dict[str, Any]:
+    return dict(hf_hub_id=f'hustvl/{repo}', hf_hub_filename=filename, notes=(f'ImageNet-1k top-1 {top1}',))
 
 
 default_cfgs = generate_default_cfgs({
-    'vim_tiny_patch16_224.in1k': _cfg(**_official('Vim-tiny-midclstok', 76.1)),
-    'vim_tiny_patch16_stride8_224.in1k': _cfg(**_official('Vim-tiny-midclstok', 78.3)),
-    'vim_small_patch16_224.in1k': _cfg(**_official('Vim-small-midclstok', 80.5)),
-    'vim_small_patch16_stride8_224.in1k': _cfg(**_official('Vim-small-midclstok', 81.6)),
-    'vim_base_patch16_224.in1k': _cfg(**_official('Vim-base-midclstok', 81.9)),
+    'vim_tiny_patch16_224.in1k': _cfg(**_official('Vim-tiny-midclstok', 'vim_t_midclstok_76p1acc.pth', 76.1)),
+    'vim_tiny_patch16_stride8_224.in1k': _cfg(
+        **_official('Vim-tiny-midclstok', 'vim_t_midclstok_ft_78p3acc.pth', 78.3)),
+    'vim_small_patch16_224.in1k': _cfg(**_official('Vim-small-midclstok', 'vim_s_midclstok_80p5acc.pth', 80.5)),
+    'vim_small_patch16_stride8_224.in1k': _cfg(
+        **_official('Vim-small-midclstok', 'vim_s_midclstok_ft_81p6acc.pth', 81.6)),
+    'vim_base_patch16_224.in1k': _cfg(**_official('Vim-base-midclstok', 'vim_b_midclstok_81p9acc.pth', 81.9)),
     'test_vim': _cfg(input_size=(3, 64, 64), license=None),
 })
 
 
 def _create_vim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
     out_indices = kwargs.pop('out_indices', 3)
+    prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         VisionMamba,
         variant,
