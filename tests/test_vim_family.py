@@ -411,7 +411,7 @@ def test_convert_mismatch_lists_keys(tmp_path):
     # timm's pretrained path reports the same.
     path = str(tmp_path / 'bad.pth')
     torch.save({'model': sd}, path)
-    with pytest.raises(CheckpointMismatchError, match=r'missing keys \(1\): blocks.1.mixer.conv1d_b.bias'):
+    with pytest.raises(CheckpointMismatchError, match=r'missing keys \(1\): blocks.1.mixer.conv1d.bias'):
         timm.create_model('test_vim', pretrained=True, pretrained_cfg_overlay=dict(file=path))
 
 
@@ -548,3 +548,27 @@ def test_matches_official_forward(name, family):
         expected = _official_forward({k: v.double() for k, v in sd.items()}, x, family,
                                      stride=8 if name == 'test_vim' else 16, regs=OFFICIAL[name].get('regs', 0))
         torch.testing.assert_close(model(x), expected, rtol=1e-7, atol=1e-7)
+
+
+def test_mixer_loads_per_direction_state_dict():
+    """load_state_dict takes the official per-direction layout (conv1d_b.weight, A_b_log, ...) as it is and stacks
+    it; a direction missing is reported under the file's own key."""
+    mixer = _mixer(bidirectional=True)
+    official = {}
+    for k, v in mixer.state_dict().items():
+        stacked = k in ('conv1d.weight', 'conv1d.bias', 'x_proj.weight', 'dt_proj.weight', 'dt_proj.bias', 'A_log', 'D')
+        if not stacked:
+            official[k] = v
+            continue
+        fwd, bwd = v.unbind(0)
+        if k == 'conv1d.weight':
+            fwd, bwd = fwd[:, None], bwd[:, None]
+        official[k] = fwd
+        official[{'A_log': 'A_b_log', 'D': 'D_b'}.get(k, k.replace('.', '_b.', 1))] = bwd
+    fresh = MambaMixer(16, d_state=4).double()
+    fresh.load_state_dict(official)
+    for k, v in mixer.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+    del official['x_proj_b.weight']
+    result = fresh.load_state_dict(official, strict=False)
+    assert result.missing_keys == ['x_proj_b.weight'] and not result.unexpected_keys

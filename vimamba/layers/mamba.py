@@ -104,6 +104,16 @@ def stack_directions(state_dict: Dict[str, torch.Tensor], prefix: str, mixer: 'M
     return incomplete
 
 
+def _report_incomplete_directions(mixer: 'MambaMixer', incompatible) -> None:
+    # Runs after the submodules loaded: a stacked key missing for want of one direction is reported by the
+    # file's own key names.
+    for stacked, keys in getattr(mixer, '_incomplete_directions', {}).items():
+        if stacked in incompatible.missing_keys:
+            incompatible.missing_keys.remove(stacked)
+        incompatible.missing_keys.extend(keys)
+    mixer._incomplete_directions = {}
+
+
 class MambaMixer(nn.Module):
     """Mamba token mixer over a (B, L, C) sequence, one or two scan directions.
 
@@ -175,6 +185,7 @@ class MambaMixer(nn.Module):
         self.D = nn.Parameter(torch.empty(num_dir, d_inner, device=device))
         self.out_proj = nn.Linear(d_inner, dim, bias=bias, **dd)
         self.reset_parameters(needs_reset=False)
+        self.register_load_state_dict_post_hook(_report_incomplete_directions)
 
     def reset_parameters(self, needs_reset: bool = True) -> None:
         """mamba-ssm's init: A = -[1..N] (S4D-real), D = 1, forward dt_proj weight U(±R^-0.5) and bias so that
@@ -192,13 +203,8 @@ class MambaMixer(nn.Module):
             init_dt_bias_(self.dt_proj.bias[0], self.dt_min, self.dt_max, self.dt_init_floor)
 
     def _load_from_state_dict(self, state_dict, prefix, *args):
-        incomplete = stack_directions(state_dict, prefix, self)
+        self._incomplete_directions = stack_directions(state_dict, prefix, self)
         super()._load_from_state_dict(state_dict, prefix, *args)
-        missing_keys = args[2]
-        for stacked, keys in incomplete.items():  # report the file's own key names, not the stacked one
-            if stacked in missing_keys:
-                missing_keys.remove(stacked)
-            missing_keys.extend(keys)
 
     def scan_inputs(self, x: torch.Tensor):
         """(u, delta, A, B, C, D, delta_bias, z) of the op for the normalised block input x (B, L, C).
