@@ -7,9 +7,28 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from timm.layers import to_2tuple
+from timm.layers import register_notrace_function, to_2tuple
 
-__all__ = ['PatchEmbed']
+__all__ = ['PatchEmbed', 'check_image']
+
+
+@register_notrace_function  # an FX leaf: checks concrete shapes and dtypes (FX wraps public names only)
+def check_image(x: torch.Tensor, in_chans: int, weight: torch.Tensor, owner: str) -> torch.Tensor:
+    """x unchanged, or an error when it is not a (B, in_chans, H, W) floating batch for a stem whose first
+    conv has `weight` (integer images and float64 into a lower-precision model fail here, not inside the conv)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        what = f'shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f'{owner}: expected an image batch (B, {in_chans}, H, W), got {what}')
+    if x.shape[1] != in_chans:
+        hint = f' (a grayscale image: repeat it to {in_chans} channels, or build the model with in_chans=1)' \
+            if x.shape[1] == 1 else ''
+        raise ValueError(f'{owner}: input has {x.shape[1]} channels (shape {tuple(x.shape)}); '
+                         f'this model takes in_chans={in_chans}{hint}')
+    if not x.is_floating_point() or (x.dtype == torch.float64 and weight.dtype != torch.float64):
+        hint = ', scaled to [0, 1]: x.float() / 255' if x.dtype == torch.uint8 else ''
+        raise TypeError(f'{owner}: input has dtype {x.dtype}; this model takes floating images of its dtype '
+                        f'{weight.dtype} (x.to({weight.dtype}){hint})')
+    return x
 
 
 class PatchEmbed(nn.Module):

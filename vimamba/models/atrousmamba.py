@@ -59,6 +59,7 @@ from timm.layers import LayerNorm2d, calculate_drop_path_rates, get_device_dtype
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
+from vimamba.layers.patch_embed import check_image
 from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, get_pattern
 from vimamba.scans.base import check_grid, check_int, from_transposed
@@ -471,10 +472,12 @@ class AtrousMamba(nn.Module):
         if img_size is not None:
             self.img_size = to_2tuple(img_size)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_image(x, self.stem.conv1.in_channels, self.stem.conv1.weight, 'AtrousMamba')
         if not self.dynamic_img_size and tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f'AtrousMamba: input size {tuple(x.shape[-2:])} != img_size={self.img_size} with '
                              f'dynamic_img_size=False; pass dynamic_img_size=True or resize the input')
+        return x
 
     def forward_intermediates(
             self,
@@ -497,7 +500,7 @@ class AtrousMamba(nn.Module):
         """
         if output_fmt not in ('NCHW', 'NHWC'):
             raise ValueError(f"AtrousMamba: output_fmt={output_fmt!r}; accepted: 'NCHW', 'NHWC'")
-        self._check_input(x)
+        x = self._check_input(x)
         intermediates = []
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         last_idx = len(self.stages) - 1
@@ -538,7 +541,7 @@ class AtrousMamba(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        x = self._check_input(x)
         x = self.stem(x)
         x = self.stages(x)
         return self.norm(x)

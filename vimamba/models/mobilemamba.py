@@ -45,6 +45,7 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 
 from vimamba.layers.conv_bn import BnLinear, ConvBn2d
+from vimamba.layers.patch_embed import check_image
 from vimamba.layers.ss2d import SelectiveScan2d
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
 
@@ -70,6 +71,8 @@ class Stem(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.conv1.conv if isinstance(self.conv1, ConvBn2d) else self.conv1  # fuse() leaves a Conv2d
+        x = check_image(x, first.in_channels, first.weight, 'MobileMamba')
         x = self.act(self.conv1(x))
         x = self.act(self.conv2(x))
         x = self.act(self.conv3(x))

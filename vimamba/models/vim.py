@@ -35,8 +35,8 @@ from timm.layers import DropPath, calculate_drop_path_rates, get_device_dtype, l
 from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, get_fp32_norm_layer, insert_tokens, \
-    resample_pos_embed, split_tokens
+from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_image, get_fp32_norm_layer, \
+    insert_tokens, resample_pos_embed, split_tokens
 from ..scans import get_pattern
 
 try:
@@ -342,6 +342,7 @@ class VisionMamba(nn.Module):
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> token sequence with the extra tokens in place and the position embedding added."""
+        x = check_image(x, self.in_chans, self.patch_embed.proj.weight, type(self).__name__)
         pos_embed = self.pos_embed
         if self.dynamic_img_size:
             grid = self.patch_embed.dynamic_feat_size(x.shape[-2:])
