@@ -72,6 +72,62 @@ def test_fvcore_agrees_with_flop_counter_mode(name):
         assert a.by_operator['scaled_dot_product_attention'] > 0
 
 
+FAMILY_MODELS = ['test_vim', 'test_lbvim', 'test_shufflemamba_reg', 'test_mobilemamba', 'test_mair',
+                 'test_atrousmamba']
+
+
+@pytest.mark.parametrize('name', FAMILY_MODELS)
+def test_plain_fvcore_and_mmengine_count_our_ops(name):
+    """After `import vimamba`, FlopCountAnalysis and mmengine's get_model_complexity_info called as their users
+    call them (no handles passed) give the benchmark's count: the scan and the causal conv are not dropped."""
+    model, x = _tiny(name)
+    ours = benchmark.count_flops(model, x, 'fvcore')
+    with torch.no_grad():
+        plain = fvcore.FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        assert plain.total() == ours.total
+    assert plain.by_operator()['selective_scan'] == ours.scan > 0
+    assert not [op for op in plain.unsupported_ops() if op.startswith('vimamba::')]
+    analysis = pytest.importorskip('mmengine.analysis')
+    info = analysis.get_model_complexity_info(model, inputs=(x,), show_table=False, show_arch=False)
+    assert info['flops'] == ours.total
+
+
+def test_import_fills_the_counters_tables_without_importing_them():
+    """fvcore and mmengine are not imported by `import vimamba`; their default tables get our handles when they
+    are imported later (or at once when they were imported first), keeping handles already there."""
+    import subprocess
+    import sys
+    eager = ("import sys, warnings\n"
+             "warnings.simplefilter('error')\n"
+             "import vimamba\n"
+             "assert not {'fvcore.nn', 'mmengine.analysis'} & set(sys.modules), 'imported eagerly'\n")
+    code = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "import vimamba\n"
+        "from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as t\n"
+        "from vimamba.ops import selective_scan_flop_jit\n"
+        "assert t['vimamba::selective_scan'] is selective_scan_flop_jit and t['vimamba::add_rms_norm'] is None\n"
+        "assert t['aten::_convolution'].__module__.startswith('fvcore')\n"
+        "try:\n"
+        "    from mmengine.analysis.complexity_analysis import _DEFAULT_SUPPORTED_FLOP_OPS as m\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    assert 'vimamba::causal_conv1d' in m\n")
+    subprocess.run([sys.executable, '-c', eager + code], check=True, cwd=ROOT)
+    # Imported before vimamba (here: by this file): filled at once.
+    flop_count = sys.modules['fvcore.nn.flop_count']  # the module (fvcore.nn.flop_count is also a function)
+    from vimamba.flops import install_default_handles
+    saved = dict(flop_count._DEFAULT_SUPPORTED_OPS)
+    try:
+        del flop_count._DEFAULT_SUPPORTED_OPS['vimamba::selective_scan']
+        install_default_handles()
+        assert flop_count._DEFAULT_SUPPORTED_OPS == saved
+    finally:
+        flop_count._DEFAULT_SUPPORTED_OPS.clear()
+        flop_count._DEFAULT_SUPPORTED_OPS.update(saved)
+
+
 def test_time_step_counts_and_stops():
     calls = []
     times = benchmark.time_step(lambda: calls.append(1), torch.device('cpu'), warmup=2, iters=5)

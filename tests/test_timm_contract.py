@@ -228,6 +228,19 @@ def test_image_check_compiles_fullgraph():
             torch.ones(1, 3, 2, 2, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize('name,kwargs,owner', [
+    ('test_vim', dict(depth=0), 'VisionMamba: depth must be an int >= 1, got 0'),
+    ('test_mobilemamba', dict(depth=(0, 0, 0)), r'MobileMamba: depth=\(0, 0, 0\) builds a model with no blocks'),
+    ('test_atrousmamba', dict(depths=(0, 0, 0, 0)), r'AtrousMamba: depths=\(0, 0, 0, 0\) builds a model with no'),
+    ('test_atrousmamba', dict(depths=(2, -1, 1, 1)), r'AtrousMamba: depths\[1\] must be an int >= 0, got -1'),
+    ('test_mair', dict(depths=(0,)), r'MaIR: depths=\(0,\) builds a model with no blocks'),
+    ('mairunet_realdn', dict(depths=(0, 0, 0, 0)), r'MaIRUNet: depths=\(0, 0, 0, 0\) builds a model with no'),
+])
+def test_a_model_without_blocks_is_refused(name, kwargs, owner):
+    with pytest.raises(ValueError, match=owner):
+        _meta_model(name, **kwargs)
+
+
 @pytest.mark.parametrize('name', TEST_CLASSIFIERS)
 def test_num_classes_and_pooling(name):
     model = _create(name, num_classes=0).eval()

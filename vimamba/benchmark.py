@@ -50,6 +50,7 @@ import timm
 from timm.models import model_entrypoint
 
 from . import ops
+from .flops import FVCORE_HANDLES, conv_mode_flop_jit, sdpa_flop_jit  # noqa: F401  (re-exported)
 from .registry import list_models
 
 __all__ = ['main', 'count_flops', 'flop_counter_macs', 'time_step', 'scan_backend', 'is_oom', 'free_memory',
@@ -90,38 +91,6 @@ ELEMENTWISE_OPS = frozenset(f'aten::{op}' for op in (
 # ------------------------------------------------------------------------------------------------------
 # FLOPs
 # ------------------------------------------------------------------------------------------------------
-def _shape(value) -> Optional[List[int]]:
-    kind = value.type()
-    return kind.sizes() if isinstance(kind, torch._C.TensorType) else None
-
-
-def sdpa_flop_jit(inputs, outputs) -> int:
-    """fvcore handle for `aten::scaled_dot_product_attention`: q @ k^T and attn @ v, counted in full
-    (a causal mask is not discounted), B*heads*Lq*Lk*(E + Ev) multiply-accumulates."""
-    q, k, v = (_shape(t) for t in inputs[:3])
-    batch = math.prod(q[:-2])
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
-def conv_mode_flop_jit(inputs, outputs) -> int:
-    """fvcore handle for `aten::_convolution_mode` (a conv with padding='same'/'valid'), which fvcore's
-    default handles miss: batch * prod(weight shape) * prod(output spatial) MACs, like any conv."""
-    x, w, y = _shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0])
-    return x[0] * math.prod(w) * math.prod(y[2:])
-
-
-FVCORE_HANDLES = {
-    'vimamba::selective_scan': ops.selective_scan_flop_jit,
-    'vimamba::causal_conv1d': ops.causal_conv1d_flop_jit,
-    'aten::scaled_dot_product_attention': sdpa_flop_jit,
-    'aten::_convolution_mode': conv_mode_flop_jit,
-    # A view like reshape (which fvcore already ignores): no arithmetic, so no "skipped op" warning.
-    'aten::unflatten': None,
-    # The fused residual add + RMSNorm: elementwise work, uncounted by convention like the aten ops it replaces.
-    'vimamba::add_rms_norm': None,
-}
-
-
 @dataclass
 class FlopCount:
     total: int                       # MACs for one forward of the given input

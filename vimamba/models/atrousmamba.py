@@ -62,7 +62,7 @@ from timm.models._features import feature_take_indices
 from vimamba.layers.patch_embed import check_image
 from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, get_pattern
-from vimamba.scans.base import check_grid, check_int, from_transposed
+from vimamba.scans.base import check_depths, check_grid, check_int, from_transposed
 
 __all__ = ['AtrousMamba', 'AtrousWindowRateScan', 'AtrousPhaseOuterScan', 'MultiRateAtrousScan',
            'atrous_phase_outer_order', 'effective_atrous_rate', 'checkpoint_filter_fn']
@@ -368,6 +368,7 @@ class AtrousMamba(nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        depths = check_depths('AtrousMamba', 'depths', depths)
         num_stages = len(depths)
         dims = [embed_dim * 2 ** i for i in range(num_stages)] if isinstance(embed_dim, int) else list(embed_dim)
         if len(dims) != num_stages:

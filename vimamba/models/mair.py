@@ -55,6 +55,7 @@ from vimamba import ops
 from vimamba.layers.patch_embed import check_image
 from vimamba.layers.ss2d import scan_inputs
 from vimamba.scans import get_pattern
+from vimamba.scans.base import check_depths
 
 __all__ = ['MaIR', 'MaIRUNet', 'MaIRBlock', 'NestedScanMixer', 'SequenceShuffleGate', 'checkpoint_filter_fn',
            'forward_tiled', 'forward_self_ensemble', 'channel_shuffle', 'channel_rearrange']
@@ -335,6 +336,7 @@ class MaIR(nn.Module):
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1, **dd)
         self.embed_norm = nn.LayerNorm(embed_dim, **dd)
         self.pos_drop = nn.Dropout(drop_rate)
+        depths = check_depths('MaIR', 'depths', depths)
         total = sum(depths)
         # Linear from 0, as torch.linspace; plain Python so that a default-device context (meta) cannot catch it.
         dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -458,6 +460,7 @@ class MaIRUNet(nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        depths = check_depths('MaIRUNet', 'depths', depths)
         if len(depths) != 4:
             raise ValueError(f'MaIRUNet: depths must have 4 entries (three encoder levels and the latent), '
                              f'got {tuple(depths)!r}')

@@ -47,6 +47,7 @@ from timm.models._features import feature_take_indices
 from vimamba.layers.conv_bn import BnLinear, ConvBn2d
 from vimamba.layers.patch_embed import check_image
 from vimamba.layers.ss2d import SelectiveScan2d
+from vimamba.scans.base import check_depths
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
 
 __all__ = ['MobileMamba']
@@ -335,6 +336,7 @@ class MobileMamba(nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        depth = check_depths('MobileMamba', 'depth', depth)
         num_stages = len(embed_dim)
         for name, value in (('depth', depth), ('global_ratio', global_ratio), ('local_ratio', local_ratio),
                             ('kernel_size', kernel_size)):

@@ -106,6 +106,19 @@ def check_int(owner: str, name: str, value, minimum: int) -> int:
     return value
 
 
+def check_depths(owner: str, name: str, depths) -> tuple:
+    """Blocks per stage: ints >= 0 with at least one block in all (a model of no blocks is a mistake)."""
+    try:
+        depths = tuple(depths)
+    except TypeError:
+        raise ValueError(f"{owner}: {name} must be a sequence of ints >= 0, got {depths!r}") from None
+    for i, depth in enumerate(depths):
+        check_int(owner, f"{name}[{i}]", depth, 0)
+    if sum(depths) < 1:
+        raise ValueError(f"{owner}: {name}={depths} builds a model with no blocks; give at least one block")
+    return depths
+
+
 def check_grid(owner: str, h, w) -> tuple:
     try:
         if isinstance(h, bool) or isinstance(w, bool):
