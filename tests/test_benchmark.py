@@ -136,6 +136,50 @@ def test_time_step_counts_and_stops():
     assert len(times) == 1
 
 
+def test_cpu_rows_are_timed_three_times_with_their_spread_and_threads(tmp_path):
+    """A model slower than --max-time used to be timed once: now at least 3 runs, min / median / max reported,
+    and the thread count stated with the device."""
+    results = benchmark.main(['--models', 'test_vim', '--no-baselines', '--device', 'cpu', '--threads', '1',
+                              '--iters', '10', '--max-time', '0', '--no-flops', '--out', str(tmp_path),
+                              '--no-progress'])
+    (r,) = results
+    assert r.infer_iters == 3
+    assert 0 < r.infer_ms_min <= r.infer_ms <= r.infer_ms_max
+    text = (tmp_path / 'results.md').read_text()
+    assert '1 torch threads' in text and 'median [min-max]' in text and 'at least 3 even past --max-time 0 s' in text
+    row = next(line for line in text.splitlines() if line.startswith('| test_vim '))
+    assert f'[{r.infer_ms_min:,.1f}-{r.infer_ms_max:,.1f}]' in row and '| 3 |' in row
+    assert json.loads((tmp_path / 'results.json').read_text())['environment']['threads'] == 1
+    with pytest.raises(SystemExit):
+        benchmark.main(['--models', 'test_vim', '--threads', '0', '--out', str(tmp_path)])
+
+
+def test_throughput_plot_labels_stay_apart_inside_the_axes_with_a_legend():
+    from matplotlib.text import Text
+    rows = [('vim_tiny', 'vim', False, 1.82, 2.9), ('lbvim_tiny', 'lbvim', False, 1.44, 3.2),
+            ('shufflemamba_tiny_reg12', 'shufflemamba', False, 1.92, 2.7), ('mobilemamba_t2', 'mobilemamba', False,
+            0.253, 27.0), ('atrousmamba_tiny', 'atrousmamba', False, 4.86, 2.6), ('mair_light_t_x2', 'mair', False,
+            3.69, 0.7), ('deit_tiny', 'deit', True, 1.26, 34.0), ('deit_small', 'deit', True, 4.61, 11.8),
+            ('swin_tiny', 'swin', True, 4.51, 9.5), ('resnet50', 'resnet', True, 4.11, 9.8)]
+    results = [benchmark.Result(name, family, baseline, None, False, img_size=(64, 64) if 'mair' in name else
+                                (224, 224), batch_size=1, gflops=g, infer_img_s=rate)
+               for name, family, baseline, g, rate in rows]
+    fig = benchmark.throughput_figure({'device': 'cpu', 'device_type': 'cpu', 'threads': 2}, results)
+    ax = fig.axes[0]
+    fig.canvas.draw()  # places the annotations' texts; their boxes below leave the leader lines out
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    labels = {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts}
+    assert set(labels) == {name + (' (64x64)' if 'mair' in name else '') for name, *_ in rows}
+    boxes = list(labels.values())
+    for i, a in enumerate(boxes):
+        assert inside.x0 <= a.x0 and a.x1 <= inside.x1 and inside.y0 <= a.y0 and a.y1 <= inside.y1
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert 'timm baseline' in legend and 'vimamba: vim' in legend and 'input not 224x224 (size in the label)' in legend
+    assert '2 torch threads' in ax.get_title()
+
+
 def test_oom_halves_the_batch_in_the_table_and_is_reported_in_the_sweep(monkeypatch):
     def fake_measure(job, batch, settings, result):
         if batch > 2:
