@@ -72,12 +72,112 @@ def test_fvcore_agrees_with_flop_counter_mode(name):
         assert a.by_operator['scaled_dot_product_attention'] > 0
 
 
+FAMILY_MODELS = ['test_vim', 'test_lbvim', 'test_shufflemamba_reg', 'test_mobilemamba', 'test_mair',
+                 'test_atrousmamba']
+
+
+@pytest.mark.parametrize('name', FAMILY_MODELS)
+def test_plain_fvcore_and_mmengine_count_our_ops(name):
+    """After `import vimamba`, FlopCountAnalysis and mmengine's get_model_complexity_info called as their users
+    call them (no handles passed) give the benchmark's count: the scan and the causal conv are not dropped."""
+    model, x = _tiny(name)
+    ours = benchmark.count_flops(model, x, 'fvcore')
+    with torch.no_grad():
+        plain = fvcore.FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        assert plain.total() == ours.total
+    assert plain.by_operator()['selective_scan'] == ours.scan > 0
+    assert not [op for op in plain.unsupported_ops() if op.startswith('vimamba::')]
+    analysis = pytest.importorskip('mmengine.analysis')
+    info = analysis.get_model_complexity_info(model, inputs=(x,), show_table=False, show_arch=False)
+    assert info['flops'] == ours.total
+
+
+def test_import_fills_the_counters_tables_without_importing_them():
+    """fvcore and mmengine are not imported by `import vimamba`; their default tables get our handles when they
+    are imported later (or at once when they were imported first), keeping handles already there."""
+    import subprocess
+    import sys
+    eager = ("import sys, warnings\n"
+             "warnings.simplefilter('error')\n"
+             "import vimamba\n"
+             "assert not {'fvcore.nn', 'mmengine.analysis'} & set(sys.modules), 'imported eagerly'\n")
+    code = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "import vimamba\n"
+        "from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as t\n"
+        "from vimamba.ops import selective_scan_flop_jit\n"
+        "assert t['vimamba::selective_scan'] is selective_scan_flop_jit and t['vimamba::add_rms_norm'] is None\n"
+        "assert t['aten::_convolution'].__module__.startswith('fvcore')\n"
+        "try:\n"
+        "    from mmengine.analysis.complexity_analysis import _DEFAULT_SUPPORTED_FLOP_OPS as m\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    assert 'vimamba::causal_conv1d' in m\n")
+    subprocess.run([sys.executable, '-c', eager + code], check=True, cwd=ROOT)
+    # Imported before vimamba (here: by this file): filled at once.
+    flop_count = sys.modules['fvcore.nn.flop_count']  # the module (fvcore.nn.flop_count is also a function)
+    from vimamba.flops import install_default_handles
+    saved = dict(flop_count._DEFAULT_SUPPORTED_OPS)
+    try:
+        del flop_count._DEFAULT_SUPPORTED_OPS['vimamba::selective_scan']
+        install_default_handles()
+        assert flop_count._DEFAULT_SUPPORTED_OPS == saved
+    finally:
+        flop_count._DEFAULT_SUPPORTED_OPS.clear()
+        flop_count._DEFAULT_SUPPORTED_OPS.update(saved)
+
+
 def test_time_step_counts_and_stops():
     calls = []
     times = benchmark.time_step(lambda: calls.append(1), torch.device('cpu'), warmup=2, iters=5)
     assert len(times) == 5 and len(calls) == 7 and all(t >= 0 for t in times)
     times = benchmark.time_step(lambda: None, torch.device('cpu'), warmup=0, iters=100, max_time=0.0)
     assert len(times) == 1
+
+
+def test_cpu_rows_are_timed_three_times_with_their_spread_and_threads(tmp_path):
+    """A model slower than --max-time used to be timed once: now at least 3 runs, min / median / max reported,
+    and the thread count stated with the device."""
+    results = benchmark.main(['--models', 'test_vim', '--no-baselines', '--device', 'cpu', '--threads', '1',
+                              '--iters', '10', '--max-time', '0', '--no-flops', '--out', str(tmp_path),
+                              '--no-progress'])
+    (r,) = results
+    assert r.infer_iters == 3
+    assert 0 < r.infer_ms_min <= r.infer_ms <= r.infer_ms_max
+    text = (tmp_path / 'results.md').read_text()
+    assert '1 torch threads' in text and 'median [min-max]' in text and 'at least 3 even past --max-time 0 s' in text
+    row = next(line for line in text.splitlines() if line.startswith('| test_vim '))
+    assert f'[{r.infer_ms_min:,.1f}-{r.infer_ms_max:,.1f}]' in row and '| 3 |' in row
+    assert json.loads((tmp_path / 'results.json').read_text())['environment']['threads'] == 1
+    with pytest.raises(SystemExit):
+        benchmark.main(['--models', 'test_vim', '--threads', '0', '--out', str(tmp_path)])
+
+
+def test_throughput_plot_labels_stay_apart_inside_the_axes_with_a_legend():
+    from matplotlib.text import Text
+    rows = [('vim_tiny', 'vim', False, 1.82, 2.9), ('lbvim_tiny', 'lbvim', False, 1.44, 3.2),
+            ('shufflemamba_tiny_reg12', 'shufflemamba', False, 1.92, 2.7), ('mobilemamba_t2', 'mobilemamba', False,
+            0.253, 27.0), ('atrousmamba_tiny', 'atrousmamba', False, 4.86, 2.6), ('mair_light_t_x2', 'mair', False,
+            3.69, 0.7), ('deit_tiny', 'deit', True, 1.26, 34.0), ('deit_small', 'deit', True, 4.61, 11.8),
+            ('swin_tiny', 'swin', True, 4.51, 9.5), ('resnet50', 'resnet', True, 4.11, 9.8)]
+    results = [benchmark.Result(name, family, baseline, None, False, img_size=(64, 64) if 'mair' in name else
+                                (224, 224), batch_size=1, gflops=g, infer_img_s=rate)
+               for name, family, baseline, g, rate in rows]
+    fig = benchmark.throughput_figure({'device': 'cpu', 'device_type': 'cpu', 'threads': 2}, results)
+    ax = fig.axes[0]
+    fig.canvas.draw()  # places the annotations' texts; their boxes below leave the leader lines out
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    labels = {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts}
+    assert set(labels) == {name + (' (64x64)' if 'mair' in name else '') for name, *_ in rows}
+    boxes = list(labels.values())
+    for i, a in enumerate(boxes):
+        assert inside.x0 <= a.x0 and a.x1 <= inside.x1 and inside.y0 <= a.y0 and a.y1 <= inside.y1
+        assert not any(a.overlaps(b) for b in boxes[i + 1:])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert 'timm baseline' in legend and 'vimamba: vim' in legend and 'input not 224x224 (size in the label)' in legend
+    assert '2 torch threads' in ax.get_title()
 
 
 def test_oom_halves_the_batch_in_the_table_and_is_reported_in_the_sweep(monkeypatch):

@@ -373,3 +373,33 @@ def test_orders_first_built_under_inference_mode_serve_training():
                        torch.randn(1, 2, 3, 15), order=get_pattern("bidirectional").order(3, 5))
     y.sum().backward()
     assert u.grad is not None
+
+
+# ---------------------------------------------------------------------------------------------- from_index
+
+@pytest.mark.parametrize("index,message", [
+    ([1, 0, 2, 2, 4, 5, 6, 7], r"row 0 is not a permutation of 0\.\.7 \(tokens never visited: \[3\]; "
+                               r"visited more than once: \[2\]\)"),
+    ([0, 1, 2, 3, 4, 5, 6, 6], r"row 0 .*never visited: \[7\]; visited more than once: \[6\]"),
+    ([[0, 1, 2], [0, 1, 5]], r"row 1 .*outside 0\.\.2: \[5\]"),
+    ([[0, 1, 2], [-1, 1, 2]], r"row 1 .*outside 0\.\.2: \[-1\]"),
+])
+def test_from_index_rejects_rows_that_are_not_permutations(index, message):
+    with pytest.raises(ValueError, match=r"ScanOrder\.from_index: index " + message):
+        ScanOrder.from_index(torch.tensor(index))
+
+
+@pytest.mark.parametrize("index,local_window,error,message", [
+    (torch.tensor([0., 1.]), 0, TypeError, r"index must be an integer tensor, got dtype torch\.float32"),
+    (torch.zeros(2, 2, 2, dtype=torch.long), 0, ValueError, r"index must have shape \(L,\) or \(K, L\)"),
+    (torch.arange(4), -1, ValueError, r"local_window must be an int >= 0, got -1"),
+])
+def test_from_index_bad_arguments(index, local_window, error, message):
+    with pytest.raises(error, match=r"ScanOrder\.from_index: " + message):
+        ScanOrder.from_index(index, local_window=local_window)
+
+
+def test_from_index_accepts_permutations_of_any_integer_dtype():
+    order = ScanOrder.from_index(torch.tensor([[2, 0, 1], [0, 1, 2]], dtype=torch.int32), local_window=2)
+    _check_order(order, 2, 3)
+    assert order.local_window == 2

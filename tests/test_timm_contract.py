@@ -199,6 +199,48 @@ def test_eval_deterministic_and_bf16(name):
     assert torch.isfinite(out.float()).all()
 
 
+@pytest.mark.parametrize('name', TEST_MODELS + ['mairunet_realdn'])
+def test_integer_and_float64_images_name_the_dtype(name):
+    """A uint8 image (MaIR used to subtract a mean cast to uint8 and return garbage) or a float64 one fails
+    before any compute, naming the dtype the model takes; a float64 model takes float64."""
+    model = _meta_model(name).eval() if name == 'mairunet_realdn' else _create(name).eval()
+    device = next(model.parameters()).device
+    for dtype, hint in ((torch.uint8, r'x\.float\(\) / 255'), (torch.int64, ''), (torch.float64, '')):
+        x = _input(model, batch=1, device=device).to(dtype)
+        with pytest.raises(TypeError, match=rf'input has dtype {dtype}; this model takes floating images of '
+                                            rf'its dtype torch\.float32 \(x\.to\(torch\.float32\).*{hint}'):
+            model(x)
+        if hasattr(model, 'forward_intermediates'):
+            with pytest.raises(TypeError, match=rf'input has dtype {dtype}'):
+                model.forward_intermediates(x)
+    if device.type == 'cpu':
+        with torch.no_grad():
+            assert model.double()(_input(model, batch=1, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_image_check_compiles_fullgraph():
+    from vimamba.layers import check_image
+    weight = torch.zeros(4, 3, 1, 1)
+    fn = torch.compile(lambda x: check_image(x, 3, weight, 'M') * 2, fullgraph=True, backend='eager')
+    torch.testing.assert_close(fn(torch.ones(1, 3, 2, 2)), torch.full((1, 3, 2, 2), 2.))
+    with pytest.raises(TypeError, match='input has dtype torch.uint8'):
+        torch.compile(lambda x: check_image(x, 3, weight, 'M') * 2, backend='eager')(
+            torch.ones(1, 3, 2, 2, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize('name,kwargs,owner', [
+    ('test_vim', dict(depth=0), 'VisionMamba: depth must be an int >= 1, got 0'),
+    ('test_mobilemamba', dict(depth=(0, 0, 0)), r'MobileMamba: depth=\(0, 0, 0\) builds a model with no blocks'),
+    ('test_atrousmamba', dict(depths=(0, 0, 0, 0)), r'AtrousMamba: depths=\(0, 0, 0, 0\) builds a model with no'),
+    ('test_atrousmamba', dict(depths=(2, -1, 1, 1)), r'AtrousMamba: depths\[1\] must be an int >= 0, got -1'),
+    ('test_mair', dict(depths=(0,)), r'MaIR: depths=\(0,\) builds a model with no blocks'),
+    ('mairunet_realdn', dict(depths=(0, 0, 0, 0)), r'MaIRUNet: depths=\(0, 0, 0, 0\) builds a model with no'),
+])
+def test_a_model_without_blocks_is_refused(name, kwargs, owner):
+    with pytest.raises(ValueError, match=owner):
+        _meta_model(name, **kwargs)
+
+
 @pytest.mark.parametrize('name', TEST_CLASSIFIERS)
 def test_num_classes_and_pooling(name):
     model = _create(name, num_classes=0).eval()

@@ -227,6 +227,40 @@ def test_dynamic_img_size_and_set_input_size():
         timm.create_model('test_vim')(torch.randn(1, 3, 80, 80))
 
 
+def test_dynamic_size_not_covered_by_the_patches_is_refused_or_padded():
+    """A dynamic size the patches do not cover used to drop its border pixels silently (and an image smaller than
+    one patch failed inside the position-embedding resize): refused by name, or zero-padded with
+    dynamic_img_pad as timm's."""
+    torch.manual_seed(0)
+    model = timm.create_model('test_vim', dynamic_img_size=True).eval()  # patch 16, stride 8
+    for size, name in (((68, 64), 'height 68'), ((64, 70), 'width 70'), ((8, 8), 'height 8')):
+        with pytest.raises(ValueError, match=rf'input {name} is not covered by patches of 16 with stride 8 \(it '
+                                             rf'must be 16 \+ a multiple of 8\).*dynamic_img_pad=True'):
+            model(torch.randn(1, 3, *size))
+    padded = timm.create_model('test_vim', dynamic_img_size=True, dynamic_img_pad=True).eval()
+    padded.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 68, 70)
+    with torch.no_grad():
+        # The border pixels count: the result is the model on the zero-padded image, not on a crop.
+        torch.testing.assert_close(padded(x), model(F.pad(x, (0, 2, 0, 4))))
+        assert padded.forward_intermediates(x, indices=1, intermediates_only=True)[0].shape == (1, 32, 8, 8)
+        assert padded(torch.randn(1, 3, 8, 8)).shape == (1, 1000)
+    with pytest.raises(ValueError, match=r'input width 40 is not covered by patches of 16 with stride 16 \(it '
+                                         r'must be a multiple of 16\)'):
+        timm.create_model('test_lbvim', dynamic_img_size=True)(torch.randn(1, 3, 64, 40))
+
+
+@pytest.mark.parametrize('name,kwargs,message', [
+    ('test_vim', dict(depth=0), r'VisionMamba: depth must be an int >= 1, got 0'),
+    ('test_lbvim', dict(depth=-2), r'VisionMamba: depth must be an int >= 1, got -2'),
+    ('test_shufflemamba', dict(shuffle_rate=2.0), r'shuffle_rate: expected a probability in \[0, 1\].*got 2\.0'),
+    ('test_shufflemamba_reg', dict(shuffle_rate=-0.1), r'shuffle_rate: .*got -0\.1'),
+])
+def test_bad_architecture_arguments(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        timm.create_model(name, device='meta', **kwargs)
+
+
 def test_intermediates_sources_and_formats():
     """'mixer' taps the block's mixer output, 'residual' the stream after adding it: at the last block, with the
     final norm, that is forward_features without the class token. NLC and NCHW hold the same raster tokens."""

@@ -50,6 +50,7 @@ import timm
 from timm.models import model_entrypoint
 
 from . import ops
+from .flops import FVCORE_HANDLES, conv_mode_flop_jit, sdpa_flop_jit  # noqa: F401  (re-exported)
 from .registry import list_models
 
 __all__ = ['main', 'count_flops', 'flop_counter_macs', 'time_step', 'scan_backend', 'is_oom', 'free_memory',
@@ -91,38 +92,6 @@ ELEMENTWISE_OPS = frozenset(f'aten::{op}' for op in (
 # ------------------------------------------------------------------------------------------------------
 # FLOPs
 # ------------------------------------------------------------------------------------------------------
-def _shape(value) -> Optional[List[int]]:
-    kind = value.type()
-    return kind.sizes() if isinstance(kind, torch._C.TensorType) else None
-
-
-def sdpa_flop_jit(inputs, outputs) -> int:
-    """fvcore handle for `aten::scaled_dot_product_attention`: q @ k^T and attn @ v, counted in full
-    (a causal mask is not discounted), B*heads*Lq*Lk*(E + Ev) multiply-accumulates."""
-    q, k, v = (_shape(t) for t in inputs[:3])
-    batch = math.prod(q[:-2])
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
-def conv_mode_flop_jit(inputs, outputs) -> int:
-    """fvcore handle for `aten::_convolution_mode` (a conv with padding='same'/'valid'), which fvcore's
-    default handles miss: batch * prod(weight shape) * prod(output spatial) MACs, like any conv."""
-    x, w, y = _shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0])
-    return x[0] * math.prod(w) * math.prod(y[2:])
-
-
-FVCORE_HANDLES = {
-    'vimamba::selective_scan': ops.selective_scan_flop_jit,
-    'vimamba::causal_conv1d': ops.causal_conv1d_flop_jit,
-    'aten::scaled_dot_product_attention': sdpa_flop_jit,
-    'aten::_convolution_mode': conv_mode_flop_jit,
-    # A view like reshape (which fvcore already ignores): no arithmetic, so no "skipped op" warning.
-    'aten::unflatten': None,
-    # The fused residual add + RMSNorm: elementwise work, uncounted by convention like the aten ops it replaces.
-    'vimamba::add_rms_norm': None,
-}
-
-
 @dataclass
 class FlopCount:
     total: int                       # MACs for one forward of the given input
@@ -333,10 +302,14 @@ class Result:
     flops_source: Optional[str] = None
     skipped_ops: Dict[str, int] = field(default_factory=dict)
     infer_ms: Optional[float] = None     # median ms per batch
+    infer_ms_min: Optional[float] = None
+    infer_ms_max: Optional[float] = None
     infer_img_s: Optional[float] = None
     infer_mem_mib: Optional[float] = None
     infer_iters: int = 0
     train_ms: Optional[float] = None
+    train_ms_min: Optional[float] = None
+    train_ms_max: Optional[float] = None
     train_img_s: Optional[float] = None
     train_mem_mib: Optional[float] = None
     train_iters: int = 0
@@ -464,7 +437,7 @@ class Settings:
     warmup: int = 1
     iters: int = 10
     max_time: float = 2.0
-    min_iters: int = 1
+    min_iters: int = 3                # timed even past max_time, so every row has a spread
     halve_on_oom: bool = True
     flops_only: bool = False          # parameters and FLOPs on the meta device, nothing timed
     compile: str = 'none'             # torch.compile mode of every timed model: none, default, reduce-overhead
@@ -575,7 +548,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
 
         with PeakMemory(device, rss0) as mem:
             times = time_step(train_step, device, warmup, s.iters, s.max_time, s.min_iters)
-        r.train_ms = statistics.median(times)
+        r.train_ms, r.train_ms_min, r.train_ms_max = statistics.median(times), min(times), max(times)
         r.train_img_s = len(xt) * 1e3 / r.train_ms
         r.train_mem_mib = None if mem.peak is None else mem.peak / 2**20
         r.train_iters = len(times)
@@ -606,7 +579,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         # usable by a later training step in the same process.
         with torch.no_grad(), PeakMemory(device, rss0) as mem:
             times = time_step(infer_step, device, warmup, s.iters, s.max_time, s.min_iters)
-        r.infer_ms = statistics.median(times)
+        r.infer_ms, r.infer_ms_min, r.infer_ms_max = statistics.median(times), min(times), max(times)
         r.infer_img_s = batch * 1e3 / r.infer_ms
         r.infer_mem_mib = None if mem.peak is None else mem.peak / 2**20
         r.infer_iters = len(times)
@@ -636,7 +609,22 @@ def _status_cell(r: Result) -> str:
 
 
 TABLE_HEADER = ('model', 'family', 'scan', 'params (M)', 'GFLOPs', 'scan %', 'input', 'batch', 'infer img/s',
-                'infer ms', 'infer MiB', 'train img/s', 'train MiB', 'status')
+                'infer ms [min-max]', 'runs', 'infer MiB', 'train img/s', 'train MiB', 'status')
+
+
+def _spread(median, low, high) -> str:
+    """'346 [340-360]': the median and the range of the timed runs."""
+    if median is None:
+        return '-'
+    spec = ',.1f' if median < 100 else ',.0f'
+    if low is None or high is None:
+        return _fmt(median, spec)
+    return f'{_fmt(median, spec)} [{_fmt(low, spec)}-{_fmt(high, spec)}]'
+
+
+def _runs(r: 'Result') -> str:
+    return '/'.join(str(n) for n in (r.infer_iters, r.train_iters) if n) or '-'
+
 
 
 def table_rows(results: Sequence[Result]) -> List[Tuple[str, ...]]:
@@ -648,7 +636,8 @@ def table_rows(results: Sequence[Result]) -> List[Tuple[str, ...]]:
             r.backend or '-',
             _fmt(r.params_m, '.2f'), _fmt(r.gflops, '.2f' if (r.gflops or 0) >= 1 else '.3f'), _fmt(scan_share, '.0f'),
             f'{r.img_size[0]}x{r.img_size[1]}' if r.img_size[0] else '-', str(r.batch_size or '-'),
-            _rate(r.infer_img_s), _fmt(r.infer_ms, ',.1f'), _fmt(r.infer_mem_mib, ',.0f'),
+            _rate(r.infer_img_s), _spread(r.infer_ms, r.infer_ms_min, r.infer_ms_max), _runs(r),
+            _fmt(r.infer_mem_mib, ',.0f'),
             _rate(r.train_img_s), _fmt(r.train_mem_mib, ',.0f'), _status_cell(r)))
     return rows
 
@@ -675,7 +664,7 @@ def sweep_table(results: Sequence[Result], what: str) -> Tuple[Tuple[str, ...], 
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    numeric = [i > 0 and all(c.replace(',', '').replace('.', '').replace('-', '').isdigit() or c in ('', '-')
+    numeric = [i > 0 and all(c.translate(str.maketrans('', '', ',.-[]/ ')).isdigit() or c in ('', '-')
                              for c in (row[i] for row in rows)) for i in range(len(header))]
     lines = ['| ' + ' | '.join(header) + ' |',
              '|' + '|'.join('---:' if n else '---' for n in numeric) + '|']
@@ -706,16 +695,29 @@ def environment(device: torch.device) -> Dict[str, object]:
     return info
 
 
+def _device_text(env: Dict) -> str:
+    """The device, with the thread count on the CPU (a shared CPU slows the scan rows most)."""
+    if env.get('device_type') == 'cpu' and env.get('threads'):
+        return f'{env["device"]}, {env["threads"]} torch threads'
+    return env['device']
+
+
+def _timing_text(settings: Dict) -> str:
+    least = min(settings.get('min_iters', 1), settings['iters'])
+    return (f'{least} to {settings["iters"]} timed runs per model (at least {least} even past '
+            f'--max-time {settings["max_time"]:g} s)')
+
+
 def write_markdown(path: Path, env: Dict, settings: Dict, results: Sequence[Result]) -> None:
     main = [r for r in results if not r.sweep]
     sweep = [r for r in results if r.sweep]
     out = [f'# vimamba benchmark\n',
-           f'{env["device"]}; torch {env["torch"]}, timm {env["timm"]}'
+           f'{_device_text(env)}; torch {env["torch"]}, timm {env["timm"]}'
            + (f', triton {env["triton"]}' if 'triton' in env else '')
            + (f', commit {env["commit"]}' if env.get('commit') else '') + '.',
            f'Precision {"bf16 autocast" if settings["amp"] else "fp32"}; '
            + ('' if settings.get('compile', 'none') == 'none' else f'torch.compile mode={settings["compile"]} (every row); ')
-           + f'warm-up {settings["warmup"]}, up to {settings["iters"]} timed iterations, median. '
+           + f'warm-up {settings["warmup"]}, {_timing_text(settings)}; ms = median [min-max] of the timed runs. '
            'GFLOPs = fvcore-style GMACs per image at batch 1, selective scan included ("scan %" is its share). '
            'Memory = peak allocated (GPU) or peak resident-set growth (CPU). * = timm baseline. '
            'NHWC = channels-last.\n']
@@ -728,6 +730,8 @@ def write_markdown(path: Path, env: Dict, settings: Dict, results: Sequence[Resu
                     markdown_table(header, rows), '']
     notes = [f'- {r.label} @ {r.img_size[0]}: {r.status}' for r in results if r.status not in ('ok', 'OOM')]
     notes += [f'- {r.label}: {n}' for r in results for n in r.notes]
+    notes += [f'- {r.label}: timed {r.infer_iters} time(s) only (--iters {settings["iters"]}), no spread'
+              for r in results if 0 < r.infer_iters < 3]
     skipped = _skipped_summary(results)
     if skipped:
         notes.append(f'- ops fvcore saw but did not count: {skipped}')
@@ -764,6 +768,105 @@ def load_json(path: Path) -> Tuple[Dict, Dict, List[Result]]:
     return data['environment'], data['settings'], results
 
 
+def _plain_ticks(axis) -> None:
+    """0.2, 1, 50 instead of 2x10^-1; minor labels at 2 and 5 only."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v, _):
+        lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+        return f'{v:g}' if lead in (2, 5) else ''
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+def place_labels(ax, points: Sequence[Tuple[float, float]], labels: Sequence[str], fontsize: float = 7):
+    """Label each point (data coordinates) at the nearest offset where the text overlaps no other label and no
+    point and stays inside the axes; labels moved away from their point get a leader line. Call after the
+    layout is final. Returns the text boxes in display coordinates."""
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    half = ax.figure.dpi * 4 / 72  # a marker of about 8 points
+    taken = [Bbox.from_bounds(px - half, py - half, 2 * half, 2 * half)
+             for px, py in ax.transData.transform(points)]
+    directions = ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))
+    align = {1: ('left', 'bottom'), -1: ('right', 'top'), 0: ('center', 'center')}
+    boxes = []
+    for (x, y), label in zip(points, labels):
+        chosen, fallback = None, None
+        for radius in (4, 9, 16, 26, 40, 60, 85):
+            for dx, dy in directions:
+                ann = ax.annotate(label, (x, y), xytext=(dx * radius, dy * radius), textcoords='offset points',
+                                  fontsize=fontsize, ha=align[dx][0], va=align[dy][1])
+                box = ann.get_window_extent(renderer)
+                ann.remove()
+                within = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0
+                          and box.y1 <= inside.y1)
+                if within and fallback is None:
+                    fallback = (dx, dy, radius, box)
+                if within and not any(box.overlaps(t) for t in taken):
+                    chosen = (dx, dy, radius, box)
+                    break
+            if chosen:
+                break
+        dx, dy, radius, box = chosen or fallback or (1, 1, 4, None)
+        ax.annotate(label, (x, y), xytext=(dx * radius, dy * radius), textcoords='offset points',
+                    fontsize=fontsize, ha=align[dx][0], va=align[dy][1],
+                    arrowprops=dict(arrowstyle='-', color='0.55', lw=0.6, shrinkA=1, shrinkB=3) if radius > 4 else None)
+        if box is not None:
+            taken.append(box)
+            boxes.append(box)
+    return boxes
+
+
+def throughput_figure(env: Dict, results: Sequence[Result]):
+    """Inference throughput against GFLOPs of the main table: one colour per family, baselines as grey squares,
+    inputs of another size than most rows hollow with the size in the label; None without matplotlib or rows."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+    except ImportError:
+        return None
+    main = [r for r in results if not r.sweep and r.status == 'ok' and r.gflops and r.infer_img_s]
+    if not main:
+        return None
+    common = Counter(r.img_size for r in main).most_common(1)[0][0]
+    families = list(dict.fromkeys(r.family for r in main if not r.baseline))
+    colour = {f: f'C{i % 10}' for i, f in enumerate(families)}
+    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    labels = []
+    for r in main:
+        other_size = r.img_size != common
+        face = 'grey' if r.baseline else colour[r.family]
+        ax.scatter(r.gflops, r.infer_img_s, marker='s' if r.baseline else 'o', s=36, edgecolors=face,
+                   facecolors='none' if other_size else face, linewidths=1.2)
+        labels.append(r.label + (f' ({r.img_size[0]}x{r.img_size[1]})' if other_size else ''))
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.margins(0.15)
+    _plain_ticks(ax.xaxis)
+    _plain_ticks(ax.yaxis)
+    ax.set_xlabel('GFLOPs per image (fvcore MACs, scan included)')
+    ax.set_ylabel('inference images / s')
+    ax.set_title(f'Throughput vs FLOPs ({_device_text(env)}, {main[0].dtype}, batch {main[0].batch_size})',
+                 fontsize=9)
+    ax.grid(True, which='both', alpha=0.3)
+    handles = [Line2D([], [], marker='o', linestyle='', color=colour[f], label=f'vimamba: {f}') for f in families]
+    if any(r.baseline for r in main):
+        handles.append(Line2D([], [], marker='s', linestyle='', color='grey', label='timm baseline'))
+    if any(r.img_size != common for r in main):
+        handles.append(Line2D([], [], marker='o', linestyle='', markerfacecolor='none', markeredgecolor='black',
+                              label=f'input not {common[0]}x{common[1]} (size in the label)'))
+    ax.legend(handles=handles, loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.canvas.draw()  # fixes the limits and the layout before the labels are measured
+    place_labels(ax, [(r.gflops, r.infer_img_s) for r in main], labels)
+    return fig
+
+
 def write_plots(out: Path, env: Dict, results: Sequence[Result]) -> List[Path]:
     """PNG plots: throughput against GFLOPs for the main table; throughput and memory against
     resolution for the sweep (one line per model, log scale). Empty list without matplotlib."""
@@ -771,38 +874,14 @@ def write_plots(out: Path, env: Dict, results: Sequence[Result]) -> List[Path]:
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter
     except ImportError:
         warnings.warn('matplotlib is not installed: no plots (the JSON has every number; '
                       'rerun with --replot on a machine that has it)')
         return []
     written = []
 
-    def plain_ticks(axis):  # 0.2, 1, 50 instead of 2x10^-1; minor labels at 2 and 5 only
-        def minor(v, _):
-            lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
-            return f'{v:g}' if lead in (2, 5) else ''
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))
-        axis.set_minor_formatter(FuncFormatter(minor))
-
-    main = [r for r in results if not r.sweep and r.status == 'ok' and r.gflops and r.infer_img_s]
-    if main:
-        fig, ax = plt.subplots(figsize=(8, 5.5))
-        for r in main:
-            ax.scatter(r.gflops, r.infer_img_s, marker='s' if r.baseline else 'o',
-                       color='grey' if r.baseline else None)
-            ax.annotate(r.label, (r.gflops, r.infer_img_s), fontsize=7, xytext=(3, 3),
-                        textcoords='offset points')
-        ax.set_xscale('log')
-        ax.set_yscale('log')
-        plain_ticks(ax.xaxis)
-        plain_ticks(ax.yaxis)
-        ax.set_xlabel('GFLOPs per image (fvcore MACs, scan included)')
-        ax.set_ylabel('inference images / s')
-        ax.set_title(f'Throughput vs FLOPs ({env["device"]}, {main[0].dtype}, batch {main[0].batch_size})',
-                     fontsize=9)
-        ax.grid(True, which='both', alpha=0.3)
-        fig.tight_layout()
+    fig = throughput_figure(env, results)
+    if fig is not None:
         path = out / 'throughput_vs_flops.png'
         fig.savefig(path, dpi=120)
         plt.close(fig)
@@ -825,10 +904,10 @@ def write_plots(out: Path, env: Dict, results: Sequence[Result]) -> List[Path]:
             ax.set_xlabel('image size (pixels per side)')
             ax.set_ylabel(ylabel)
             ax.set_yscale('log')
-            plain_ticks(ax.yaxis)
+            _plain_ticks(ax.yaxis)
             ax.grid(True, which='both', alpha=0.3)
         axes[0].legend(fontsize=8)
-        fig.suptitle(f'Resolution sweep ({env["device"]}, {sweep[0].dtype}, batch {sweep[0].batch_size})',
+        fig.suptitle(f'Resolution sweep ({_device_text(env)}, {sweep[0].dtype}, batch {sweep[0].batch_size})',
                      fontsize=10)
         fig.tight_layout()
         path = out / 'resolution_sweep.png'
@@ -913,11 +992,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup', type=int, default=None, help='warm-up iterations (default: 10 on CUDA, 1 on CPU)')
     p.add_argument('--iters', type=int, default=None, help='most timed iterations (default: 30 CUDA, 10 CPU)')
     p.add_argument('--max-time', type=float, default=None,
-                   help='stop timing a model after this many seconds (default: 5 on CUDA, 2 on CPU)')
+                   help='stop timing a model after this many seconds, once 3 runs are timed (default: 5 on CUDA, '
+                        '2 on CPU)')
     p.add_argument('--time-budget', type=float, default=None,
                    help='minutes; start no new measurement after this (results so far are written)')
     p.add_argument('--device', default=None, help='cpu, cuda, cuda:1 ... (default: cuda when available)')
-    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--threads', type=int, default=None,
+                   help="torch CPU threads (default: torch's, one per core); on a shared CPU give the free cores: "
+                        "the reference scan's many small ops slow down most when threads compete")
     p.add_argument('--compile', choices=('none', 'default', 'reduce-overhead'), default='none',
                    help='torch.compile every timed model, baselines included (reduce-overhead: CUDA graphs)')
     p.add_argument('--out', default='out/benchmark', help='folder for results.md, results.json and plots (default: out/benchmark)')
@@ -962,7 +1044,7 @@ def main(argv=None) -> List[Result]:
     if args.replot:
         env, settings, results = load_json(Path(args.replot))
         out.mkdir(parents=True, exist_ok=True)
-        print_table(results, f'{env["device"]}')
+        print_table(results, f'{_device_text(env)}')
         write_markdown(out / 'results.md', env, settings, results)
         paths = write_plots(out, env, results)
         print(f'wrote {out / "results.md"}' + ''.join(f', {p}' for p in paths))
@@ -970,12 +1052,14 @@ def main(argv=None) -> List[Result]:
 
     device = torch.device(args.device) if args.device else default_device()
     cuda = device.type == 'cuda'
-    if args.threads:
-        torch.set_num_threads(args.threads)
     for name, value in (('--batch-size', args.batch_size), ('--sweep-batch', args.sweep_batch),
-                        ('--img-size', args.img_size), ('--iters', args.iters)):
+                        ('--img-size', args.img_size), ('--iters', args.iters), ('--threads', args.threads)):
         if value is not None and value < 1:
             parser.error(f'{name} must be >= 1, got {value}')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.max_time is not None and args.max_time < 0:
+        parser.error(f'--max-time must be >= 0, got {args.max_time}')
     if args.warmup is not None and args.warmup < 0:
         parser.error(f'--warmup must be >= 0, got {args.warmup}')
     if args.flops == 'fvcore' and not _has_fvcore():
@@ -997,8 +1081,8 @@ def main(argv=None) -> List[Result]:
         device=device, amp=args.amp, bench=args.bench or ('both' if cuda else 'infer'),
         flops=not args.no_flops, flop_method=args.flops, channels_last=args.channels_last,
         warmup=args.warmup if args.warmup is not None else (10 if cuda else 1),
-        iters=args.iters or (30 if cuda else 10), max_time=args.max_time or (5.0 if cuda else 2.0),
-        min_iters=3 if cuda else 1, flops_only=args.flops_only, compile=args.compile)
+        iters=args.iters or (30 if cuda else 10), max_time=args.max_time if args.max_time is not None else (5.0 if cuda else 2.0),
+        flops_only=args.flops_only, compile=args.compile)
     if cuda:
         torch.backends.cudnn.benchmark = True
     if s.flops and args.flops == 'auto' and not _has_fvcore() and not s.flops_only:
@@ -1018,7 +1102,7 @@ def main(argv=None) -> List[Result]:
         except ImportError:
             pass
     say = progress.write if progress is not None else (lambda m: print(m, file=sys.stderr, flush=True))
-    say(f'device: {env["device"]}; {len(jobs)} measurements; '
+    say(f'device: {_device_text(env)}; {len(jobs)} measurements; '
         f'{"bf16 autocast" if s.amp else "fp32"}, bench {s.bench}; writing to {out}')
 
     started = time.perf_counter()
@@ -1047,7 +1131,7 @@ def main(argv=None) -> List[Result]:
     if progress is not None:
         progress.close()
 
-    print_table(results, f'{env["device"]}, {"bf16 autocast" if s.amp else "fp32"}, bench {s.bench}')
+    print_table(results, f'{_device_text(env)}, {"bf16 autocast" if s.amp else "fp32"}, bench {s.bench}')
     skipped = _skipped_summary(results)
     if skipped:
         warnings.warn(f'fvcore could not count these ops (not in the GFLOPs): {skipped}', stacklevel=2)

@@ -7,16 +7,37 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from timm.layers import to_2tuple
+import torch.nn.functional as F
+from timm.layers import register_notrace_function, to_2tuple
 
-__all__ = ['PatchEmbed']
+__all__ = ['PatchEmbed', 'check_image']
+
+
+@register_notrace_function  # an FX leaf: checks concrete shapes and dtypes (FX wraps public names only)
+def check_image(x: torch.Tensor, in_chans: int, weight: torch.Tensor, owner: str) -> torch.Tensor:
+    """x unchanged, or an error when it is not a (B, in_chans, H, W) floating batch for a stem whose first
+    conv has `weight` (integer images and float64 into a lower-precision model fail here, not inside the conv)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        what = f'shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f'{owner}: expected an image batch (B, {in_chans}, H, W), got {what}')
+    if x.shape[1] != in_chans:
+        hint = f' (a grayscale image: repeat it to {in_chans} channels, or build the model with in_chans=1)' \
+            if x.shape[1] == 1 else ''
+        raise ValueError(f'{owner}: input has {x.shape[1]} channels (shape {tuple(x.shape)}); '
+                         f'this model takes in_chans={in_chans}{hint}')
+    if not x.is_floating_point() or (x.dtype == torch.float64 and weight.dtype != torch.float64):
+        hint = ', scaled to [0, 1]: x.float() / 255' if x.dtype == torch.uint8 else ''
+        raise TypeError(f'{owner}: input has dtype {x.dtype}; this model takes floating images of its dtype '
+                        f'{weight.dtype} (x.to({weight.dtype}){hint})')
+    return x
 
 
 class PatchEmbed(nn.Module):
     """Conv2d(k=patch_size, stride=stride) -> (B, H' * W', C) tokens in raster order.
 
     `strict_img_size` asserts the input is `img_size` (the official Vim does); models with `dynamic_img_size`
-    turn it off and resize their position embedding instead.
+    turn it off and resize their position embedding instead. Other sizes must be covered by the patches (no border
+    pixel dropped) unless `dynamic_img_pad` zero-pads the bottom / right up to the next covered size, as timm's.
     """
 
     def __init__(
@@ -28,6 +49,7 @@ class PatchEmbed(nn.Module):
             embed_dim: int = 768,
             bias: bool = True,
             strict_img_size: bool = True,
+            dynamic_img_pad: bool = False,
             device=None,
             dtype=None,
     ):
@@ -35,6 +57,7 @@ class PatchEmbed(nn.Module):
         self.patch_size = to_2tuple(patch_size)
         self.stride = to_2tuple(stride if stride is not None else patch_size)
         self.strict_img_size = strict_img_size
+        self.dynamic_img_pad = dynamic_img_pad
         self.img_size, self.grid_size, self.num_patches = self._init_img_size(img_size)
         self.proj = nn.Conv2d(
             in_chans, embed_dim, kernel_size=self.patch_size, stride=self.stride, bias=bias,
@@ -54,9 +77,25 @@ class PatchEmbed(nn.Module):
         return max(self.stride) if as_scalar else self.stride
 
     def dynamic_feat_size(self, img_size: Tuple[int, int]) -> Tuple[int, int]:
-        """Token grid (H', W') of an image of `img_size`."""
-        return ((img_size[0] - self.patch_size[0]) // self.stride[0] + 1,
-                (img_size[1] - self.patch_size[1]) // self.stride[1] + 1)
+        """Token grid (H', W') of an image of `img_size` (after the padding of `dynamic_img_pad`)."""
+        pad = self.padding(img_size)
+        return ((img_size[0] + pad[0] - self.patch_size[0]) // self.stride[0] + 1,
+                (img_size[1] + pad[1] - self.patch_size[1]) // self.stride[1] + 1)
+
+    def padding(self, img_size: Tuple[int, int]) -> Tuple[int, int]:
+        """(bottom, right) zero padding `dynamic_img_pad` adds: at least one patch, then whole strides."""
+        if not self.dynamic_img_pad:
+            return 0, 0
+        return tuple(max(p - n, (p - n) % s) for n, p, s in zip(img_size, self.patch_size, self.stride))
+
+    def _check_covered(self, height: int, width: int) -> None:
+        for name, n, p, s in (('height', height, self.patch_size[0], self.stride[0]),
+                              ('width', width, self.patch_size[1], self.stride[1])):
+            if n < p or (n - p) % s:
+                covered = f'a multiple of {p}' if p == s else f'{p} + a multiple of {s}'
+                raise ValueError(f"PatchEmbed: input {name} {n} is not covered by patches of {p} with stride {s} "
+                                 f"(it must be {covered}); build the model with "
+                                 f"dynamic_img_pad=True to zero-pad it, or resize the input")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.strict_img_size:
@@ -65,4 +104,9 @@ class PatchEmbed(nn.Module):
                           f"{self.img_size}); build the model with dynamic_img_size=True for other sizes")
             torch._assert(x.shape[-1] == self.img_size[1], f"Input width must be {self.img_size[1]} (img_size "
                           f"{self.img_size}); build the model with dynamic_img_size=True for other sizes")
+        if self.dynamic_img_pad:
+            pad_h, pad_w = self.padding(x.shape[-2:])
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        elif not self.strict_img_size:
+            self._check_covered(x.shape[-2], x.shape[-1])
         return self.proj(x).flatten(2).transpose(1, 2)

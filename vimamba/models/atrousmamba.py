@@ -60,9 +60,10 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
+from vimamba.layers.patch_embed import check_image
 from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, get_pattern
-from vimamba.scans.base import check_grid, check_int, from_transposed
+from vimamba.scans.base import check_depths, check_grid, check_int, from_transposed
 
 __all__ = ['AtrousMamba', 'AtrousWindowRateScan', 'AtrousPhaseOuterScan', 'MultiRateAtrousScan',
            'atrous_phase_outer_order', 'effective_atrous_rate', 'checkpoint_filter_fn']
@@ -368,6 +369,7 @@ class AtrousMamba(PretrainedMixin, nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        depths = check_depths('AtrousMamba', 'depths', depths)
         num_stages = len(depths)
         dims = [embed_dim * 2 ** i for i in range(num_stages)] if isinstance(embed_dim, int) else list(embed_dim)
         if len(dims) != num_stages:
@@ -472,10 +474,12 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         if img_size is not None:
             self.img_size = to_2tuple(img_size)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_image(x, self.stem.conv1.in_channels, self.stem.conv1.weight, 'AtrousMamba')
         if not self.dynamic_img_size and tuple(x.shape[-2:]) != self.img_size:
             raise ValueError(f'AtrousMamba: input size {tuple(x.shape[-2:])} != img_size={self.img_size} with '
                              f'dynamic_img_size=False; pass dynamic_img_size=True or resize the input')
+        return x
 
     def forward_intermediates(
             self,
@@ -498,7 +502,7 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         """
         if output_fmt not in ('NCHW', 'NHWC'):
             raise ValueError(f"AtrousMamba: output_fmt={output_fmt!r}; accepted: 'NCHW', 'NHWC'")
-        self._check_input(x)
+        x = self._check_input(x)
         intermediates = []
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         last_idx = len(self.stages) - 1
@@ -539,7 +543,7 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        x = self._check_input(x)
         x = self.stem(x)
         x = self.stages(x)
         return self.norm(x)

@@ -53,8 +53,10 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.scan import pattern_scan
+from vimamba.layers.patch_embed import check_image
 from vimamba.layers.ss2d import scan_inputs
 from vimamba.scans import get_pattern
+from vimamba.scans.base import check_depths
 
 __all__ = ['MaIR', 'MaIRUNet', 'MaIRBlock', 'NestedScanMixer', 'SequenceShuffleGate', 'checkpoint_filter_fn',
            'forward_tiled', 'forward_self_ensemble', 'channel_shuffle', 'channel_rearrange']
@@ -251,20 +253,6 @@ class ResidualMambaGroup(nn.Module):
         return self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1) + x
 
 
-@register_notrace_function  # an FX leaf: checks concrete shapes (FX wraps public names only)
-def check_image(x: torch.Tensor, in_chans: int, owner: str) -> torch.Tensor:
-    """x unchanged, or a ValueError when it is not a (B, in_chans, H, W) batch."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        what = f'shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f'{owner}: expected an image batch (B, {in_chans}, H, W), got {what}')
-    if x.shape[1] != in_chans:
-        hint = ' (a grayscale image: repeat it to 3 channels, or build the model with in_chans=1)' \
-            if x.shape[1] == 1 else ''
-        raise ValueError(f'{owner}: input has {x.shape[1]} channels (shape {tuple(x.shape)}); '
-                         f'this model takes in_chans={in_chans}{hint}')
-    return x
-
-
 class MaIR(PretrainedMixin, nn.Module):
     """MaIR for super-resolution (`upscale` 2, 3, 4) and denoising (`upscale` 1, `upsampler` None).
 
@@ -324,6 +312,7 @@ class MaIR(PretrainedMixin, nn.Module):
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1, **dd)
         self.embed_norm = nn.LayerNorm(embed_dim, **dd)
         self.pos_drop = nn.Dropout(drop_rate)
+        depths = check_depths('MaIR', 'depths', depths)
         total = sum(depths)
         # Linear from 0, as torch.linspace; plain Python so that a default-device context (meta) cannot catch it.
         dpr = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
@@ -397,7 +386,7 @@ class MaIR(PretrainedMixin, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) in [0, 1] -> restored image (B, C, upscale * H, upscale * W)."""
-        x = check_image(x, self.in_chans, type(self).__name__)
+        x = check_image(x, self.in_chans, self.conv_first.weight, type(self).__name__)
         mean = self.mean.to(x.dtype)
         x = (x - mean) * self.img_range
         shallow = self.conv_first(x)
@@ -447,6 +436,7 @@ class MaIRUNet(PretrainedMixin, nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        depths = check_depths('MaIRUNet', 'depths', depths)
         if len(depths) != 4:
             raise ValueError(f'MaIRUNet: depths must have 4 entries (three encoder levels and the latent), '
                              f'got {tuple(depths)!r}')
@@ -539,7 +529,7 @@ class MaIRUNet(PretrainedMixin, nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, C, H, W) in [0, 1], any size -> restored image of the same size."""
-        x = check_image(x, self.in_chans, type(self).__name__)
+        x = check_image(x, self.in_chans, self.patch_embed.weight, type(self).__name__)
         padded = pad_to_multiple(x, 8)
         return crop_like(self.output(self.forward_features(padded)) + padded, x)
 

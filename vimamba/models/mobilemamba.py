@@ -46,7 +46,9 @@ from timm.models._features import feature_take_indices
 
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.conv_bn import BnLinear, ConvBn2d
+from vimamba.layers.patch_embed import check_image
 from vimamba.layers.ss2d import SelectiveScan2d
+from vimamba.scans.base import check_depths
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
 
 __all__ = ['MobileMamba']
@@ -71,6 +73,8 @@ class Stem(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.conv1.conv if isinstance(self.conv1, ConvBn2d) else self.conv1  # fuse() leaves a Conv2d
+        x = check_image(x, first.in_channels, first.weight, 'MobileMamba')
         x = self.act(self.conv1(x))
         x = self.act(self.conv2(x))
         x = self.act(self.conv3(x))
@@ -333,6 +337,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        depth = check_depths('MobileMamba', 'depth', depth)
         num_stages = len(embed_dim)
         for name, value in (('depth', depth), ('global_ratio', global_ratio), ('local_ratio', local_ratio),
                             ('kernel_size', kernel_size)):

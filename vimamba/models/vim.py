@@ -36,9 +36,10 @@ from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs,
 from timm.models._features import feature_take_indices
 
 from ..checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
-from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, get_fp32_norm_layer, insert_tokens, \
-    resample_pos_embed, split_tokens, stack_directions
+from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_image, get_fp32_norm_layer, \
+    insert_tokens, resample_pos_embed, split_tokens, stack_directions
 from ..scans import get_pattern
+from ..scans.base import check_int
 
 try:
     from timm.models._input import update_model_input_size
@@ -91,6 +92,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
         drop_rate: head dropout; pos_drop_rate: dropout after adding the position embedding (the official
             `drop_rate`); drop_path_rate: stochastic depth, linear from 0 to this over the mixer outputs.
         dynamic_img_size: accept any input size, resizing the position embedding on the fly.
+        dynamic_img_pad: zero-pad the bottom / right of inputs the patches do not cover (else they are refused).
         feature_source: what `forward_intermediates` returns per block: 'mixer' (the block's mixer output: Vim-T,
             LBVim and ShuffleMamba downstream) or 'residual' (the residual stream after adding it: Vim-S).
         weight_init: 'vim' (Vim / LBVim / Mamba-Reg) or 'shufflemamba' (every Linear trunc_normal(.02) with zero
@@ -127,6 +129,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
             pos_drop_rate: float = 0.,
             drop_path_rate: float = 0.,
             dynamic_img_size: bool = False,
+            dynamic_img_pad: bool = False,
             feature_source: str = 'mixer',
             weight_init: str = 'vim',
             device=None,
@@ -142,6 +145,10 @@ class VisionMamba(PretrainedMixin, nn.Module):
             raise ValueError(f"feature_source: expected 'mixer' or 'residual', got {feature_source!r}")
         if weight_init not in ('vim', 'shufflemamba'):
             raise ValueError(f"weight_init: expected 'vim' or 'shufflemamba', got {weight_init!r}")
+        check_int('VisionMamba', 'depth', depth, 1)
+        if isinstance(shuffle_rate, bool) or not isinstance(shuffle_rate, (int, float)) or not 0 <= shuffle_rate <= 1:
+            raise ValueError(f"shuffle_rate: expected a probability in [0, 1] (the last layer's shuffle rate), "
+                             f"got {shuffle_rate!r}")
         has_tokens = class_token or reg_tokens > 0
         global_pool = ('token' if has_tokens else 'avg') if global_pool is None else global_pool
         self._check_pool(global_pool, has_tokens)
@@ -164,7 +171,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
         self.patch_embed = PatchEmbed(
             img_size=img_size, patch_size=patch_size, stride=stride, in_chans=in_chans, embed_dim=embed_dim,
-            strict_img_size=not dynamic_img_size, **dd)
+            strict_img_size=not dynamic_img_size, dynamic_img_pad=dynamic_img_pad, **dd)
         num_patches = self.patch_embed.num_patches
         reduction = self.patch_embed.feat_ratio()
         # A class token has a slot in pos_embed (Vim, ShuffleMamba); Mamba-Reg's registers have their own.
@@ -347,11 +354,13 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> token sequence with the extra tokens in place and the position embedding added."""
+        x = check_image(x, self.in_chans, self.patch_embed.proj.weight, type(self).__name__)
+        img_size = x.shape[-2:]
+        x = self.patch_embed(x)  # checks (or pads) the size before the position embedding is resized to it
         pos_embed = self.pos_embed
         if self.dynamic_img_size:
-            grid = self.patch_embed.dynamic_feat_size(x.shape[-2:])
+            grid = self.patch_embed.dynamic_feat_size(img_size)
             pos_embed = self._resize_pos_embed(pos_embed, grid, self.patch_embed.grid_size)
-        x = self.patch_embed(x)
         batch = x.shape[0]
         if self.cls_token is not None:
             # The class token's pos_embed slot is where the token is, so insert first, then add.

@@ -41,13 +41,53 @@ class ScanOrder:
 
     @classmethod
     def from_index(cls, index: torch.Tensor, local_window: int = 0) -> "ScanOrder":
-        index = torch.as_tensor(index, dtype=torch.long)
+        """The order whose direction k visits token `index[k, t]` at step t ((L,) or (K, L)).
+
+        Every row must be a permutation of 0..L-1: the op trusts `ScanOrder` objects and skips its own check.
+        """
+        index = torch.as_tensor(index)
+        if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
+            raise TypeError(f"ScanOrder.from_index: index must be an integer tensor, got dtype {index.dtype}")
+        if index.dim() not in (1, 2) or index.shape[-1] == 0:
+            raise ValueError(f"ScanOrder.from_index: index must have shape (L,) or (K, L) with L >= 1, "
+                             f"got shape {tuple(index.shape)}")
+        local_window = check_int("ScanOrder.from_index", "local_window", local_window, 0)
+        index = index.long()
         if index.dim() == 1:
             index = index[None]
+        _check_permutation(index)
+        return cls._from_permutation(index, local_window)
+
+    @classmethod
+    def _from_permutation(cls, index: torch.Tensor, local_window: int = 0) -> "ScanOrder":
+        # For callers whose rows are permutations by construction (torch.randperm): no check, no host sync.
         inverse = torch.empty_like(index)
         steps = torch.arange(index.shape[1], device=index.device).expand_as(index)
         inverse.scatter_(1, index, steps)
         return cls(index=index, inverse=inverse, local_window=local_window)
+
+
+def _check_permutation(index: torch.Tensor) -> None:
+    """A ValueError naming the first row of `index` (K, L) that is not a permutation of 0..L-1."""
+    length = index.shape[1]
+    rows = index.cpu()
+    # O(K*L): in range, and every (row, token) pair counted exactly once.
+    if rows.min() >= 0 and rows.max() < length:
+        offsets = torch.arange(rows.shape[0])[:, None] * length
+        if bool((torch.bincount((rows + offsets).flatten(), minlength=rows.numel()) == 1).all()):
+            return
+    for k, row in enumerate(rows):
+        inside = (row >= 0) & (row < length)
+        counts = torch.bincount(row[inside], minlength=length)
+        problems = [(what, values) for what, values in (
+            (f"outside 0..{length - 1}", row[~inside].unique().tolist()),
+            ("never visited", (counts == 0).nonzero().flatten().tolist()),
+            ("visited more than once", (counts > 1).nonzero().flatten().tolist())) if values]
+        if problems:
+            details = "; ".join(f"{what}: {values[:8]}" + (" ..." if len(values) > 8 else "")
+                                for what, values in problems)
+            raise ValueError(f"ScanOrder.from_index: index row {k} is not a permutation of 0..{length - 1} "
+                             f"(tokens {details})")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -64,6 +104,19 @@ def check_int(owner: str, name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def check_depths(owner: str, name: str, depths) -> tuple:
+    """Blocks per stage: ints >= 0 with at least one block in all (a model of no blocks is a mistake)."""
+    try:
+        depths = tuple(depths)
+    except TypeError:
+        raise ValueError(f"{owner}: {name} must be a sequence of ints >= 0, got {depths!r}") from None
+    for i, depth in enumerate(depths):
+        check_int(owner, f"{name}[{i}]", depth, 0)
+    if sum(depths) < 1:
+        raise ValueError(f"{owner}: {name}={depths} builds a model with no blocks; give at least one block")
+    return depths
 
 
 def check_grid(owner: str, h, w) -> tuple:

@@ -28,7 +28,7 @@ class ShuffleScan(ScanPattern):
         # randperm must run where the generator lives; the permutation then moves to `device`.
         gen_device = generator.device if generator is not None else device
         perm = torch.randperm(h * w, generator=generator, device=gen_device).to(device)
-        return ScanOrder.from_index(perm)
+        return ScanOrder._from_permutation(perm[None])
 
     def _index(self, h, w):
         return torch.arange(h * w)[None]
