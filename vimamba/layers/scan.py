@@ -35,7 +35,8 @@ def pattern_scan(
     proxy = next((a for a in args if isinstance(a, torch.fx.Proxy)), None)
     if proxy is not None:
         return proxy.tracer.create_proxy('call_function', pattern_scan, args, {})
-    order = None if pattern is None else pattern.order(height, width, u.device)
+    order = None if pattern is None else pattern.op_order(height, width, u.device)
+    window = 0 if pattern is None else pattern.local_window(height, width)
     if u.dim() == 3:
         u = u.unsqueeze(1).expand(-1, delta.shape[1], -1, -1)
-    return ops.selective_scan(u, delta, A, B, C, D, None, delta_bias, True, order=order)
+    return ops.selective_scan(u, delta, A, B, C, D, None, delta_bias, True, order=order, local_window=window)

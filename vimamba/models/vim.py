@@ -38,7 +38,6 @@ from timm.models._features import feature_take_indices
 from ..checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_image, get_fp32_norm_layer, \
     insert_tokens, resample_pos_embed, split_tokens, stack_directions
-from ..scans import get_pattern
 from ..scans.base import check_int
 
 try:
@@ -48,8 +47,6 @@ except ImportError:  # timm < 1.0.31 records no model traits
         pass
 
 __all__ = ['VisionMamba', 'checkpoint_filter_fn', 'remap_official_state_dict', 'layer_shuffle_order']
-
-_SHUFFLE = get_pattern('shuffle')
 
 
 @torch.fx.wrap
@@ -62,10 +59,11 @@ def layer_shuffle_order(x: torch.Tensor, prob: float) -> Tuple[torch.Tensor, tor
     when the draw says "keep". Always returning indices keeps the graph static (FX, torch.compile, no host sync).
     """
     length = x.shape[1]
-    order = _SHUFFLE.order(1, length, x.device, training=True)
-    keep = torch.rand((), device=x.device) >= prob
     identity = torch.arange(length, device=x.device)
-    return torch.where(keep, identity, order.index[0]), torch.where(keep, identity, order.inverse[0])
+    index = torch.randperm(length, device=x.device)
+    inverse = torch.empty_like(index).scatter_(0, index, identity)
+    keep = torch.rand((), device=x.device) >= prob
+    return torch.where(keep, identity, index), torch.where(keep, identity, inverse)
 
 
 class VisionMamba(PretrainedMixin, nn.Module):

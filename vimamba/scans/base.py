@@ -158,11 +158,19 @@ class ScanPattern:
         mixer can call every pattern the same way.
         """
         h, w = check_grid(type(self).__name__ + ".order", h, w)
-        if torch.compiler.is_compiling():
-            # Dynamo cannot trace the cache; the order enters the graph as a constant tensor instead.
-            return ScanOrder(_constant_index(self, h, w, device, False), _constant_index(self, h, w, device, True),
-                             self._local_window(h, w))
         return _cached_order(self, h, w, _normalise_device(device))
+
+    def op_order(self, h: int, w: int, device: DeviceLike = None) -> Union[ScanOrder, torch.Tensor]:
+        """What a mixer hands the op as `order` (with `local_window=self.local_window(h, w)`): the cached
+        `ScanOrder`, or under torch.compile its index as a constant of the graph (dynamo traces neither the
+        cache nor, before torch 2.14, a frozen dataclass built in the graph)."""
+        if torch.compiler.is_compiling():
+            return _constant_index(self, h, w, device)
+        return self.order(h, w, device)
+
+    def local_window(self, h: int, w: int) -> int:
+        """The LBMamba window the op should use on an h x w grid (0: plain scan)."""
+        return self._local_window(h, w)
 
     def _index(self, h: int, w: int) -> torch.Tensor:
         raise NotImplementedError
@@ -184,9 +192,8 @@ def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) ->
 
 
 @torch.compiler.assume_constant_result
-def _constant_index(pattern: ScanPattern, h: int, w: int, device: DeviceLike, inverse: bool) -> torch.Tensor:
-    order = _cached_order(pattern, h, w, _normalise_device(device))
-    return order.inverse if inverse else order.index
+def _constant_index(pattern: ScanPattern, h: int, w: int, device: DeviceLike) -> torch.Tensor:
+    return pattern.order(h, w, device).index
 
 
 def clear_cache() -> None:
