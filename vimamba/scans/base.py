@@ -132,6 +132,8 @@ def check_grid(owner: str, h, w) -> tuple:
 
 
 def _normalise_device(device: DeviceLike) -> torch.device:
+    if isinstance(device, torch.device) and (device.index is not None or device.type != "cuda"):
+        return device  # a tensor's device: the common case, kept cheap
     device = torch.device("cpu") if device is None else torch.device(device)
     # "cuda" and "cuda:0" must hit the same cache entry.
     if device.type == "cuda" and device.index is None:
