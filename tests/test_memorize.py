@@ -16,7 +16,8 @@ def test_family_memorises_a_batch(family, one_thread):
     name, size = TEST_MODELS[family]
     r = memorize(name, size, **FAST)
     assert r.passed, r.line()
-    assert r.losses[-1] < r.threshold * (r.losses[0] if family == 'mair' else 1.)
+    limit = r.threshold * (r.losses[0] if family == 'mair' else 1.)
+    assert max(r.losses[-3:]) < limit <= r.losses[-4]  # stopped once three steps in a row were under the limit
     assert r.steps_to_pass == len(r.losses) - 1 < FAST['steps']
 
 

@@ -3,8 +3,9 @@
 Each family's model trains on a fixed batch of random images (classifiers: random labels of `num_classes`,
 cross-entropy; image-to-image models: the input upsampled to the output's size, L1) with AdamW, a linear
 warm-up and the recipes' weight decay, in fp32 or under bf16 / fp16 autocast (fp16 with a GradScaler) and with a
-chosen kernel backend. It passes when the loss falls below `threshold` (classifiers, absolute) or below
-`threshold` times the first loss (image-to-image) within `steps`. A family that cannot fit 8 images cannot
+chosen kernel backend. It passes when the loss stays below `threshold` (classifiers, absolute) or below
+`threshold` times the first loss (image-to-image) for `hold` consecutive steps within `steps` (a loss that only
+dips under the threshold while oscillating does not pass). A family that cannot fit 8 images cannot
 learn ImageNet either, and this costs seconds of GPU time instead of days.
 
 The warm-up is part of the check, not a convenience: without it VMamba v2 (AtrousMamba with `scan='cross'`)
@@ -88,8 +89,10 @@ def memorize(
         device: Optional[torch.device] = None,
         seed: int = 0,
         model_kwargs: Optional[Dict] = None,
+        hold: int = 3,
 ) -> MemorizeResult:
-    """Train `model_name` (drop path 0) on one fixed random batch; stops early once the loss is under the threshold.
+    """Train `model_name` (drop path 0) on one fixed random batch; stops once the loss has stayed under the
+    threshold for `hold` steps (`steps_to_pass` is the last of them).
 
     `threshold` defaults to 0.1 for classifiers (cross-entropy, ln 10 = 2.3 at chance) and 0.5 (of the first loss)
     for image-to-image models. `dtype` is 'fp32', 'bf16' or 'fp16' (autocast; fp16 with a GradScaler).
@@ -97,7 +100,8 @@ def memorize(
     """
     if dtype not in _DTYPES:
         raise ConfigError(f'memorize: dtype={dtype!r}; accepted: {tuple(_DTYPES)}')
-    for arg, value, low in (('steps', steps, 1), ('batch_size', batch_size, 1), ('warmup_steps', warmup_steps, 0)):
+    for arg, value, low in (('steps', steps, 1), ('batch_size', batch_size, 1), ('warmup_steps', warmup_steps, 0),
+                            ('hold', hold, 1)):
         if not isinstance(value, int) or value < low:
             raise ConfigError(f'memorize: {arg}={value!r}; accepted: an int >= {low}')
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -144,7 +148,7 @@ def memorize(
                 limit = threshold * value
             if not math.isfinite(value):
                 break
-            if value < limit:
+            if len(result.losses) >= hold and max(result.losses[-hold:]) < limit:
                 result.passed, result.steps_to_pass = True, step
                 break
             scaler.scale(loss).backward()
@@ -174,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup-steps', type=int, default=10)
     p.add_argument('--lr', type=float, default=5e-4)
     p.add_argument('--threshold', type=float, default=None)
+    p.add_argument('--hold', type=int, default=3, help='steps in a row the loss must stay under the threshold')
     p.add_argument('--device', default=None)
     p.add_argument('--out', default='', metavar='FILE', help='write the results (with every loss) as JSON')
     return p
@@ -192,7 +197,8 @@ def memorize_main(argv: Optional[Sequence[str]] = None) -> int:
         for backend in args.backends:
             for dtype in args.dtypes:
                 r = memorize(name, args.img_size or size, args.batch_size, args.steps, args.warmup_steps, args.lr,
-                             threshold=args.threshold, dtype=dtype, backend=backend, device=args.device)
+                             threshold=args.threshold, dtype=dtype, backend=backend, device=args.device,
+                             hold=args.hold)
                 print(r.line(), flush=True)
                 results.append(r)
     if args.out:
