@@ -10,12 +10,12 @@
 #   MAMBA_SDIST   a mamba_ssm sdist to build in the background for the side-by-side rows (its setup.py
 #                 restricted to the GPU's arch: see ../shared/specs/kernels.md); or
 #   MAMBA_PATH    a folder already holding a built mamba_ssm (pip --target)
-#   STEPS         which steps, default "tests kernels downstream profile"
+#   STEPS         which steps, default "tests memorize kernels downstream profile"
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-out/gpu_check}
 PY=${PY:-python3}
-STEPS=${STEPS:-"tests kernels downstream profile"}
+STEPS=${STEPS:-"tests memorize kernels downstream profile"}
 mkdir -p "$OUT"
 T0=$(date +%s)
 say() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
@@ -40,6 +40,12 @@ for step in $STEPS; do
     tests)
         say "GPU tests"
         $PY -m pytest -q tests/test_kernels.py -k "gpu and not mamba" 2>&1 | tail -3 ;;
+    memorize)
+        say "training smoke check (every family memorises a fixed batch)"
+        $PY tools/memorize_check.py --dtypes bf16,fp16 --backends triton --out "$OUT/memorize_triton.json" 2>&1 |
+            grep -E '^(PASS|FAIL)|passed'
+        $PY tools/memorize_check.py --dtypes bf16 --backends reference --families atrousmamba,mobilemamba,mair \
+            --out "$OUT/memorize_reference.json" 2>&1 | grep -E '^(PASS|FAIL)|passed' ;;
     kernels)
         wait_mamba
         say "kernel table"
@@ -57,7 +63,7 @@ for step in $STEPS; do
         $PY tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 128 --amp --train \
             --out "$OUT/profile_train" 2>&1 | head -14 ;;
     *)
-        say "unknown step $step (tests, kernels, downstream, profile)" ;;
+        say "unknown step $step (tests, memorize, kernels, downstream, profile)" ;;
     esac
 done
 say "done; files under $OUT"
