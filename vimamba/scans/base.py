@@ -152,6 +152,12 @@ class ScanPattern:
     name: ClassVar[str]
     num_directions: ClassVar[int]
 
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        # What torch.compile hands `_constant_index`: dynamo cannot pass a frozen dataclass there (torch 2.11).
+        object.__setattr__(self, '_source', _OrderSource(self))
+        return self
+
     def order(self, h: int, w: int, device: DeviceLike = None, *, training: bool = False,
               generator: Optional[torch.Generator] = None) -> ScanOrder:
         """The cached `ScanOrder` of an h x w grid (tokens in raster order, `p = i*w + j`) on `device`.
@@ -167,7 +173,7 @@ class ScanPattern:
         `ScanOrder`, or under torch.compile its index as a constant of the graph (dynamo traces neither the
         cache nor, before torch 2.14, a frozen dataclass built in the graph)."""
         if torch.compiler.is_compiling():
-            return _constant_index(self, h, w, device)
+            return _constant_index(self._source, h, w, device)
         return self.order(h, w, device)
 
     def local_window(self, h: int, w: int) -> int:
@@ -193,9 +199,14 @@ def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) ->
         return ScanOrder.from_index(index, local_window=pattern._local_window(h, w))
 
 
+class _OrderSource:
+    def __init__(self, pattern: ScanPattern):
+        self.pattern = pattern
+
+
 @torch.compiler.assume_constant_result
-def _constant_index(pattern: ScanPattern, h: int, w: int, device: DeviceLike) -> torch.Tensor:
-    return pattern.order(h, w, device).index
+def _constant_index(source: _OrderSource, h: int, w: int, device: DeviceLike) -> torch.Tensor:
+    return source.pattern.order(h, w, device).index
 
 
 def clear_cache() -> None:
