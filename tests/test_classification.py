@@ -234,7 +234,7 @@ def test_recipe_parses_and_builds_model_and_optimizer(recipe):
     zero = _zero_decay_names(model, optimizer)
     for n, p in model.named_parameters():
         leaf = n.rsplit('.', 1)[-1]
-        if p.ndim <= 1 or leaf in ('D', 'D_b', 'Ds', 'A_log', 'A_b_log', 'A_logs') or \
+        if p.ndim <= 1 or n.endswith('.bias') or leaf in ('D', 'D_b', 'Ds', 'A_log', 'A_b_log', 'A_logs') or \
                 any(fnmatch.fnmatch(n, pat) for pat in ('pos_embed', 'cls_token', 'reg_token', '*pos_embed*')):
             assert n in zero, f'{recipe.name}: {n} is weight-decayed'
         elif args.weight_decay:

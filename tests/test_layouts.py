@@ -10,7 +10,7 @@ import torch
 
 import vimamba  # noqa: F401  (registers the models)
 from vimamba import ops
-from vimamba.layers.mamba import MambaMixer
+from vimamba.layers.mamba import MambaMixer, causal_depthwise_conv1d
 from vimamba.layers.ss2d import SelectiveScan2d
 from vimamba.layers.vss import VisualSelectiveScan2d
 from vimamba.models.mair import NestedScanMixer
@@ -63,9 +63,9 @@ def test_causal_conv_keeps_channels_last():
     conv = torch.nn.Conv1d(8, 8, 4, groups=8, padding=3)
     x = torch.randn(2, 11, 8).transpose(1, 2)  # (B, C, L), channels-last
     for reverse in (False, True):
-        y = mamba_module.causal_depthwise_conv1d(x, conv, reverse)
+        y = causal_depthwise_conv1d(x, conv, reverse)
         assert y.shape == (2, 8, 11) and y.stride(1) == 1
-        expected = mamba_module.causal_depthwise_conv1d(x.contiguous(), conv, reverse)
+        expected = causal_depthwise_conv1d(x.contiguous(), conv, reverse)
         assert expected.stride(-1) == 1  # a contiguous x keeps the (B, C, L) layout
         torch.testing.assert_close(y, expected)
 

@@ -16,7 +16,9 @@ __all__ = ['RmsNormFp32', 'LayerNormFp32', 'get_fp32_norm_layer', 'at_least_fp32
 
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """x in fp32, or as is when it is already fp32 or wider (fp64 stays fp64 for gradient checks)."""
-    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+    if isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.float64):
+        return x  # no op dispatched: the common case in every forward
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 class RmsNormFp32(nn.Module):
