@@ -302,7 +302,7 @@ def selective_scan_flops(batch: int, K: int, d: int, L: int, N: int, has_D: bool
     MobileMamba register for their scan, after mamba issue #110), plus batch * K * d * L for the D skip
     and as much again for the z gate. The LBMamba window-local reverse pass (about 3 more per state
     and step) is not added, so figures stay comparable with the VMamba-style count (LBVim's own fvcore
-    figures leave the scan out altogether, vim_family.md 3.7).
+    figures leave the scan out altogether).
     """
     flops = 9 * batch * K * d * L * N
     if has_D:

@@ -91,7 +91,7 @@ def resample_pos_embed(
 
     The token slots are taken out, the patch grid is interpolated to `new_size` and the slots go back where the
     new grid puts them (for 'middle', index M // 2 -> M' // 2). The official Vim resize treats index 0 as the
-    cls slot, which is wrong for its middle cls token (vim_family.md §7.2). `old_size` defaults to a square grid.
+    cls slot, which is wrong for its middle cls token. `old_size` defaults to a square grid.
     """
     patches, tokens = split_tokens(posemb, layout, num_tokens)
     if old_size is None:

@@ -14,26 +14,26 @@ windows of w x w tokens taken every r cells, and consecutive tokens of a scan ar
 directions are windows row-major, windows column-major and the reverse of each (`vimamba.scans`
 'atrous_window'). The rate grows with depth, so the scan range widens gradually.
 
-Only the paper's abstract is reachable, so the following are PROPOSALS (spec hier_family §5.2-5.3), each a
+Only the paper's abstract is reachable, so the following are PROPOSALS (docs/families.md#atrousmamba), each a
 constructor argument so that it can be changed when the paper's details are known:
 - AWVSS = VMamba's VSS block unchanged except for the scan index maps; same parameters as VMamba, so VMamba
   ImageNet checkpoints load one to one (`checkpoint_filter_fn`) -> `scan='atrous_window'` (any pattern of
   `vimamba.scans` is accepted; 'cross' gives VMamba itself).
-- The window order of §5.3 (blocks outer, dilation phases, tokens inside a window) with four directions in
+- The window order (blocks outer, dilation phases, tokens inside a window) with four directions in
   VMamba's cross2d order -> the 'atrous_window' pattern.
 - Window size w = 8 (divides the 64 / 32 / 16 / 8 grids of 256-px crops) -> `window_size`.
 - Rates per stage cycling over the blocks of a stage, default (1, 2, 4) in every stage, so the span grows
   with depth -> `atrous_rates` (one sequence for all stages, or one per stage).
 - On a grid too small for a rate the rate is clipped to the largest r with r*w <= max(H, W) (at least 1) ->
   `rate_overflow='clip'`; `rate_overflow='error'` raises instead, naming the grid, window and rate.
-- Blocks of span r*w outermost, dilation phases inside them -> `atrous_order='window'`; the spec's alternative
+- Blocks of span r*w outermost, dilation phases inside them -> `atrous_order='window'`; the alternative
   (a), dilation phases outermost over the whole image, each cut into windows, is `atrous_order='phase'`;
   alternative (b), all rates in every block (ASPP-like, shared weights, outputs averaged) is
   `atrous_mode='parallel'`.
 - Tiny / small / base = VMamba v2 T / S / B ("s2": ssm_ratio 2, d_state 1, "noz" mixer, init v0); the "s1"
   VMamba variants (ssm_ratio 1, deeper third stage) are registered too.
 
-| variant | C | depths | ssm_ratio | params (= VMamba, spec §1.2) |
+| variant | C | depths | ssm_ratio | params (= VMamba v2) |
 |---|---|---|---|---|
 | atrousmamba_tiny | 96 | 2, 2, 5, 2 | 2 | 30,705,832 |
 | atrousmamba_small | 96 | 2, 2, 15, 2 | 2 | 50,147,752 |
@@ -72,7 +72,7 @@ _RATE_OVERFLOW = ('clip', 'error')
 
 
 def effective_atrous_rate(height: int, width: int, window: int, rate: int, rate_overflow: str = 'clip') -> int:
-    """The rate an atrous window scan uses on a height x width grid (proposal §5.2: r*w <= max(H, W)).
+    """The rate an atrous window scan uses on a height x width grid (proposed: r*w <= max(H, W)).
 
     'clip' lowers the rate to the largest r with r*w <= max(H, W), and never below 1 (a window larger than
     the grid is clipped by the pattern itself); 'error' raises when r*w > max(H, W).
@@ -93,7 +93,7 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def atrous_phase_outer_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
-    """Raster indices of an h x w grid in phase-outer atrous order (spec §5.3 alternative (a)), shape (h*w,).
+    """Raster indices of an h x w grid in phase-outer atrous order (alternative (a)), shape (h*w,).
 
     The rate x rate dilation phases (p, q) come first, in raster order; each phase is the whole-image sub-lattice
     (p + rate*a, q + rate*b), cut into window x window windows (windows in raster order, tokens in raster order
@@ -161,7 +161,7 @@ class AtrousWindowRateScan(ScanPattern):
 
     def pattern_for(self, height: int, width: int) -> ScanPattern:
         """The fixed-rate pattern this scan uses on a height x width grid ('atrous_window' for the window-outer
-        order of §5.3, `AtrousPhaseOuterScan` for the phase-outer alternative)."""
+        order, `AtrousPhaseOuterScan` for the phase-outer alternative)."""
         height, width = check_grid(type(self).__name__, height, width)
         rate = effective_atrous_rate(height, width, self.window, self.rate, self.rate_overflow)
         if self.order_mode == 'phase':
@@ -174,7 +174,7 @@ class AtrousWindowRateScan(ScanPattern):
 
 @dataclass(frozen=True)
 class MultiRateAtrousScan(ScanPattern):
-    """Spec §5.3 alternative (b), ASPP-like: the four atrous directions at every rate of `rates` in one pattern
+    """Alternative (b), ASPP-like: the four atrous directions at every rate of `rates` in one pattern
     (4 * len(rates) directions, rate after rate), each rate clipped to the grid like `AtrousWindowRateScan`.
 
     Meant for a mixer with `shared_groups=len(rates)`: the rates share one set of per-direction weights (so VMamba
@@ -330,9 +330,9 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         atrous_rates: Rates cycling over the blocks of each stage: one tuple for all stages, or one per stage
             (PROPOSED default (1, 2, 4)).
         rate_overflow: 'clip' (PROPOSED: largest r with r*w <= max(H, W)) or 'error' on grids too small for a rate.
-        atrous_order: 'window' (PROPOSED §5.3: span blocks outer, dilation phases inside) or 'phase' (alternative
-            (a) of §5.3: whole-image dilation phases outer, each cut into windows).
-        atrous_mode: 'cycle' (PROPOSED: one rate per block, cycling) or 'parallel' (alternative (b) of §5.3: every
+        atrous_order: 'window' (PROPOSED: span blocks outer, dilation phases inside) or 'phase' (alternative
+            (a): whole-image dilation phases outer, each cut into windows).
+        atrous_mode: 'cycle' (PROPOSED: one rate per block, cycling) or 'parallel' (alternative (b): every
             block scans all its stage's rates with shared weights and averages them; same parameters).
         drop_rate: Dropout before the classifier.
         drop_path_rate: Stochastic depth, linear from 0 over all blocks.

@@ -233,7 +233,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
     @torch.no_grad()
     def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:
-        """Initialise every parameter as the official family does (vim_family.md §1.2, §4.4).
+        """Initialise every parameter as the official family does (docs/families.md#plain-stack-vim-lbvim-shufflemamba).
 
         'vim': mamba-ssm's mixer init, lecun-normal patch conv, trunc_normal(.02) head, position embedding and
         tokens, every other Linear bias zeroed except the forward dt bias, out_proj re-drawn kaiming-uniform / sqrt(depth).

@@ -1,4 +1,4 @@
-"""Atrous-window scan for AtrousMamba's AWVSS block (hier_family §5.3, a proposal: the paper's code is not public)."""
+"""Atrous-window scan for AtrousMamba's AWVSS block (a proposal, docs/families.md#atrousmamba)."""
 from dataclasses import dataclass
 
 import torch
@@ -34,12 +34,11 @@ class AtrousWindowScan(ScanPattern):
     reverse of each.
 
     `window` (w, default 8: divides the 64/32/16/8 grids of 256-px crops) and `rate` (r, default 1: plain
-    LocalMamba-style windows). Every grid fits: partial blocks at the border are clipped (§5.3), so the model,
-    not the pattern, decides whether a rate is worth using on a small grid (§5.2 clips r*w <= max(H, W)).
+    LocalMamba-style windows). Every grid fits: partial blocks at the border are clipped, so the model, not the
+    pattern, decides whether a rate is worth using on a small grid (AtrousMamba clips r*w <= max(H, W)).
 
-    §5.3 lists the directions as [k, reverse(k), k^T, reverse(k^T)]; we order them like cross2d, [k, k^T,
-    reverse(k), reverse(k^T)], because AWVSS loads VMamba checkpoints whose per-direction parameters (x_proj,
-    dt_proj, A, D) were trained for that order. With r = 1 and w >= max(H, W) the pattern equals `cross`.
+    Directions in cross2d order, [k, k^T, reverse(k), reverse(k^T)], because AWVSS loads VMamba checkpoints
+    whose per-direction parameters were trained for that order. With r = 1 and w >= max(H, W) it equals `cross`.
     """
     window: int = 8
     rate: int = 1

@@ -8,7 +8,7 @@ from .base import ScanPattern, check_int, register_pattern
 
 
 def lbmamba_window(length: int) -> int:
-    """LBMamba's window for a sequence of `length` scanned tokens (vim_family §3.1).
+    """LBMamba's window for a sequence of `length` scanned tokens (docs/ops.md#local-window).
 
     The official kernel has no window argument: W is the per-thread item count of the launch configuration, which
     grows with L. Checkpoints were trained with it (W = 8 at 196 tokens), so we reproduce the rule.

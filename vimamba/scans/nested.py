@@ -1,4 +1,4 @@
-"""MaIR's Nested S-shaped Scan (NSS, hier_family §3.3): S-shaped paths inside stripes of `scan_len` columns."""
+"""MaIR's Nested S-shaped Scan (NSS, docs/families.md#mair): S-shaped paths inside stripes of `scan_len` columns."""
 from dataclasses import dataclass
 
 import torch

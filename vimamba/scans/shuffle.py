@@ -1,4 +1,4 @@
-"""ShuffleMamba's stochastic layer-wise shuffle (vim_family §4.1) as a scan order."""
+"""ShuffleMamba's stochastic layer-wise shuffle (docs/families.md#shufflemamba) as a scan order."""
 from dataclasses import dataclass
 from typing import Optional
 
