@@ -143,10 +143,8 @@ def _next_pow2(x: int) -> int:
 
 # Elements of a [BM, BD] tile per program (rows = elements / BD, at least 1) and num_warps. The backward keeps
 # more tiles live (x, dnormed, xhat, dx, the dweight sum, and a 64-bit pointer per element for each of five
-# tensors), so it takes half the tile of the forward with twice the warps: 8 elements a thread. From an offline
-# sm_90 compile with triton 3.6 and ptxas (bf16 hidden, fp32 residual): forward 96-127 registers, backward 128-184
-# at D = 192 / 384 / 4096, no spills (8 bytes at D = 768 / 1024); 4096 elements a thread block in the backward spilled.
-# Not yet timed on a GPU. The backward programs walk row blocks until the grid is down to `programs_bwd`: one
+# tensors), so it takes half the tile of the forward with twice the warps: 8 elements a thread (register counts:
+# docs/kernels.md). The backward programs walk row blocks until the grid is down to `programs_bwd`: one
 # (programs, D) partial dweight row each. The interpreter takes tiny tiles so that the tests' short shapes span
 # several blocks.
 _CFG = dict(elems_fwd=4096, warps_fwd=4, elems_bwd=2048, warps_bwd=8, programs_bwd=1024)

@@ -11,7 +11,7 @@ contiguous in x's dtype, so u.transpose(2, 3) is the channels-last view the scan
 fp32 accumulation throughout.
 
 Why a kernel: the conv is 4 taps per element, so it should cost what reading x and writing u costs. As a
-(1, k) conv2d per direction, then a stack and a SiLU, it was half of Vim-T's training step on an H100.
+(1, k) conv2d per direction, then a stack and a SiLU, it was half of Vim-T's training step.
 
 How it works. A program owns a tile of rows x channels of one batch element; a token's channels are
 contiguous, so every load and store coalesces. For each direction and tap it loads the tile shifted by the
@@ -34,13 +34,9 @@ The backward is two launches. With g_i = du_i * act'(y_i) (SiLU' = s (1 + y (1 -
 
 Traffic per (b, l, e), bf16, K = 2: the ideal is 8 bytes (read x and du, write dx); this design moves 24
 with g in fp32 (g written and read back, 8 bytes a direction) or 16 with g in x's dtype (`g_fp32` off;
-dweight and dbias still sum the fp32 g). At Vim-T's batch 128 that is about 230 MB, some 0.08 ms at H100
-bandwidth (an estimate: not timed).
-Offline sm_90 compile at Vim-T's shape (K = 2, k = 4, bf16 / fp32, 4 warps), registers, no spills, no
-layout conversion inside the row loop: grad kernel 8 x 64 tiles 80 / 94 (triton 3.8), 93 / 94 (triton 3.6);
-dx kernel 8 x 64 tiles 48 / 64 (3.8), 62 / 34 (3.6).
+dweight and dbias still sum the fp32 g).
 
-Block sizes: `_CFG` (sized by register counts, not yet timed on a GPU); no autotuning at run time.
+Block sizes: `_CFG` (sized by register counts; counts and timings in docs/kernels.md); no autotuning at run time.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -273,11 +269,10 @@ def _next_pow2(x: int) -> int:
 # Tiles: rows x channels per block and num_warps; the forward's channels are 256 bytes of a row (64 fp32 or
 # 128 bf16). The backward's g/dweight/dbias kernel (one direction per program) takes 8 x 64 tiles whatever
 # the dtype: 4 values a thread, so bf16 loads and fp32 g stores get the same layout (16 x 64 put a
-# shared-memory layout conversion of g inside the row loop and used about 165 registers); it walks several
+# shared-memory layout conversion of g inside the row loop); it walks several
 # row blocks per program until the grid would drop below `programs_bwd` programs per direction (fewer
 # programs: fewer fp32 atomics on each dweight/dbias address; 1024 is a guess). `g_fp32`: the g buffer in
-# fp32 (else in x's dtype). The dx kernel: 8 x 64 tiles. Sized from an offline sm_90 compile only (no
-# spills under triton 3.6 and 3.8, register counts in the module docstring); NOT timed on a GPU. The
+# fp32 (else in x's dtype). The dx kernel: 8 x 64 tiles (no spills under triton 3.6 and 3.8). The
 # interpreter takes small tiles so that the tests' short shapes still span several blocks.
 _CFG = dict(rows_fwd=16, row_bytes_fwd=256, warps_fwd=4, rows_bwd=8, channels_bwd=64, warps_bwd=4,
             programs_bwd=1024, g_fp32=True, rows_dx=8, channels_dx=64, warps_dx=4)

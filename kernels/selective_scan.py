@@ -982,11 +982,8 @@ def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str
 # 1024 px, batch 8, has 192 one-warp programs), into enough segments for about _SEG_TARGET warps, none
 # shorter than _SEG_MIN steps. Each segment is scanned twice (end state, then outputs), so short sequences and
 # full grids keep the single pass. Counted in warps, not programs, so that programs of any size fill the 132
-# SMs alike. Measured on the H100 (step kernels, Vim-T at 1024 px, bf16): batch 8 is fastest with 16
-# segments (fwd 0.45, bwd 1.96 ms; 22 segments 0.49 / 1.98), batch 1 with 64 segments of 64 steps (fwd 0.12,
-# bwd 0.35 ms; 16 segments 0.26 / 0.74, 128 segments 0.14 / 0.41).
-# Sequences shorter than _SEG_SHORT are never cut: the extra pass costs more than the parallelism brings (Vim-T
-# at 224 px in two segments: forward 0.37 vs 0.20 ms; MobileMamba's 144-token maps lost 40% of their speed).
+# SMs alike. Sequences shorter than _SEG_SHORT are never cut: the extra pass costs more than the parallelism
+# brings. The timings behind these constants: docs/kernels.md (Segments).
 _SEG_BELOW = 8 * 132
 _SEG_TARGET = 24 * 132
 _SEG_MIN = 64
@@ -1002,9 +999,9 @@ def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
     return -(-L // seg), seg
 
 
-# Tunables (tools/bench_kernels.py --sweep on an H100, triton 3.6; docs/kernels.md). Without a local window
-# the step kernels run: one warp of 32 channels per program, a register cap of 80 (forward: 24 warps an SM,
-# all of Vim-T's 3072 programs in one wave) and 168 (backward). The tiled kernels (n_lanes / T / d_regs /
+# Tunables (tools/bench_kernels.py --sweep; docs/kernels.md). Without a local window the step kernels run: one
+# warp of 32 channels per program, register caps (maxnreg) for the forward and the backward chosen so that a
+# forward wave holds a whole Vim-T grid. The tiled kernels (n_lanes / T / d_regs /
 # num_warps: the local window's) step T = 1 token at a time in the forward unless the window needs T = W, and
 # keep T = 2 in the backward, which stores the state entering every chunk. No autotuning at run time: one
 # compile per (dtype, flags) specialisation, about 1-3 s each.
