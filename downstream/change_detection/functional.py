@@ -76,7 +76,7 @@ def semantic_change_hist(
 
     Predicted semantic maps are masked by the predicted change map (unchanged -> 0), target maps by the target
     change map, as SECOND's protocol does.
-    - 'per_date' (SECOND / Bi-SRNet protocol; spec §4.2): one `num_classes` matrix accumulating both dates.
+    - 'per_date' (SECOND / Bi-SRNet protocol): one `num_classes` matrix accumulating both dates.
     - 'from_to' (ChangeMamba's evaluation code): one matrix over 1 + (num_classes - 1)^2 from-to classes,
       `(c1 - 1) * (num_classes - 1) + c2` for changed pixels.
     """

@@ -138,7 +138,7 @@ class SemanticChangeMetric(BaseMetric):
 
     Args:
         num_classes: Semantic classes including no change.
-        mode: 'per_date' (SECOND protocol, spec §4.2) or 'from_to' (ChangeMamba's code); see
+        mode: 'per_date' (SECOND protocol) or 'from_to' (ChangeMamba's code); see
             `functional.semantic_change_hist`.
     """
 

@@ -1,6 +1,6 @@
 """Siamese change-detection networks (plain PyTorch): AWMambaBCD and AWMambaSCD.
 
-ChangeMamba's pipeline (specs/hier_family.md §4) with AtrousMamba's blocks (§5.4, PROPOSED):
+ChangeMamba's pipeline with AtrousMamba's blocks (PROPOSED; docs/families.md#changemamba-change-detection-pipeline):
 - One encoder with shared weights reads both dates: any vimamba backbone by name through timm's feature
   getter (`forward_intermediates`), AtrousMamba by default, with a LayerNorm on every level as ChangeMamba's
   `Backbone_VSSM` has.

@@ -4,10 +4,10 @@ The wrapper builds the model by name without its classifier, keeps only the bloc
 requested outputs (so DDP sees no unused parameter), and returns a tuple of NCHW maps:
 - plain families (Vim, LBVim, ShuffleMamba: one token stride) return the maps of the blocks in `out_indices`,
   usually through a feature pyramid (`pyramid='deconv'`): transposed convs up (x4: ConvT-norm-GELU-ConvT, x2:
-  ConvT), identity, max-pool down, towards `pyramid_strides` (Vim's segmentation adapter, vim_family.md §5.1.1).
-  With one index the pyramid is built from that single map (ViTDet's simple feature pyramid, §5.1.2).
+  ConvT), identity, max-pool down, towards `pyramid_strides` (Vim's segmentation adapter).
+  With one index the pyramid is built from that single map (ViTDet's simple feature pyramid).
 - hierarchical families (MobileMamba, ...) return their levels in `out_indices`; `pyramid='deconv'` also works
-  there and adds the finer strides from the finest level (MobileMamba's detection neck, hier_family.md §2.4).
+  there and adds the finer strides from the finest level (MobileMamba's detection neck).
 
 Inputs of any size: plain models resample their position embedding per forward (`dynamic_img_size`) and the
 input is zero-padded on the right / bottom so that the patches cover it.

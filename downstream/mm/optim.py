@@ -11,7 +11,7 @@ the weight decay unless `bias_decay_mult` says otherwise (the official configs d
 in mmengine's default constructor (substring match, longest key first) and multiply on top.
 
 Official quirk NOT reproduced: Vim's and LBVim's mm constructors look for `blocks.N` in names that are
-`layers.N`, so only the patch embedding and the position embedding were ever decayed (vim_family.md §7.4);
+`layers.N`, so only the patch embedding and the position embedding were ever decayed;
 here every block gets its own rate.
 """
 import fnmatch

@@ -1,6 +1,6 @@
 """Paired restoration datasets (LQ and GT folders) for mmengine, with on-the-fly degradations.
 
-One class covers the layouts of the spec's benchmarks; the config names the folders:
+One class covers the layouts of MaIR's benchmarks; the config names the folders:
 
 | task | gt_dir | lq_dir | filename_tmpl | degradation |
 |---|---|---|---|---|
