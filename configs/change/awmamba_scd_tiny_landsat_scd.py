@@ -1,5 +1,5 @@
 # AWMambaSCD-T on Landsat-SCD
-# (AtrousMamba, arXiv 2507.16172; details PROPOSED where the paper is silent: hier_family.md §5).
+# (AtrousMamba, arXiv 2507.16172; details PROPOSED where the paper is silent: docs/families.md#atrousmamba).
 # ChangeMamba's recipe: AdamW 1e-4 (wd 5e-4), batch 16, 256 crops, 800k iterations, rate halved
 # every 10k iterations (its StepLR).
 #   python tools/train.py configs/change/awmamba_scd_tiny_landsat_scd.py

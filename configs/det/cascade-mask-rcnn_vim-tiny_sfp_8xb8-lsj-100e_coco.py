@@ -1,4 +1,4 @@
-# Vim-Ti + Cascade Mask R-CNN with a simple feature pyramid, ViTDet style (vim_family.md §5.1.2; paper: 45.7 box
+# Vim-Ti + Cascade Mask R-CNN with a simple feature pyramid, ViTDet style (paper: 45.7 box
 # AP, 39.2 mask AP). The official run is detectron2's ViTDet; this is its mmdet form:
 # - simple feature pyramid: ONLY the last block's map (stride 16) is taken, and strides 4, 8, 16, 32 are made
 #   from it (x4: ConvT-LN-GELU-ConvT, x2: ConvT, identity, max-pool), then FPN to 256 channels plus a pooled p6;

@@ -1,4 +1,4 @@
-# MobileMamba-B1 + Mask R-CNN 1x (1333x800; hier_family.md §2.4: 40.6 box AP / 37.4 mask AP officially).
+# MobileMamba-B1 + Mask R-CNN 1x (1333x800; officially 40.6 box AP / 37.4 mask AP).
 # Official recipe kept: stages 1-3 (strides 16, 32, 64), BatchNorm frozen in eval (norm_eval), AdamW 2e-4, wd 0.05,
 # 12 epochs, 16 images per iteration; strides 4 and 8 made from the stride-16 stage by transposed convs, so the
 # FPN gets 5 levels (4-64), as the official EfficientViT-style neck does.

@@ -1,4 +1,4 @@
-# ShuffleMamba-middle + Mask R-CNN 1x (1333x800; vim_family.md §5.3).
+# ShuffleMamba-middle + Mask R-CNN 1x (1333x800).
 # Official recipe kept: FPN (256 channels, 5 levels), 12 epochs with steps at 8 and 11, 1000 warm-up iterations,
 # AdamW 1e-4, wd 0.05, layer decay 0.9 over the blocks, drop path 0.4, 8 GPUs x 2, no layer shuffle (shuffle_rate 0).
 # Deliberate differences: the official detector uses the Mamba-Reg checkpoints inside a ViT-Adapter (deformable

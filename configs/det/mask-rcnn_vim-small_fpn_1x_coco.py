@@ -1,5 +1,5 @@
 # Vim-S + Mask R-CNN 1x (1333x800): as the Vim-Ti config, with the residual-stream features of the official
-# small segmentation backbone and Vim-S's ViTDet layer decay 0.837 (vim_family.md §5.1.2).
+# small segmentation backbone and Vim-S's ViTDet layer decay 0.837.
 _base_ = ['./_base_/mask-rcnn_vimamba_fpn_1x_coco.py']
 
 model = dict(

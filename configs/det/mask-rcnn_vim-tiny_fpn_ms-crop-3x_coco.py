@@ -1,6 +1,6 @@
 # Vim-Ti + Mask R-CNN 3x with multi-scale and crop augmentation (the DETR-style pipeline of mmdet's Swin 3x
 # config: 36 epochs, steps at 27 and 33). No official Vim 3x result exists; this is the common 3x protocol for
-# comparing backbones (integration.md §2.5).
+# comparing backbones.
 _base_ = ['./mask-rcnn_vim-tiny_fpn_1x_coco.py']
 
 train_pipeline = [

@@ -1,9 +1,9 @@
-# MaIR colour Gaussian denoising, sigma 15 (hier_family.md §3.1): DFWB (DIV2K + Flickr2K + BSD400 + WED) clean
+# MaIR colour Gaussian denoising, sigma 15: DFWB (DIV2K + Flickr2K + BSD400 + WED) clean
 # images with white noise added on the fly (fresh noise each time), 128 px patches with flips / rotations,
 # batch 1 per GPU x 8 GPUs, Adam 2e-4 (0.9, 0.99), Charbonnier loss, 3.2M iterations halving at
 # 1.6M / 2.1M / 2.5M / 2.8M / 3.0M. Validation McMaster, test CBSD68: noise seeded per image (seed 0, the
 # official evaluation noise), PSNR / SSIM on RGB without border (the colour-denoising protocol; the official
-# test files say Y, their training files RGB: hier_family.md §3.6).
+# test files say Y, their training files RGB).
 # Layout: data/DFWB/*.png (clean images, any names); data/Denoise/{CBSD68,Kodak24,McMaster,Urban100}/*.png
 # Other benchmarks: --cfg-options test_dataloader.dataset.gt_dir=data/Denoise/Kodak24
 _base_ = ['./_base_/runtime.py']

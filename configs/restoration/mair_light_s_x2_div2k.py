@@ -1,4 +1,4 @@
-# MaIR-S lightweight SR x2 (hier_family.md §3.1): DIV2K train HR with its bicubic LR images, 128 px GT patches
+# MaIR-S lightweight SR x2: DIV2K train HR with its bicubic LR images, 128 px GT patches
 # with flips / rotations, batch 16 per GPU x 2 GPUs, Adam 2e-4 (0.9, 0.99), L1, 500k iterations halving at
 # 250k / 400k / 450k / 475k. Validation Urban100, test Set5 (Y channel, border = scale, official 200 px tiles).
 # Layout:  data/DIV2K/DIV2K_train_HR/0001.png  data/DIV2K/DIV2K_train_LR_bicubic/X2/0001x2.png

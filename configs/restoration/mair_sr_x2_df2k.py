@@ -1,4 +1,4 @@
-# MaIR classical SR x2 (hier_family.md §3.1): DF2K (DIV2K + Flickr2K) with MATLAB-bicubic LR images,
+# MaIR classical SR x2: DF2K (DIV2K + Flickr2K) with MATLAB-bicubic LR images,
 # 128 px GT patches with flips / rotations, batch 4 per GPU x 8 GPUs, Adam 2e-4 (0.9, 0.99), L1,
 # 500k iterations halving at 250k / 400k / 450k / 475k. Validation Set14, test Set5 (Y channel, border = scale,
 # official 200 px tiles). Layout:  data/DF2K/HR/0001.png  data/DF2K/X2/0001x2.png

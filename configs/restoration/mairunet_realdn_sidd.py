@@ -1,4 +1,4 @@
-# MaIRUNet real-image denoising on SIDD (hier_family.md §3.1, Restormer's recipe): 512 px SIDD crops, progressive
+# MaIRUNet real-image denoising on SIDD (Restormer's recipe): 512 px SIDD crops, progressive
 # patches 128 / 160 / 192 / 256 px with 4 / 2 / 1 / 1 images per GPU for 184k / 160k / 192k / 182.25k iterations
 # (the loader delivers 4 x 256 px; the model subsamples and crops), x 8 GPUs, flips / rotations, mixup
 # (Beta(1.2, 1.2), half of the batches), AdamW 3e-4 (0.9, 0.999) wd 1e-4, gradient norm clipped at 0.01, L1,

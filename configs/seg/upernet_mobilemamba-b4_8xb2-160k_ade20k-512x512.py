@@ -1,4 +1,4 @@
-# MobileMamba-B4 + UperNet, ADE20K 512x512 (hier_family.md §2.4).
+# MobileMamba-B4 + UperNet, ADE20K 512x512.
 # The official repository reports Semantic FPN (160k, 42.5 mIoU), DeepLabv3 and PSPNet with B4 ImageNet weights,
 # AdamW lr 1.2e-4 and a x10 learning rate on the heads; no UperNet. Kept: B4 (the 512-px ImageNet model),
 # stages 1-3 (strides 16, 32, 64), BatchNorm trained (norm_eval False, as the official seg backbone), AdamW 1.2e-4

@@ -1,4 +1,4 @@
-# ShuffleMamba-base + UperNet, ADE20K 512x512 (vim_family.md §5.3, plain backbone).
+# ShuffleMamba-base + UperNet, ADE20K 512x512 (plain backbone).
 # Official recipe kept: mixer outputs of blocks (5, 11, 17, 23), drop path 0.2, UPerHead channels 512, auxiliary FCN on
 # the last map (index 3), AdamW lr 6e-5, wd 0.01, no weight decay on pos_embed / cls_token / norms /
 # A_log / D, 1500 warm-up iterations then poly to 160k, 8 GPUs x 2 images, slide test 512/341, no layer shuffle in
@@ -7,7 +7,7 @@
 # - the four maps go through the deconv / identity / max-pool pyramid (strides 4-32); the official plain config
 #   feeds four stride-16 maps (pyramid='none' reproduces that).
 # - the last map is the mixer output like the others (the official one is norm_f(residual + hidden)).
-# - the backbone keeps the pretraining RMSNorm (the official B config builds LayerNorm over it, §7.5).
+# - the backbone keeps the pretraining RMSNorm (the official B config builds LayerNorm over it: an untrained bias).
 _base_ = ['./_base_/upernet_vimamba_ade20k-512x512.py']
 
 model = dict(

@@ -1,4 +1,4 @@
-# ShuffleMamba-middle + UperNet, ADE20K 512x512 (vim_family.md §5.3, plain backbone).
+# ShuffleMamba-middle + UperNet, ADE20K 512x512 (plain backbone).
 # Official recipe kept: mixer outputs of blocks (7, 15, 23, 31), drop path 0.3, UPerHead channels 512, auxiliary FCN on
 # the last map (index 3), AdamW lr 6e-5, wd 0.01, no weight decay on pos_embed / cls_token / norms /
 # A_log / D, 1500 warm-up iterations then poly to 160k, 8 GPUs x 2 images, slide test 512/341, no layer shuffle in

@@ -1,8 +1,8 @@
-# Vim-S + UperNet, ADE20K 512x512 (vim_family.md §5.1.1; paper: 44.9 mIoU).
+# Vim-S + UperNet, ADE20K 512x512 (paper: 44.9 mIoU).
 # Official recipe kept: residual-stream features (the official small script's use_residual_as_feature), blocks
 # 5/11/17/23, deconv pyramid, UPerHead channels = 384, AdamW lr 1e-4, wd 0.05, layer decay 0.95, slide test.
 # Deliberate differences: as the tiny config (160k x 16, real layer decay, no RoPE: the official small config
-# turns RoPE on although the ImageNet checkpoint has none, §5.1.1), drop path 0.1.
+# turns RoPE on although the ImageNet checkpoint has none), drop path 0.1.
 _base_ = ['./_base_/upernet_vimamba_ade20k-512x512.py']
 
 model = dict(

@@ -1,11 +1,12 @@
-# Vim-Ti + UperNet, ADE20K 512x512 (vim_family.md §5.1.1; paper: 41.0 mIoU).
+# Vim-Ti + UperNet, ADE20K 512x512 (paper: 41.0 mIoU).
 # Official recipe kept: features of blocks 5/11/17/23 (mixer outputs), the deconv / identity / max-pool pyramid
 # with SyncBN, UPerHead channels = 192, AdamW lr 2e-4, wd 0.1, layer decay 0.92 over the 24 blocks, slide test.
 # Deliberate differences:
 # - 160k iterations x 16 images (the stock schedule) instead of the official 60k x 32.
 # - the layer decay really decays every block (the official constructor looked for `blocks.N` in names that are
-#   `layers.N`, so only patch_embed / pos_embed were scaled, vim_family.md §7.4).
-# - no RoPE, residual stream in fp32, position embedding resized around the middle cls slot (§7.2, §7.6).
+#   `layers.N`, so only patch_embed / pos_embed were scaled).
+# - no RoPE; residual stream in fp32 (the official tiny config turns it off); position embedding resized around
+#   the middle cls slot (the official resize assumes a head cls).
 # - drop path 0.1: the official seg scripts do not state one (0.1 is Vim's detection value).
 _base_ = ['./_base_/upernet_vimamba_ade20k-512x512.py']
 

@@ -1,4 +1,4 @@
-# AWMambaBCD-T (hier_family.md §5.4, PROPOSED): siamese AtrousMamba-T encoder with ChangeMamba's tiny depths
+# AWMambaBCD-T (PROPOSED, docs/families.md#atrousmamba): siamese AtrousMamba-T encoder with ChangeMamba's tiny depths
 # (2, 2, 4, 2), ChangeMamba's change decoder (width 128, drop path 0.1) with atrous-window VSS blocks, CE + 0.75 Lovasz.
 # 32,613,506 parameters (= ChangeMamba MambaBCD-T). Start from VMamba ImageNet weights by setting encoder.checkpoint
 # to a VMamba v2 tiny checkpoint (ChangeMamba uses its 'vssm_tiny_0230' file); strict=False keeps what the

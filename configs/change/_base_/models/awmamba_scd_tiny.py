@@ -1,4 +1,4 @@
-# AWMambaSCD-T (hier_family.md §5.4, PROPOSED): AWMambaBCD-T plus two semantic decoders and one shared semantic
+# AWMambaSCD-T (PROPOSED, docs/families.md#atrousmamba): AWMambaBCD-T plus two semantic decoders and one shared semantic
 # classifier; ChangeMamba's SCD loss. 37,125,641 parameters with 7 classes (= ChangeMamba MambaSCD-T).
 model = dict(
     type='SemanticChangeDetector',
