@@ -7,7 +7,7 @@
 
 Rows (batch 1, inference, whole image in one forward):
 - restoration (issues #9): MaIR SR x2 (`mair_sr_x2`) and MaIR-S x2 (`mair_light_s_x2`) restoring one image.
-  The main row is 640x360 -> 1280x720: the MaIR protocol (specs/hier_family.md, FLOPs "@720p out") fixes the
+  The main row is 640x360 -> 1280x720: the MaIR protocol (FLOPs "@720p out") fixes the
   output at 1280x720 and the LR input at 1280x720 / scale. The issue's "320x180 to 1280x720 with x2" cannot
   hold at once (320x180 x2 is 640x360), so a 320x180 -> 640x360 row is reported as well.
 - change (issue #10): AWMambaBCD-T, the binary change network of `configs/change/_base_/models/awmamba_bcd_tiny.py`

@@ -8,7 +8,7 @@
 #   OUT           output folder
 #   PY            python (default python3)
 #   MAMBA_SDIST   a mamba_ssm sdist to build in the background for the side-by-side rows (its setup.py
-#                 restricted to the GPU's arch: see ../shared/specs/kernels.md); or
+#                 restricted to the GPU's arch, e.g. sm_90 only); or
 #   MAMBA_PATH    a folder already holding a built mamba_ssm (pip --target)
 #   STEPS         which steps, default "tests memorize kernels downstream profile"
 set -u
