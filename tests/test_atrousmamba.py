@@ -13,7 +13,7 @@ from vimamba.models.atrousmamba import (
     effective_atrous_rate)
 from vimamba.scans import atrous_window_order, get_pattern
 
-# VMamba v2 parameter counts measured on the official code (specs/hier_family.md §1.2): AWVSS has VMamba's shapes.
+# VMamba v2 parameter counts measured on the official code: AWVSS has VMamba's shapes.
 SPEC_PARAMS = {
     'atrousmamba_tiny': 30_705_832,
     'atrousmamba_small': 50_147_752,
@@ -48,7 +48,7 @@ def test_rates_cycle_over_blocks():
 
 
 def test_effective_rate_clips_to_grid():
-    # §5.2: r * w <= max(H, W), largest such r, never below 1.
+    # Proposed: r * w <= max(H, W), largest such r, never below 1.
     assert effective_atrous_rate(56, 56, 8, 4) == 4
     assert effective_atrous_rate(28, 28, 8, 4) == 3
     assert effective_atrous_rate(14, 10, 8, 2) == 1
@@ -208,7 +208,7 @@ def test_timm_pretrained_path_with_a_vmamba_file(tmp_path):
 
 
 def test_phase_outer_alternative():
-    """Spec §5.3 alternative (a): dilation phases outermost over the whole image, each phase cut into windows."""
+    """Alternative (a): dilation phases outermost over the whole image, each phase cut into windows."""
     # 8x8, w=2, r=2: phase (0, 0) is rows/cols {0, 2, 4, 6}; its first window is (0,0) (0,2) (2,0) (2,2), then (0,4)...
     assert atrous_phase_outer_order(8, 8, 2, 2)[:8].tolist() == [0, 2, 16, 18, 4, 6, 20, 22]
     assert atrous_window_order(8, 8, 2, 2)[:8].tolist() == [0, 2, 16, 18, 1, 3, 17, 19]  # window-outer differs
@@ -230,7 +230,7 @@ def test_phase_outer_alternative():
 
 
 def test_parallel_rates_alternative():
-    """Spec §5.3 alternative (b): all rates in every block, one shared weight set, outputs averaged."""
+    """Alternative (b): all rates in every block, one shared weight set, outputs averaged."""
     torch.manual_seed(0)
     multi = VisualSelectiveScan2d(8, d_state=2, scan=MultiRateAtrousScan(window=2, rates=(1, 2, 3)), shared_groups=3)
     with torch.no_grad():

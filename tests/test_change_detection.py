@@ -168,7 +168,7 @@ def test_semantic_dataset_palette(tmp_path):
 # Networks
 
 def test_parameter_counts_equal_changemamba():
-    # ChangeMamba's measured counts (specs/hier_family.md §4.1-4.2): tiny encoder depths (2, 2, 4, 2).
+    # ChangeMamba's counts, measured on its code: tiny encoder depths (2, 2, 4, 2).
     encoder = dict(model_name='atrousmamba_tiny', model_kwargs=dict(depths=(2, 2, 4, 2)))
     with torch.device('meta'):
         bcd = BinaryChangeNet(encoder=encoder)
@@ -314,7 +314,7 @@ def test_config_builds_the_spec_model(name):
     with torch.device('meta'):
         net = (BinaryChangeNet if kind == 'BinaryChangeDetector' else SemanticChangeNet)(**model)
     count = sum(p.numel() for p in net.parameters())
-    expected = {  # ChangeMamba's measured counts (spec §4), 7 SECOND classes
+    expected = {  # ChangeMamba's measured counts, 7 SECOND classes
         ('BinaryChangeDetector', 'tiny'): 32_613_506, ('BinaryChangeDetector', 'small'): 53_999_618,
         ('BinaryChangeDetector', 'base'): 92_399_874, ('SemanticChangeDetector', 'tiny'): 37_125_641,
         ('SemanticChangeDetector', 'small'): 58_511_753}

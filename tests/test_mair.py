@@ -22,7 +22,7 @@ from vimamba.models import mair as M
 
 SAMPLE = osp.join(osp.dirname(__import__('matplotlib').__file__), 'mpl-data', 'sample_data', 'grace_hopper.jpg')
 
-# hier_family.md §3.1 [measured on the official code].
+# Parameter counts measured on the official code.
 SPEC_PARAMS = {
     'mair_sr_x2': 19_444_247, 'mair_sr_x3': 19_628_887, 'mair_sr_x4': 19_591_959,
     'mair_light_s_x2': 1_354_680, 'mair_light_s_x3': 1_362_795, 'mair_light_s_x4': 1_374_156,
@@ -184,7 +184,7 @@ def test_self_ensemble_maps_every_transform_back():
 # ------------------------------------------------------------------------------------------------------
 # Checkpoints and bad input
 
-_TO_OFFICIAL = (  # hier_family.md §3.5 names
+_TO_OFFICIAL = (  # official BasicSR names
     ('embed_norm.', 'patch_embed.norm.'), ('.norm1.', '.ln_1.'), ('.norm2.', '.ln_2.'), ('.mlp.', '.conv_blk.'),
     ('.mixer.gate.conv.', '.self_attention.gating.gating.1.'), ('.mixer.dwconv.', '.self_attention.conv2d.'),
     ('.mixer.dt_proj_', '.self_attention.dt_projs_'), ('.mixer.A_log', '.self_attention.A_logs'),

@@ -18,7 +18,7 @@ from vimamba.checkpoint import CheckpointMismatchError
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d, wavelet_filters
 from vimamba.models.mobilemamba import MobileMamba, checkpoint_filter_fn
 
-# hier_family.md §2.1: (params with the fixed Haar filters, trainable params) [measured on the official code]
+# (params with the fixed Haar filters, trainable params) [measured on the official code]
 SPEC_PARAMS = {
     'mobilemamba_t2': (8_836_890, 8_806_682),
     'mobilemamba_t4': (14_176_090, 14_137_690),
@@ -28,8 +28,8 @@ SPEC_PARAMS = {
     'mobilemamba_b4': (17_122_849, 17_070_625),
 }
 SPEC_IMG_SIZE = {'t2': 192, 't4': 192, 's6': 224, 'b1': 256, 'b2': 384, 'b4': 512}
-B1_FUSED_PARAMS_WITH_FILTERS = 17_079_424  # hier_family.md §2.1, BN folded (replace_batchnorm)
-B1_OFFICIAL_KEYS = 707  # hier_family.md §2.3
+B1_FUSED_PARAMS_WITH_FILTERS = 17_079_424  # official, BN folded (replace_batchnorm)
+B1_OFFICIAL_KEYS = 707  # entries of the official B1 state dict
 
 
 def _haar_filter_elements(model: nn.Module) -> int:
@@ -63,7 +63,7 @@ def test_param_counts_match_spec(name):
     assert _num_params(model) == trainable
     assert _num_params(model) + _haar_filter_elements(model) == total
     assert all(p.requires_grad for p in model.parameters())
-    # spec §2.1 image sizes, crop 0.875, bicubic, ImageNet mean/std, MIT, paper, code
+    # official image sizes, crop 0.875, bicubic, ImageNet mean/std, MIT, paper, code
     cfg = model.pretrained_cfg
     size = SPEC_IMG_SIZE[name.split('_')[1]]
     assert cfg['input_size'] == (3, size, size)
@@ -90,7 +90,7 @@ def test_b1_fused_param_count_on_meta():
 
 
 def test_channel_splits_match_spec():
-    # hier_family.md §2.2: (C, global, local, identity) per stage, B1 and T2
+    # official (C, global, local, identity) per stage, B1 and T2
     expected = {
         'mobilemamba_b1': [(200, 160, 40, 0), (376, 256, 75, 45), (448, 272, 134, 42)],
         'mobilemamba_t2': [(144, 112, 28, 4), (272, 192, 54, 26), (368, 224, 110, 34)],
@@ -104,7 +104,7 @@ def test_channel_splits_match_spec():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The 2-direction SS2D against the recurrence of hier_family.md §0.1 / §2.2, step by step in float64
+# The 2-direction SS2D against the recurrence of docs/ops.md, step by step in float64
 
 def _ss2d_by_loop(m, x):
     b, _, h, w = x.shape
@@ -252,11 +252,11 @@ def test_train_step_cpu():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Official checkpoints: a synthetic state dict built from the spec's key names (hier_family.md §2.2, §2.3)
+# Official checkpoints: a synthetic state dict built in the official key names
 
 def _official_state_dict(embed_dim, depth, num_classes=1000, kernels=(7, 5, 3),
                          global_ratio=(0.8, 0.7, 0.6), local_ratio=(0.2, 0.2, 0.3), fill=None):
-    """Keys and shapes of the official MobileMamba state dict, written from the spec, not from our model."""
+    """Keys and shapes of the official MobileMamba state dict, written from the official layout, not from our model."""
     sd = {}
     fill = fill or (lambda shape: torch.randn(shape))
 

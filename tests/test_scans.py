@@ -1,4 +1,4 @@
-"""Scan-pattern library: permutation and inverse properties, the specs' golden tables, caching and errors."""
+"""Scan-pattern library: permutation and inverse properties, golden tables, caching and errors."""
 import dataclasses
 
 import pytest
@@ -80,7 +80,7 @@ def test_patterns_are_frozen_and_hashable():
 def test_raster_bidirectional_cross_tables():
     assert RasterScan().order(2, 3).index.tolist() == [[0, 1, 2, 3, 4, 5]]
     assert BidirectionalScan().order(2, 3).index.tolist() == [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0]]
-    # hier_family §0.3: k0 raster, k1 column-major (n % H) * W + n // H, k2 / k3 their reverses.
+    # k0 raster, k1 column-major (n % H) * W + n // H, k2 / k3 their reverses.
     h, w = 3, 5
     n = torch.arange(h * w)
     column_major = (n % h) * w + n // h
@@ -130,7 +130,7 @@ def test_locally_bidirectional_given_window_and_reverse():
 # ------------------------------------------------------------------------------------------- nested S (NSS)
 
 def _nss_closed_form(h, w, s, o):
-    """hier_family §3.3 closed form, written out with plain loops."""
+    """The closed form of docs/families.md#mair, written out with plain loops."""
     if o > 0 and w < o:
         return list(range(h * w))
     bounds = [(0, o)] if o > 0 else []
@@ -175,7 +175,7 @@ def test_nested_s_matches_closed_form(scan_len, shift):
 
 
 def test_nested_s_degenerates_to_raster_when_narrower_than_shift():
-    # MaIR quirk kept on purpose (§3.3, §3.6.2): the scanned width is smaller than the shift.
+    # MaIR quirk kept on purpose: the scanned width is smaller than the shift.
     index = NestedSScan(scan_len=8, shift=4).order(6, 3).index
     assert torch.equal(index[0], torch.arange(18))
     assert torch.equal(index[1], torch.arange(18).flip(0))
@@ -210,7 +210,7 @@ def test_nested_s_steps_within_a_stripe_are_4_neighbours(scan_len, shift, h, w):
 # ------------------------------------------------------------------------------------------- atrous window
 
 def _atrous_reference(h, w, window, rate):
-    """hier_family §5.3 loops."""
+    """The loops of docs/families.md#atrousmamba."""
     span = rate * window
     out = []
     for bi in range(-(-h // span)):
@@ -228,7 +228,7 @@ def _atrous_reference(h, w, window, rate):
 def test_atrous_window_golden_examples():
     index = AtrousWindowScan(window=2, rate=2).order(4, 4).index.tolist()
     assert index[0] == [0, 2, 8, 10, 1, 3, 9, 11, 4, 6, 12, 14, 5, 7, 13, 15]
-    # The spec's k2 (the transposed construction) is our second direction: we keep cross2d's order.
+    # The transposed construction is our second direction: we keep cross2d's order.
     assert index[1] == [0, 8, 2, 10, 4, 12, 6, 14, 1, 9, 3, 11, 5, 13, 7, 15]
     assert index[2] == index[0][::-1]
     assert index[3] == index[1][::-1]

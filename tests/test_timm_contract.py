@@ -5,7 +5,7 @@ gets none of its forward_intermediates / prune checks and lands plain (token-out
 This suite re-states the checks in our words:
 
 - cheap checks on EVERY registered variant, on the meta device (shapes only, no compute): construction with
-  device/dtype kwargs, the parameter count where a spec gives one, the pretrained cfg fields, and the API
+  device/dtype kwargs, the parameter count where one is known, the pretrained cfg fields, and the API
   contract (unknown kwarg -> TypeError, reset_classifier, num_classes=0, global_pool='', pre-logits width,
   bf16 dtype, group_matcher, no_weight_decay, set_input_size keeping frozen params frozen);
 - heavy checks on the tiny `test_*` variants, for real on CPU: forward / backward with every parameter getting a
@@ -33,7 +33,7 @@ CLASSIFIERS = [n for n in ALL_MODELS if get_pretrained_cfg(n).num_classes is not
 TEST_CLASSIFIERS = [n for n in TEST_MODELS if n in CLASSIFIERS]
 TEST_RESTORATION = [n for n in TEST_MODELS if n not in CLASSIFIERS]
 
-# Parameter counts the specs compute (specs/vim_family.md; other families add theirs here).
+# Parameter counts computed from the official configurations (other families add theirs here).
 SPEC_PARAMS = {
     'vim_tiny_patch16_224': 7_148_008,
     'vim_tiny_patch16_stride8_224': 7_250_344,

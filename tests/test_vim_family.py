@@ -1,10 +1,10 @@
-"""Vim / LBVim / ShuffleMamba: equivalences the spec promises, token layouts, init, and official checkpoints.
+"""Vim / LBVim / ShuffleMamba: equivalences, token layouts, init, and official checkpoints.
 
-Equivalences (specs/vim_family.md §8.5): bimamba v2 is two single-direction mixers on x and flip(x) sharing the
+Equivalences: bimamba v2 is two single-direction mixers on x and flip(x) sharing the
 in / out projections; a reversed scan is the forward scan of the flipped sequence (LBVim's flips); LBMamba with a
 window covering the sequence is a tied-parameter bidirectional scan minus the token counted twice, and with W = 1
 plain Mamba; the layer shuffle is the identity in eval and puts every token back in training.
-Official checkpoints are synthesised from the spec's key names (§6) and converted with tools/convert.py.
+Official checkpoints are synthesised in the official key names (docs/families.md#vim) and converted with tools/convert.py.
 """
 import argparse
 import importlib.util
@@ -325,7 +325,7 @@ def test_init_weights_after_meta():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Official checkpoints (synthesised in the official key names of vim_family.md §6)
+# Official checkpoints (synthesised in the official key names)
 
 def _official_state_dict(D, depth, num_patches, N=8, bi=True, cls=None, norm='rms', regs=0, reduction=1,
                          attn_head=False, num_classes=1000):
@@ -468,12 +468,12 @@ def test_convert_cli(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The official forward, written from the spec's pseudo-code (§1.3, §1.4, §2.2, §3.1, §3.4, §4.2, §4.3): flipped
+# The official forward, written from its description (docs/families.md#plain-stack-vim-lbvim-shufflemamba): flipped
 # copies for the backward branch, a flip of the sequence after every LBVim layer, a step-by-step scan. The same
 # official state dict must give the same logits through checkpoint_filter_fn and our index-order model.
 
 def _scan_oracle(u, delta, A, B, C, D, window=0):
-    """Step-by-step selective scan (§8.1), plus the LBMamba window-local reverse recurrence (§3.1)."""
+    """Step-by-step selective scan, plus the LBMamba window-local reverse recurrence (docs/ops.md#local-window)."""
     dA = torch.exp(delta[..., None] * A[None, :, None, :])              # (b, E, L, N)
     dBu = delta[..., None] * B.transpose(1, 2)[:, None] * u[..., None]  # (b, E, L, N)
     length = u.shape[-1]
@@ -534,7 +534,7 @@ def _official_forward(sd, img, family, stride=16, regs=0):
         x = torch.cat([sd['cls_token'].expand(batch, -1, -1), x], 1) + sd['pos_embed']
     elif family == 'reg':
         x = x + sd['pos_embed']
-        G = M // (regs + 1)  # Mamba-Reg's get_cls_idx, from its description in §4.3
+        G = M // (regs + 1)  # Mamba-Reg's get_cls_idx, from its description
         token_idx = torch.cat([torch.cat([torch.arange(G * regs).view(regs, G),
                                           torch.arange(M, M + regs)[:, None]], 1).flatten(),
                                torch.arange(G * regs, M)])
