@@ -4,7 +4,7 @@ Equivalences: bimamba v2 is two single-direction mixers on x and flip(x) sharing
 in / out projections; a reversed scan is the forward scan of the flipped sequence (LBVim's flips); LBMamba with a
 window covering the sequence is a tied-parameter bidirectional scan minus the token counted twice, and with W = 1
 plain Mamba; the layer shuffle is the identity in eval and puts every token back in training.
-Official checkpoints are synthesised in the official key names (docs/families.md#vim) and converted with tools/convert.py.
+Official checkpoints are synthesised in the official key names (docs/families.md#vim), converted by tools/convert.py.
 """
 import argparse
 import importlib.util
