@@ -405,7 +405,7 @@ def test_checkpoint_filter_is_strict():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Backbone behaviour (OpenMMLab conventions, hier_family.md §2.4)
+# Backbone behaviour (OpenMMLab conventions)
 
 def test_feature_levels_and_pyramid():
     model = timm.create_model('test_mobilemamba', out_indices=(1, 2, 3)).eval()
