@@ -9,6 +9,7 @@
 #
 # Run from the repository root: bash tools/gpu_benchmark.sh
 # Overrides (environment): OUT, PY, MODELS, GRAPH_MODELS, BATCH, SWEEP_MODELS, SWEEP_SIZES, SWEEP_BATCH,
+# GRAPH_SWEEP_MODELS, GRAPH_SWEEP_SIZES,
 # TABLE_MINUTES, SWEEP_MINUTES, STEPS (default "table graphs sweep sweep_graphs"), BENCH_ARGS (extra options
 # for every run, e.g. "--backend triton mamba_ssm").
 # Needs torch with CUDA, timm and triton; fvcore is optional (without it FLOPs come from
@@ -29,9 +30,10 @@ $PY -c 'import fvcore' 2>/dev/null || echo 'fvcore missing: FLOPs from torch.uti
 MODELS=${MODELS:-"baselines vim_tiny_patch16_224 vim_small_patch16_224 lbvim_tiny_patch16_224 lbvim_small_patch16_224
 shufflemamba_tiny_patch16_reg12_224 shufflemamba_small_patch16_reg12_224 mobilemamba_t2 mobilemamba_s6
 mobilemamba_b1 atrousmamba_tiny atrousmamba_small mair_light_t_x2 mair_light_s_x2 mairunet_dehaze"}
-# Compiling costs a minute or two a model: the CUDA-graph table takes each family's smallest and the baselines.
-GRAPH_MODELS=${GRAPH_MODELS:-"deit_tiny_patch16_224 swin_tiny_patch4_window7_224 mambaout_tiny vim_tiny_patch16_224
-lbvim_tiny_patch16_224 shufflemamba_tiny_patch16_reg12_224 mobilemamba_t2 atrousmamba_tiny"}
+# Compiling costs up to a minute a model and size: the CUDA-graph runs take the smallest models and sizes
+# where launches matter most.
+GRAPH_MODELS=${GRAPH_MODELS:-"deit_tiny_patch16_224 swin_tiny_patch4_window7_224 vim_tiny_patch16_224
+lbvim_tiny_patch16_224 mobilemamba_t2 atrousmamba_tiny"}
 SWEEP_SIZES=${SWEEP_SIZES:-"224 512 1024 2048"}
 COMMON="--amp --warmup 5 --iters 20 --no-progress ${BENCH_ARGS:-}"
 
@@ -49,7 +51,8 @@ for step in ${STEPS:-table graphs sweep sweep_graphs}; do
         --sweep-batch "${SWEEP_BATCH:-8}" --max-time 2 --time-budget "${SWEEP_MINUTES:-2.5}" $COMMON \
         --out "$OUT/sweep" 2>&1 ;;
     # shellcheck disable=SC2086
-    sweep_graphs) $PY tools/benchmark.py --models none --sweep $SWEEP_SIZES --sweep-models ${SWEEP_MODELS:-plain} \
+    sweep_graphs) $PY tools/benchmark.py --models none --sweep ${GRAPH_SWEEP_SIZES:-1024 2048} \
+        --sweep-models ${GRAPH_SWEEP_MODELS:-vim_tiny_patch16_224 deit_tiny_patch16_224} \
         --sweep-batch "${SWEEP_BATCH:-8}" --max-time 2 --compile reduce-overhead \
         --time-budget "${SWEEP_MINUTES:-2.5}" $COMMON --out "$OUT/sweep_graphs" 2>&1 ;;
     *) echo "unknown step $step (table, graphs, sweep, sweep_graphs)" ;;
