@@ -206,6 +206,21 @@ def test_validate_cls_reproduces_the_logged_accuracy(trained, data_dir, tmp_path
     assert ema['top1'] == pytest.approx(last['ema_top1'], abs=1e-3)
 
 
+def test_use_ema_on_a_checkpoint_without_ema_weights_is_an_error(data_dir, tmp_path):
+    model = create_classifier(MODEL, len(COLOURS), SIZE, {})
+    ckpt = tmp_path / 'plain.pth.tar'
+    torch.save({'state_dict': model.state_dict(), 'epoch': 0}, ckpt)
+    with pytest.raises(ConfigError, match=r"--checkpoint .*EMA weights were asked for but the checkpoint has none "
+                                          r"\(looked for \['state_dict_ema', 'model_ema', 'net_E'\]; top-level keys: "
+                                          r"\['epoch', 'state_dict'\]\)"):
+        validate(parse_validate_args([MODEL, '--data', str(data_dir), '--checkpoint', str(ckpt), '--use-ema',
+                                      '--num-classes', '4', '--workers', '0']))
+    with pytest.raises(ConfigError, match='--initial-checkpoint .*EMA weights were asked for'):
+        load_weights(model, str(ckpt), '--initial-checkpoint', use_ema=True)
+    # a distillation teacher takes EMA weights where there are some, else the plain ones
+    load_weights(model, str(ckpt), '--kd-checkpoint', use_ema=True, ema_optional=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # recipes
 

@@ -35,10 +35,15 @@ def load_file(path: str, arg: str) -> Any:
         raise ConfigError(f'{arg} {path!r}: cannot read it as a torch checkpoint: {e}') from e
 
 
-def unwrap_state_dict(checkpoint: Any, use_ema: bool, arg: str) -> Dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint container (EMA weights first when `use_ema` and present)."""
+def unwrap_state_dict(checkpoint: Any, use_ema: bool, arg: str, ema_optional: bool = False) -> Dict[str, torch.Tensor]:
+    """The state dict inside a checkpoint container: the EMA weights when `use_ema` (an error if there are none,
+    unless `ema_optional`, which falls back to the plain weights)."""
     if not isinstance(checkpoint, dict):
         raise ConfigError(f'{arg}: expected a dict checkpoint, got {type(checkpoint).__name__}')
+    if use_ema and not ema_optional and not any(isinstance(checkpoint.get(k), dict) for k in _EMA_KEYS):
+        raise ConfigError(f'{arg}: EMA weights were asked for but the checkpoint has none (looked for '
+                          f'{list(_EMA_KEYS)}; top-level keys: {sorted(map(str, checkpoint))[:20]}); '
+                          f'leave out the EMA switch to use its plain weights')
     keys = (_EMA_KEYS if use_ema else ()) + _PLAIN_KEYS
     for k in keys:
         if k in checkpoint and isinstance(checkpoint[k], dict):
@@ -147,10 +152,10 @@ def adapt_state_dict(
 
 
 def load_weights(model: nn.Module, path: str, arg: str, use_ema: bool = False, reset_head: bool = False,
-                 resize: bool = False, **hints: str) -> Dict[str, Any]:
+                 resize: bool = False, ema_optional: bool = False, **hints: str) -> Dict[str, Any]:
     """Load `path` into `model` strictly (apart from a dropped head). Returns the checkpoint's metadata."""
     checkpoint = load_file(path, arg)
-    state_dict = unwrap_state_dict(checkpoint, use_ema, f'{arg} {path!r}')
+    state_dict = unwrap_state_dict(checkpoint, use_ema, f'{arg} {path!r}', ema_optional)
     state_dict, dropped = adapt_state_dict(state_dict, model, f'{arg} {path!r}', reset_head, resize, **hints)
     result = model.load_state_dict(state_dict, strict=False)
     missing = [k for k in result.missing_keys if k not in dropped]

@@ -136,7 +136,7 @@ def build_distillation(args, data_config, num_classes: int, device) -> Optional[
     teacher = create_classifier(args.kd_model, num_classes, args.kd_img_size, {}, arg='--kd-model',
                                 pretrained=(not args.kd_checkpoint) or None)
     if args.kd_checkpoint:
-        load_weights(teacher, args.kd_checkpoint, '--kd-checkpoint', use_ema=True)
+        load_weights(teacher, args.kd_checkpoint, '--kd-checkpoint', use_ema=True, ema_optional=True)
     cfg = teacher.pretrained_cfg
     size = args.kd_img_size or cfg.get('input_size', (3, 224, 224))[-1]
     return DistillationLoss(teacher, args.kd_tau, args.kd_lambda, size, data_config['mean'], data_config['std'],
