@@ -160,8 +160,8 @@ def test_backbone_prunes_to_the_outputs_and_every_parameter_gets_a_gradient(mm):
 def test_backbone_rejects_bad_arguments(mm):
     with pytest.raises(ValueError, match='out_indices'):
         mm.VimambaBackbone(model_name='test_vim', out_indices=(0, 7))
-    with pytest.raises(ValueError, match='model_name'):
-        mm.VimambaBackbone(model_name='no_such_model')
+    with pytest.raises(ValueError, match="model_name 'vim_tinyy' is not a vimamba model; nearest: vim_tiny_patch16_224"):
+        mm.VimambaBackbone(model_name='vim_tinyy')
     with pytest.raises(ValueError, match='not a vimamba'):
         mm.VimambaBackbone(model_name='resnet18')
     with pytest.raises(ValueError, match='init_cfg'):

@@ -30,6 +30,7 @@ from timm.layers import LayerNorm2d
 from timm.models import group_parameters, model_entrypoint
 
 import vimamba  # noqa: F401  registers the models with timm
+from vimamba.registry import check_model_name
 
 __all__ = ['VimambaBackbone', 'PLAIN_FAMILIES']
 
@@ -40,14 +41,8 @@ _HEAD_PREFIXES = ('head.', 'head_drop.', 'fc_norm.', 'neck.', 'attn_pool.', 'nor
 
 
 def _family(model_name: str) -> str:
-    try:
-        module = model_entrypoint(model_name).__module__
-    except (KeyError, RuntimeError) as e:
-        raise ValueError(f'model_name: {model_name!r} is not a registered timm model; vimamba names: '
-                         f'{", ".join(vimamba.list_models(include_test=True))}') from e
-    if not module.startswith('vimamba.'):
-        raise ValueError(f'model_name: {model_name!r} is a timm model but not a vimamba one (module {module})')
-    return module.rsplit('.', 1)[-1]
+    check_model_name(model_name, 'model_name', vimamba.list_models(include_test=True), 'vimamba model')
+    return model_entrypoint(model_name).__module__.rsplit('.', 1)[-1]
 
 
 def _build_norm(norm_cfg: Dict[str, Any], channels: int) -> nn.Module:
