@@ -509,8 +509,9 @@ def test_restore_tool_scores_against_ground_truth_and_warns_without_weights(tmp_
     save(lq, str(tmp_path / 'lq' / 'ax2.png'))
     model = timm.create_model('test_mair')
     torch.save({'params': official_state_dict(model)}, str(tmp_path / 'ckpt.pth'))
-    written = main([str(tmp_path / 'lq' / 'ax2.png'), '--model', 'test_mair', '--checkpoint', str(tmp_path / 'ckpt.pth'),
-                    '--gt', str(tmp_path), '--out', str(tmp_path / 'out')])  # a folder: 'ax2' finds 'a.png'
+    written = main([str(tmp_path / 'lq' / 'ax2.png'), '--model', 'test_mair', '--checkpoint',
+                    str(tmp_path / 'ckpt.pth'), '--gt', str(tmp_path), '--out', str(tmp_path / 'out')])
+    # (--gt a folder: 'ax2' finds 'a.png')
     out = capsys.readouterr()
     assert 'warning' not in out.err
     restored = load_image(written[0])
