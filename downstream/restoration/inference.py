@@ -22,7 +22,7 @@ from PIL import Image
 
 from .datasets import IMAGE_EXTENSIONS, check_image_files, load_image
 
-__all__ = ['build_restorer', 'restore_files', 'score_files', 'restoration_models', 'main']
+__all__ = ['build_restorer', 'restore_files', 'score_files', 'restoration_models', 'check_device', 'main']
 
 
 def build_restorer(model_name: str, checkpoint: Optional[str] = None, device: str = 'cpu') -> torch.nn.Module:
@@ -91,6 +91,17 @@ def restore_files(model: torch.nn.Module, paths: Sequence[str], out_dir: str, ti
         images.update(1)
     images.close()
     return written
+
+
+def check_device(value: str, arg: str = '--device') -> torch.device:
+    """`value` as a torch.device that exists here; ValueError naming `arg` otherwise."""
+    try:
+        device = torch.device(value)
+    except RuntimeError as e:
+        raise ValueError(f'{arg} {value!r}: {e}') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'{arg} {value!r}: no CUDA device here; use {arg} cpu')
+    return device
 
 
 def restoration_models(include_test: bool = True) -> List[str]:
@@ -183,12 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
             raise ValueError(f'--checkpoint {args.checkpoint!r} is not a file')
         if osp.exists(args.out) and not osp.isdir(args.out):
             raise ValueError(f'--out {args.out!r} is a file; give a folder')
-        try:
-            device = torch.device(args.device)
-        except RuntimeError as e:
-            raise ValueError(f'--device {args.device!r}: {e}') from None
-        if device.type == 'cuda' and not torch.cuda.is_available():
-            raise ValueError(f'--device {args.device!r}: no CUDA device here; use --device cpu')
+        check_device(args.device)
         gt_paths = _gt_paths(args.gt, args.images, ('x2', 'x3', 'x4', 'x8')) if args.gt else None
         for path, (w, h), gt_path, (gw, gh) in zip(args.images, sizes, gt_paths or [],
                                                    check_image_files(gt_paths or [], '--gt')):
