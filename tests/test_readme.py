@@ -13,7 +13,7 @@ import runpy
 import shlex
 import sys
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import pytest
 import torch
@@ -163,8 +163,7 @@ def workspace(tmp_path_factory):
     for name in ('tools', 'configs'):
         (work / name).symlink_to(ROOT / name)
     _make_image_folder(work / 'data' / 'imagefolder')
-    with torch.serialization.safe_globals([]):
-        torch.save({'model': _official_state_dict(**OFFICIAL['test_vim'])}, work / 'vim_t_midclstok_76p1acc.pth')
+    torch.save({'model': _official_state_dict(**OFFICIAL['test_vim'])}, work / 'vim_t_midclstok_76p1acc.pth')
     torch.save(timm.create_model('test_mobilemamba').state_dict(), work / 't2.pth')
     (work / 'checkpoints').mkdir()
     torch.save({'params': timm.create_model('test_mair').state_dict()}, work / 'checkpoints' / 'MaIR_SR_x2.pth')
