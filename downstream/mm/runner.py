@@ -260,14 +260,17 @@ def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Dict[str, Any], pa
     of `model` (loads it into `model`: the model's own load hooks, such as official-format conversion, apply)."""
     state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}  # mmengine's default revise_keys
+    shapes: List[str] = []
     try:
         result = model.load_state_dict(state, strict=False)
-        missing, unexpected, shapes = result.missing_keys, result.unexpected_keys, []
-    except RuntimeError as e:  # torch reports shape mismatches only this way
-        shapes = [line.strip() for line in str(e).splitlines() if 'size mismatch' in line]
+    except RuntimeError as e:  # torch reports shape mismatches only this way: load the rest for the key lists
+        shapes = [line.strip() for line in str(e).splitlines() if 'size mismatch for ' in line]
         if not shapes:
             raise
-        missing, unexpected = [], []
+        bad = {re.match(r'size mismatch for (\S+):', line).group(1) for line in shapes}
+        result = model.load_state_dict({k: v for k, v in state.items() if k not in bad}, strict=False)
+        result.missing_keys[:] = [k for k in result.missing_keys if k not in bad]
+    missing, unexpected = result.missing_keys, result.unexpected_keys
     if missing or unexpected or shapes:
         def some(keys):
             return f'{len(keys)}: {", ".join(keys[:8])}{", ..." if len(keys) > 8 else ""}'
