@@ -271,11 +271,11 @@ def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Dict[str, Any], pa
         result = model.load_state_dict({k: v for k, v in state.items() if k not in bad}, strict=False)
         result.missing_keys[:] = [k for k in result.missing_keys if k not in bad]
     missing, unexpected = result.missing_keys, result.unexpected_keys
-    if missing or unexpected or shapes:
-        def some(keys):
-            return f'{len(keys)}: {", ".join(keys[:8])}{", ..." if len(keys) > 8 else ""}'
-        raise KeyError(f'checkpoint {path!r} does not fit the config\'s {type(model).__name__}: missing keys '
-                       f'({some(missing)}); unexpected keys ({some(unexpected)}); shape mismatches ({some(shapes)})')
+    parts = [f'{what} ({len(keys)}): {", ".join(keys[:8])}{", ..." if len(keys) > 8 else ""}'
+             for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                                ('shape mismatches', shapes)) if keys]
+    if parts:
+        raise KeyError(f'checkpoint {path!r} does not fit the config\'s {type(model).__name__}: {"; ".join(parts)}')
 
 
 def test_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
