@@ -280,6 +280,39 @@ def test_detect_changes_demo(tmp_path, one_thread):
     assert len(written) == 3 and Image.open(written[1]).mode == 'P'
 
 
+@pytest.mark.parametrize('args, message', [
+    (['A.png', 'missing.png', '--out', 'c.png'], "images: 'missing.png' is not a file"),
+    (['A.png', 'bad.png', '--out', 'c.png'], "images: 'bad.png' is not an image PIL can read"),
+    (['A.png', 'small.png', '--out', 'c.png'], "images: 'A.png' is 40x40, 'small.png' is 20x40; the two dates"),
+    (['A.png', 'B.png', '--out', 'c'], "--out 'c': give an image file name (e.g. change.png)"),
+    (['A.png', 'B.png', '--out', 'c.png', '--encoder', 'atrousmamba_tin'],
+     "--encoder 'atrousmamba_tin' is not a vimamba model; nearest: atrousmamba_tiny"),
+    (['A.png', 'B.png', '--out', 'c.png', '--checkpoint', 'nope.pth'], "--checkpoint 'nope.pth' is not a file"),
+    (['A.png', 'B.png', '--out', 'c.png', '--config', 'nope.py'], "--config 'nope.py' is not a file"),
+    (['A.png', 'B.png', '--out', 'c.png', '--crop-size', '-1'], '--crop-size must be >= 0'),
+])
+def test_detect_changes_stops_on_plain_mistakes_with_one_line(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name, size in (('A.png', (40, 40)), ('B.png', (40, 40)), ('small.png', (20, 40))):
+        Image.new('RGB', size).save(tmp_path / name)
+    (tmp_path / 'bad.png').write_text('not an image')
+    with pytest.raises(SystemExit) as e:
+        detect_main(args + ['--device', 'cpu'])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f'error: {message}' in err, err
+    assert 'warning' not in err  # stopped before any model work
+
+
+def test_detect_changes_warns_without_weights_and_creates_the_out_folder(tmp_path, capsys, one_thread):
+    for name in ('A.png', 'B.png'):
+        Image.new('RGB', (24, 24)).save(tmp_path / name)
+    out = tmp_path / 'new' / 'change.png'
+    detect_main([str(tmp_path / 'A.png'), str(tmp_path / 'B.png'), '--out', str(out), '--encoder',
+                 'test_atrousmamba', '--crop-size', '0', '--device', 'cpu'])
+    assert out.is_file()
+    assert 'warning: no --checkpoint: the change network has random weights' in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Configs
 

@@ -206,6 +206,21 @@ def test_validate_cls_reproduces_the_logged_accuracy(trained, data_dir, tmp_path
     assert ema['top1'] == pytest.approx(last['ema_top1'], abs=1e-3)
 
 
+def test_use_ema_on_a_checkpoint_without_ema_weights_is_an_error(data_dir, tmp_path):
+    model = create_classifier(MODEL, len(COLOURS), SIZE, {})
+    ckpt = tmp_path / 'plain.pth.tar'
+    torch.save({'state_dict': model.state_dict(), 'epoch': 0}, ckpt)
+    with pytest.raises(ConfigError, match=r"--checkpoint .*EMA weights were asked for but the checkpoint has none "
+                                          r"\(looked for \['state_dict_ema', 'model_ema', 'net_E'\]; top-level keys: "
+                                          r"\['epoch', 'state_dict'\]\)"):
+        validate(parse_validate_args([MODEL, '--data', str(data_dir), '--checkpoint', str(ckpt), '--use-ema',
+                                      '--num-classes', '4', '--workers', '0']))
+    with pytest.raises(ConfigError, match='--initial-checkpoint .*EMA weights were asked for'):
+        load_weights(model, str(ckpt), '--initial-checkpoint', use_ema=True)
+    # a distillation teacher takes EMA weights where there are some, else the plain ones
+    load_weights(model, str(ckpt), '--kd-checkpoint', prefer_ema=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # recipes
 
@@ -300,8 +315,8 @@ def test_data_dir_errors(data_dir, tmp_path):
 
 
 def test_unknown_model_lists_vimamba_models(data_dir, tmp_path):
-    with pytest.raises(ConfigError, match=r"--model 'vim_tinyy' is not a registered model\. vimamba models: .*"
-                                          r"vim_tiny_patch16_224"):
+    with pytest.raises(ConfigError, match=r"--model 'vim_tinyy' is not a registered model; nearest: "
+                                          r"vim_tiny_patch16_224, lbvim_tiny_patch16_224 "):
         train(parse_train_args(_args(data_dir, tmp_path) + ['--model', 'vim_tinyy']))
     recipe = tmp_path / 'r.yaml'
     recipe.write_text('model: atrous_nothing\n')

@@ -468,6 +468,68 @@ def test_restore_tool_writes_restored_images(tmp_path):
     assert (got - expected).abs().max() <= 1
 
 
+@pytest.mark.parametrize('args, message', [
+    (['missing.png', '--out', 'o'], "images: 'missing.png' is not a file"),
+    (['bad.png', '--out', 'o'], "images: 'bad.png' is not an image PIL can read"),
+    (['in.png', '--model', 'vim_tiny_patch16_224', '--out', 'o'],
+     "--model 'vim_tiny_patch16_224' is not a restoration model (an image classifier / backbone of "
+     "vimamba.models.vim); restoration models: mair_cdn, "),
+    (['in.png', '--model', 'mair_x2', '--out', 'o'],
+     "--model 'mair_x2' is not a restoration model; nearest: mair_sr_x2, "),
+    (['in.png', '--model', 'test_mair', '--checkpoint', 'nope.pth', '--out', 'o'],
+     "--checkpoint 'nope.pth' is not a file"),
+    (['in.png', '--model', 'test_mair', '--out', 'in.png'], "--out 'in.png' is a file; give a folder"),
+    (['in.png', '--model', 'test_mair', '--tile', '0', '--out', 'o'], '--tile must be >= 1, got 0'),
+    (['in.png', '--model', 'test_mair', '--gt', 'gt.png', 'gt.png', '--out', 'o'],
+     '--gt: give one file per image (1) or one folder, got 2 paths'),
+    (['in.png', '--model', 'test_mair', '--gt', 'in.png', '--out', 'o'],
+     "--gt 'in.png' is 20x15 but test_mair restores 'in.png' (20x15) to 40x30"),
+    (['in.png', '--model', 'test_mair', '--gt', 'nothing_here', '--out', 'o'],
+     "--gt: 'nothing_here' is not a file"),
+])
+def test_restore_tool_stops_on_plain_mistakes_with_one_line(args, message, tmp_path, monkeypatch, capsys):
+    from vimamba.downstream.restoration.inference import main
+
+    monkeypatch.chdir(tmp_path)
+    save(photo((15, 20)), 'in.png')
+    (tmp_path / 'bad.png').write_text('not an image')
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f'error: {message}' in err, err
+    assert 'warning' not in err and not (tmp_path / 'o').exists()  # stopped before any model work
+
+
+def test_restore_tool_scores_against_ground_truth_and_warns_without_weights(tmp_path, capsys):
+    from vimamba.downstream.restoration.inference import main
+
+    gt = photo((40, 58))
+    lq = RF.quantize(RF.imresize(gt, 0.5).clamp(0, 1))
+    save(gt, str(tmp_path / 'a.png'))
+    (tmp_path / 'lq').mkdir()
+    save(lq, str(tmp_path / 'lq' / 'ax2.png'))
+    model = timm.create_model('test_mair')
+    torch.save({'params': official_state_dict(model)}, str(tmp_path / 'ckpt.pth'))
+    written = main([str(tmp_path / 'lq' / 'ax2.png'), '--model', 'test_mair', '--checkpoint',
+                    str(tmp_path / 'ckpt.pth'), '--gt', str(tmp_path), '--out', str(tmp_path / 'out')])
+    # (--gt a folder: 'ax2' finds 'a.png')
+    out = capsys.readouterr()
+    assert 'warning' not in out.err
+    restored = load_image(written[0])
+    lq = load_image(str(tmp_path / 'lq' / 'ax2.png'))
+    bicubic = RF.imresize(lq, 2).clamp(0, 1)
+    expected = (f"{tmp_path / 'lq' / 'ax2.png'} -> {written[0]}: PSNR {RF.psnr(restored, gt, 2, True):.2f} dB, "
+                f"SSIM {RF.ssim(restored, gt, 2, True):.4f} (bicubic: {RF.psnr(bicubic, gt, 2, True):.2f} dB, "
+                f"{RF.ssim(bicubic, gt, 2, True):.4f})")
+    assert out.out.splitlines() == [expected]
+    assert RF.psnr(bicubic, gt, 2, True) > 25  # the baseline is the real bicubic upscaling of this photo
+
+    main([str(tmp_path / 'lq' / 'ax2.png'), '--model', 'test_mair', '--out', str(tmp_path / 'out2')])
+    out = capsys.readouterr()
+    assert 'warning: no --checkpoint: test_mair runs with random weights' in out.err
+    assert out.out.splitlines() == [f"{tmp_path / 'lq' / 'ax2.png'} -> {tmp_path / 'out2' / 'ax2.png'}"]
+
+
 # ------------------------------------------------------------------------------------------------------
 # mmengine: configs, Runner
 

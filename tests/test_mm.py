@@ -7,6 +7,7 @@ widths, image sizes and the schedule). Skipped only with VIMAMBA_NO_MM=1; a miss
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -160,8 +161,8 @@ def test_backbone_prunes_to_the_outputs_and_every_parameter_gets_a_gradient(mm):
 def test_backbone_rejects_bad_arguments(mm):
     with pytest.raises(ValueError, match='out_indices'):
         mm.VimambaBackbone(model_name='test_vim', out_indices=(0, 7))
-    with pytest.raises(ValueError, match='model_name'):
-        mm.VimambaBackbone(model_name='no_such_model')
+    with pytest.raises(ValueError, match="model_name 'vim_tinyy' is not a vimamba model; nearest: vim_tiny_patch16"):
+        mm.VimambaBackbone(model_name='vim_tinyy')
     with pytest.raises(ValueError, match='not a vimamba'):
         mm.VimambaBackbone(model_name='resnet18')
     with pytest.raises(ValueError, match='init_cfg'):
@@ -214,6 +215,20 @@ def test_pretrained_loads_through_the_family_filter_and_survives_the_runner_init
                              init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
     big.init_weights()
     assert big.model.pos_embed.shape[1] == 15 * 15 + 1
+
+
+def test_pretrained_argument_is_the_init_cfg_shorthand(mm, tmp_path):
+    import timm
+    source = timm.create_model('test_vim')
+    ckpt = tmp_path / 'w.pth'
+    torch.save({'model': _official_vim_names(source.state_dict())}, ckpt)
+    bb = mm.VimambaBackbone(model_name='test_vim', out_indices=(3,), pretrained=str(ckpt))
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=str(ckpt))
+    bb.init_weights()
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in bb.model.state_dict().items())
+    with pytest.raises(ValueError, match='give one of the two'):
+        mm.VimambaBackbone(model_name='test_vim', pretrained=str(ckpt),
+                           init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
 
 
 def test_pretrained_mismatch_fails_listing_the_keys(mm, tmp_path):
@@ -450,6 +465,7 @@ def test_runner_seg_train_val_test_on_ade20k_layout(mm, tmp_path):
     work = tmp_path / 'work'
     metrics = train_main([str(config), '--work-dir', str(work)])
     assert {'mIoU', 'aAcc'} <= set(metrics) and all(np.isfinite(metrics[k]) for k in ('mIoU', 'aAcc'))
+    assert json.loads((work / 'metrics.json').read_text())['metrics'] == pytest.approx(metrics)
     logs = sorted(work.glob('*/vis_data/scalars.json'))
     losses = [json.loads(line)['loss'] for line in logs[-1].read_text().splitlines() if '"loss"' in line]
     assert len(losses) == 2 and all(np.isfinite(losses))
@@ -514,6 +530,81 @@ def test_runner_det_train_val_on_coco_layout(mm, tmp_path):
     steps = [json.loads(line)['step'] for log in work.glob('*/vis_data/scalars.json')
              for line in log.read_text().splitlines() if '"loss"' in line]
     assert sorted(steps) == [1, 2, 3]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tools/train.py and tools/test.py: the help's example, checkpoints that do not fit, plain mistakes
+
+
+def test_help_cfg_options_example_is_mmengine_syntax(mm, tmp_path):
+    from vimamba.downstream.mm.runner import build_test_parser, build_train_parser, load_config
+
+    for parser in (build_train_parser(), build_test_parser()):
+        help_text = ' '.join(parser.format_help().split())
+        example = re.search(r'\(e\.g\. (.*?): list items by index\)', help_text).group(1).split()
+        assert 'param_scheduler.1.end=1000' in example
+        args = build_train_parser().parse_args([str(ROOT / 'configs' / 'seg' / FAMILIES['vim']['seg']),
+                                                '--cfg-options', *example])
+        cfg = load_config(args)
+        assert cfg.param_scheduler[1].end == 1000 and cfg.model.backbone.with_cp is True
+        assert cfg.train_dataloader.batch_size == 4
+
+
+def test_test_py_stops_on_a_checkpoint_of_another_model(mm, tmp_path, capsys):
+    from mmengine.registry import MODELS, init_default_scope
+
+    from vimamba.downstream.mm.runner import test_main
+
+    config = _seg_smoke_config(tmp_path, make_ade20k(tmp_path / 'ade' / 'ADEChallengeData2016'))
+    # a detector's checkpoint (the case of a Mask R-CNN file given to an UperNet config)
+    init_default_scope('mmdet')
+    with torch.device('meta'):
+        detector = MODELS.build(_tiny_det_cfg('vim').model)
+    torch.save({'state_dict': {k: torch.zeros(v.shape) for k, v in detector.state_dict().items()}, 'meta': {}},
+               tmp_path / 'det.pth')
+    # the right model with one layer of another shape (another class count)
+    init_default_scope('mmseg')
+    segmentor = MODELS.build(_tiny_seg_cfg('vim').model)
+    state = segmentor.state_dict()
+    state['decode_head.conv_seg.weight'] = torch.zeros(3, *state['decode_head.conv_seg.weight'].shape[1:])
+    torch.save({'state_dict': state}, tmp_path / 'classes.pth')
+    for ckpt, expected in (('det.pth', r'missing keys \(\d+\): decode_head\..*; unexpected keys \(\d+\): neck\.'),
+                           ('classes.pth', r'shape mismatches \(1\): size mismatch for decode_head\.conv_seg\.weight')):
+        out = tmp_path / f'{ckpt}.json'
+        with pytest.raises(SystemExit) as e:
+            test_main([str(config), str(tmp_path / ckpt), '--work-dir', str(tmp_path / 'w'), '--out', str(out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 1 and not out.exists()
+        fits = rf"error: checkpoint .*{ckpt}' does not fit the config's EncoderDecoder: .*{expected}"
+        assert re.search(fits, err), err
+
+
+@pytest.mark.parametrize('tool, args, message', [
+    ('train', ['missing.py'], "config 'missing.py' is not a .py config file"),
+    ('train', ['bad.py'], "config 'bad.py' does not load: SyntaxError"),
+    ('train', ['CONFIG', '--cfg-options', 'model.backbone.init_cfg.type=Pretrained'],
+     '--cfg-options: .*init_cfg'),
+    ('train', ['CONFIG', '--cfg-options', 'train_dataloader.dataset.data_root=nowhere'],
+     "train_dataloader.dataset.data_root 'nowhere' is not a folder"),
+    ('train', ['CONFIG', '--resume', 'nope.pth'], "--resume 'nope.pth' is not a file"),
+    ('train', ['CONFIG', '--cfg-options', 'model.backbone.model_name=vim_tinyy'],
+     "the config does not build: .*model_name 'vim_tinyy' is not a vimamba model; nearest: vim_tiny_patch16_224"),
+    ('test', ['CONFIG', 'nope.pth'], "checkpoint 'nope.pth' is not a file"),
+    ('test', ['CONFIG', 'CONFIG', '--out', '.'], "--out '.' is a folder"),
+])
+def test_train_and_test_py_stop_on_plain_mistakes_with_one_line(mm, tool, args, message, tmp_path, monkeypatch,
+                                                                 capsys):
+    from vimamba.downstream.mm.runner import test_main, train_main
+
+    monkeypatch.chdir(tmp_path)
+    config = _seg_smoke_config(tmp_path, make_ade20k(tmp_path / 'ade' / 'ADEChallengeData2016'))
+    (tmp_path / 'bad.py').write_text('model = dict(\n')
+    args = [str(config) if a == 'CONFIG' else a for a in args]
+    with pytest.raises(SystemExit) as e:
+        (train_main if tool == 'train' else test_main)(args + ['--work-dir', str(tmp_path / 'w')])
+    err = capsys.readouterr().err
+    assert e.value.code in (1, 2) and re.search(f'error: {message}', err), err
+    assert not list(tmp_path.glob('w/**/*.pth')) and 'Traceback' not in err  # stopped before the run
 
 
 # ---------------------------------------------------------------------------------------------------------

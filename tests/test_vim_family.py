@@ -463,9 +463,27 @@ def test_convert_cli(tmp_path, capsys):
     dst = str(tmp_path / 'out.safetensors')
     convert.main([src, dst, '--model', 'test_lbvim'])
     assert os.path.exists(dst) and 'test_lbvim' in capsys.readouterr().out
-    with pytest.raises(SystemExit, match='missing keys'):
+    with pytest.raises(SystemExit):
         convert.main([src, dst, '--model', 'test_vim'])
+    assert 'error: checkpoint does not fit test_vim:\n  missing keys' in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize('args, message', [
+    (['missing.pth', 'out.safetensors', '--model', 'test_lbvim'], "src 'missing.pth' is not a file"),
+    (['SRC', 'out.pth', '--model', 'test_lbvim'], "dst 'out.pth': give a file name ending in .safetensors"),
+    (['SRC', 'out.safetensors', '--model', 'lbvim_tiny'],
+     "--model 'lbvim_tiny' is not a vimamba model; nearest: lbvim_tiny_patch16_224"),
+    (['SRC', 'out.safetensors', '--model', 'test_lbvim', '--ema'], "--ema: the checkpoint has no 'model_ema' entry"),
+])
+def test_convert_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
+    convert = _load_convert()
+    monkeypatch.chdir(tmp_path)
+    torch.save({'model': _official_state_dict(**OFFICIAL['test_lbvim'])}, 'SRC')
+    with pytest.raises(SystemExit):
+        convert.main(args)
+    assert f'error: {message}' in capsys.readouterr().err
+    assert not os.path.exists('out.safetensors')
 
 # ---------------------------------------------------------------------------------------------------------------
 # The official forward, written from its description (docs/families.md#plain-stack-vim-lbvim-shufflemamba): flipped

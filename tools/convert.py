@@ -80,6 +80,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--img-size', type=int, nargs='+', default=None,
                         help='build the model for this input size (H [W]); pos_embed is resized to it')
     args = parser.parse_args(argv)
+    import vimamba
+    from vimamba.registry import check_model_name
+    try:
+        check_model_name(args.model, '--model', vimamba.list_models(include_test=True), 'vimamba model')
+    except ValueError as e:
+        parser.error(str(e))
+    if not os.path.isfile(args.src):
+        parser.error(f'src {args.src!r} is not a file')
+    if not args.dst.endswith('.safetensors') or os.path.isdir(args.dst):
+        parser.error(f'dst {args.dst!r}: give a file name ending in .safetensors (what timm loads it as)')
+    if args.img_size and len(args.img_size) > 2:
+        parser.error(f'--img-size takes H or H W, got {args.img_size}')
     kwargs = {} if args.num_classes is None else dict(num_classes=args.num_classes)
     if args.img_size:
         kwargs['img_size'] = tuple(args.img_size) if len(args.img_size) == 2 else args.img_size[0]

@@ -122,7 +122,20 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--out', default=None, help='folder for profile.md and profile.json')
     args = p.parse_args(argv)
-    device = torch.device(args.device) if args.device else benchmark.default_device()
+    from vimamba.downstream.restoration.inference import check_device
+    from vimamba.registry import check_model_name
+    try:
+        check_model_name(args.model)
+        device = check_device(args.device) if args.device else benchmark.default_device()
+    except ValueError as e:
+        p.error(str(e))
+    for name in ('batch_size', 'img_size', 'iters'):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}')
+    if args.warmup < 0:
+        p.error(f'--warmup must be >= 0, got {args.warmup}')
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f'--out {args.out!r} is a file; give a folder')
     batch = args.batch_size or (128 if device.type == 'cuda' else 1)
     rows, total, top = profile(args.model, batch, args.img_size, device, args.amp, args.train, args.warmup,
                                args.iters)

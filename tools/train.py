@@ -1,4 +1,5 @@
-"""Train with any mmengine config (segmentation, detection, restoration, change detection).
+"""Train with any mmengine config (segmentation, detection, restoration, change detection); the last
+validation's metrics go to <work dir>/metrics.json.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
     torchrun --nproc-per-node N tools/train.py CONFIG --launcher pytorch      (or tools/dist_train.sh CONFIG N)

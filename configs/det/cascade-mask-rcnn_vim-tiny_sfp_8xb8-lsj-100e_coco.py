@@ -28,7 +28,7 @@ model = dict(
         pyramid='deconv',
         pyramid_strides=(4, 8, 16, 32),
         pyramid_norm_cfg=dict(type='LN2d'),
-        init_cfg=None,  # dict(type='Pretrained', checkpoint='<ImageNet checkpoint: official or tools/convert.py>')
+        pretrained=None,  # the ImageNet checkpoint to start from: an official file or tools/convert.py output
     ),
     neck=dict(in_channels=[192, 192, 192, 192], out_channels=256, num_outs=5),
 )

@@ -1,7 +1,9 @@
 """Whole-image and sliding-window inference over large scenes, and the `tools/detect_changes.py` demo (no mmengine).
 """
 import argparse
+import os
 import os.path as osp
+import sys
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -9,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vimamba.downstream.restoration.datasets import load_image
+from vimamba.downstream.restoration.datasets import check_image_files, load_image
+from vimamba.downstream.restoration.inference import check_device
 
 from .datasets import SECOND_PALETTE
 
@@ -136,19 +139,40 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     parser.add_argument('--stride', type=int, default=None, help='window stride (default half a window)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     args = parser.parse_args(argv)
-
-    if args.config:
-        args.task, kwargs = _net_args_from_config(args.config)
-        args.num_classes = kwargs.get('num_classes', args.num_classes)
-    else:
-        kwargs = dict(encoder=dict(model_name=args.encoder))
-        if args.task == 'scd':
-            kwargs['num_classes'] = args.num_classes
+    try:
+        (w1, h1), (w2, h2) = check_image_files([args.image1, args.image2], 'images')
+        if (w1, h1) != (w2, h2):
+            raise ValueError(f'images: {args.image1!r} is {w1}x{h1}, {args.image2!r} is {w2}x{h2}; the two dates '
+                             f'must be co-registered images of one size')
+        if osp.isdir(args.out) or osp.splitext(args.out)[1].lower() not in Image.registered_extensions():
+            raise ValueError(f'--out {args.out!r}: give an image file name (e.g. change.png)')
+        if args.checkpoint and not osp.isfile(args.checkpoint):
+            raise ValueError(f'--checkpoint {args.checkpoint!r} is not a file')
+        if args.config and not osp.isfile(args.config):
+            raise ValueError(f'--config {args.config!r} is not a file')
+        if args.crop_size < 0 or (args.stride is not None and args.stride < 1):
+            raise ValueError(f'--crop-size must be >= 0 and --stride >= 1, got {args.crop_size} and {args.stride}')
+        check_device(args.device)
+        if args.config:
+            args.task, kwargs = _net_args_from_config(args.config)
+            args.num_classes = kwargs.get('num_classes', args.num_classes)
+        else:
+            import vimamba
+            from vimamba.registry import check_model_name
+            check_model_name(args.encoder, '--encoder', vimamba.list_models(include_test=True), 'vimamba model')
+            if args.num_classes < 2:
+                raise ValueError(f'--num-classes must be >= 2 (no change + classes), got {args.num_classes}')
+            kwargs = dict(encoder=dict(model_name=args.encoder))
+            if args.task == 'scd':
+                kwargs['num_classes'] = args.num_classes
+    except ValueError as e:
+        parser.error(str(e))
+    if not args.checkpoint:
+        print(f'{parser.prog}: warning: no --checkpoint: the change network has random weights and its map means '
+              f'nothing; give a checkpoint trained with tools/train.py', file=sys.stderr)
     net = build_change_net(args.task, args.checkpoint, args.device, **kwargs)
     img1, img2 = load_image(args.image1), load_image(args.image2)
-    if img1.shape != img2.shape:
-        raise SystemExit(f'detect_changes: {args.image1} is {tuple(img1.shape[1:])}, {args.image2} is '
-                         f'{tuple(img2.shape[1:])}; the two dates must be co-registered images of one size')
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     maps = detect_changes(net, img1, img2, args.crop_size or None, args.stride)
     Image.fromarray((maps[0].numpy() * 255).astype(np.uint8)).save(args.out)
     written = [args.out]

@@ -30,6 +30,7 @@ from timm.models import group_parameters, model_entrypoint
 import vimamba  # noqa: F401  registers the models with timm
 from vimamba.checkpoint import (
     CheckpointError, CheckpointMismatchError, checkpoint_filter_for, read_checkpoint, unwrap_state_dict)
+from vimamba.registry import check_model_name
 
 __all__ = ['VimambaBackbone', 'PLAIN_FAMILIES']
 
@@ -38,14 +39,8 @@ PLAIN_FAMILIES = ('vim', 'lbvim', 'shufflemamba')
 
 
 def _family(model_name: str) -> str:
-    try:
-        module = model_entrypoint(model_name).__module__
-    except (KeyError, RuntimeError) as e:
-        raise ValueError(f'model_name: {model_name!r} is not a registered timm model; vimamba names: '
-                         f'{", ".join(vimamba.list_models(include_test=True))}') from e
-    if not module.startswith('vimamba.'):
-        raise ValueError(f'model_name: {model_name!r} is a timm model but not a vimamba one (module {module})')
-    return module.rsplit('.', 1)[-1]
+    check_model_name(model_name, 'model_name', vimamba.list_models(include_test=True), 'vimamba model')
+    return model_entrypoint(model_name).__module__.rsplit('.', 1)[-1]
 
 
 def _build_norm(norm_cfg: Dict[str, Any], channels: int) -> nn.Module:
@@ -104,6 +99,9 @@ class VimambaBackbone(BaseModule):
         out_norm: a LayerNorm on every returned map before the pyramid (LBVim's and VMamba's `outnorm`).
         model_kwargs: more arguments for `timm.create_model` (e.g. `feature_source='residual'` for Vim-S's
             residual-stream features, `shuffle_rate=0.` for ShuffleMamba).
+        pretrained: an ImageNet checkpoint (file or URL) to start from: short for
+            `init_cfg=dict(type='Pretrained', checkpoint=pretrained)`, and what `--cfg-options
+            model.backbone.pretrained=PATH` sets (mmseg's `model.pretrained` passes it here too).
         init_cfg: `dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None)`: loaded in `init_weights`
             through the family's `checkpoint_filter_fn` (official checkpoints, converted safetensors, mm
             checkpoints with `prefix='backbone.model.'`); every missing or unexpected key is an error.
@@ -123,8 +121,13 @@ class VimambaBackbone(BaseModule):
             pyramid_norm_cfg: Optional[Dict[str, Any]] = None,
             out_norm: bool = False,
             model_kwargs: Optional[Dict[str, Any]] = None,
+            pretrained: Optional[str] = None,
             init_cfg: Optional[Dict[str, Any]] = None,
     ):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError(f'pretrained={pretrained!r} and init_cfg={init_cfg!r}: give one of the two')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         if init_cfg is not None and (not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained'):
             raise ValueError(f"init_cfg: only dict(type='Pretrained', checkpoint=...) is accepted (the model "
                              f"initialises itself as its family does), got {init_cfg!r}")

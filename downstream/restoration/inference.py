@@ -1,25 +1,28 @@
 """Restore image files with a timm image-to-image model (the code behind `tools/restore.py`).
 
     python tools/restore.py IMAGE [IMAGE ...] --model mair_sr_x2 [--checkpoint FILE] [--tile N]
-                            [--self-ensemble] [--device cuda] --out DIR
+                            [--self-ensemble] [--device cuda] [--gt GT [GT ...]] --out DIR
 
 Each image is read as RGB in [0, 1], restored (tile by tile with `--tile`, the official protocol: about N px
 tiles with a tenth of overlap), clamped, rounded to 8 bits and written to DIR/<name>.png. `--checkpoint` takes
-an official BasicSR file or one of ours (converted by the model's `checkpoint_filter_fn`). Progress bars run
-over the images and, when tiling, over the tiles of each image. Needs no mmengine.
+an official BasicSR file or one of ours (converted by the model's `checkpoint_filter_fn`). With `--gt`, each
+output is scored against its ground truth (PSNR / SSIM as the evaluation does: Y channel and a border of the
+scale for super-resolution, RGB otherwise) beside the bicubic upscaling (or, at scale 1, the input itself).
+Progress bars run over the images and, when tiling, over the tiles of each image. Needs no mmengine.
 """
 import argparse
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+import sys
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .datasets import load_image
+from .datasets import IMAGE_EXTENSIONS, check_image_files, load_image
 
-__all__ = ['build_restorer', 'restore_files', 'main']
+__all__ = ['build_restorer', 'restore_files', 'score_files', 'restoration_models', 'check_device', 'main']
 
 
 def build_restorer(model_name: str, checkpoint: Optional[str] = None, device: str = 'cpu') -> torch.nn.Module:
@@ -90,20 +93,132 @@ def restore_files(model: torch.nn.Module, paths: Sequence[str], out_dir: str, ti
     return written
 
 
+def check_device(value: str, arg: str = '--device') -> torch.device:
+    """`value` as a torch.device that exists here; ValueError naming `arg` otherwise."""
+    try:
+        device = torch.device(value)
+    except RuntimeError as e:
+        raise ValueError(f'{arg} {value!r}: {e}') from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'{arg} {value!r}: no CUDA device here; use {arg} cpu')
+    return device
+
+
+def restoration_models(include_test: bool = True) -> List[str]:
+    """The image-to-image models (MaIR, MaIRUNet) among vimamba's."""
+    from timm.models import model_entrypoint
+
+    import vimamba
+    return [n for n in vimamba.list_models(include_test=include_test)
+            if model_entrypoint(n).__module__ == 'vimamba.models.mair']
+
+
+def _check_model(name: str) -> int:
+    """The output scale of restoration model `name` (built on the meta device); ValueError for other names."""
+    import timm
+    from timm.models import model_entrypoint
+
+    from vimamba.registry import check_model_name
+
+    if timm.is_model(name) and name not in restoration_models():
+        raise ValueError(f'--model {name!r} is not a restoration model (an image classifier / backbone of '
+                         f'{model_entrypoint(name).__module__}); restoration models: '
+                         f'{", ".join(restoration_models(include_test=False))}')
+    check_model_name(name, '--model', restoration_models(), 'restoration model')
+    with torch.device('meta'):
+        return getattr(timm.create_model(name), 'upscale', 1)
+
+
+def _gt_paths(gt: Sequence[str], images: Sequence[str], scale_names: Sequence[str]) -> List[str]:
+    """One ground-truth file per image: the files as given (in the images' order), or from one folder the
+    file of the same name (or the same stem with any image extension, or without an `x<scale>` suffix)."""
+    if len(gt) == 1 and osp.isdir(gt[0]):
+        folder, found = gt[0], []
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        by_stem = {osp.splitext(f)[0]: f for f in files}
+        for path in images:
+            stem = osp.splitext(osp.basename(path))[0]
+            stems = [stem] + [stem[:-len(x)] for x in scale_names if stem.endswith(x)]
+            match = next((by_stem[t] for t in stems if t in by_stem), None)
+            if match is None:
+                raise ValueError(f'--gt {folder!r}: no ground truth for {path!r} (looked for {stems} with any of '
+                                 f'{", ".join(IMAGE_EXTENSIONS)})')
+            found.append(osp.join(folder, match))
+        return found
+    if len(gt) != len(images):
+        raise ValueError(f'--gt: give one file per image ({len(images)}) or one folder, got {len(gt)} paths')
+    return list(gt)
+
+
+def score_files(restored: Sequence[str], gt_paths: Sequence[str], inputs: Sequence[str],
+                scale: int) -> List[Dict[str, float]]:
+    """PSNR / SSIM of each restored file and of its bicubic baseline (the input itself at scale 1) against the
+    ground truth: Y channel with a border of `scale` for super-resolution, RGB without border otherwise. A
+    ground truth up to `scale - 1` px larger than the output is cropped to it (the usual mod-crop)."""
+    from .functional import imresize, psnr, ssim
+
+    border, y_channel = (scale, True) if scale > 1 else (0, False)
+    scores = []
+    for out_path, gt_path, in_path in zip(restored, gt_paths, inputs):
+        out, gt, lq = load_image(out_path), load_image(gt_path), load_image(in_path)
+        baseline = (imresize(lq, scale) if scale > 1 else lq).clamp(0, 1)
+        height, width = out.shape[-2:]
+        gt = gt[..., :height, :width]
+        row = dict(psnr=psnr(out, gt, border, y_channel), ssim=ssim(out, gt, border, y_channel),
+                   baseline_psnr=psnr(baseline, gt, border, y_channel),
+                   baseline_ssim=ssim(baseline, gt, border, y_channel))
+        scores.append(row)
+    return scores
+
+
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     parser = argparse.ArgumentParser(description='Restore images with a MaIR / MaIRUNet model.')
     parser.add_argument('images', nargs='+', help='image files')
     parser.add_argument('--model', default='mair_sr_x2', help='timm model name (default: mair_sr_x2)')
-    parser.add_argument('--checkpoint', default=None, help='official BasicSR .pth or a converted state dict')
+    parser.add_argument('--checkpoint', default=None, help='official BasicSR .pth or a converted state dict '
+                                                          '(without it the network has random weights)')
     parser.add_argument('--tile', type=int, default=None, help='restore in tiles of about N px (official: 200)')
     parser.add_argument('--self-ensemble', action='store_true', help='x8 flips / transposes (MaIR+)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--gt', nargs='+', default=None, metavar='GT',
+                        help='ground truth: one file per image, or a folder with files of the same names; '
+                             'prints PSNR / SSIM beside the bicubic baseline')
+    parser.add_argument('--out', required=True, help='output folder (created)')
     args = parser.parse_args(argv)
-    missing = [p for p in args.images if not osp.isfile(p)]
-    if missing:
-        parser.error(f'images not found: {missing}')
-    if args.tile is not None and args.tile < 1:
-        parser.error(f'--tile must be >= 1, got {args.tile}')
+    try:
+        sizes = check_image_files(args.images, 'images')
+        scale = _check_model(args.model)
+        if args.tile is not None and args.tile < 1:
+            raise ValueError(f'--tile must be >= 1, got {args.tile}')
+        if args.checkpoint and not osp.isfile(args.checkpoint):
+            raise ValueError(f'--checkpoint {args.checkpoint!r} is not a file')
+        if osp.exists(args.out) and not osp.isdir(args.out):
+            raise ValueError(f'--out {args.out!r} is a file; give a folder')
+        check_device(args.device)
+        gt_paths = _gt_paths(args.gt, args.images, ('x2', 'x3', 'x4', 'x8')) if args.gt else None
+        for path, (w, h), gt_path, (gw, gh) in zip(args.images, sizes, gt_paths or [],
+                                                   check_image_files(gt_paths or [], '--gt')):
+            if not (0 <= gw - scale * w < scale and 0 <= gh - scale * h < scale):
+                raise ValueError(f'--gt {gt_path!r} is {gw}x{gh} but {args.model} restores {path!r} ({w}x{h}) '
+                                 f'to {scale * w}x{scale * h}')
+    except ValueError as e:
+        parser.error(str(e))
+    if not args.checkpoint:
+        print(f'{parser.prog}: warning: no --checkpoint: {args.model} runs with random weights and its output is '
+              f'not a restoration; give the official weights or a checkpoint trained with tools/train.py',
+              file=sys.stderr)
     model = build_restorer(args.model, args.checkpoint, args.device)
-    return restore_files(model, args.images, args.out, args.tile, args.self_ensemble, args.device)
+    written = restore_files(model, args.images, args.out, args.tile, args.self_ensemble, args.device)
+    scores = score_files(written, gt_paths, args.images, scale) if gt_paths else [None] * len(written)
+    baseline = 'bicubic' if scale > 1 else 'input'
+    for src, dst, row in zip(args.images, written, scores):
+        line = f'{src} -> {dst}'
+        if row is not None:
+            line += (f': PSNR {row["psnr"]:.2f} dB, SSIM {row["ssim"]:.4f} ({baseline}: '
+                     f'{row["baseline_psnr"]:.2f} dB, {row["baseline_ssim"]:.4f})')
+        print(line)
+    if gt_paths and len(scores) > 1:
+        mean = {k: sum(r[k] for r in scores) / len(scores) for k in scores[0]}
+        print(f'mean of {len(scores)}: PSNR {mean["psnr"]:.2f} dB, SSIM {mean["ssim"]:.4f} ({baseline}: '
+              f'{mean["baseline_psnr"]:.2f} dB, {mean["baseline_ssim"]:.4f})')
+    return written

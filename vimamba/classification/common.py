@@ -11,6 +11,8 @@ import torch.distributed as dist
 import timm
 from timm.data import resolve_data_config
 
+from vimamba.registry import check_model_name
+
 from .config import ConfigError
 
 _logger = logging.getLogger('vimamba.classification')
@@ -23,17 +25,15 @@ def setup_logging(rank: int = 0) -> None:
 
 
 def known_model(name: Optional[str], arg: str = '--model') -> str:
-    """Check `name` is registered with timm; the error lists vimamba's models."""
+    """Check `name` is registered with timm; the error suggests the nearest names."""
     import vimamba
     import vimamba.models  # noqa: F401  registration is an import side effect
     if not name:
         raise ConfigError(f'{arg} is required (a timm model name); vimamba models: {", ".join(vimamba.list_models())}')
-    if not timm.is_model(name):
-        ours = vimamba.list_models()
-        raise ConfigError(
-            f'{arg} {name!r} is not a registered model. vimamba models: {", ".join(ours) or "(none registered)"}; '
-            f'any other timm model name works too (timm.list_models())')
-    return name
+    try:
+        return check_model_name(name, arg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def create_classifier(name: str, num_classes: Optional[int], img_size: Optional[int],

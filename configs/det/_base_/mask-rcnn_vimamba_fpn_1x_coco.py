@@ -20,7 +20,7 @@ model = dict(
         pyramid='deconv',
         # 2 images per GPU: a LayerNorm between the two transposed convs rather than BatchNorm
         pyramid_norm_cfg=dict(type='LN2d'),
-        init_cfg=None,  # dict(type='Pretrained', checkpoint='<ImageNet checkpoint: official or tools/convert.py>')
+        pretrained=None,  # the ImageNet checkpoint to start from: an official file or tools/convert.py output
     ),
     neck=dict(in_channels=[192, 192, 192, 192], out_channels=256, num_outs=5),
 )

@@ -21,7 +21,7 @@ model = dict(
         drop_path_rate=0.1,
         pyramid='deconv',  # plain families: strides 4, 8, 16, 32 from the stride-16 tokens
         pyramid_norm_cfg=norm_cfg,
-        init_cfg=None,  # dict(type='Pretrained', checkpoint='<ImageNet checkpoint: official or tools/convert.py>')
+        pretrained=None,  # the ImageNet checkpoint to start from: an official file or tools/convert.py output
     ),
     decode_head=dict(in_channels=[192, 192, 192, 192], channels=512, num_classes=150, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=192, in_index=2, num_classes=150, norm_cfg=norm_cfg),
