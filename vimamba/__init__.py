@@ -6,4 +6,5 @@ works after `import vimamba`. OpenMMLab integration lives in `vimamba.downstream
 __version__ = "0.1.0"
 
 from . import models  # noqa: F401  registers every model with timm
+from . import export  # noqa: F401  lowers the custom ops for torch.onnx.export
 from .registry import list_models
