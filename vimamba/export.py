@@ -24,7 +24,7 @@ from torch import Tensor
 from . import ops as _ops  # noqa: F401  registers torch.ops.vimamba.*
 from .kernels import add_rmsnorm_reference
 
-__all__ = ["decompositions", "export_program", "export_onnx", "dynamic_batch_shapes"]
+__all__ = ["decompositions", "export_program", "export_onnx"]
 
 
 def _gather_steps(x: Tensor, index: Optional[Tensor]) -> Tensor:
@@ -160,36 +160,28 @@ def _register_torchscript_refusal() -> None:
             return
 
 
-def dynamic_batch_shapes(name: str = "x", image_size: bool = False) -> dict:
-    """`dynamic_shapes` for a model called as model(x) with x (batch, C, H, W): the batch dynamic and, with
-    `image_size`, H and W too."""
-    dims = {0: torch.export.Dim("batch", min=1, max=4096)}
-    if image_size:
-        dims.update({2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC})
-    return {name: dims}
-
-
-def export_program(model: torch.nn.Module, example: Tensor, *, dynamic_batch: bool = True,
-                   dynamic_image_size: bool = False) -> torch.export.ExportedProgram:
-    """`torch.export.export` of `model` (put in eval mode) for inputs like `example` (batch, C, H, W)."""
+def export_program(model: torch.nn.Module, example: Tensor, *, dynamic_batch: bool = True
+                   ) -> torch.export.ExportedProgram:
+    """`torch.export.export` of `model` (put in eval mode) for inputs like `example` (batch, C, H, W), the batch
+    dynamic unless `dynamic_batch=False`. The image size is fixed: the scan orders are per-grid index tables that
+    the graph holds as constants."""
     if not isinstance(example, Tensor) or example.dim() != 4:
-        raise ValueError(f"example: expected an image batch (batch, C, H, W), got "
-                         f"{type(example).__name__ if not isinstance(example, Tensor) else tuple(example.shape)}")
+        got = tuple(example.shape) if isinstance(example, Tensor) else type(example).__name__
+        raise ValueError(f"example: expected an image batch tensor (batch, C, H, W), got {got}")
     model.eval()
-    shapes = dynamic_batch_shapes(_input_name(model), dynamic_image_size) if dynamic_batch or dynamic_image_size \
-        else None
-    if shapes is not None and not dynamic_batch:
-        shapes[_input_name(model)].pop(0)
+    if dynamic_batch and example.shape[0] == 1:
+        example = example.expand(2, *example.shape[1:])  # torch.export specialises a dynamic dim traced at size 1
+    shapes = {_input_name(model): {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
     return torch.export.export(model, (example,), dynamic_shapes=shapes)
 
 
 def export_onnx(model: torch.nn.Module, example: Tensor, path: str, *, dynamic_batch: bool = True,
-                dynamic_image_size: bool = False, opset_version: Optional[int] = None, optimize: bool = True):
-    """Write `model` (eval mode) to the ONNX file `path` with `torch.onnx.export` (the dynamo exporter); returns
-    the `torch.onnx.ONNXProgram`. Input "input", output "output"."""
+                opset_version: Optional[int] = None, optimize: bool = True):
+    """Write `model` (eval mode) to the ONNX file `path` with `torch.onnx.export` (the dynamo exporter), input
+    "input" and output "output"; returns the `torch.onnx.ONNXProgram`."""
     if not isinstance(path, str) or not path:
         raise ValueError(f"path: expected a file name, got {path!r}")
-    program = export_program(model, example, dynamic_batch=dynamic_batch, dynamic_image_size=dynamic_image_size)
+    program = export_program(model, example, dynamic_batch=dynamic_batch)
     onnx_program = torch.onnx.export(program, (example,), input_names=["input"], output_names=["output"],
                                      opset_version=opset_version, optimize=optimize, dynamo=True)
     onnx_program.save(path)
