@@ -115,3 +115,48 @@ def test_torchscript_onnx_exporter_refused(tmp_path):
     model, x = _model_and_input('test_vim', 1)
     with pytest.raises(Exception, match='dynamo=True'):
         torch.onnx.export(model, (x,), str(tmp_path / 'm.onnx'), dynamo=False)
+
+
+def _load_tool(name):
+    import importlib.util
+    import os
+    import sys
+    tools = os.path.join(os.path.dirname(__file__), '..', 'tools')
+    sys.path.insert(0, tools)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(tools, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_export_tool_and_torch_free_classifier(tmp_path, capsys):
+    """tools/export_onnx.py writes and checks a file; tools/onnx_classify.py classifies with it in a process that
+    never imports torch or vimamba."""
+    import json
+    import subprocess
+    import sys
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    path = str(tmp_path / 'test_vim.onnx')
+    _load_tool('export_onnx').main(['test_vim', path])
+    assert 'max relative error' in capsys.readouterr().out
+    image = str(tmp_path / 'photo.png')
+    from PIL import Image
+    Image.fromarray((torch.rand(40, 50, 3) * 255).byte().numpy()).save(image)
+    code = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            "assert 'torch' not in sys.modules and 'vimamba' not in sys.modules, 'imported torch'")
+    tool = str(__import__('pathlib').Path(__file__).parent.parent / 'tools' / 'onnx_classify.py')
+    out = subprocess.run([sys.executable, '-c', code, tool, path, image, '--input-size', '64', '--json'],
+                         check=True, capture_output=True, text=True).stdout
+    result = json.loads(out)
+    assert len(result['top']) == 5 and len(result['logits']) == 1000
+
+
+def test_deploy_demo_top5_matches(tmp_path, capsys):
+    """The README's deploy path on scikit-image's chelsea photo: onnxruntime's top-5 equals PyTorch's."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    pytest.importorskip('skimage')
+    _load_tool('deploy_demo').main(['--model', 'test_vim', '--out', str(tmp_path)])
+    out = capsys.readouterr().out
+    assert 'same top-5: True' in out and 'chelsea.png' in out
