@@ -115,32 +115,38 @@ def _output(y, u, D, z, acc):
 def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window):
     """`_forward` in fp32 without autograd, several times faster on CPU (see the module docstring)."""
     acc = torch.float32
-    dt = _delta(delta, delta_bias, delta_softplus, acc)
-
-    def steps_first(x):  # (b, K, c, L) -> (L, b, K, c) in scan order
-        return _gather_steps(x.to(acc), index).permute(3, 0, 1, 2).contiguous()
-
-    dt_s, u_s, B_s, C_s = steps_first(dt), steps_first(u), steps_first(B), steps_first(C)
-    steps, batch, K, d = dt_s.shape
-    du_s = dt_s * u_s
-    A2 = (A.to(acc) * math.log2(math.e)).transpose(-1, -2).contiguous()  # exp(x) = exp2(x log2 e)
+    batch, K, d, steps = u.shape
+    N = A.shape[-1]
+    A2 = (A.to(acc) * math.log2(math.e)).transpose(-1, -2).contiguous()  # (K, N, d); exp(x) = exp2(x log2 e)
     window = min(local_window, steps)
-    # Blocks of whole windows, small enough for the cache and for the allocator to reuse their buffers.
+    # Blocks of whole windows; every temporary is per block, so that none is large enough for the allocator to
+    # hand back to the OS and fault in again at the next call (that cost more than the scan itself).
     block = window * max(1, _BLOCK // window) if window > 0 else _BLOCK
-    y = dt_s.new_empty((steps, batch, K, d))
-    carry = dt_s.new_zeros((batch, K, A.shape[-1], d))
-    # One set of (T, b, K, N, d) buffers for every block: fresh ones per block cost more in page faults than in work.
-    shape = (min(block, steps), batch, K, A.shape[-1], d)
-    decay_buf, inp_buf = dt_s.new_empty(shape), dt_s.new_empty(shape)
+    out = torch.empty_like(u)
+    carry = u.new_zeros((batch, K, N, d), dtype=acc)
+    shape = (min(block, steps), batch, K, N, d)
+    decay_buf, inp_buf = u.new_empty(shape, dtype=acc), u.new_empty(shape, dtype=acc)
     if window > 0:
-        states_buf, reverse_buf = dt_s.new_empty(shape), dt_s.new_empty(shape)
+        states_buf, reverse_buf = u.new_empty(shape, dtype=acc), u.new_empty(shape, dtype=acc)
     for start in range(0, steps, block):
         stop = min(start + block, steps)
         n = stop - start
-        # decay = exp(delta * A), inp = delta * u * B
-        decay = torch.mul(dt_s[start:stop, ..., None, :], A2, out=decay_buf[:n])
+        idx = None if index is None else index[None, :, None, start:stop]
+
+        def take(x):  # (b, K, c, L) in token order -> this block's (n, b, K, c) in scan order
+            x = x[..., start:stop] if idx is None else x.gather(-1, idx.expand(x.shape[:-1] + (n,)))
+            return x.to(acc).permute(3, 0, 1, 2)
+
+        dt = take(delta)
+        if delta_bias is not None:
+            dt = dt + delta_bias.to(acc)
+        if delta_softplus:
+            dt = F.softplus(dt)
+        u_s = take(u)
+        # (n, b, K, N, d): decay = exp(delta * A), inp = delta * u * B
+        decay = torch.mul(dt[..., None, :], A2, out=decay_buf[:n])
         torch.exp2(decay, out=decay)
-        inp = torch.mul(du_s[start:stop, ..., None, :], B_s[start:stop, ..., None], out=inp_buf[:n])
+        inp = torch.mul((dt * u_s)[..., None, :], take(B)[..., None], out=inp_buf[:n])
         states = states_buf[:n].copy_(inp) if window > 0 else inp
         h_steps, decay_steps = states.unbind(0), decay.unbind(0)
         torch.addcmul(h_steps[0], decay_steps[0], carry, out=h_steps[0])
@@ -149,9 +155,17 @@ def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, inde
         carry.copy_(h_steps[-1])  # the buffers are overwritten by the next block
         if window > 0:
             states.add_(_window_reverse(decay, inp, window, start, reverse_buf[:n])).sub_(inp)
-        y[start:stop] = torch.einsum("tbknd,tbkn->tbkd", states, C_s[start:stop])
-    last_state = carry.transpose(-1, -2).contiguous()
-    return _output(_scatter_steps(y.permute(1, 2, 3, 0), index), u, D, z, acc), last_state
+        y = torch.einsum("tbknd,tbkn->tbkd", states, take(C))
+        if D is not None:
+            y = y.addcmul_(D.to(acc), u_s)
+        if z is not None:
+            y = y.mul_(F.silu(take(z)))
+        y = y.permute(1, 2, 3, 0).to(u.dtype)
+        if idx is None:
+            out[..., start:stop] = y
+        else:
+            out.scatter_(-1, idx.expand(y.shape), y)
+    return out, carry.transpose(-1, -2).contiguous()
 
 
 def _window_reverse(decay: torch.Tensor, inp: torch.Tensor, window: int, offset: int, r: torch.Tensor

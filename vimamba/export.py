@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops as _ops  # noqa: F401  registers torch.ops.vimamba.*
-from .kernels import add_rmsnorm_reference
+from .kernels import add_rmsnorm_reference, causal_conv1d_reference
 
 __all__ = ["decompositions", "export_program", "export_onnx"]
 
@@ -101,18 +101,7 @@ def _local_reverse(xs, A: Tensor, window: int) -> Tensor:
 def causal_conv1d_decomposition(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: Sequence[int],
                                 silu: bool, backend: str = "auto") -> Tensor:
     """`vimamba::causal_conv1d` as one depthwise conv per direction (same arguments and result)."""
-    acc = torch.float64 if torch.float64 in (x.dtype, weight.dtype) else torch.float32
-    channels, taps = x.shape[-1], weight.shape[-1]
-    xt = x.to(acc).transpose(1, 2)
-    outs = []
-    for i, rev in enumerate(reverse):
-        w = weight[i].to(acc)
-        # The reversed direction sees tokens l .. l+k-1: pad after the sequence and flip the taps.
-        padded = F.pad(xt, (0, taps - 1) if rev else (taps - 1, 0))
-        outs.append(F.conv1d(padded, (w.flip(-1) if rev else w)[:, None], None if bias is None else bias[i].to(acc),
-                             groups=channels))
-    y = torch.stack(outs, 1).transpose(2, 3)
-    return (F.silu(y) if silu else y).to(x.dtype)
+    return causal_conv1d_reference.conv_forward(x, weight, bias, [bool(r) for r in reverse], silu).to(x.dtype)
 
 
 def add_rms_norm_decomposition(hidden, residual, weight, eps: float, residual_dtype, out_dtype,
