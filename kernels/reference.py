@@ -20,10 +20,11 @@ over the windows, all windows at once (a loop of W steps).
 
 Two paths evaluate it. Gradients (the backward's recompute) and fp64 inputs take the plain one (`_forward`),
 the ground truth the kernels are tested against. An fp32 / half forward without autograd (inference, and the
-op's forward) takes `_forward_inference`: the same recurrence in the same order, with the state laid out
-(L, b, K, N, d) so that every elementwise op runs over d contiguous channels, exp(x) as exp2(x * log2 e)
-(torch's exp2 is several times faster on CPU), the scan in place in its input buffer and the C contraction
-as one einsum.
+op's forward) takes `_forward_inference`: the same recurrence in the same order, in blocks of 16 steps whose
+buffers are reused (large per-call temporaries cost more in page faults than in arithmetic on CPU), the state
+laid out (T, b, K, N, d) so that every elementwise op runs over d contiguous channels, exp(x) as
+exp2(x * log2 e) (torch's exp2 is several times faster on CPU), the scan in place in its input buffer and the
+C contraction as one einsum.
 """
 import math
 from typing import Optional, Tuple

@@ -78,6 +78,15 @@ def test_torch_export_dynamic_batch(name):
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_run_decompositions_gives_standard_ops():
+    model, x = _model_and_input('test_lbvim', 2)
+    program = export.export_program(model, x).run_decompositions(export.decompositions())
+    targets = {str(n.target) for n in program.graph.nodes}
+    assert not any('vimamba' in t for t in targets) and any('scan' in t for t in targets)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
 def test_export_program_checks_example():
     model, _ = _model_and_input('test_vim', 1)
     with pytest.raises(ValueError, match='example: expected an image batch'):
