@@ -14,7 +14,8 @@ for direction i with w = weight[i, e], c = bias[i, e] and x read as 0 outside 0.
     reverse[i] True:             y[l, e] = c + sum_j w[k-1-j] * x[l + j, e]
 
 The reversed direction is the causal conv of the time-flipped sequence, flipped back: a scan that runs
-L-1 .. 0 sees only the current and later tokens, without anyone materialising the flipped copy. The
+L-1 .. 0 sees only the current and later tokens, without anyone materialising the flipped copy. An fp32
+forward without autograd runs the same conv as F.conv1d (`conv_forward`); gradients and fp64 take the tap sum. The
 backward recomputes the forward with autograd and differentiates it; dx is in x's dtype, dweight and
 dbias in the parameters' dtypes, dbias None when bias is None.
 """
@@ -23,7 +24,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["causal_conv1d_fwd", "causal_conv1d_bwd"]
+__all__ = ["causal_conv1d_fwd", "causal_conv1d_bwd", "conv_forward"]
 
 
 def _compute_dtype(*tensors) -> torch.dtype:
@@ -42,8 +43,27 @@ def _direction(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
     return y if bias is None else y + bias
 
 
+def conv_forward(x, weight, bias, reverse: Sequence[bool], silu: bool) -> torch.Tensor:
+    """The same conv as one depthwise F.conv1d per direction (u in the compute dtype): the inference path, several
+    times faster on CPU than the tap sum, and the form torch.onnx.export writes as a `Conv`."""
+    dtype = _compute_dtype(x, weight, bias)
+    channels, k = x.shape[-1], weight.shape[-1]
+    xt = x.to(dtype).transpose(1, 2)
+    outs = []
+    for i, rev in enumerate(reverse):
+        w = weight[i].to(dtype)
+        # The reversed direction sees tokens l .. l+k-1: pad after the sequence and flip the taps.
+        padded = F.pad(xt, (0, k - 1) if rev else (k - 1, 0))
+        outs.append(F.conv1d(padded, (w.flip(-1) if rev else w)[:, None],
+                             None if bias is None else bias[i].to(dtype), groups=channels))
+    y = torch.stack(outs, 1).transpose(2, 3)
+    return F.silu(y) if silu else y
+
+
 def _forward(x, weight, bias, reverse: Sequence[bool], silu: bool) -> torch.Tensor:
     dtype = _compute_dtype(x, weight, bias)
+    if dtype == torch.float32 and not torch.is_grad_enabled():
+        return conv_forward(x, weight, bias, reverse, silu)
     x, weight = x.to(dtype), weight.to(dtype)
     bias = None if bias is None else bias.to(dtype)
     y = torch.stack([_direction(x, weight[i], None if bias is None else bias[i], bool(rev))

@@ -190,6 +190,27 @@ def test_reference_linear_scan_both_directions(steps):
     torch.testing.assert_close(linear_scan(a, b, reverse=True), torch.stack(backward, 1))
 
 
+@pytest.mark.parametrize("local_window", [0, 3, 5, 40])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_reference_inference_path_against_loop(local_window, dtype):
+    """The fp32 inference path (no autograd: blocks of steps, exp2, in-place scan) against the float64 oracle,
+    over several blocks, windows that cross block ends and a window longer than the sequence."""
+    from vimamba.kernels.reference import _BLOCK
+    torch.manual_seed(0)
+    L = 2 * _BLOCK + 5
+    x = make_inputs(batch=2, K=2, d=3, L=L, N=4, dtype=dtype)
+    index = random_index(2, L)
+    with torch.no_grad():
+        y, last = selective_scan(**x, order=index, local_window=local_window, return_last_state=True,
+                                 backend="reference")
+    y_ref, last_ref = scan_loop(**{n: (None if v is None else v.double()) for n, v in x.items()}, index=index,
+                                local_window=local_window)
+    assert y.dtype == dtype and last.dtype == torch.float32 and last.is_contiguous()
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(y.double(), y_ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(last.double(), last_ref, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("local_window,use_order", [(0, False), (2, True), (3, False)])
 def test_gradcheck(local_window, use_order):
     x = make_inputs(batch=1, K=2, d=2, L=5, N=2, requires_grad=True)

@@ -237,6 +237,10 @@ def _selective_scan_op(
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend):
     batch, K, d, _ = u.shape
+    if index is not None:
+        # Ties a traced length to the scan order's, so that torch.export never drops an order built for one size.
+        torch._check(index.shape[-1] == u.shape[-1], lambda: f"order: index of length {index.shape[-1]} for a "
+                     f"sequence of {u.shape[-1]} tokens")
     return torch.empty_like(u), u.new_empty((batch, K, d, A.shape[-1]), dtype=torch.float32)
 
 

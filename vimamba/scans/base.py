@@ -5,6 +5,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar, Dict, List, Optional, Type, Union
 
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 DeviceLike = Union[torch.device, str, int, None]
 
@@ -191,8 +192,9 @@ class ScanPattern:
 @functools.lru_cache(maxsize=256)
 def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) -> ScanOrder:
     # The cache outlives the call: an order first built under torch.inference_mode() would otherwise hold
-    # inference tensors that autograd refuses to save in every later training step.
-    with torch.inference_mode(False):
+    # inference tensors that autograd refuses to save in every later training step, and one built while
+    # torch.export traces (fake tensor and proxy modes) would hand fake tensors to every later eager call.
+    with torch.inference_mode(False), _disable_current_modes():
         if device.type != "cpu":
             return _cached_order(pattern, h, w, torch.device("cpu")).to(device)
         index = pattern._index(h, w)
