@@ -67,3 +67,17 @@ def test_compiled_matches_eager_gpu(name, mode):
         grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+
+
+def test_compiled_scan_order_is_a_graph_constant(one_thread):
+    """The scan order reaches the graph through a plain int key (what dynamo takes on torch 2.11 too), also for a
+    copy of the model whose original is gone."""
+    import copy
+    import gc
+    torch._dynamo.reset()
+    model = timm.create_model('test_lbvim').eval()
+    twin = copy.deepcopy(model)
+    del model
+    gc.collect()
+    x = _input(twin)
+    torch.testing.assert_close(torch.compile(twin, backend='eager', fullgraph=True)(x), twin(x))

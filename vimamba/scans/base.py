@@ -1,6 +1,8 @@
 """What every scan pattern returns (`ScanOrder`), the pattern base class, its cache and the name registry."""
 import functools
+import itertools
 import operator
+import weakref
 from dataclasses import dataclass, fields
 from typing import ClassVar, Dict, List, Optional, Type, Union
 
@@ -155,9 +157,14 @@ class ScanPattern:
 
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls)
-        # What torch.compile hands `_constant_index`: dynamo cannot pass a frozen dataclass there (torch 2.11).
-        object.__setattr__(self, '_source', _OrderSource(self))
+        # torch.compile reaches the pattern from `_constant_index` by this number: dynamo passes only plain
+        # constants there (torch 2.11: no frozen dataclass, no other object).
+        object.__setattr__(self, '_key', next(_KEYS))
+        _BY_KEY[self._key] = self
         return self
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != '_key'}  # a copy gets its own key from __new__
 
     def order(self, h: int, w: int, device: DeviceLike = None, *, training: bool = False,
               generator: Optional[torch.Generator] = None) -> ScanOrder:
@@ -174,7 +181,7 @@ class ScanPattern:
         `ScanOrder`, or under torch.compile its index as a constant of the graph (dynamo traces neither the
         cache nor, before torch 2.14, a frozen dataclass built in the graph)."""
         if torch.compiler.is_compiling():
-            return _constant_index(self._source, h, w, device)
+            return _constant_index(self._key, h, w, device)
         return self.order(h, w, device)
 
     def local_window(self, h: int, w: int) -> int:
@@ -201,14 +208,13 @@ def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) ->
         return ScanOrder.from_index(index, local_window=pattern._local_window(h, w))
 
 
-class _OrderSource:
-    def __init__(self, pattern: ScanPattern):
-        self.pattern = pattern
+_KEYS = itertools.count()
+_BY_KEY: 'weakref.WeakValueDictionary[int, ScanPattern]' = weakref.WeakValueDictionary()
 
 
 @torch.compiler.assume_constant_result
-def _constant_index(source: _OrderSource, h: int, w: int, device: DeviceLike) -> torch.Tensor:
-    return source.pattern.order(h, w, device).index
+def _constant_index(key: int, h: int, w: int, device: DeviceLike) -> torch.Tensor:
+    return _BY_KEY[key].order(h, w, device).index
 
 
 def clear_cache() -> None:
