@@ -22,11 +22,13 @@ def test_no_graph_breaks(name, mode, one_thread):
     assert explained.graph_break_count == 0 and explained.graph_count == 1, reasons
 
 
-def test_compiled_training_step_matches_eager(one_thread):
+@pytest.mark.parametrize('name', ['test_vim', 'test_lbvim'])
+def test_compiled_training_step_matches_eager(name, one_thread):
     """AOTAutograd traces our ops' backward too: a fullgraph-compiled step gives eager's loss and gradients,
-    and a second batch size reuses the graph with a dynamic batch instead of failing."""
+    and a second batch size reuses the graph with a dynamic batch instead of failing. LBVim's layers alternate
+    between two scan orders: the graph names each order, holding no index tensor."""
     torch._dynamo.reset()
-    model = timm.create_model('test_vim', num_classes=5).train()
+    model = timm.create_model(name, num_classes=5).train()
     compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
     for batch in (2, 3):
         x = _input(model, batch)

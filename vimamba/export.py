@@ -15,6 +15,7 @@ the vimamba kernels; `ep.run_decompositions(vimamba.export.decompositions())` sw
 TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`, deprecated by torch) is not supported: its custom
 symbolic functions cannot build the scan's loop body, and it stops with an error that says so.
 """
+import contextlib
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -37,7 +38,7 @@ def _time_major(x: Tensor, index: Optional[Tensor], dtype: torch.dtype) -> Tenso
 
 
 def selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus: bool,
-                                 local_window: int, backend: str = "auto") -> Tuple[Tensor, Tensor]:
+                                 local_window: int, backend: str = "auto", order_grid=None) -> Tuple[Tensor, Tensor]:
     """`vimamba::selective_scan` in standard ops, the loop over time as one scan (same arguments and results)."""
     from torch._higher_order_ops.scan import scan
 
@@ -119,11 +120,19 @@ def decompositions() -> Dict[torch._ops.OpOverload, Callable]:
     }
 
 
-def _register() -> None:
+@contextlib.contextmanager
+def onnx_lowering():
+    """Within this context `torch.onnx.export` lowers the vimamba ops to standard ONNX: their decompositions sit in
+    torch's global table only here, since torch.compile's fake-tensor tracing would use them too (and fail on a
+    dynamic batch) if they stayed."""
     table = torch._decomp.decomposition_table
-    for op, fn in decompositions().items():
-        table.setdefault(op, fn)
-    _register_torchscript_refusal()
+    added = [op for op in decompositions() if op not in table]
+    table.update({op: fn for op, fn in decompositions().items() if op in added})
+    try:
+        yield
+    finally:
+        for op in added:
+            table.pop(op, None)
 
 
 def _register_torchscript_refusal() -> None:
@@ -171,8 +180,9 @@ def export_onnx(model: torch.nn.Module, example: Tensor, path: str, *, dynamic_b
     if not isinstance(path, str) or not path:
         raise ValueError(f"path: expected a file name, got {path!r}")
     program = export_program(model, example, dynamic_batch=dynamic_batch)
-    onnx_program = torch.onnx.export(program, (example,), input_names=["input"], output_names=["output"],
-                                     opset_version=opset_version, optimize=optimize, dynamo=True)
+    with onnx_lowering():
+        onnx_program = torch.onnx.export(program, (example,), input_names=["input"], output_names=["output"],
+                                         opset_version=opset_version, optimize=optimize, dynamo=True)
     onnx_program.save(path)
     return onnx_program
 
@@ -182,4 +192,4 @@ def _input_name(model: torch.nn.Module) -> str:
     return next(iter(inspect.signature(model.forward).parameters))
 
 
-_register()
+_register_torchscript_refusal()

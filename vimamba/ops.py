@@ -49,7 +49,7 @@ import torch
 import torch.fx
 from torch import Tensor
 
-from .scans.base import ScanOrder
+from .scans.base import GridOrder, ScanOrder
 
 __all__ = ["selective_scan", "selective_scan_flops", "selective_scan_flop_jit", "causal_conv1d",
            "causal_conv1d_flops", "causal_conv1d_flop_jit", "add_rms_norm", "available_backends", "resolve_backend"]
@@ -224,10 +224,12 @@ def _selective_scan_op(
     delta_softplus: bool,
     local_window: int,
     backend: str,
+    order_grid: Optional[List[int]] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Normalised selective scan: u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D,
-    delta_bias (K, d); index (K, L) long or None. Returns y (b, K, d, L) in u's dtype and the last
-    forward state (b, K, d, N) fp32."""
+    delta_bias (K, d); index (K, L) long or None, or `order_grid` [pattern key, h, w] naming a cached order.
+    Returns y (b, K, d, L) in u's dtype and the last forward state (b, K, d, N) fp32."""
+    index = _grid_index(order_grid, u.device) if order_grid else index
     y, last_state = _run_backend(
         backend, "selective_scan_fwd", u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
         local_window)
@@ -235,7 +237,7 @@ def _selective_scan_op(
 
 
 @_selective_scan_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend):
+def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend, order_grid=None):
     batch, K, d, _ = u.shape
     if index is not None:
         # Ties a traced length to the scan order's, so that torch.export never drops an order built for one size.
@@ -259,9 +261,11 @@ def _selective_scan_bwd_op(
     delta_softplus: bool,
     local_window: int,
     backend: str,
+    order_grid: Optional[List[int]] = None,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input gets an empty tensor
     (the op schema has no optional outputs)."""
+    index = _grid_index(order_grid, u.device) if order_grid else index
     with _autograd_dispatch():
         grads = _run_backend(
             backend, "selective_scan_bwd", dy, u, delta, A, B, C, D, z, delta_bias,
@@ -271,14 +275,21 @@ def _selective_scan_bwd_op(
 
 
 @_selective_scan_bwd_op.register_fake
-def _(dy, u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend):
+def _(dy, u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend, order_grid=None):
     return tuple(u.new_empty(0) if t is None else torch.empty_like(t)
                  for t in (u, delta, A, B, C, D, z, delta_bias))
 
 
+def _grid_index(order_grid: List[int], device: torch.device) -> Tensor:
+    from .scans.base import pattern_by_key
+    key, h, w = order_grid
+    return pattern_by_key(key).order(h, w, device).index
+
+
 def _setup_context(ctx, inputs, output):
-    u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend = inputs
+    u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend = inputs[:12]
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, index)
+    ctx.order_grid = inputs[12] if len(inputs) > 12 else None
     ctx.mark_non_differentiable(output[1])  # last_state: inference and inspection only
     ctx.delta_softplus = delta_softplus
     ctx.local_window = local_window
@@ -290,9 +301,9 @@ def _backward(ctx, dy, dlast_state):
     u, delta, A, B, C, D, z, delta_bias, index = ctx.saved_tensors
     grads = torch.ops.vimamba.selective_scan_bwd(
         dy, u, delta, A, B, C, D, z, delta_bias, index, ctx.delta_softplus, ctx.local_window,
-        ctx.backend)
+        ctx.backend, ctx.order_grid)
     grads = [None if t is None else g for g, t in zip(grads, (u, delta, A, B, C, D, z, delta_bias))]
-    return (*grads, None, None, None, None)
+    return (*grads, None, None, None, None, None)
 
 
 _selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
@@ -375,8 +386,8 @@ def _is_compiling() -> bool:
 
 def _normalise_order(order, local_window: int, K: int, L: int, device: torch.device):
     """(index (K, L) long or None, local_window) from `order` and the `local_window` argument."""
-    if order is None:
-        return None, local_window
+    if order is None or isinstance(order, GridOrder):
+        return order, local_window  # a GridOrder (torch.compile) is resolved by the op when it runs
     if isinstance(order, ScanOrder):
         index = order.index
         if order.local_window and local_window and order.local_window != local_window:
@@ -532,8 +543,11 @@ def selective_scan(
     # u, delta, z, B, C keep their strides (the kernels read any layout); the small parameters are made
     # contiguous.
     A, D, delta_bias = [None if t is None else t.contiguous() for t in (A, D, delta_bias)]
+    grid = None
+    if isinstance(index, GridOrder):
+        grid, index = list(index), None
     y, last_state = torch.ops.vimamba.selective_scan(
-        u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, name)
+        u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, name, grid)
     if squeeze:
         y = y[:, 0]
     return (y, last_state) if return_last_state else y

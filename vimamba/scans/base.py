@@ -4,7 +4,7 @@ import itertools
 import operator
 import weakref
 from dataclasses import dataclass, fields
-from typing import ClassVar, Dict, List, Optional, Type, Union
+from typing import ClassVar, Dict, List, NamedTuple, Optional, Type, Union
 
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
@@ -176,13 +176,15 @@ class ScanPattern:
         h, w = check_grid(type(self).__name__ + ".order", h, w)
         return _cached_order(self, h, w, _normalise_device(device))
 
-    def op_order(self, h: int, w: int, device: DeviceLike = None) -> Union[ScanOrder, torch.Tensor]:
+    def op_order(self, h: int, w: int, device: DeviceLike = None) -> Union[ScanOrder, 'GridOrder', torch.Tensor]:
         """What a mixer hands the op as `order` (with `local_window=self.local_window(h, w)`): the cached
-        `ScanOrder`, or under torch.compile its index as a constant of the graph (dynamo traces neither the
-        cache nor, before torch 2.14, a frozen dataclass built in the graph)."""
-        if torch.compiler.is_compiling():
+        `ScanOrder`; under torch.compile a `GridOrder` that the op resolves when it runs (no index tensor in the
+        graph); under torch.export the index, a constant of the exported program."""
+        if not torch.compiler.is_compiling():
+            return self.order(h, w, device)
+        if _is_exporting():
             return _constant_index(self._key, h, w, device)
-        return self.order(h, w, device)
+        return GridOrder(self._key, h, w)
 
     def local_window(self, h: int, w: int) -> int:
         """The LBMamba window the op should use on an h x w grid (0: plain scan)."""
@@ -210,6 +212,22 @@ def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) ->
 
 _KEYS = itertools.count()
 _BY_KEY: 'weakref.WeakValueDictionary[int, ScanPattern]' = weakref.WeakValueDictionary()
+
+
+class GridOrder(NamedTuple):
+    """The cached order of pattern `key` (`ScanPattern._key`) on a height x width grid, named rather than held."""
+    key: int
+    height: int
+    width: int
+
+
+def pattern_by_key(key: int) -> 'ScanPattern':
+    return _BY_KEY[key]
+
+
+def _is_exporting() -> bool:
+    is_exporting = getattr(torch.compiler, 'is_exporting', None)
+    return bool(is_exporting and is_exporting())
 
 
 @torch.compiler.assume_constant_result
