@@ -210,12 +210,12 @@ def test_use_ema_on_a_checkpoint_without_ema_weights_is_an_error(data_dir, tmp_p
     model = create_classifier(MODEL, len(COLOURS), SIZE, {})
     ckpt = tmp_path / 'plain.pth.tar'
     torch.save({'state_dict': model.state_dict(), 'epoch': 0}, ckpt)
-    with pytest.raises(ConfigError, match=r"--checkpoint .*EMA weights were asked for but the checkpoint has none "
-                                          r"\(looked for \['state_dict_ema', 'model_ema', 'net_E'\]; top-level keys: "
-                                          r"\['epoch', 'state_dict'\]\)"):
+    with pytest.raises(ConfigError, match=r"--checkpoint .*has no EMA weights \(looked for \['state_dict_ema', "
+                                          r"'model_ema', 'net_E', 'params_ema'\]\); top-level keys: "
+                                          r"\['epoch', 'state_dict'\]"):
         validate(parse_validate_args([MODEL, '--data', str(data_dir), '--checkpoint', str(ckpt), '--use-ema',
                                       '--num-classes', '4', '--workers', '0']))
-    with pytest.raises(ConfigError, match='--initial-checkpoint .*EMA weights were asked for'):
+    with pytest.raises(ConfigError, match='--initial-checkpoint .*has no EMA weights'):
         load_weights(model, str(ckpt), '--initial-checkpoint', use_ema=True)
     # a distillation teacher takes EMA weights where there are some, else the plain ones
     load_weights(model, str(ckpt), '--kd-checkpoint', prefer_ema=True)

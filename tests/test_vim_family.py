@@ -465,7 +465,7 @@ def test_convert_cli(tmp_path, capsys):
     assert os.path.exists(dst) and 'test_lbvim' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         convert.main([src, dst, '--model', 'test_vim'])
-    assert 'error: checkpoint does not fit test_vim:\n  missing keys' in capsys.readouterr().err
+    assert 'error: checkpoint does not fit VisionMamba:\n  missing keys' in capsys.readouterr().err
 
 
 
@@ -474,7 +474,7 @@ def test_convert_cli(tmp_path, capsys):
     (['SRC', 'out.pth', '--model', 'test_lbvim'], "dst 'out.pth': give a file name ending in .safetensors"),
     (['SRC', 'out.safetensors', '--model', 'lbvim_tiny'],
      "--model 'lbvim_tiny' is not a vimamba model; nearest: lbvim_tiny_patch16_224"),
-    (['SRC', 'out.safetensors', '--model', 'test_lbvim', '--ema'], "--ema: the checkpoint has no 'model_ema' entry"),
+    (['SRC', 'out.safetensors', '--model', 'test_lbvim', '--ema'], "--ema: has no EMA weights (looked for ['state_dict_ema', 'model_ema'"),
 ])
 def test_convert_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     convert = _load_convert()

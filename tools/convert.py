@@ -98,7 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         tensors = convert(args.src, args.dst, args.model, use_ema=args.ema, **kwargs)
     except CheckpointError as e:
-        sys.exit(f'convert.py: error: {e}')
+        parser.exit(1, f'{parser.prog}: error: {e}\n')
     print(f'wrote {args.dst}: {len(tensors)} tensors, {sum(t.numel() for t in tensors.values()):,} parameters '
           f'for {args.model}')
 
