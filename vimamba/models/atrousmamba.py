@@ -64,7 +64,7 @@ from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, atrous_block_scans
 from vimamba.scans.base import check_depths, check_int
 
-__all__ = ['AtrousMamba', 'checkpoint_filter_fn']
+__all__ = ['AtrousMamba', 'checkpoint_filter_fn', 'create_atrousmamba']
 
 class Stem(nn.Module):
     """VMamba's "v2" patch embed: 3x3 s2 conv to C/2 -> LN -> GELU -> 3x3 s2 conv to C -> LN (stride 4)."""
@@ -452,28 +452,34 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
     }
 
 
-# No AtrousMamba weights exist; the paper starts from the VMamba v2 ImageNet-1k checkpoints of the same size
-# (GitHub release assets of MzeroMiko/VMamba, release tag '#v2cls'), which `.vmamba_in1k` loads.
-_VMAMBA_RELEASE = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
+# VMamba v2 ImageNet-1k checkpoints, GitHub release assets of MzeroMiko/VMamba (release tag '#v2cls'), per size:
+# (file, variant, top-1 with the cross scan). `vmamba_*` loads them as `.in1k`; no AtrousMamba weights exist, and
+# the paper starts from the VMamba weights of the same size, which `atrousmamba_*.vmamba_in1k` loads.
+VMAMBA_RELEASE = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
+VMAMBA_CHECKPOINTS = {
+    'tiny': ('vssm_tiny_0230_ckpt_epoch_262.pth', 'T s2l5', 82.5),
+    'small': ('vssm_small_0229_ckpt_epoch_222.pth', 'S s2l15', 83.6),
+    'base': ('vssm_base_0229_ckpt_epoch_237.pth', 'B s2l15', 83.9),
+    'tiny_s1l8': ('vssm1_tiny_0230s_ckpt_epoch_264.pth', 'T s1l8', 82.6),
+    'small_s1l20': ('vssm1_small_0229s_ckpt_epoch_240.pth', 'S s1l20', 83.3),
+    'base_s1l20': ('vssm1_base_0229s_ckpt_epoch_225.pth', 'B s1l20', 83.8),
+}
 
 
-def _vmamba(filename: str, name: str, top1: float) -> Dict[str, Any]:
-    return _cfg(url=_VMAMBA_RELEASE + filename, notes=(
-        f'VMamba {name} ImageNet-1k weights (top-1 {top1} with the cross scan, scan="cross")',))
+def vmamba_cfg(size: str, **kwargs) -> Dict[str, Any]:
+    filename, variant, top1 = VMAMBA_CHECKPOINTS[size]
+    return _cfg(url=VMAMBA_RELEASE + filename, notes=(
+        f'VMamba {variant} ImageNet-1k weights (top-1 {top1} with the cross scan, scan="cross")',), **kwargs)
 
 
 default_cfgs = generate_default_cfgs({
-    'atrousmamba_tiny.vmamba_in1k': _vmamba('vssm_tiny_0230_ckpt_epoch_262.pth', 'T s2l5', 82.5),
-    'atrousmamba_small.vmamba_in1k': _vmamba('vssm_small_0229_ckpt_epoch_222.pth', 'S s2l15', 83.6),
-    'atrousmamba_base.vmamba_in1k': _vmamba('vssm_base_0229_ckpt_epoch_237.pth', 'B s2l15', 83.9),
-    'atrousmamba_tiny_s1l8.vmamba_in1k': _vmamba('vssm1_tiny_0230s_ckpt_epoch_264.pth', 'T s1l8', 82.6),
-    'atrousmamba_small_s1l20.vmamba_in1k': _vmamba('vssm1_small_0229s_ckpt_epoch_240.pth', 'S s1l20', 83.3),
-    'atrousmamba_base_s1l20.vmamba_in1k': _vmamba('vssm1_base_0229s_ckpt_epoch_225.pth', 'B s1l20', 83.8),
+    **{f'atrousmamba_{size}.vmamba_in1k': vmamba_cfg(size) for size in VMAMBA_CHECKPOINTS},
     'test_atrousmamba.untrained': _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
 })
 
 
-def _create_atrousmamba(variant: str, pretrained: bool = False, **kwargs) -> AtrousMamba:
+def create_atrousmamba(variant: str, pretrained: bool = False, **kwargs) -> AtrousMamba:
+    """Build any variant on the AtrousMamba class (also the `vmamba_*` family) from its registered cfg."""
     prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         AtrousMamba,
@@ -489,46 +495,46 @@ def _create_atrousmamba(variant: str, pretrained: bool = False, **kwargs) -> Atr
 def atrousmamba_tiny(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-T: VMamba-T v2 (s2l5) with atrous-window scans, 30.7M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 5, 2), ssm_ratio=2.0, drop_path_rate=0.2)
-    return _create_atrousmamba('atrousmamba_tiny', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_tiny', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_small(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-S: VMamba-S v2 (s2l15) with atrous-window scans, 50.1M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.3)
-    return _create_atrousmamba('atrousmamba_small', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_small', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_base(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-B: VMamba-B v2 (s2l15) with atrous-window scans, 88.6M params."""
     model_args = dict(embed_dim=128, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.6)
-    return _create_atrousmamba('atrousmamba_base', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_base', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_tiny_s1l8(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-T s1l8: VMamba-T v2 (ssm_ratio 1, 8 blocks in stage 3) with atrous-window scans, 30.2M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 8, 2), ssm_ratio=1.0, drop_path_rate=0.2)
-    return _create_atrousmamba('atrousmamba_tiny_s1l8', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_tiny_s1l8', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_small_s1l20(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-S s1l20: VMamba-S v2 (ssm_ratio 1) with atrous-window scans, 49.0M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 20, 2), ssm_ratio=1.0, drop_path_rate=0.3)
-    return _create_atrousmamba('atrousmamba_small_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_small_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_base_s1l20(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-B s1l20: VMamba-B v2 (ssm_ratio 1) with atrous-window scans, 86.6M params."""
     model_args = dict(embed_dim=128, depths=(2, 2, 20, 2), ssm_ratio=1.0, drop_path_rate=0.5)
-    return _create_atrousmamba('atrousmamba_base_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_base_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def test_atrousmamba(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """Tiny AtrousMamba for tests: window 4, rates (1, 2) so both rates run on the 16x16 first stage."""
     model_args = dict(embed_dim=16, depths=(2, 1, 1, 1), window_size=4, atrous_rates=(1, 2), img_size=64)
-    return _create_atrousmamba('test_atrousmamba', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('test_atrousmamba', pretrained=pretrained, **dict(model_args, **kwargs))
