@@ -23,9 +23,9 @@ from typing import Any, Dict
 
 from timm.models import generate_default_cfgs, register_model
 
-from vimamba.models.atrousmamba import AtrousMamba, _cfg, create_atrousmamba, vmamba_cfg
+from vimamba.models.atrousmamba import AtrousMamba, _cfg, checkpoint_filter_fn, create_atrousmamba, vmamba_cfg
 
-__all__ = []
+__all__ = ['checkpoint_filter_fn']  # the AtrousMamba filter: VMamba's official layout is what it maps
 
 _PAPER = dict(paper_ids='arXiv:2401.10166', paper_name='VMamba: Visual State Space Model')
 
