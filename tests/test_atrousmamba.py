@@ -8,10 +8,10 @@ import vimamba  # noqa: F401  registers the models
 from vimamba import ops
 from vimamba.checkpoint import CheckpointMismatchError
 from vimamba.layers.vss import VisualSelectiveScan2d, VSSBlock
-from vimamba.models.atrousmamba import (
-    AtrousPhaseOuterScan, AtrousWindowRateScan, MultiRateAtrousScan, atrous_phase_outer_order, checkpoint_filter_fn,
-    effective_atrous_rate)
-from vimamba.scans import atrous_window_order, get_pattern
+from vimamba.models.atrousmamba import checkpoint_filter_fn
+from vimamba.scans import (
+    AtrousPhaseOuterScan, AtrousWindowRateScan, MultiRateAtrousScan, atrous_phase_outer_order, atrous_window_order,
+    effective_atrous_rate, get_pattern)
 
 # VMamba v2 parameter counts measured on the official code: AWVSS has VMamba's shapes.
 SPEC_PARAMS = {

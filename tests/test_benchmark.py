@@ -243,9 +243,11 @@ def test_several_backends_give_one_row_each(tmp_path):
     assert all(r.status == 'ok' for r in results)
 
 
-# Official figures (GMACs per image, the papers' fvcore convention): MobileMamba's README, Vim's paper.
+# Official figures (GMACs per image, the papers' fvcore convention): MobileMamba's README, Vim's paper, VMamba's
+# assets/performance.md.
 @pytest.mark.parametrize('name,img_size,official', [('mobilemamba_t2', 192, 0.255), ('mobilemamba_b1', 256, 1.080),
-                                                    ('vim_tiny_patch16_224', 224, 1.82)])
+                                                    ('vim_tiny_patch16_224', 224, 1.82),
+                                                    ('vmamba_tiny_s2l5', 224, 4.9)])
 def test_flops_within_two_percent_of_the_official_figures(name, img_size, official):
     model = timm.utils.reparameterize_model(timm.create_model(name).eval())
     flops = benchmark.count_flops(model, torch.randn(1, 3, img_size, img_size))

@@ -15,8 +15,7 @@ from vimamba.downstream.change_detection import (
     BinaryChangeDataset, BinaryChangeNet, SemanticChangeDataset, SemanticChangeNet, binary_change_metrics,
     confusion_matrix, lovasz_softmax, scd_loss, semantic_change_hist, semantic_change_metrics, slide_inference)
 from vimamba.downstream.change_detection.inference import main as detect_main
-from vimamba.models.atrousmamba import AtrousWindowRateScan
-from vimamba.scans import get_pattern
+from vimamba.scans import AtrousWindowRateScan, get_pattern
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_ENCODER = dict(model_name='test_atrousmamba', model_kwargs=dict(depths=(1, 1, 1, 1)))

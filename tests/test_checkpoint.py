@@ -18,7 +18,7 @@ from test_mobilemamba import _official_state_dict as mobilemamba_official
 from test_vim_family import OFFICIAL as VIM_OFFICIAL, _official_state_dict as vim_official
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAMILIES = ('vim', 'lbvim', 'shufflemamba', 'mobilemamba', 'mair', 'atrousmamba')
+FAMILIES = ('vim', 'lbvim', 'shufflemamba', 'mobilemamba', 'mair', 'atrousmamba', 'vmamba')
 
 
 def _optimizer_state(sd):

@@ -35,7 +35,7 @@ def test_cli_and_errors(one_thread, tmp_path, capsys):
     assert failed == 1 and 'FAIL test_atrousmamba 64px b4 fp32 auto' in capsys.readouterr().out
     assert out.read_text().count('"losses"') == 1
     with pytest.raises(ConfigError, match='--families'):
-        memorize_main(['--families', 'vmamba'])
+        memorize_main(['--families', 'swin'])
     with pytest.raises(ConfigError, match="dtype='fp8'"):
         memorize('test_atrousmamba', 64, dtype='fp8')
     with pytest.raises(ConfigError, match='steps=0'):

@@ -36,6 +36,9 @@ FAMILIES = {
     'atrousmamba': dict(model='test_atrousmamba', out_indices=(0, 1, 2, 3),
                         seg='upernet_atrousmamba-tiny_8xb2-160k_ade20k-512x512.py',
                         det='mask-rcnn_atrousmamba-tiny_fpn_1x_coco.py'),
+    'vmamba': dict(model='test_vmamba', out_indices=(0, 1, 2, 3),
+                   seg='upernet_vmamba-tiny-s2l5_8xb2-160k_ade20k-512x512.py',
+                   det='mask-rcnn_vmamba-tiny-s2l5_fpn_1x_coco.py'),
     'mobilemamba': dict(model='test_mobilemamba', out_indices=(1, 2, 3),
                         seg='upernet_mobilemamba-b4_8xb2-160k_ade20k-512x512.py',
                         det='mask-rcnn_mobilemamba-b1_fpn_1x_coco.py'),
@@ -230,6 +233,27 @@ def test_pretrained_argument_is_the_init_cfg_shorthand(mm, tmp_path):
         mm.VimambaBackbone(model_name='test_vim', pretrained=str(ckpt),
                            init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
 
+
+@pytest.mark.parametrize('config', ['seg/upernet_vmamba-tiny-s2l5_8xb2-160k_ade20k-512x512.py',
+                                    'det/mask-rcnn_vmamba-tiny-s1l8_fpn_1x_coco.py'])
+def test_vmamba_configs_start_from_the_official_release_file(mm, config, tmp_path, monkeypatch):
+    """The configs' init_cfg URL is read from torch hub's cache, where pretrained=True puts the same file."""
+    import timm
+    from mmengine.config import Config
+    from test_atrousmamba import _to_vmamba_names
+    from test_checkpoint import _vmamba_file
+
+    backbone = Config.fromfile(str(ROOT / 'configs' / config)).model.backbone
+    url = backbone.init_cfg.checkpoint
+    assert url.startswith('https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/')
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    (tmp_path / 'hub' / 'checkpoints').mkdir(parents=True)
+    small = dict(embed_dim=16, depths=(2, 1, 1, 1))  # the config's variant at test size
+    source = timm.create_model(backbone.model_name, **small)
+    _vmamba_file(tmp_path / 'hub' / 'checkpoints' / url.rsplit('/', 1)[-1], _to_vmamba_names(source.state_dict()))
+    net = mm.VimambaBackbone(**dict({k: v for k, v in backbone.items() if k != 'type'}, model_kwargs=small))
+    net.init_weights()
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in net.model.state_dict().items())
 
 def test_pretrained_mismatch_fails_listing_the_keys(mm, tmp_path):
     import timm

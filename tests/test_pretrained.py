@@ -32,6 +32,12 @@ VMAMBA_WEIGHTS = {
     'atrousmamba_tiny_s1l8.vmamba_in1k': 'vssm1_tiny_0230s_ckpt_epoch_264.pth',
     'atrousmamba_small_s1l20.vmamba_in1k': 'vssm1_small_0229s_ckpt_epoch_240.pth',
     'atrousmamba_base_s1l20.vmamba_in1k': 'vssm1_base_0229s_ckpt_epoch_225.pth',
+    'vmamba_tiny_s2l5.in1k': 'vssm_tiny_0230_ckpt_epoch_262.pth',
+    'vmamba_small_s2l15.in1k': 'vssm_small_0229_ckpt_epoch_222.pth',
+    'vmamba_base_s2l15.in1k': 'vssm_base_0229_ckpt_epoch_237.pth',
+    'vmamba_tiny_s1l8.in1k': 'vssm1_tiny_0230s_ckpt_epoch_264.pth',
+    'vmamba_small_s1l20.in1k': 'vssm1_small_0229s_ckpt_epoch_240.pth',
+    'vmamba_base_s1l20.in1k': 'vssm1_base_0229s_ckpt_epoch_225.pth',
 }
 REVISION = '0123456789abcdef0123456789abcdef01234567'
 
@@ -95,19 +101,23 @@ def test_vmamba_cfgs_name_the_official_release_assets():
     for name, filename in VMAMBA_WEIGHTS.items():
         assert get_pretrained_cfg(name).url == \
             'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/' + filename, name
+    assert timm.list_pretrained('vmamba_*') + timm.list_pretrained('atrousmamba_*') == sorted(
+        n for n in VMAMBA_WEIGHTS if n.startswith('vmamba_')) + sorted(n for n in VMAMBA_WEIGHTS if n.startswith('a'))
+    # the default tag of a VMamba name is the official file
+    assert timm.create_model('vmamba_tiny_s2l5', pretrained=False, device='meta').pretrained_cfg['tag'] == 'in1k'
 
 
 @pytest.mark.parametrize('name', sorted(VMAMBA_WEIGHTS))
 def test_vmamba_pretrained_from_the_torch_hub_cache(offline, name):
     _, checkpoints = offline
     cfg = get_pretrained_cfg(name)
-    source = timm.create_model('test_atrousmamba')
+    test_model = 'test_' + name.split('_')[0]  # test_vmamba / test_atrousmamba
+    source = timm.create_model(test_model)
     _vmamba_file(checkpoints / os.path.basename(cfg.url), _to_vmamba_names(source.state_dict()))
-    model = timm.create_model('test_atrousmamba', pretrained=True, pretrained_cfg_overlay=dict(url=cfg.url))
+    model = timm.create_model(test_model, pretrained=True, pretrained_cfg_overlay=dict(url=cfg.url))
     _same_outputs(model, source, 64)
     # a new class count keeps the fresh classifier, as timm does for its own weights
-    tuned = timm.create_model('test_atrousmamba', pretrained=True, num_classes=7,
-                              pretrained_cfg_overlay=dict(url=cfg.url))
+    tuned = timm.create_model(test_model, pretrained=True, num_classes=7, pretrained_cfg_overlay=dict(url=cfg.url))
     assert torch.equal(tuned.stages[3].blocks[0].mixer.A_log, source.stages[3].blocks[0].mixer.A_log)
     assert tuned.head.weight.shape[0] == 7
 
@@ -129,3 +139,13 @@ def test_drive_only_weights_name_the_page_and_the_route(name, page):
 def test_no_published_weights_says_so(name):
     with pytest.raises(RuntimeError, match=f'{name}: pretrained=True: no official weights are published'):
         timm.create_model(name, pretrained=True)
+
+
+def test_vmamba_name_pretrained_loads_its_own_release_file(offline):
+    """The registered name and its default `.in1k` cfg, no overlay (shrunk by kwargs to test size)."""
+    _, checkpoints = offline
+    small = dict(embed_dim=16, depths=(2, 1, 1, 1))
+    source = timm.create_model('vmamba_tiny_s2l5', **small)
+    _vmamba_file(checkpoints / 'vssm_tiny_0230_ckpt_epoch_262.pth', _to_vmamba_names(source.state_dict()))
+    model = timm.create_model('vmamba_tiny_s2l5', pretrained=True, **small)
+    _same_outputs(model, source, 64)

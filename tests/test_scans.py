@@ -1,12 +1,14 @@
 """Scan-pattern library: permutation and inverse properties, golden tables, caching and errors."""
 import dataclasses
+import hashlib
 
 import pytest
 import torch
 
 from vimamba.scans import (
-    AtrousWindowScan, BidirectionalScan, CrossScan, LocallyBidirectionalScan, NestedSScan, RasterScan, ScanOrder,
-    ShuffleScan, clear_cache, get_pattern, list_patterns,
+    AtrousPhaseOuterScan, AtrousWindowRateScan, AtrousWindowScan, BidirectionalScan, CrossScan,
+    LocallyBidirectionalScan, MultiRateAtrousScan, NestedSScan, RasterScan, ScanOrder, ShuffleScan,
+    atrous_block_scans, clear_cache, get_pattern, list_patterns,
 )
 from vimamba.ops import selective_scan
 
@@ -17,7 +19,9 @@ PATTERNS = [
     RasterScan(), BidirectionalScan(), CrossScan(),
     LocallyBidirectionalScan(), LocallyBidirectionalScan(window=3, reverse=True),
     AtrousWindowScan(), AtrousWindowScan(window=2, rate=2), AtrousWindowScan(window=3, rate=4),
-    AtrousWindowScan(window=1, rate=1),
+    AtrousWindowScan(window=1, rate=1), AtrousPhaseOuterScan(window=2, rate=3),
+    AtrousWindowRateScan(window=4, rate=4), AtrousWindowRateScan(window=2, rate=3, order_mode="phase"),
+    MultiRateAtrousScan(window=2, rates=(1, 2, 3)),
     NestedSScan(), NestedSScan(scan_len=4, shift=2), NestedSScan(scan_len=3, shift=1), NestedSScan(scan_len=1),
     ShuffleScan(),
 ]
@@ -51,8 +55,10 @@ def test_shuffle_training_orders_are_permutations():
 
 def test_registry_names_and_defaults():
     assert list_patterns() == sorted(["raster", "bidirectional", "cross", "locally_bidirectional", "atrous_window",
+                                      "atrous_phase_outer", "atrous_window_rate", "atrous_window_multirate",
                                       "nested_s", "shuffle"])
     expected_k = {"raster": 1, "bidirectional": 2, "cross": 4, "locally_bidirectional": 1, "atrous_window": 4,
+                  "atrous_phase_outer": 4, "atrous_window_rate": 4, "atrous_window_multirate": 12,
                   "nested_s": 4, "shuffle": 1}
     for name in list_patterns():
         pattern = get_pattern(name)
@@ -62,6 +68,8 @@ def test_registry_names_and_defaults():
             assert pattern.order(h, w).index.shape == (expected_k[name], h * w)
     assert get_pattern("nested_s") == NestedSScan(scan_len=8, shift=0)
     assert get_pattern("atrous_window") == AtrousWindowScan(window=8, rate=1)
+    assert get_pattern("atrous_window_rate", rate=2) == AtrousWindowRateScan(8, 2, "clip", "window")
+    assert get_pattern("atrous_window_multirate") == MultiRateAtrousScan(8, (1, 2, 4), "clip", "window")
     assert get_pattern("locally_bidirectional") == LocallyBidirectionalScan(window=None, reverse=False)
     built = NestedSScan(scan_len=4)
     assert get_pattern(built) is built
@@ -246,6 +254,59 @@ def test_atrous_window_matches_spec_loops(window, rate):
             k0 = _atrous_reference(h, w, window, rate)
             k2 = [(t % h) * w + t // h for t in _atrous_reference(w, h, window, rate)]
             assert index.tolist() == [k0, k2, k0[::-1], k2[::-1]], (h, w)
+
+
+# sha256 (first 16 hex digits) of the int64 index of each grid, taken from the patterns' first implementation
+# in the AtrousMamba model file: moving them into the library must not change a single order.
+_ATROUS_DIGESTS = {
+    ("atrous_phase_outer", (("window", 2), ("rate", 2))): (
+        "389996af60d71289", "9215fe155f1cf63d", "efad564a69e53d48", "ce02f86a610bf396"),
+    ("atrous_phase_outer", (("window", 3), ("rate", 2))): (
+        "1b6d3bf9f26c6060", "717c1e0beef69e9d", "e327bb9e75821fdc", "8affac857c6f5e34"),
+    ("atrous_window_rate", (("window", 4), ("rate", 4))): (
+        "30d6094f55fd681d", "1bd70df4bcaccbec", "4096170bdaab4057", "985b7baf027f0d3a"),
+    ("atrous_window_rate", (("window", 2), ("rate", 3), ("order_mode", "phase"))): (
+        "a27d613d4224a4be", "cf21415acd4491c4", "f8b27eb093ea4658", "d9e6bf94b29ecb61"),
+    ("atrous_window_multirate", (("window", 2), ("rates", (1, 2, 3)))): (
+        "37ea28661babbc7c", "ac2799009c2bbcf8", "a1542f9826d620ea", "e77b61edf28859fe"),
+    ("atrous_window_multirate", (("window", 2), ("rates", (1, 4)), ("order_mode", "phase"))): (
+        "e0079a6aad9374fe", "105491edfa61d035", "425bacad4fb68f0e", "fd09dbb3c9a8b037"),
+}
+
+
+@pytest.mark.parametrize("name,params", list(_ATROUS_DIGESTS), ids=str)
+def test_atrous_patterns_keep_their_orders(name, params):
+    pattern = get_pattern(name, **dict(params))
+    digests = tuple(hashlib.sha256(pattern.order(h, w).index.numpy().tobytes()).hexdigest()[:16]
+                    for h, w in [(6, 4), (8, 8), (7, 10), (16, 32)])
+    assert digests == _ATROUS_DIGESTS[name, params]
+
+
+def test_atrous_rate_patterns_pick_the_clipped_fixed_pattern():
+    # On 8x8, rate 4 x window 4 spans 16 cells: clipped to rate 2.
+    assert AtrousWindowRateScan(window=4, rate=4).pattern_for(8, 8) == AtrousWindowScan(window=4, rate=2)
+    assert AtrousWindowRateScan(4, 4, order_mode="phase").pattern_for(8, 8) == AtrousPhaseOuterScan(4, 2)
+    multi = MultiRateAtrousScan(window=2, rates=(1, 3)).order(6, 6).index
+    assert torch.equal(multi, torch.cat([AtrousWindowScan(2, 1).order(6, 6).index,
+                                         AtrousWindowScan(2, 3).order(6, 6).index]))
+
+
+def test_atrous_block_scans_schedule():
+    """The one rate schedule of AtrousMamba's stages and the change-detection decoders."""
+    stages = atrous_block_scans("atrous_window", (3, 2), window=4, rates=((1, 2), (4,)))
+    assert [[p.rate for p in stage] for stage in stages] == [[1, 2, 1], [4, 4]]  # rates cycle inside a stage
+    assert stages[0][0] == AtrousWindowRateScan(4, 1, "clip", "window")
+    assert [[p.rate for p in s] for s in atrous_block_scans("atrous_window", (2, 1), rates=(1, 2, 4))] == [[1, 2], [1]]
+    parallel = atrous_block_scans("atrous_window", (2,), window=2, rates=(1, 3), order="phase", mode="parallel")
+    assert parallel == [[MultiRateAtrousScan(2, (1, 3), "clip", "phase")] * 2]
+    assert atrous_block_scans("cross", (1, 2)) == [[CrossScan()], [CrossScan(), CrossScan()]]
+    with pytest.raises(ValueError, match=r"Decoder: decoder_atrous_rates=\(\) is empty"):
+        atrous_block_scans("atrous_window", (2,), rates=(), owner="Decoder", rates_arg="decoder_atrous_rates")
+    with pytest.raises(ValueError, match=r"needs one non-empty tuple per stage \(2"):
+        atrous_block_scans("atrous_window", (1, 1), rates=((1,), (2,), (4,)))
+    for arg, value in [("rate_overflow", "pad"), ("order", "diagonal"), ("mode", "aspp")]:
+        with pytest.raises(ValueError, match=f"{value!r}"):
+            atrous_block_scans("atrous_window", (1,), **{arg: value})
 
 
 @pytest.mark.parametrize("window,rate,h,w", [(2, 2, 8, 8), (3, 2, 12, 18), (4, 1, 8, 12), (2, 3, 12, 6),

@@ -29,7 +29,7 @@ $PY -c 'import fvcore' 2>/dev/null || echo 'fvcore missing: FLOPs from torch.uti
 # The baselines first: a table cut short by the time budget still has them.
 MODELS=${MODELS:-"baselines vim_tiny_patch16_224 vim_small_patch16_224 lbvim_tiny_patch16_224 lbvim_small_patch16_224
 shufflemamba_tiny_patch16_reg12_224 shufflemamba_small_patch16_reg12_224 mobilemamba_t2 mobilemamba_s6
-mobilemamba_b1 atrousmamba_tiny atrousmamba_small mair_light_t_x2 mair_light_s_x2 mairunet_dehaze"}
+mobilemamba_b1 atrousmamba_tiny atrousmamba_small vmamba_tiny_s2l5 mair_light_t_x2 mair_light_s_x2 mairunet_dehaze"}
 # Compiling costs up to a minute a model and size: the CUDA-graph runs take the smallest models and sizes
 # where launches matter most.
 GRAPH_MODELS=${GRAPH_MODELS:-"deit_tiny_patch16_224 swin_tiny_patch4_window7_224 vim_tiny_patch16_224

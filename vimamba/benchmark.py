@@ -67,6 +67,7 @@ FAMILY_REPRESENTATIVES = {
     'mobilemamba': 'mobilemamba_t2',
     'mair': 'mair_light_t_x2',
     'atrousmamba': 'atrousmamba_tiny',
+    'vmamba': 'vmamba_tiny_s2l5',
 }
 # Plain (single-stride) families: those swept over resolution, with the DeiT baselines.
 PLAIN_FAMILIES = ('vim', 'lbvim', 'shufflemamba')

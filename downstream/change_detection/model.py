@@ -31,8 +31,7 @@ from timm.models._features import FeatureGetterNet
 import vimamba  # noqa: F401  registers the backbones
 from vimamba.layers.vss import VSSBlock
 from vimamba.checkpoint import CheckpointError, load_checkpoint
-from vimamba.models.atrousmamba import AtrousWindowRateScan
-from vimamba.scans import get_pattern
+from vimamba.scans import atrous_block_scans
 
 __all__ = ['SiameseEncoder', 'ChangeDecoder', 'SemanticDecoder', 'BinaryChangeNet', 'SemanticChangeNet']
 
@@ -86,20 +85,6 @@ def load_backbone_checkpoint(model: nn.Module, path: str, strict: bool = True) -
         raise CheckpointError(f'encoder.checkpoint: no weight of {path!r} matches {type(model).__name__}')
 
 
-def _decoder_scans(scan: str, window_size: int, rates: Sequence[int], rate_overflow: str, atrous_order: str):
-    """A generator of the decoder blocks' scan patterns, in build order."""
-    if scan != 'atrous_window':
-        pattern = get_pattern(scan)
-        while True:
-            yield pattern
-    if not rates:
-        raise ValueError('ChangeDecoder: decoder_atrous_rates=() is empty; give rates like (1, 2, 4)')
-    i = 0
-    while True:
-        yield AtrousWindowRateScan(window_size, rates[i % len(rates)], rate_overflow, atrous_order)
-        i += 1
-
-
 class ProjectedVSS(nn.Module):
     """1x1 conv (with bias) to `width`, then a VSS block (a spatio-temporal block of ChangeMamba's decoder)."""
 
@@ -137,12 +122,15 @@ def _upsample_add(coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
 
 
 class _DecoderBase(nn.Module):
-    def __init__(self, width: int, drop_path: float, block_kwargs: Optional[Dict[str, Any]], decoder_scan: str,
-                 window_size: int, decoder_atrous_rates: Sequence[int], rate_overflow: str, atrous_order: str):
+    def __init__(self, num_blocks: int, width: int, drop_path: float, block_kwargs: Optional[Dict[str, Any]],
+                 decoder_scan: str, window_size: int, decoder_atrous_rates: Sequence[int], rate_overflow: str,
+                 atrous_order: str):
         super().__init__()
         self.width = width
-        self._scans = _decoder_scans(
-            decoder_scan, window_size, tuple(decoder_atrous_rates), rate_overflow, atrous_order)
+        # The decoder's VSS blocks are one stage to the schedule: rates cycle over them in build order.
+        self._scans = iter(atrous_block_scans(
+            decoder_scan, (num_blocks,), window_size, tuple(decoder_atrous_rates), rate_overflow, atrous_order,
+            owner=type(self).__name__, rates_arg='decoder_atrous_rates')[0])
         self._block_kwargs = dict(dict(d_state=1, ssm_ratio=2.0, mlp_ratio=4.0), **(block_kwargs or {}))
         self._drop_path = drop_path
 
@@ -164,16 +152,16 @@ class ChangeDecoder(_DecoderBase):
         decoder_scan: 'atrous_window' (PROPOSED) or another pattern name ('cross' = ChangeMamba).
         window_size, decoder_atrous_rates, rate_overflow, atrous_order: The atrous windows of the decoder blocks
             (PROPOSED defaults 8, (1, 2, 4) cycling over the blocks in build order, 'clip', 'window'; see
-            `vimamba.models.atrousmamba.AtrousMamba`).
+            `vimamba.scans.atrous_block_scans`).
     """
 
     def __init__(self, in_channels: Sequence[int], width: int = 128, drop_path: float = 0.1,
                  block_kwargs: Optional[Dict[str, Any]] = None, decoder_scan: str = 'atrous_window',
                  window_size: int = 8, decoder_atrous_rates: Sequence[int] = (1, 2, 4), rate_overflow: str = 'clip',
                  atrous_order: str = 'window'):
-        super().__init__(width, drop_path, block_kwargs, decoder_scan, window_size, decoder_atrous_rates,
-                         rate_overflow, atrous_order)
         levels = list(in_channels)
+        super().__init__(3 * len(levels), width, drop_path, block_kwargs, decoder_scan, window_size,
+                         decoder_atrous_rates, rate_overflow, atrous_order)
         # Built deepest level first, as the decoder runs (and as ChangeMamba numbers them, 4 -> 1).
         self.st_concat = nn.ModuleList([None] * len(levels))
         self.st_interleave = nn.ModuleList([None] * len(levels))
@@ -184,7 +172,7 @@ class ChangeDecoder(_DecoderBase):
             self.st_side[i] = self._vss(levels[i])
         self.fuse = nn.ModuleList([_conv_bn_relu(5 * width, width) for _ in levels])
         self.smooth = nn.ModuleList([ResBlock(width) for _ in levels[:-1]])
-        del self._scans  # a generator: would stop deepcopy / pickling of the model
+        del self._scans
 
     def forward(self, feats1: Sequence[torch.Tensor], feats2: Sequence[torch.Tensor]) -> torch.Tensor:
         p = None
@@ -208,9 +196,9 @@ class SemanticDecoder(_DecoderBase):
                  block_kwargs: Optional[Dict[str, Any]] = None, decoder_scan: str = 'atrous_window',
                  window_size: int = 8, decoder_atrous_rates: Sequence[int] = (1, 2, 4), rate_overflow: str = 'clip',
                  atrous_order: str = 'window'):
-        super().__init__(width, drop_path, block_kwargs, decoder_scan, window_size, decoder_atrous_rates,
-                         rate_overflow, atrous_order)
         levels = list(in_channels)
+        super().__init__(len(levels), width, drop_path, block_kwargs, decoder_scan, window_size,
+                         decoder_atrous_rates, rate_overflow, atrous_order)
         self.top = self._vss(levels[-1])
         self.lateral = nn.ModuleList([_conv_bn_relu(c, width) for c in levels[:-1]])
         self.smooth = nn.ModuleList([ResBlock(width) for _ in levels[:-1]])

@@ -40,6 +40,7 @@ FAMILY_MODELS = {
     'mobilemamba': ('mobilemamba_t2', 192),
     'mair': ('mair_light_t_x2', 64),
     'atrousmamba': ('atrousmamba_tiny', 224),
+    'vmamba': ('vmamba_tiny_s2l5', 224),
 }
 # family -> (test-size model, input size): the same check in CI, in seconds on a CPU.
 TEST_MODELS = {
@@ -49,6 +50,7 @@ TEST_MODELS = {
     'mobilemamba': ('test_mobilemamba', 64),
     'mair': ('test_mair', 16),
     'atrousmamba': ('test_atrousmamba', 64),
+    'vmamba': ('test_vmamba', 64),
 }
 _DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 

@@ -5,3 +5,4 @@ from . import shufflemamba
 from . import mair
 from . import mobilemamba
 from . import atrousmamba
+from . import vmamba

@@ -49,7 +49,6 @@ Checked against the official VMamba code (vmamba.py @2ed52ea, pure-PyTorch scan)
 perturbed random weights: same logits (max abs diff 3e-7, fp32) for its channel-first ("ln2d") and channel-last
 ("ln") layouts, square and non-square inputs.
 """
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
@@ -62,188 +61,10 @@ from timm.models._features import feature_take_indices
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.patch_embed import check_image
 from vimamba.layers.vss import VSSBlock
-from vimamba.scans import ScanPattern, get_pattern
-from vimamba.scans.base import check_depths, check_grid, check_int, from_transposed
+from vimamba.scans import ScanPattern, atrous_block_scans
+from vimamba.scans.base import check_depths, check_int
 
-__all__ = ['AtrousMamba', 'AtrousWindowRateScan', 'AtrousPhaseOuterScan', 'MultiRateAtrousScan',
-           'atrous_phase_outer_order', 'effective_atrous_rate', 'checkpoint_filter_fn']
-
-_RATE_OVERFLOW = ('clip', 'error')
-
-
-def effective_atrous_rate(height: int, width: int, window: int, rate: int, rate_overflow: str = 'clip') -> int:
-    """The rate an atrous window scan uses on a height x width grid (proposed: r*w <= max(H, W)).
-
-    'clip' lowers the rate to the largest r with r*w <= max(H, W), and never below 1 (a window larger than
-    the grid is clipped by the pattern itself); 'error' raises when r*w > max(H, W).
-    """
-    span = rate * window
-    if span <= max(height, width):
-        return rate
-    if rate_overflow == 'error':
-        raise ValueError(
-            f"atrous window scan: rate={rate} x window={window} spans {span} cells, more than the "
-            f"{height}x{width} grid (needs rate * window <= max(H, W) = {max(height, width)}); use a smaller "
-            f"rate or window, a larger input, or rate_overflow='clip'")
-    return max(1, max(height, width) // window)
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def atrous_phase_outer_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
-    """Raster indices of an h x w grid in phase-outer atrous order (alternative (a)), shape (h*w,).
-
-    The rate x rate dilation phases (p, q) come first, in raster order; each phase is the whole-image sub-lattice
-    (p + rate*a, q + rate*b), cut into window x window windows (windows in raster order, tokens in raster order
-    inside a window, partial windows at the border clipped). `rate = 1` equals the window-outer order.
-    """
-    i = torch.arange(h)[:, None]
-    j = torch.arange(w)[None, :]
-    phase_i, phase_j = i % rate, j % rate
-    a, b = i // rate, j // rate
-    # Window counts of the largest sub-lattice (phase 0): enough digits for every phase's window index.
-    windows_per_col = _ceil_div(_ceil_div(h, rate), window)
-    windows_per_row = _ceil_div(_ceil_div(w, rate), window)
-    key = phase_i * rate + phase_j
-    key = (key * windows_per_col + a // window) * windows_per_row + b // window
-    key = (key * window + a % window) * window + b % window
-    return torch.argsort(key.flatten())
-
-
-@dataclass(frozen=True)
-class AtrousPhaseOuterScan(ScanPattern):
-    """Four phase-outer atrous directions in cross2d order (rows first, columns first, reverses), like
-    'atrous_window' but with the dilation phases outermost (`atrous_phase_outer_order`)."""
-    window: int = 8
-    rate: int = 1
-
-    name = 'atrous_phase_outer'
-    num_directions = 4
-
-    def __post_init__(self):
-        object.__setattr__(self, 'window', check_int(type(self).__name__, 'window', self.window, 1))
-        object.__setattr__(self, 'rate', check_int(type(self).__name__, 'rate', self.rate, 1))
-
-    def _index(self, h, w):
-        rows_first = atrous_phase_outer_order(h, w, self.window, self.rate)
-        columns_first = from_transposed(atrous_phase_outer_order(w, h, self.window, self.rate), h, w)
-        return torch.stack([rows_first, columns_first, rows_first.flip(0), columns_first.flip(0)])
-
-
-_ATROUS_ORDERS = ('window', 'phase')
-
-
-@dataclass(frozen=True)
-class AtrousWindowRateScan(ScanPattern):
-    """'atrous_window' whose rate adapts to the grid it scans (see `effective_atrous_rate`).
-
-    One object per block: the block's nominal rate is fixed, the grid (hence the effective rate) is only known
-    in forward; `order` is called by the scan with the concrete grid size, also under FX tracing.
-    """
-    window: int = 8
-    rate: int = 1
-    rate_overflow: str = 'clip'
-    order_mode: str = 'window'
-
-    name = 'atrous_window_rate'
-    num_directions = 4
-
-    def __post_init__(self):
-        owner = type(self).__name__
-        object.__setattr__(self, 'window', check_int(owner, 'window', self.window, 1))
-        object.__setattr__(self, 'rate', check_int(owner, 'rate', self.rate, 1))
-        if self.rate_overflow not in _RATE_OVERFLOW:
-            raise ValueError(f'{owner}: rate_overflow={self.rate_overflow!r}; accepted: {_RATE_OVERFLOW}')
-        if self.order_mode not in _ATROUS_ORDERS:
-            raise ValueError(f'{owner}: order_mode={self.order_mode!r}; accepted: {_ATROUS_ORDERS}')
-
-    def pattern_for(self, height: int, width: int) -> ScanPattern:
-        """The fixed-rate pattern this scan uses on a height x width grid ('atrous_window' for the window-outer
-        order, `AtrousPhaseOuterScan` for the phase-outer alternative)."""
-        height, width = check_grid(type(self).__name__, height, width)
-        rate = effective_atrous_rate(height, width, self.window, self.rate, self.rate_overflow)
-        if self.order_mode == 'phase':
-            return AtrousPhaseOuterScan(self.window, rate)
-        return get_pattern('atrous_window', window=self.window, rate=rate)
-
-    def _index(self, h, w):
-        return self.pattern_for(h, w)._index(h, w)
-
-
-@dataclass(frozen=True)
-class MultiRateAtrousScan(ScanPattern):
-    """Alternative (b), ASPP-like: the four atrous directions at every rate of `rates` in one pattern
-    (4 * len(rates) directions, rate after rate), each rate clipped to the grid like `AtrousWindowRateScan`.
-
-    Meant for a mixer with `shared_groups=len(rates)`: the rates share one set of per-direction weights (so VMamba
-    checkpoints still load) and their outputs are averaged.
-    """
-    window: int = 8
-    rates: Tuple[int, ...] = (1, 2, 4)
-    rate_overflow: str = 'clip'
-    order_mode: str = 'window'
-
-    name = 'atrous_window_multirate'
-
-    def __post_init__(self):
-        owner = type(self).__name__
-        if isinstance(self.rates, int) or not self.rates:
-            raise ValueError(f'{owner}: rates={self.rates!r}; accepted: a non-empty tuple of ints >= 1')
-        object.__setattr__(self, 'rates', tuple(check_int(owner, 'rates', r, 1) for r in self.rates))
-        AtrousWindowRateScan(self.window, 1, self.rate_overflow, self.order_mode)  # validates the rest
-
-    @property
-    def num_directions(self) -> int:
-        return 4 * len(self.rates)
-
-    @property
-    def weight_groups(self) -> int:
-        return len(self.rates)
-
-    def _index(self, h, w):
-        return torch.cat([
-            AtrousWindowRateScan(self.window, r, self.rate_overflow, self.order_mode).pattern_for(h, w)._index(h, w)
-            for r in self.rates])
-
-
-_ATROUS_MODES = ('cycle', 'parallel')
-
-
-def _block_scans(
-        scan: str,
-        depths: Sequence[int],
-        window_size: int,
-        atrous_rates: Union[Sequence[int], Sequence[Sequence[int]]],
-        rate_overflow: str,
-        atrous_order: str = 'window',
-        atrous_mode: str = 'cycle',
-) -> List[List[ScanPattern]]:
-    """The scan pattern of every block, stage by stage (rates cycle over the blocks of a stage)."""
-    num_stages = len(depths)
-    if scan != 'atrous_window':
-        pattern = get_pattern(scan)
-        return [[pattern] * d for d in depths]
-    rates = list(atrous_rates)
-    if not rates:
-        raise ValueError('AtrousMamba: atrous_rates=() is empty; give rates like (1, 2, 4) or one tuple per stage')
-    if all(isinstance(r, (tuple, list)) for r in rates):
-        if len(rates) != num_stages or any(len(r) == 0 for r in rates):
-            raise ValueError(f'AtrousMamba: atrous_rates={tuple(map(tuple, rates))} needs one non-empty tuple per '
-                             f'stage ({num_stages}, from depths={tuple(depths)}) or a single tuple for all stages')
-        per_stage = [list(r) for r in rates]
-    else:
-        per_stage = [rates] * num_stages
-    if atrous_mode == 'parallel':
-        return [[MultiRateAtrousScan(window_size, tuple(stage_rates), rate_overflow, atrous_order)] * d
-                for d, stage_rates in zip(depths, per_stage)]
-    return [
-        [AtrousWindowRateScan(window_size, stage_rates[j % len(stage_rates)], rate_overflow, atrous_order)
-         for j in range(d)]
-        for d, stage_rates in zip(depths, per_stage)
-    ]
-
+__all__ = ['AtrousMamba', 'checkpoint_filter_fn', 'create_atrousmamba']
 
 class Stem(nn.Module):
     """VMamba's "v2" patch embed: 3x3 s2 conv to C/2 -> LN -> GELU -> 3x3 s2 conv to C -> LN (stride 4)."""
@@ -379,8 +200,6 @@ class AtrousMamba(PretrainedMixin, nn.Module):
             raise ValueError(f"AtrousMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
         if not global_pool and num_classes:
             raise ValueError(f"AtrousMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
-        if rate_overflow not in _RATE_OVERFLOW:
-            raise ValueError(f'AtrousMamba: rate_overflow={rate_overflow!r}; accepted: {_RATE_OVERFLOW}')
         check_int('AtrousMamba', 'window_size', window_size, 1)
         self.num_classes = num_classes
         self.global_pool = global_pool
@@ -393,11 +212,8 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         if not dynamic_img_size and self.img_size is None:
             raise ValueError('AtrousMamba: dynamic_img_size=False needs an img_size to check inputs against')
 
-        if atrous_order not in _ATROUS_ORDERS:
-            raise ValueError(f'AtrousMamba: atrous_order={atrous_order!r}; accepted: {_ATROUS_ORDERS}')
-        if atrous_mode not in _ATROUS_MODES:
-            raise ValueError(f'AtrousMamba: atrous_mode={atrous_mode!r}; accepted: {_ATROUS_MODES}')
-        scans = _block_scans(scan, depths, window_size, atrous_rates, rate_overflow, atrous_order, atrous_mode)
+        scans = atrous_block_scans(scan, depths, window_size, atrous_rates, rate_overflow, atrous_order, atrous_mode,
+                                   owner='AtrousMamba', rates_arg='atrous_rates')
         block_kwargs = dict(
             d_state=d_state, ssm_ratio=ssm_ratio, dt_rank=dt_rank, d_conv=d_conv, conv_bias=conv_bias, gate=gate,
             mlp_ratio=mlp_ratio)
@@ -636,28 +452,34 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
     }
 
 
-# No AtrousMamba weights exist; the paper starts from the VMamba v2 ImageNet-1k checkpoints of the same size
-# (GitHub release assets of MzeroMiko/VMamba, release tag '#v2cls'), which `.vmamba_in1k` loads.
-_VMAMBA_RELEASE = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
+# VMamba v2 ImageNet-1k checkpoints, GitHub release assets of MzeroMiko/VMamba (release tag '#v2cls'), per size:
+# (file, variant, top-1 with the cross scan). `vmamba_*` loads them as `.in1k`; no AtrousMamba weights exist, and
+# the paper starts from the VMamba weights of the same size, which `atrousmamba_*.vmamba_in1k` loads.
+VMAMBA_RELEASE = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
+VMAMBA_CHECKPOINTS = {
+    'tiny': ('vssm_tiny_0230_ckpt_epoch_262.pth', 'T s2l5', 82.5),
+    'small': ('vssm_small_0229_ckpt_epoch_222.pth', 'S s2l15', 83.6),
+    'base': ('vssm_base_0229_ckpt_epoch_237.pth', 'B s2l15', 83.9),
+    'tiny_s1l8': ('vssm1_tiny_0230s_ckpt_epoch_264.pth', 'T s1l8', 82.6),
+    'small_s1l20': ('vssm1_small_0229s_ckpt_epoch_240.pth', 'S s1l20', 83.3),
+    'base_s1l20': ('vssm1_base_0229s_ckpt_epoch_225.pth', 'B s1l20', 83.8),
+}
 
 
-def _vmamba(filename: str, name: str, top1: float) -> Dict[str, Any]:
-    return _cfg(url=_VMAMBA_RELEASE + filename, notes=(
-        f'VMamba {name} ImageNet-1k weights (top-1 {top1} with the cross scan, scan="cross")',))
+def vmamba_cfg(size: str, **kwargs) -> Dict[str, Any]:
+    filename, variant, top1 = VMAMBA_CHECKPOINTS[size]
+    return _cfg(url=VMAMBA_RELEASE + filename, notes=(
+        f'VMamba {variant} ImageNet-1k weights (top-1 {top1} with the cross scan, scan="cross")',), **kwargs)
 
 
 default_cfgs = generate_default_cfgs({
-    'atrousmamba_tiny.vmamba_in1k': _vmamba('vssm_tiny_0230_ckpt_epoch_262.pth', 'T s2l5', 82.5),
-    'atrousmamba_small.vmamba_in1k': _vmamba('vssm_small_0229_ckpt_epoch_222.pth', 'S s2l15', 83.6),
-    'atrousmamba_base.vmamba_in1k': _vmamba('vssm_base_0229_ckpt_epoch_237.pth', 'B s2l15', 83.9),
-    'atrousmamba_tiny_s1l8.vmamba_in1k': _vmamba('vssm1_tiny_0230s_ckpt_epoch_264.pth', 'T s1l8', 82.6),
-    'atrousmamba_small_s1l20.vmamba_in1k': _vmamba('vssm1_small_0229s_ckpt_epoch_240.pth', 'S s1l20', 83.3),
-    'atrousmamba_base_s1l20.vmamba_in1k': _vmamba('vssm1_base_0229s_ckpt_epoch_225.pth', 'B s1l20', 83.8),
+    **{f'atrousmamba_{size}.vmamba_in1k': vmamba_cfg(size) for size in VMAMBA_CHECKPOINTS},
     'test_atrousmamba.untrained': _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
 })
 
 
-def _create_atrousmamba(variant: str, pretrained: bool = False, **kwargs) -> AtrousMamba:
+def create_atrousmamba(variant: str, pretrained: bool = False, **kwargs) -> AtrousMamba:
+    """Build any variant on the AtrousMamba class (also the `vmamba_*` family) from its registered cfg."""
     prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         AtrousMamba,
@@ -673,46 +495,46 @@ def _create_atrousmamba(variant: str, pretrained: bool = False, **kwargs) -> Atr
 def atrousmamba_tiny(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-T: VMamba-T v2 (s2l5) with atrous-window scans, 30.7M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 5, 2), ssm_ratio=2.0, drop_path_rate=0.2)
-    return _create_atrousmamba('atrousmamba_tiny', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_tiny', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_small(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-S: VMamba-S v2 (s2l15) with atrous-window scans, 50.1M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.3)
-    return _create_atrousmamba('atrousmamba_small', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_small', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_base(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-B: VMamba-B v2 (s2l15) with atrous-window scans, 88.6M params."""
     model_args = dict(embed_dim=128, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.6)
-    return _create_atrousmamba('atrousmamba_base', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_base', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_tiny_s1l8(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-T s1l8: VMamba-T v2 (ssm_ratio 1, 8 blocks in stage 3) with atrous-window scans, 30.2M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 8, 2), ssm_ratio=1.0, drop_path_rate=0.2)
-    return _create_atrousmamba('atrousmamba_tiny_s1l8', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_tiny_s1l8', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_small_s1l20(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-S s1l20: VMamba-S v2 (ssm_ratio 1) with atrous-window scans, 49.0M params."""
     model_args = dict(embed_dim=96, depths=(2, 2, 20, 2), ssm_ratio=1.0, drop_path_rate=0.3)
-    return _create_atrousmamba('atrousmamba_small_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_small_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def atrousmamba_base_s1l20(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """AtrousMamba-B s1l20: VMamba-B v2 (ssm_ratio 1) with atrous-window scans, 86.6M params."""
     model_args = dict(embed_dim=128, depths=(2, 2, 20, 2), ssm_ratio=1.0, drop_path_rate=0.5)
-    return _create_atrousmamba('atrousmamba_base_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('atrousmamba_base_s1l20', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def test_atrousmamba(pretrained: bool = False, **kwargs) -> AtrousMamba:
     """Tiny AtrousMamba for tests: window 4, rates (1, 2) so both rates run on the 16x16 first stage."""
     model_args = dict(embed_dim=16, depths=(2, 1, 1, 1), window_size=4, atrous_rates=(1, 2), img_size=64)
-    return _create_atrousmamba('test_atrousmamba', pretrained=pretrained, **dict(model_args, **kwargs))
+    return create_atrousmamba('test_atrousmamba', pretrained=pretrained, **dict(model_args, **kwargs))
