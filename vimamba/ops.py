@@ -49,7 +49,7 @@ import torch
 import torch.fx
 from torch import Tensor
 
-from .scans.base import GridOrder, ScanOrder
+from .scans.base import GridOrder, ScanOrder, pattern_by_key
 
 __all__ = ["selective_scan", "selective_scan_flops", "selective_scan_flop_jit", "causal_conv1d",
            "causal_conv1d_flops", "causal_conv1d_flop_jit", "add_rms_norm", "available_backends", "resolve_backend"]
@@ -281,7 +281,6 @@ def _(dy, u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_wind
 
 
 def _grid_index(order_grid: List[int], device: torch.device) -> Tensor:
-    from .scans.base import pattern_by_key
     key, h, w = order_grid
     return pattern_by_key(key).order(h, w, device).index
 
@@ -496,7 +495,8 @@ def selective_scan(
         A: (K, d, N) (or (d, N)). B, C: (batch, K, N, L) (or (batch, N, L)). D, delta_bias: (K, d)
             (or (d,)). u, delta, z, B, C share one float dtype; A, D, delta_bias are any float dtype.
         delta_softplus: delta <- softplus(delta + delta_bias).
-        order: a `vimamba.scans.ScanOrder`, a (K, L) long tensor (direction k visits token
+        order: a `vimamba.scans.ScanOrder` (or the `GridOrder` naming one that a pattern's `op_order` gives
+            under torch.compile), a (K, L) long tensor (direction k visits token
             index[k, t] at step t; each row a permutation), or None (every direction scans 0..L-1).
             y is returned in token order either way.
         local_window: W > 0 for LBMamba's window-local reverse scan, 0 for the plain scan. A

@@ -4,8 +4,8 @@ Mixer (mamba-ssm's `Mamba` with Vim's "bimamba v2"): `in_proj` makes x and a gat
 causal depthwise conv (k=4) + SiLU gives u, `x_proj` gives the step-size rank input and the input-dependent B and C,
 `dt_proj` lifts the step size to every channel; the selective scan runs all directions in one
 `vimamba.ops.selective_scan` call; directions are averaged, gated by SiLU(z) and mapped back by `out_proj`.
-The two directions share in_proj and out_proj and own their conv, x_proj, dt_proj, A and D (the backward copies
-carry the official `_b` suffix, so checkpoints load by name).
+The two directions share in_proj and out_proj and own their conv, x_proj, dt_proj, A and D, stacked on a leading
+direction axis (the official `_b` keys of the backward copies load into its second slice).
 
 The backward direction never materialises a flipped copy: the op reads the tokens through the scan order, and the
 conv that is causal in the reversed order is the anti-causal conv with the kernel flipped in time. The same trick

@@ -157,8 +157,8 @@ class ScanPattern:
 
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls)
-        # torch.compile reaches the pattern from `_constant_index` by this number: dynamo passes only plain
-        # constants there (torch 2.11: no frozen dataclass, no other object).
+        # Compiled graphs name the pattern by this number (`GridOrder`, `_constant_index`): dynamo passes only
+        # plain constants across (torch 2.11: no frozen dataclass, no other object).
         object.__setattr__(self, '_key', next(_KEYS))
         _BY_KEY[self._key] = self
         return self
