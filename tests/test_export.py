@@ -95,16 +95,15 @@ def test_export_program_checks_example():
 
 @pytest.mark.parametrize('name', ONNX_MODELS)
 def test_onnx_export_runs_in_onnxruntime(name, tmp_path):
-    """Within `vimamba.export.onnx_lowering()`, plain torch.onnx.export writes standard ONNX (the scan as Scan nodes) with a dynamic
+    """After `import vimamba`, plain torch.onnx.export writes standard ONNX (the scan as Scan nodes) with a dynamic
     batch, and onnxruntime matches PyTorch within 1e-4 relative."""
     onnx = pytest.importorskip('onnx')
     ort = pytest.importorskip('onnxruntime')
     pytest.importorskip('onnxscript')
     model, x = _model_and_input(name, 2)
     path = str(tmp_path / f'{name}.onnx')
-    with vimamba.export.onnx_lowering():
-        torch.onnx.export(model, (x,), path, input_names=['input'], output_names=['output'],
-                          dynamic_shapes={'x': {0: torch.export.Dim('batch')}})
+    torch.onnx.export(model, (x,), path, input_names=['input'], output_names=['output'],
+                      dynamic_shapes={'x': {0: torch.export.Dim('batch')}})
     graph = onnx.load(path)
     onnx.checker.check_model(graph)
     ops = {(n.domain, n.op_type) for n in graph.graph.node}

@@ -15,7 +15,6 @@ the vimamba kernels; `ep.run_decompositions(vimamba.export.decompositions())` sw
 TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`, deprecated by torch) is not supported: its custom
 symbolic functions cannot build the scan's loop body, and it stops with an error that says so.
 """
-import contextlib
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops as _ops  # noqa: F401  registers torch.ops.vimamba.*
+from .scans import base as _scan_base
 from .kernels import add_rmsnorm_reference, causal_conv1d_reference
 
 __all__ = ["decompositions", "export_program", "export_onnx"]
@@ -41,6 +41,11 @@ def selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, index, del
                                  local_window: int, backend: str = "auto", order_grid=None) -> Tuple[Tensor, Tensor]:
     """`vimamba::selective_scan` in standard ops, the loop over time as one scan (same arguments and results)."""
     from torch._higher_order_ops.scan import scan
+
+    if torch.compiler.is_compiling() and not _scan_base._is_exporting():
+        # torch.compile keeps the op as one node and asks this table only for output shapes (fake tensors prefer
+        # it over the op's fake implementation once the batch is dynamic), where a scan over time cannot trace.
+        return torch.empty_like(u), u.new_empty((*u.shape[:3], A.shape[-1]), dtype=torch.float32)
 
     acc = torch.float64 if u.dtype == torch.float64 else torch.float32
     dt = delta.to(acc)
@@ -120,19 +125,11 @@ def decompositions() -> Dict[torch._ops.OpOverload, Callable]:
     }
 
 
-@contextlib.contextmanager
-def onnx_lowering():
-    """Within this context `torch.onnx.export` lowers the vimamba ops to standard ONNX: their decompositions sit in
-    torch's global table only here, since torch.compile's fake-tensor tracing would use them too (and fail on a
-    dynamic batch) if they stayed."""
+def _register() -> None:
     table = torch._decomp.decomposition_table
-    added = [op for op in decompositions() if op not in table]
-    table.update({op: fn for op, fn in decompositions().items() if op in added})
-    try:
-        yield
-    finally:
-        for op in added:
-            table.pop(op, None)
+    for op, fn in decompositions().items():
+        table.setdefault(op, fn)
+    _register_torchscript_refusal()
 
 
 def _register_torchscript_refusal() -> None:
@@ -180,9 +177,8 @@ def export_onnx(model: torch.nn.Module, example: Tensor, path: str, *, dynamic_b
     if not isinstance(path, str) or not path:
         raise ValueError(f"path: expected a file name, got {path!r}")
     program = export_program(model, example, dynamic_batch=dynamic_batch)
-    with onnx_lowering():
-        onnx_program = torch.onnx.export(program, (example,), input_names=["input"], output_names=["output"],
-                                         opset_version=opset_version, optimize=optimize, dynamo=True)
+    onnx_program = torch.onnx.export(program, (example,), input_names=["input"], output_names=["output"],
+                                     opset_version=opset_version, optimize=optimize, dynamo=True)
     onnx_program.save(path)
     return onnx_program
 
@@ -192,4 +188,4 @@ def _input_name(model: torch.nn.Module) -> str:
     return next(iter(inspect.signature(model.forward).parameters))
 
 
-_register_torchscript_refusal()
+_register()
