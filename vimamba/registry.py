@@ -27,6 +27,8 @@ def check_model_name(name: str, arg: str = '--model', names: Optional[Sequence[s
         return name
     pool = list(names) if names is not None else list_models(include_test=True)
     nearest = difflib.get_close_matches(str(name), pool, n=5, cutoff=0.5)
+    family = str(name).split('_')[0] + '_'
+    nearest.sort(key=lambda n: not n.startswith(family))  # the typed family first (vim_tinyy: vim_*, not vmamba_*)
     if names is None and not nearest:
         nearest = difflib.get_close_matches(str(name), timm.list_models(), n=5, cutoff=0.6)
     hint = f'nearest: {", ".join(nearest)}' if nearest else 'no close name'
