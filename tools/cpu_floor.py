@@ -9,14 +9,10 @@ the reference's inference path calls) and a 1024 x 1024 matmul for multiply-adds
 multiply-adds / MAC-rate; "share" is that floor over the measured time of the model's scan calls (medians).
 """
 import argparse
-import os
 import statistics
-import sys
 import time
 
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 
 def _median_seconds(fn, repeats):

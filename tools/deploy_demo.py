@@ -16,7 +16,6 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -9,13 +9,11 @@ unless `--static-batch`; the image size is fixed at export (`--img-size`, defaul
 file with onnxruntime on a random batch of 2 and prints the largest error relative to PyTorch's largest output.
 """
 import argparse
-import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 
 def build_model(name: str, checkpoint=None, img_size=None) -> torch.nn.Module:
