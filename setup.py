@@ -1,4 +1,4 @@
-"""`kernels/` installs as `vimamba.kernels` and `downstream/` as `vimamba.downstream` (docs/design.md)."""
+"""`kernels/` installs as `vimamba.kernels` and `downstream/` as `vimamba.downstream`: one import root for the package."""
 from setuptools import find_packages, setup
 
 _MAPPED = {"vimamba.kernels": "kernels", "vimamba.downstream": "downstream"}

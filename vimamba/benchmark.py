@@ -586,7 +586,8 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         r.infer_iters = len(times)
         del infer_model
     del model, x
-    torch._dynamo.reset()  # compiled graphs and their CUDA graph pools go with the model
+    if s.compile != 'none':
+        torch._dynamo.reset()  # compiled graphs and their CUDA graph pools go with the model
 
 
 # ------------------------------------------------------------------------------------------------------

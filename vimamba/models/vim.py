@@ -38,7 +38,7 @@ from timm.models._features import feature_take_indices
 from ..checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_image, get_fp32_norm_layer, \
     insert_tokens, resample_pos_embed, split_tokens, stack_directions
-from ..scans.base import check_int
+from ..scans.base import check_int, inverse_permutation
 
 try:
     from timm.models._input import update_model_input_size
@@ -61,7 +61,7 @@ def layer_shuffle_order(x: torch.Tensor, prob: float) -> Tuple[torch.Tensor, tor
     length = x.shape[1]
     identity = torch.arange(length, device=x.device)
     index = torch.randperm(length, device=x.device)
-    inverse = torch.empty_like(index).scatter_(0, index, identity)
+    inverse = inverse_permutation(index)
     keep = torch.rand((), device=x.device) >= prob
     return torch.where(keep, identity, index), torch.where(keep, identity, inverse)
 

@@ -64,10 +64,13 @@ class ScanOrder:
     @classmethod
     def _from_permutation(cls, index: torch.Tensor, local_window: int = 0) -> "ScanOrder":
         # For callers whose rows are permutations by construction (torch.randperm): no check, no host sync.
-        inverse = torch.empty_like(index)
-        steps = torch.arange(index.shape[1], device=index.device).expand_as(index)
-        inverse.scatter_(1, index, steps)
-        return cls(index=index, inverse=inverse, local_window=local_window)
+        return cls(index=index, inverse=inverse_permutation(index), local_window=local_window)
+
+
+def inverse_permutation(index: torch.Tensor) -> torch.Tensor:
+    """`inverse[k, index[k, t]] = t` for rows that are permutations (traceable: no host sync)."""
+    steps = torch.arange(index.shape[-1], device=index.device).expand_as(index)
+    return torch.empty_like(index).scatter_(-1, index, steps)
 
 
 def _check_permutation(index: torch.Tensor) -> None:
