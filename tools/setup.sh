@@ -28,7 +28,7 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --quiet --disable-pip-version-check -c "$ROOT/constraints.txt")
 
 # Skip pip entirely when nothing it depends on changed since the last successful run.
-EXTRAS="bench,dev,deploy"
+EXTRAS="bench,dev,deploy,wavelets"
 [ "${VIMAMBA_NO_MM:-0}" = 1 ] || EXTRAS="$EXTRAS,mm"
 stamp="$VENV/.vimamba-setup"
 want=$(cat pyproject.toml setup.py constraints.txt | sha256sum | cut -c1-16)-$EXTRAS
