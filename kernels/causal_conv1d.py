@@ -7,7 +7,8 @@ Backend interface (same as kernels/causal_conv1d_reference.py, which states the 
 
 x (B, L, E) with unit channel stride (other strides free: the in_proj half of a (B, L, 2E) tensor is read
 in place); weight (K, E, k) and bias (K, E) contiguous, any float dtype; reverse K bools. u (B, K, L, E)
-contiguous in x's dtype, so u.transpose(2, 3) is the channels-last view the scan kernels read fastest.
+direction-major in x's dtype (u.transpose(0, 1) contiguous): u.transpose(2, 3) is the channels-last view the
+scan kernels read fastest, and each direction's (B * L, E) rows are one matrix for the x_proj matmul.
 fp32 accumulation throughout.
 
 Why a kernel: the conv is 4 taps per element, so it should cost what reading x and writing u costs. As a
@@ -98,7 +99,7 @@ def _conv_rows(x_row, s_xl, rows, cols, mask_e, L, E, w_ptr, i, c, sign,
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, w_ptr, b_ptr, u_ptr, L, E, s_xb, s_xl,
+def _fwd_kernel(x_ptr, w_ptr, b_ptr, u_ptr, L, E, s_xb, s_xl, s_ub, s_uk,
                 K: tl.constexpr, KW: tl.constexpr, REV: tl.constexpr, HAS_BIAS: tl.constexpr,
                 SILU: tl.constexpr, BL: tl.constexpr, BE: tl.constexpr):
     """u[b, i, rows, cols] for every direction i; grid (B, L blocks, E blocks). REV: bit i set when
@@ -115,7 +116,7 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, u_ptr, L, E, s_xb, s_xl,
         y = _conv_rows(x_row, s_xl, rows, cols, mask_e, L, E, w_ptr, i, c, sign, KW, BL, BE)
         if SILU:
             y = y * _sigmoid(y)
-        u_row = u_ptr + (b * K + i) * L * E
+        u_row = u_ptr + b * s_ub + i * s_uk
         tl.store(u_row + rows[:, None] * E + cols[None, :], y.to(u_ptr.dtype.element_ty), mask=mask)
 
 
@@ -334,16 +335,17 @@ def _output(shape, like):
 
 def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                       reverse: Sequence[bool], silu: bool) -> torch.Tensor:
-    """u (B, K, L, E) contiguous in x's dtype."""
+    """u (B, K, L, E) direction-major in x's dtype."""
     _check(x, weight, bias, reverse)
     B, L, E = x.shape
     K, _, k = weight.shape
-    u = _output((B, K, L, E), x)
+    u = _output((K, B, L, E), x).transpose(0, 1)
     if u.numel() == 0:
         return u
     BL, BE, _, nw = pick_config(B, L, E, x.element_size(), False, x.device.type)
     grid = (B, triton.cdiv(L, BL), triton.cdiv(E, BE))
     _fwd_kernel[grid](x, weight, weight if bias is None else bias, u, L, E, x.stride(0), x.stride(1),
+                      u.stride(0), u.stride(1),
                       K=K, KW=k, REV=_reverse_bits(reverse), HAS_BIAS=bias is not None, SILU=bool(silu),
                       BL=BL, BE=BE, num_warps=nw)
     return u

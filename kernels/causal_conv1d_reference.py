@@ -7,7 +7,7 @@ The backend interface (shared with the Triton module) is two functions over norm
     causal_conv1d_bwd(du, x, weight, bias, reverse, silu) -> (dx, dweight, dbias)
 
 x (B, L, E) with unit channel stride; weight (K, E, k); bias (K, E) or None; reverse K bools. u is
-(B, K, L, E) contiguous in x's dtype, u[:, i] = act(y_i) with act SiLU when `silu` (else identity) and,
+(B, K, L, E) direction-major (u.transpose(0, 1) contiguous) in x's dtype, u[:, i] = act(y_i) with act SiLU when `silu` (else identity) and,
 for direction i with w = weight[i, e], c = bias[i, e] and x read as 0 outside 0..L-1:
 
     reverse[i] False (causal):   y[l, e] = c + sum_j w[j] * x[l + j - (k-1), e]
@@ -73,8 +73,8 @@ def _forward(x, weight, bias, reverse: Sequence[bool], silu: bool) -> torch.Tens
 
 def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                       reverse: Sequence[bool], silu: bool) -> torch.Tensor:
-    """u (B, K, L, E) contiguous in x's dtype (see the module docstring)."""
-    return _forward(x, weight, bias, reverse, silu).to(x.dtype).contiguous()
+    """u (B, K, L, E) direction-major in x's dtype (see the module docstring)."""
+    return _forward(x, weight, bias, reverse, silu).to(x.dtype).transpose(0, 1).contiguous().transpose(0, 1)
 
 
 def causal_conv1d_bwd(du: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],

@@ -75,7 +75,7 @@ def check_backend(module, inputs, reverse, silu, tol, dy_seed=1):
     wide = [None if t is None else t.double() for t in inputs]
     u_ref = ref.causal_conv1d_fwd(*wide, reverse, silu)
     B, L, E = x.shape
-    assert u.shape == (B, len(reverse), L, E) and u.dtype == x.dtype and u.is_contiguous()
+    assert u.shape == (B, len(reverse), L, E) and u.dtype == x.dtype and u.transpose(0, 1).is_contiguous()
     assert not torch.isnan(u).any(), "NaN (unwritten?) in u"
     errs = {"u": rel_err(u, u_ref)}
     du = torch.randn(u.shape, generator=torch.Generator().manual_seed(dy_seed)).to(u)
@@ -176,7 +176,7 @@ def test_kernels_compile_for_gpu(dtype, K, rev, bias, silu):
     from vimamba.kernels import causal_conv1d as kernels
     if not hasattr(kernels._fwd_kernel, "arg_names"):
         pytest.skip("the kernel module was imported under TRITON_INTERPRET=1")
-    ints = dict.fromkeys(("L", "E", "s_xb", "s_xl", "s_gb", "s_gk", "s_gl", "rows_per_program"), "i32")
+    ints = dict.fromkeys(("L", "E", "s_xb", "s_xl", "s_ub", "s_uk", "s_gb", "s_gk", "s_gl", "rows_per_program"), "i32")
     ptrs = dict(x_ptr=f"*{dtype}", w_ptr="*fp32", b_ptr="*fp32", u_ptr=f"*{dtype}", du_ptr=f"*{dtype}",
                 dx_ptr=f"*{dtype}", dw_ptr="*fp32", db_ptr="*fp32")
     flags = dict(K=K, KW=4, REV=rev, HAS_BIAS=bias, SILU=silu)
@@ -239,7 +239,7 @@ def test_layouts_and_dtypes():
     x.requires_grad_(True)
     weight, bias = weight.double().requires_grad_(True), bias.double().requires_grad_(True)
     u = causal_conv1d(x, weight, bias, reverse=(False, True))
-    assert u.shape == (2, 2, 6, 4) and u.dtype == torch.float32 and u.is_contiguous()
+    assert u.shape == (2, 2, 6, 4) and u.dtype == torch.float32 and u.transpose(0, 1).is_contiguous()   # direction-major
     assert u.transpose(2, 3).stride(-2) == 1       # the channels-last view the scan reads
     u.sum().backward()
     assert x.grad.shape == x.shape and weight.grad.dtype == torch.float64 and bias.grad.dtype == torch.float64

@@ -56,7 +56,8 @@ def test_mamba_mixer_hands_channels_last(scan_calls, kwargs):
     assert y.shape == (2, 13, 16)
     _check_channels_last(scan_calls, expanded_u=False)
     u, delta, A, B, C, D, delta_bias, z = mixer.scan_inputs(torch.randn(2, 13, 16))
-    assert u.transpose(-1, -2).is_contiguous() and delta.transpose(-1, -2).is_contiguous()
+    # direction-major: (K, B, L, E) memory, each direction's (B * L, E) rows one matrix for the projections
+    assert u.permute(1, 0, 3, 2).is_contiguous() and delta.permute(1, 0, 3, 2).is_contiguous()
 
 
 def test_causal_conv_keeps_channels_last():

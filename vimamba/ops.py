@@ -578,15 +578,15 @@ def _causal_conv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse
                       backend: str) -> Tensor:
     """Normalised causal conv: x (B, L, E) with unit channel stride, weight (K, E, k) and bias (K, E)
     contiguous, reverse K ints 0 / 1 (torch.jit traces no bool lists, and FLOP counters trace). Returns
-    u (B, K, L, E) contiguous in x's dtype."""
+    u (B, K, L, E) direction-major (u.transpose(0, 1) contiguous) in x's dtype."""
     u = _run_conv_backend(backend, "causal_conv1d_fwd", x, weight, bias, _flags(reverse), silu)
-    return u.contiguous()
+    return u.transpose(0, 1).contiguous().transpose(0, 1)
 
 
 @_causal_conv1d_op.register_fake
 def _(x, weight, bias, reverse, silu, backend):
     batch, length, channels = x.shape
-    return x.new_empty((batch, weight.shape[0], length, channels))
+    return x.new_empty((weight.shape[0], batch, length, channels)).transpose(0, 1)
 
 
 @torch.library.custom_op("vimamba::causal_conv1d_bwd", mutates_args=())

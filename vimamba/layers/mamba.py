@@ -211,20 +211,25 @@ class MambaMixer(nn.Module):
 
         u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) in fp32 (or wider);
         z (B, L, E). u, delta, B and C are channels-last views (`stride(-2) == 1`: a token's channels are
-        contiguous), the layout the scan kernels read fastest: the conv reads (B, L, E) and writes (B, K, L, E)
-        memory; the per-direction projections run as one batched matmul over the K directions on (B, K, L, E),
-        and B, C are transposed slices of x_dbl (B, K, L, R + 2N).
+        contiguous), the layout the scan kernels read fastest: the conv reads (B, L, E) and writes (K, B, L, E)
+        memory; the per-direction projections run as one batched matmul over the K directions on (K, B * L, E),
+        and B, C are transposed slices of x_dbl (K, B * L, R + 2N).
         """
         # in_proj through the module (hooks, LoRA-style wrappers and FLOP counters see it).
         x, z = self.in_proj(x).split(self.d_inner, dim=-1)
         u = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, reverse=self.conv_reverse, silu=True)
-        x_dbl = torch.matmul(u, self.x_proj.weight.transpose(1, 2))                    # (B, K, L, R + 2N)
+        batch, K, L, _ = u.shape
+        # One (B * L, E) matrix per direction (u is direction-major): a GEMM with B * L rows, not B * K small ones.
+        x_dbl = torch.bmm(u.transpose(0, 1).reshape(K, batch * L, -1), self.x_proj.weight.transpose(1, 2))
         dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
-        delta = torch.matmul(dt, self.dt_proj.weight.transpose(1, 2))                  # (B, K, L, E)
+        delta = torch.bmm(dt, self.dt_proj.weight.transpose(1, 2))                      # (K, B * L, E)
         A = -torch.exp(at_least_fp32(self.A_log))
         D, delta_bias = at_least_fp32(self.D), at_least_fp32(self.dt_proj.bias)
-        return u.transpose(2, 3), delta.transpose(2, 3), A, B.transpose(2, 3), C.transpose(2, 3), D, delta_bias, z
+
+        def channels_last(t):  # (K, B * L, c) -> (B, K, c, L) view
+            return t.unflatten(1, (batch, L)).permute(1, 0, 3, 2)
+        return u.transpose(2, 3), channels_last(delta), A, channels_last(B), channels_last(C), D, delta_bias, z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
