@@ -33,18 +33,21 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# name: (batch, K, d, L, local_window, order, grid)
+# name: (batch, K, d, L, local_window, order, grid, d_state)
 SHAPES = {
-    "vim_t": (128, 2, 384, 197, 0, "bidirectional", None),
-    "vim_s": (128, 2, 768, 197, 0, "bidirectional", None),
-    "vim_t_1024": (8, 2, 384, 4097, 0, "bidirectional", None),
+    "vim_t": (128, 2, 384, 197, 0, "bidirectional", None, 16),
+    "vim_s": (128, 2, 768, 197, 0, "bidirectional", None, 16),
+    "vim_t_1024": (8, 2, 384, 4097, 0, "bidirectional", None, 16),
     # batch 1: the segmented forward and backward (few rows, long sequence)
-    "vim_t_1024_b1": (1, 2, 384, 4097, 0, "bidirectional", None),
-    "vmamba_s1": (64, 4, 192, 3136, 0, "cross", (56, 56)),
-    "lbvim_t": (128, 1, 384, 196, 8, "raster", None),
-    "lbvim_t_plain": (128, 1, 384, 196, 0, "raster", None),
+    "vim_t_1024_b1": (1, 2, 384, 4097, 0, "bidirectional", None, 16),
+    "vmamba_s1": (64, 4, 192, 3136, 0, "cross", (56, 56), 16),
+    "lbvim_t": (128, 1, 384, 196, 8, "raster", None, 16),
+    "lbvim_t_plain": (128, 1, 384, 196, 0, "raster", None, 16),
+    # MobileMamba-T2's three stages at batch 256 (192 px): d_state 1
+    "mobilemamba_t2_s1": (256, 2, 224, 144, 0, "bidirectional", None, 1),
+    "mobilemamba_t2_s2": (256, 2, 384, 36, 0, "bidirectional", None, 1),
+    "mobilemamba_t2_s3": (256, 2, 448, 9, 0, "bidirectional", None, 1),
 }
-N_STATE = 16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,7 +105,7 @@ def make_index(order, K, L, grid, device):
     raise ValueError(order)
 
 
-def make_inputs(b, K, d, L, dtype, device="cuda", seed=0, layout="channels_last"):
+def make_inputs(b, K, d, L, dtype, device="cuda", seed=0, layout="channels_last", N=16):
     """layout "channels_last": u, delta, z transposed views of (b, K, L, d) tensors and B, C transposed slices
     of one (b, K, L, R + 2N) projection output, as vimamba's models hand them to the op; "contiguous":
     (b, K, d, L) and (b, K, N, L) tensors, the layout the official codes pass to mamba-ssm."""
@@ -110,18 +113,18 @@ def make_inputs(b, K, d, L, dtype, device="cuda", seed=0, layout="channels_last"
     r = lambda *s: torch.randn(*s, device=device, generator=g)
     if layout == "channels_last":
         chan = lambda: r(b, K, L, d).transpose(-1, -2)
-        x_dbl = r(b, K, L, 24 + 2 * N_STATE).to(dtype)
-        B, C = x_dbl[..., 24:24 + N_STATE].transpose(-1, -2), x_dbl[..., 24 + N_STATE:].transpose(-1, -2)
+        x_dbl = r(b, K, L, 24 + 2 * N).to(dtype)
+        B, C = x_dbl[..., 24:24 + N].transpose(-1, -2), x_dbl[..., 24 + N:].transpose(-1, -2)
     elif layout == "contiguous":
         chan = lambda: r(b, K, d, L)
-        B, C = r(b, K, N_STATE, L).to(dtype), r(b, K, N_STATE, L).to(dtype)
+        B, C = r(b, K, N, L).to(dtype), r(b, K, N, L).to(dtype)
     else:
         raise ValueError(f"layout: expected 'channels_last' or 'contiguous', got {layout!r}")
     return dict(
         u=chan().to(dtype),
         delta=(chan() * 0.5 - 1.0).to(dtype),
-        A=-torch.exp(torch.log(torch.arange(1, N_STATE + 1, device=device, dtype=torch.float32)))
-        .expand(K, d, N_STATE).contiguous(),
+        A=-torch.exp(torch.log(torch.arange(1, N + 1, device=device, dtype=torch.float32)))
+        .expand(K, d, N).contiguous(),
         B=B,
         C=C,
         D=torch.ones(K, d, device=device),
@@ -130,9 +133,8 @@ def make_inputs(b, K, d, L, dtype, device="cuda", seed=0, layout="channels_last"
     )
 
 
-def floors(b, K, d, L, dtype, bw, exp_rate):
+def floors(b, K, d, L, dtype, bw, exp_rate, N=16):
     es = torch.tensor([], dtype=dtype).element_size()
-    N = N_STATE
     per = b * K * L
     fwd_bytes = es * per * (3 * d + 2 * N + d)             # u, delta, z, B, C in; y out
     bwd_bytes = es * per * (3 * d + 2 * N + d) + es * per * (3 * d + 2 * N)  # + dy in; du, ddelta, dz, dB, dC out
@@ -244,8 +246,8 @@ def sweep(shape_names, dtype, layout, passes=("fwd", "bwd")):
     bwd_cfgs += [dict(step_bwd=False, n_lanes_bwd=nl, T_bwd=T, d_regs_bwd=r, num_warps_bwd=nw, maxnreg_bwd=reg)
                  for nl, T, r, nw, reg in [(8, 2, 2, 1, 0), (8, 2, 1, 1, 0), (16, 2, 2, 1, 0)]]
     for name in shape_names:
-        b, K, d, L, W, order, grid = SHAPES[name]
-        x = make_inputs(b, K, d, L, dtype, layout=layout)
+        b, K, d, L, W, order, grid, N = SHAPES[name]
+        x = make_inputs(b, K, d, L, dtype, layout=layout, N=N)
         index = make_index(order, K, L, grid, "cuda")
         args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, index, W)
         y, _ = ss.selective_scan_fwd(*args)
@@ -337,11 +339,11 @@ def main():
     rows = []
     # phase 1: our kernels and the reference
     for name, dname, backward in cases:
-        b, K, d, L, W, order, grid = SHAPES[name]
+        b, K, d, L, W, order, grid, N = SHAPES[name]
         index = make_index(order, K, L, grid, "cuda")
         dtype = dtypes[dname]
-        x = make_inputs(b, K, d, L, dtype, layout=args.layout)
-        f_floor, fb_floor, fbytes, exps = floors(b, K, d, L, dtype, bw, exp_rate)
+        x = make_inputs(b, K, d, L, dtype, layout=args.layout, N=N)
+        f_floor, fb_floor, fbytes, exps = floors(b, K, d, L, dtype, bw, exp_rate, N)
         row = dict(shape=name, batch=b, K=K, d=d, L=L, W=W, dtype=dname, pass_="fwd+bwd" if backward else "fwd")
         row["floor_ms"] = (fb_floor if backward else f_floor) * 1e3
         t0 = time.time()
@@ -379,9 +381,9 @@ def main():
         for row in rows:
             if row["W"]:
                 continue
-            b, K, d, L, W, order, grid = SHAPES[row["shape"]]
+            b, K, d, L, W, order, grid, N = SHAPES[row["shape"]]
             index = make_index(order, K, L, grid, "cuda")
-            x = make_inputs(b, K, d, L, dtypes[row["dtype"]], layout="contiguous")
+            x = make_inputs(b, K, d, L, dtypes[row["dtype"]], layout="contiguous", N=N)
             try:
                 row["mamba_ssm_ms"] = time_way(mamba_way(x, index, W), x, row["pass_"] == "fwd+bwd", args.rep)
                 row["ratio_mamba"] = row["mamba_ssm_ms"] / row["triton_ms"]
