@@ -8,9 +8,10 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from .dispatch import (FLOAT_DTYPES, backend_argument, check_tensor, checked, describe, fake_grad_outputs, fx_proxy,
-                       grad_outputs, jit_sizes, present_grads, register_flop_formula, run)
+                       grad_outputs, jit_sizes, present_grads, run)
 
 _MAX_KERNEL = 8
 
@@ -76,12 +77,10 @@ def causal_conv1d_flop_jit(inputs, outputs) -> int:
     return causal_conv1d_flops(batch, K, length, channels, k)
 
 
+@register_flop_formula(torch.ops.vimamba.causal_conv1d)
 def _flops(x_shape, weight_shape, *args, **kwargs):
     batch, length, channels = x_shape
     return causal_conv1d_flops(batch, weight_shape[0], length, channels, weight_shape[-1])
-
-
-register_flop_formula(torch.ops.vimamba.causal_conv1d, _flops)
 
 
 def _check_arguments(x, weight, bias, reverse, silu, backend) -> str:

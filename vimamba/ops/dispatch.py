@@ -1,10 +1,6 @@
-"""What the ops share: the backend tables, backend choice (`resolve_backend`) and the call of a backend function
-from a custom op (`run`, with the fallback under "auto"), the guards of the public functions (symbolic tracing,
-jit tracing), argument checks and FLOP-formula registration.
-
-A backend of op `<op>` is a module with `<op>_fwd` / `<op>_bwd` over the op's normalised arguments (each
-reference module states them), imported on first use.
-"""
+"""What the ops share: backend tables, backend choice (`resolve_backend`), the call of a backend function from a
+custom op (`run`, with the fallback under "auto"), the custom ops' gradient outputs, the guards of the public
+functions (symbolic and jit tracing) and argument checks."""
 import contextlib
 import importlib
 import os
@@ -155,9 +151,6 @@ def run(op: str, direction: str, backend: str, *args):
             return getattr(load_backend("reference", op), function)(*args)
 
 
-# ----------------------------------------------------------------------------------------------
-# Custom-op outputs
-# ----------------------------------------------------------------------------------------------
 def in_layout_of(out: Tensor, like: Tensor) -> Tensor:
     """`out` with the strides of `torch.empty_like(like)`, the layout the fake implementations promise.
 
@@ -170,8 +163,7 @@ def in_layout_of(out: Tensor, like: Tensor) -> Tensor:
 
 
 def grad_outputs(grads: Sequence[Optional[Tensor]], inputs: Sequence[Optional[Tensor]]) -> Tuple[Tensor, ...]:
-    """A backward op's outputs: each gradient in its input's layout, an empty tensor for an absent input (the op
-    schema has no optional outputs)."""
+    """A backward op's outputs: gradients in their inputs' layouts, empty for an absent input (no optional outputs)."""
     return tuple(inputs[0].new_empty(0) if g is None else in_layout_of(g, t) for g, t in zip(grads, inputs))
 
 
@@ -185,9 +177,6 @@ def present_grads(grads: Sequence[Tensor], inputs: Sequence[Optional[Tensor]]) -
     return tuple(None if t is None else g for g, t in zip(grads, inputs))
 
 
-# ----------------------------------------------------------------------------------------------
-# Public functions
-# ----------------------------------------------------------------------------------------------
 def fx_proxy(args: Sequence) -> Optional[torch.fx.Proxy]:
     """The first torch.fx.Proxy in args, or None.
 
@@ -226,18 +215,6 @@ def check_tensor(name: str, t, shape: Tuple[int, ...], shape_text: str, device: 
         raise ValueError(f"{name}: expected shape {shape_text} = {shape}, got {describe(t)}")
     if t.device != device:
         raise ValueError(f"{name}: expected a tensor on {device} (the device of {device_of}), got {describe(t)}")
-
-
-# ----------------------------------------------------------------------------------------------
-# FLOPs
-# ----------------------------------------------------------------------------------------------
-def register_flop_formula(op, formula: Callable) -> None:
-    """`formula` (the op's argument shapes -> FLOPs) for torch.utils.flop_counter, where this torch has it."""
-    try:
-        from torch.utils.flop_counter import register_flop_formula as register
-    except ImportError:  # older torch
-        return
-    register(op)(formula)
 
 
 def jit_sizes(value) -> Optional[List[int]]:

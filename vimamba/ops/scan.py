@@ -9,44 +9,29 @@ bi-directional scan: h_t is replaced by h_t + r_t - delta_t * B_t * u_t, r being
 r_t = exp(delta_t * A) * r_{t+1} + delta_t * B_t * u_t restricted to the window of W scanned steps
 holding t (windows start at step 0 of the scan; the last one may be partial).
 
-The public function checks its arguments (cheap: shapes, dtypes, devices; the permutation check of a raw `order`
-tensor is the only host sync, and `ScanOrder` objects skip it), normalises them to the K-explicit 4-D layout and
-calls `torch.ops.vimamba.selective_scan`, whose autograd formula calls the backend's backward through
-`torch.ops.vimamba.selective_scan_bwd`. The backward recomputes the forward, so the saved state is just the inputs.
-Backends: kernels/selective_scan_reference.py states their interface.
-
-The `last_state` output (`return_last_state=True`) is for inference and inspection: it is marked
-non-differentiable (requires_grad False), so no gradient flows through it.
+The argument checks are cheap (shapes, dtypes, devices): the permutation check of a raw `order` tensor is the only
+host sync, and `ScanOrder` objects skip it. The backward recomputes the forward, so the saved state is just the
+inputs. `last_state` (`return_last_state=True`) is for inference and inspection: it is not differentiable.
 """
 from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from ..scans.base import GridOrder, ScanOrder, pattern_by_key
 from .dispatch import (FLOAT_DTYPES, backend_argument, check_tensor, checked, describe, fake_grad_outputs, fx_proxy,
-                       grad_outputs, in_layout_of, jit_sizes, present_grads, register_flop_formula, run)
+                       grad_outputs, in_layout_of, jit_sizes, present_grads, run)
 
 
 # ----------------------------------------------------------------------------------------------
 # The custom ops
 # ----------------------------------------------------------------------------------------------
 @torch.library.custom_op("vimamba::selective_scan", mutates_args=())
-def _selective_scan_op(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Optional[Tensor],
-    z: Optional[Tensor],
-    delta_bias: Optional[Tensor],
-    index: Optional[Tensor],
-    delta_softplus: bool,
-    local_window: int,
-    backend: str,
-    order_grid: Optional[List[int]] = None,
-) -> Tuple[Tensor, Tensor]:
+def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                       z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor], delta_softplus: bool,
+                       local_window: int, backend: str, order_grid: Optional[List[int]] = None
+                       ) -> Tuple[Tensor, Tensor]:
     """Normalised selective scan: u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D,
     delta_bias (K, d); index (K, L) long or None, or `order_grid` [pattern key, h, w] naming a cached order.
     Returns y (b, K, d, L) in u's dtype and the last forward state (b, K, d, N) fp32."""
@@ -67,22 +52,10 @@ def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, 
 
 
 @torch.library.custom_op("vimamba::selective_scan_bwd", mutates_args=())
-def _selective_scan_bwd_op(
-    dy: Tensor,
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Optional[Tensor],
-    z: Optional[Tensor],
-    delta_bias: Optional[Tensor],
-    index: Optional[Tensor],
-    delta_softplus: bool,
-    local_window: int,
-    backend: str,
-    order_grid: Optional[List[int]] = None,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _selective_scan_bwd_op(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                           z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor],
+                           delta_softplus: bool, local_window: int, backend: str, order_grid: Optional[List[int]] = None
+                           ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input gets an empty tensor."""
     index = _grid_index(order_grid, u.device) if order_grid else index
     grads = run("selective_scan", "bwd", backend, dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
@@ -151,24 +124,15 @@ def selective_scan_flop_jit(inputs, outputs) -> int:
                                 jit_sizes(inputs[6]) is not None)
 
 
+@register_flop_formula(torch.ops.vimamba.selective_scan)
 def _flops(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, **kwargs):
     batch, K, d, L = u_shape
     return selective_scan_flops(batch, K, d, L, A_shape[-1], D_shape is not None, z_shape is not None)
 
 
-register_flop_formula(torch.ops.vimamba.selective_scan, _flops)
-
-
 # ----------------------------------------------------------------------------------------------
 # The public function
 # ----------------------------------------------------------------------------------------------
-def _is_compiling() -> bool:
-    try:
-        return torch.compiler.is_compiling()
-    except AttributeError:  # torch < 2.3
-        return False
-
-
 def _normalise_order(order, local_window: int, K: int, L: int, device: torch.device):
     """(index (K, L) long or None, local_window) from `order` and the `local_window` argument."""
     if order is None or isinstance(order, GridOrder):
@@ -194,7 +158,7 @@ def _normalise_order(order, local_window: int, K: int, L: int, device: torch.dev
         raise ValueError(f"order: expected an index of shape (K, L) = {(K, L)}, got {describe(index)}")
     if index.device != device:
         raise ValueError(f"order: expected an index on {device} (the device of u), got {describe(index)}")
-    if not trusted and index.device.type != "meta" and not _is_compiling():
+    if not trusted and index.device.type != "meta" and not torch.compiler.is_compiling():
         # The one host sync of the checks; ScanOrder objects are permutations by construction.
         steps = torch.arange(L, device=index.device)
         if not torch.equal(index.sort(dim=1).values, steps.expand(K, L)):
