@@ -45,25 +45,15 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import _interpreting, _next_pow2, _out_like
+from ._triton_common import _col_sum, _sigmoid
+
 __all__ = ["causal_conv1d_fwd", "causal_conv1d_bwd", "pick_config"]
 
-_POISON = False  # tests: fill outputs with NaN before the kernels run, so unwritten elements show
 
-
-# Only tl builtins in the kernels (tl.full, tl.reduce, tl.exp): the tl.standard helpers (tl.zeros, tl.sum,
-# tl.sigmoid) are themselves @triton.jit functions, which Triton's interpreter cannot call when triton was
-# imported before TRITON_INTERPRET was set (a test session).
-@triton.jit
-def _sigmoid(y):
-    return 1.0 / (1.0 + tl.exp(-y))
-
-
-@triton.jit
-def _col_sum(x):
-    """Sum over the rows of a [rows, cols] tile -> [cols]."""
-    return tl.reduce(x, 0, tl.standard._sum_combine)
-
-
+# Only tl builtins in the kernels (tl.full, tl.reduce): the tl.standard helpers (tl.zeros, tl.sum, tl.sigmoid) are
+# themselves @triton.jit functions, which Triton's interpreter cannot call when triton was imported before
+# TRITON_INTERPRET was set (a test session).
 @triton.jit
 def _load_rows(row_ptr, s_l, rows, cols, mask_e, L):
     """The [rows, cols] tile of a (L, E) matrix with unit channel stride, fp32, zero outside 0..L-1."""
@@ -115,7 +105,7 @@ def _fwd_kernel(x_ptr, w_ptr, b_ptr, u_ptr, L, E, s_xb, s_xl, s_ub, s_uk,
         c = _bias(b_ptr, i, E, cols, mask_e, HAS_BIAS)
         y = _conv_rows(x_row, s_xl, rows, cols, mask_e, L, E, w_ptr, i, c, sign, KW, BL, BE)
         if SILU:
-            y = y * _sigmoid(y)
+            y = y * _sigmoid(y, False)
         u_row = u_ptr + b * s_ub + i * s_uk
         tl.store(u_row + rows[:, None] * E + cols[None, :], y.to(u_ptr.dtype.element_ty), mask=mask)
 
@@ -210,7 +200,7 @@ def _bwd_grad_kernel(du_ptr, x_ptr, w_ptr, b_ptr, g_ptr, dw_ptr, db_ptr, L, E, s
         x7, y = _tap_term(x_row, s_xl, rows, cols, mask_e, L, sign, w7, y, 7, KW)
         g = _load_rows(du_row, s_gl, rows, cols, mask_e, L)  # zero past L: adds nothing below
         if SILU:
-            s = _sigmoid(y)
+            s = _sigmoid(y, False)
             g = g * (s * (1.0 + y * (1.0 - s)))
         tl.store(g_row + rows[:, None] * E + cols[None, :], g.to(g_ptr.dtype.element_ty),
                  mask=(rows < L)[:, None] & mask_e[None, :])
@@ -258,15 +248,6 @@ def _bwd_dx_kernel(g_ptr, w_ptr, dx_ptr, L, E,
 # ----------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------
-def _interpreting() -> bool:
-    import os
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def _next_pow2(x: int) -> int:
-    return 1 << max(0, (int(x) - 1).bit_length())
-
-
 # Tiles: rows x channels per block and num_warps; the forward's channels are 256 bytes of a row (64 fp32 or
 # 128 bf16). The backward's g/dweight/dbias kernel (one direction per program) takes 8 x 64 tiles whatever
 # the dtype: 4 values a thread, so bf16 loads and fp32 g stores get the same layout (16 x 64 put a
@@ -326,20 +307,13 @@ def _check(x, weight, bias, reverse):
         raise ValueError(f"triton causal_conv1d: kernel size k = {k}, expected 1 to 8")
 
 
-def _output(shape, like):
-    out = torch.empty(shape, device=like.device, dtype=like.dtype)
-    if _POISON:
-        out.fill_(float("nan"))
-    return out
-
-
 def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                       reverse: Sequence[bool], silu: bool) -> torch.Tensor:
     """u (B, K, L, E) direction-major in x's dtype."""
     _check(x, weight, bias, reverse)
     B, L, E = x.shape
     K, _, k = weight.shape
-    u = _output((K, B, L, E), x).transpose(0, 1)
+    u = _out_like(x, shape=(K, B, L, E)).transpose(0, 1)
     if u.numel() == 0:
         return u
     BL, BE, _, nw = pick_config(B, L, E, x.element_size(), False, x.device.type)
@@ -361,16 +335,14 @@ def causal_conv1d_bwd(du: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, b
     K, _, k = weight.shape
     if du.stride(-1) != 1:
         du = du.contiguous()
-    dx = _output((B, L, E), x)
+    dx = _out_like(x, shape=(B, L, E))
     dw = torch.zeros((K, E, k), device=x.device, dtype=torch.float32)
     db = None if bias is None else torch.zeros((K, E), device=x.device, dtype=torch.float32)
     if x.numel() > 0:
         # g_i = du_i * act'(y_i): fp32 whatever the dtype (dx sums K * k products of it), or with g_fp32 off
         # in x's dtype (a third less traffic for bf16; dweight and dbias still sum the fp32 g)
         g_dtype = torch.float32 if _cfg(x.device.type)["g_fp32"] else x.dtype
-        g = torch.empty((B, K, L, E), device=x.device, dtype=g_dtype)
-        if _POISON:
-            g.fill_(float("nan"))
+        g = _out_like(x, g_dtype, (B, K, L, E))
         BL, BE, per_program, nw = pick_config(B, L, E, x.element_size(), True, x.device.type)
         rows_per_program = BL * per_program
         grid = (B * K, triton.cdiv(L, rows_per_program), triton.cdiv(E, BE))

@@ -5,7 +5,7 @@ u, delta, z, B and C (Vim flips its inputs, VMamba-style codes permute them), an
 back to token order. It exists for side-by-side runs (benchmarks, checkpoint parity) and needs the
 `mamba_ssm` package with its CUDA extension; it is imported on first use.
 
-Same interface as kernels/reference.py. The backward recomputes each direction's forward under autograd
+Same interface as kernels/selective_scan_reference.py. The backward recomputes each direction's forward under autograd
 and differentiates it (the interface passes only the inputs), so through this backend a training step
 runs the CUDA forward twice; tools/bench_kernels.py times the official way directly (forward once,
 backward once) for the anchor figures. LBMamba's `local_window` is not supported here: it needs the
@@ -16,10 +16,11 @@ from typing import Optional, Tuple
 
 import torch
 
+from ._common import _out_like
+
 __all__ = ["selective_scan_fwd", "selective_scan_bwd", "available"]
 
 _fn = None
-_POISON = False  # tests: outputs start as NaN so an unwritten element shows
 
 
 def _scan_fn():
@@ -92,9 +93,8 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
                        index: Optional[torch.Tensor], local_window: int) -> Tuple[torch.Tensor, torch.Tensor]:
     _no_window(local_window)
     b, K, d, L = u.shape
-    fill = float("nan") if _POISON else 0.0
-    y = torch.full_like(u, fill)
-    last = torch.full((b, K, d, A.shape[-1]), fill, device=u.device, dtype=torch.float32)
+    y = _out_like(u)
+    last = _out_like(u, torch.float32, (b, K, d, A.shape[-1]))
     with torch.no_grad():
         for k in range(K):
             yk, lk = _direction(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, k, True)
@@ -108,8 +108,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     _no_window(local_window)
     b, K, d, L = u.shape
     inputs = (u, delta, A, B, C, D, z, delta_bias)
-    fill = float("nan") if _POISON else 0.0
-    grads = [None if t is None else torch.full_like(t, fill) for t in inputs]
+    grads = [None if t is None else _out_like(t) for t in inputs]
     for k in range(K):
         with torch.enable_grad():
             leaves = [None if t is None else t.detach().requires_grad_(True) for t in inputs]

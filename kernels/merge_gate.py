@@ -20,9 +20,11 @@ import torch
 import triton
 import triton.language as tl
 
+from . import _common
+from ._triton_common import _sigmoid
+
 __all__ = ["merge_gate_fwd", "merge_gate_bwd"]
 
-_POISON = False  # tests: fill outputs with NaN before the kernels run, so unwritten elements show
 _BT, _BC, _WARPS = 32, 64, 4
 
 
@@ -48,7 +50,7 @@ def _fwd_kernel(y_ptr, z_ptr, out_ptr, m_ptr, K, L, D, scale,
     out = merged
     if HAS_Z:
         zv = tl.load(z_ptr + b.to(tl.int64) * s_zb + c * s_zc + t * s_zt, mask=mask, other=0.0).to(tl.float32)
-        out = merged * zv / (1.0 + tl.exp(-zv))
+        out = merged * zv * _sigmoid(zv, False)
     tl.store(out_ptr + b.to(tl.int64) * s_ob + c * s_oc + t * s_ot, out.to(out_ptr.dtype.element_ty), mask=mask)
     if SAVE:
         tl.store(m_ptr + b.to(tl.int64) * s_mb + c * s_mc + t * s_mt, merged.to(m_ptr.dtype.element_ty), mask=mask)
@@ -64,7 +66,7 @@ def _bwd_kernel(do_ptr, z_ptr, m_ptr, dy_ptr, dz_ptr, L, D, scale,
     do = tl.load(do_ptr + b64 * s_ob + c * s_oc + t * s_ot, mask=mask, other=0.0).to(tl.float32)
     zv = tl.load(z_ptr + b64 * s_zb + c * s_zc + t * s_zt, mask=mask, other=0.0).to(tl.float32)
     m = tl.load(m_ptr + b64 * s_mb + c * s_mc + t * s_mt, mask=mask, other=0.0).to(tl.float32)
-    sig = 1.0 / (1.0 + tl.exp(-zv))
+    sig = _sigmoid(zv, False)
     tl.store(dy_ptr + b64 * s_yb + c * s_yc + t * s_yt, (do * zv * sig * scale).to(dy_ptr.dtype.element_ty),
              mask=mask)
     dz = do * m * sig * (1.0 + zv * (1.0 - sig))
@@ -76,7 +78,7 @@ def _like(x: torch.Tensor) -> torch.Tensor:
     dims = sorted(range(x.dim()), key=lambda i: (x.stride(i), -i), reverse=True)
     out = torch.empty([x.shape[i] for i in dims], device=x.device, dtype=x.dtype).permute(
         [dims.index(i) for i in range(x.dim())])
-    if _POISON:
+    if _common._POISON:
         out.fill_(float("nan"))
     return out
 

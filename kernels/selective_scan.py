@@ -1,6 +1,6 @@
 """Triton selective scan: forward and backward, K directions in one launch, gather through the scan order.
 
-Backend interface (same as kernels/reference.py):
+Backend interface (same as kernels/selective_scan_reference.py):
 
     selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
         -> (y, last_state)
@@ -47,19 +47,12 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import _interpreting, _next_pow2, _out_like
+from ._triton_common import _exp2, _sigmoid
+
 __all__ = ["selective_scan_fwd", "selective_scan_bwd", "pick_config"]
 
 _LOG2E = 1.4426950408889634
-_POISON = False  # tests: fill outputs with NaN before the kernels run, so unwritten elements show
-
-
-def _out_like(x, dtype=None, shape=None):
-    """An output in x's layout (`torch.empty_like`), or a new contiguous one of `shape`."""
-    dtype = x.dtype if dtype is None else dtype
-    out = torch.empty_like(x, dtype=dtype) if shape is None else torch.empty(shape, device=x.device, dtype=dtype)
-    if _POISON:
-        out.fill_(float("nan"))
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,26 +83,6 @@ def _flip_t(x, LOG_T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr, BDL: tl
         # swap the two halves of axis i: (y0 + y1) - y in wrapping int32 arithmetic is exact
         y = tl.reduce(y, i, tl.standard._sum_combine, keep_dims=True) - y
     return tl.reshape(y, [2 ** LOG_T, N1, BDR, BDL, N2]).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _exp2(x, FAST: tl.constexpr):
-    # MUFU.EX2 with flush-to-zero: one instruction (tl.exp2 / tl.exp add denormal range fix-ups around it)
-    if FAST:
-        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
-    else:
-        return tl.exp2(x)
-
-
-@triton.jit
-def _sigmoid(x, FAST: tl.constexpr):
-    e = _exp2(x * -1.4426950408889634, FAST)
-    if FAST:
-        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], dtype=tl.float32,
-                                         is_pure=True, pack=1)
-    else:
-        return 1.0 / (1.0 + e)
 
 
 @triton.jit
@@ -919,15 +892,6 @@ def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # ----------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------
-def _interpreting() -> bool:
-    import os
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def _next_pow2(x: int) -> int:
-    return 1 << max(0, (int(x) - 1).bit_length())
-
-
 def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str = "cuda", rows: int = 0):
     """(BDR, BDL, T, N2, num_warps) for a shape: the tile [T, N // N2, BDR, BDL, N2] (see the kernels).
 

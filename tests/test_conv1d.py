@@ -21,7 +21,7 @@ from vimamba import ops
 from vimamba.kernels import causal_conv1d_reference as ref
 from vimamba.layers.mamba import MambaMixer, causal_depthwise_conv1d
 from vimamba.layers.norm import at_least_fp32
-from vimamba.ops import causal_conv1d, causal_conv1d_flops
+from vimamba.ops import causal_conv1d, causal_conv1d_flops, dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_FILE = ROOT / "kernels" / "causal_conv1d.py"
@@ -70,7 +70,7 @@ def old_conv(x, weight, bias, reverse):
 def check_backend(module, inputs, reverse, silu, tol, dy_seed=1):
     """Forward and every gradient of `module` against the float64 reference."""
     x, weight, bias = inputs
-    module._POISON = True
+    interpreted.poison(module)
     u = module.causal_conv1d_fwd(x, weight, bias, reverse, silu)
     wide = [None if t is None else t.double() for t in inputs]
     u_ref = ref.causal_conv1d_fwd(*wide, reverse, silu)
@@ -199,7 +199,7 @@ def test_kernels_compile_for_gpu(dtype, K, rev, bias, silu):
 def triton_op(monkeypatch):
     """vimamba.ops with its triton conv backend the interpreted module (CPU tensors allowed)."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setitem(ops._loaded, ops._CONV_BACKENDS["triton"], interp_conv())
+    monkeypatch.setitem(dispatch._loaded, dispatch.BACKENDS["causal_conv1d"]["triton"], interp_conv())
 
 
 def test_op_triton_backend_matches_reference(triton_op):

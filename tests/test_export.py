@@ -6,7 +6,7 @@ import timm
 
 import vimamba
 from vimamba import export
-from vimamba.kernels import add_rmsnorm_reference, causal_conv1d_reference, reference
+from vimamba.kernels import add_rms_norm_reference, causal_conv1d_reference, selective_scan_reference
 from vimamba.registry import list_models
 from vimamba.scans import clear_cache, get_pattern
 
@@ -34,12 +34,12 @@ def test_selective_scan_decomposition_matches_reference(local_window):
     A = -torch.rand(K, d, N, dtype=torch.float64) * 2
     D, delta_bias = torch.randn(K, d, dtype=torch.float64), torch.randn(K, d, dtype=torch.float64)
     index = torch.stack([torch.randperm(L) for _ in range(K)])
-    want = reference.selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, True, index, local_window)
+    want = selective_scan_reference.selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, True, index, local_window)
     got = export.selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, index, True, local_window)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
     # without the optional inputs and the order
-    want = reference.selective_scan_fwd(u, delta, A, B, C, None, None, None, False, None, local_window)
+    want = selective_scan_reference.selective_scan_fwd(u, delta, A, B, C, None, None, None, False, None, local_window)
     got = export.selective_scan_decomposition(u, delta, A, B, C, None, None, None, None, False, local_window)
     torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-10)
 
@@ -54,7 +54,7 @@ def test_conv_and_norm_decompositions_match_references():
     want = causal_conv1d_reference.causal_conv1d_fwd(x, weight, None, reverse, False)
     torch.testing.assert_close(export.causal_conv1d_decomposition(x, weight, None, [0, 1, 0], False), want)
     hidden, residual, w = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.randn(8)
-    want = add_rmsnorm_reference.add_rms_norm_fwd(hidden, residual, w, 1e-5, torch.float32, torch.float32)
+    want = add_rms_norm_reference.add_rms_norm_fwd(hidden, residual, w, 1e-5, torch.float32, torch.float32)
     got = export.add_rms_norm_decomposition(hidden, residual, w, 1e-5, torch.float32, torch.float32)
     for g, t in zip(got, want):
         torch.testing.assert_close(g, t)

@@ -1,4 +1,4 @@
-"""Selective-scan backends against a float64 oracle (kernels/reference.py on fp64 inputs).
+"""Selective-scan backends against a float64 oracle (kernels/selective_scan_reference.py on fp64 inputs).
 
 CPU: the Triton kernels run under Triton's interpreter (TRITON_INTERPRET=1) at tiny shapes. The kernel
 module is loaded afresh with the interpreter switched on, so these tests work under a plain `pytest`
@@ -19,7 +19,7 @@ import torch
 
 import interpreted
 
-from vimamba.kernels import reference as ref
+from vimamba.kernels import selective_scan_reference as ref
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_FILE = ROOT / "kernels" / "selective_scan.py"
@@ -95,14 +95,9 @@ def rel_err(a, b):
     return (a - b).norm().item() / (ref if ref > 1e-12 else 1.0)
 
 
-def poison(module):
-    """Make the module allocate its written-to outputs filled with NaN for the next calls."""
-    module._POISON = True
-
-
 def check_backend(module, x, softplus, W, tol, grads=True, dy_seed=1):
     """Forward and every gradient of `module` against the fp64 reference."""
-    poison(module)
+    interpreted.poison(module)
     y, last = module.selective_scan_fwd(*_args(x, softplus, W))
     x64 = _f64(x)
     y_ref, last_ref = ref.selective_scan_fwd(*_args(x64, softplus, W))
@@ -229,8 +224,9 @@ def test_op_dispatches_to_triton_under_interpreter():
     is imported with the interpreter on)."""
     code = textwrap.dedent("""
         import torch, vimamba.ops as ops
-        assert ops._BACKENDS["triton"] == "vimamba.kernels.selective_scan", ops._BACKENDS
-        assert ops._BACKENDS["mamba_ssm"] == "vimamba.kernels.mamba_ssm_backend", ops._BACKENDS
+        backends = ops.dispatch.BACKENDS["selective_scan"]
+        assert backends["triton"] == "vimamba.kernels.selective_scan", backends
+        assert backends["mamba_ssm"] == "vimamba.kernels.mamba_ssm_backend", backends
         assert ops.resolve_backend(None, torch.device("cpu")) == "triton"
         from vimamba.scans.base import ScanOrder
         torch.manual_seed(0)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vimamba import ops
+from vimamba.ops import dispatch
 from vimamba.ops import selective_scan, selective_scan_flops
 from vimamba.scans.base import ScanOrder
 
@@ -174,20 +175,20 @@ def test_three_dim_layout_equals_k1():
 
 
 @pytest.mark.parametrize("steps", [1, 5, 8, 13, 70])
-def test_reference_linear_scan_both_directions(steps):
-    from vimamba.kernels.reference import linear_scan
-    a = torch.rand(3, steps, 4, dtype=torch.float64)
-    b = torch.randn(3, steps, 4, dtype=torch.float64)
+def test_reference_scan_loop_both_directions(steps):
+    from vimamba.kernels.selective_scan_reference import _scan_time_major
+    a = torch.rand(steps, 3, 4, dtype=torch.float64)
+    b = torch.randn(steps, 3, 4, dtype=torch.float64)
     h, forward = torch.zeros(3, 4, dtype=torch.float64), []
     for t in range(steps):
-        h = a[:, t] * h + b[:, t]
+        h = a[t] * h + b[t]
         forward.append(h)
     r, backward = torch.zeros(3, 4, dtype=torch.float64), [None] * steps
     for t in reversed(range(steps)):
-        r = a[:, t] * r + b[:, t]
+        r = a[t] * r + b[t]
         backward[t] = r
-    torch.testing.assert_close(linear_scan(a, b), torch.stack(forward, 1))
-    torch.testing.assert_close(linear_scan(a, b, reverse=True), torch.stack(backward, 1))
+    torch.testing.assert_close(_scan_time_major(a, b), torch.stack(forward, 0))
+    torch.testing.assert_close(_scan_time_major(a, b, reverse=True), torch.stack(backward, 0))
 
 
 @pytest.mark.parametrize("local_window", [0, 3, 5, 40])
@@ -195,7 +196,7 @@ def test_reference_linear_scan_both_directions(steps):
 def test_reference_inference_path_against_loop(local_window, dtype):
     """The fp32 inference path (no autograd: blocks of steps, exp2, in-place scan) against the float64 oracle,
     over several blocks, windows that cross block ends and a window longer than the sequence."""
-    from vimamba.kernels.reference import _BLOCK
+    from vimamba.kernels.selective_scan_reference import _BLOCK
     torch.manual_seed(0)
     L = 2 * _BLOCK + 5
     x = make_inputs(batch=2, K=2, d=3, L=L, N=4, dtype=dtype)
@@ -507,7 +508,7 @@ def test_auto_backend_on_cpu_is_reference(monkeypatch):
 def test_auto_backend_on_rocm_is_reference(monkeypatch):
     """The Triton kernels use NVIDIA PTX inline assembly and 32-lane warps: a ROCm build never picks them."""
     monkeypatch.delenv("VIMAMBA_BACKEND", raising=False)
-    monkeypatch.setattr(ops, "_load_backend", lambda name, op="selective_scan": object())  # triton importable
+    monkeypatch.setattr(dispatch, "load_backend", lambda name, op: object())  # triton importable
     assert ops.resolve_backend("auto", torch.device("cuda")) == "triton"
     monkeypatch.setattr(torch.version, "hip", "6.2.41133")
     for op in ("selective_scan", "causal_conv1d", "add_rms_norm"):
@@ -556,8 +557,8 @@ def test_cuda_only_backends_reject_cpu(monkeypatch):
 
 
 def test_unimportable_backend_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(ops._BACKENDS, "triton", "vimamba.kernels._no_such_module")
-    monkeypatch.setattr(ops, "_loaded", {})
+    monkeypatch.setitem(dispatch.BACKENDS["selective_scan"], "triton", "vimamba.kernels._no_such_module")
+    monkeypatch.setattr(dispatch, "_loaded", {})
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setenv("VIMAMBA_BACKEND", "triton")
     x = make_inputs(K=1, L=5)
@@ -575,13 +576,13 @@ def test_auto_falls_back_when_a_kernel_declines(monkeypatch):
         raise NotImplementedError("d_state 3 is not a power of two")
     declining.selective_scan_fwd = declining.selective_scan_bwd = decline
     monkeypatch.setitem(sys.modules, "_declining_backend", declining)
-    monkeypatch.setitem(ops._BACKENDS, "triton", "_declining_backend")
-    monkeypatch.setattr(ops, "_loaded", {})
-    monkeypatch.setattr(ops, "_warned_fallback", set())
+    monkeypatch.setitem(dispatch.BACKENDS["selective_scan"], "triton", "_declining_backend")
+    monkeypatch.setattr(dispatch, "_loaded", {})
+    monkeypatch.setattr(dispatch, "_warned_fallback", set())
     monkeypatch.delenv("VIMAMBA_BACKEND", raising=False)
-    real_resolve = ops.resolve_backend
-    monkeypatch.setattr(ops, "resolve_backend",
-                        lambda name, device: "triton" if name in (None, "auto") else real_resolve(name, device))
+    real_resolve = dispatch.resolve_backend
+    monkeypatch.setattr(dispatch, "resolve_backend",
+                        lambda name, device, op: "triton" if name in (None, "auto") else real_resolve(name, device, op))
     x = make_inputs(K=2, L=6, requires_grad=True)
     with pytest.warns(UserWarning, match=r"backend 'triton' declined \(d_state 3 is not a power of two\)"):
         y = selective_scan(**x)
@@ -602,7 +603,7 @@ def test_empty_sequence():
 
 
 def test_reference_backend_module_interface():
-    from vimamba.kernels import reference
+    from vimamba.kernels import selective_scan_reference as reference
     x = make_inputs(K=2, L=7, dtype=torch.float32, D=False)
     index = random_index(2, 7)
     y, last = reference.selective_scan_fwd(x["u"], x["delta"], x["A"], x["B"], x["C"], None, x["z"],

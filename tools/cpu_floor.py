@@ -35,7 +35,7 @@ def main(argv=None):
 
     import timm
     import vimamba  # noqa: F401
-    from vimamba.kernels import reference
+    from vimamba.kernels import selective_scan_reference as reference
 
     model = timm.create_model(args.model).eval()
     x = torch.randn((1,) + tuple(model.pretrained_cfg['input_size']))

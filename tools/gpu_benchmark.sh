@@ -19,7 +19,7 @@ export PYTHONWARNINGS=ignore::FutureWarning,ignore::UserWarning:torch.jit
 OUT=${OUT:-out/gpu}
 PY=${PY:-python}
 mkdir -p "$OUT"
-$PY -c 'import vimamba.kernels.reference' 2>/dev/null ||
+$PY -c 'import vimamba.kernels.selective_scan_reference' 2>/dev/null ||
     $PY -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/pip.log" 2>&1 ||
     { echo "pip install -e . failed, see $OUT/pip.log"; tail -5 "$OUT/pip.log"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1

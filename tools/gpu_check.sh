@@ -25,7 +25,7 @@ if [ -n "${MAMBA_SDIST:-}" ]; then
     (MAMBA_FORCE_BUILD=TRUE MAX_JOBS=$(nproc) $PY -m pip install --no-build-isolation --no-deps --no-index \
         --target "$MAMBA_PATH" "$MAMBA_SDIST" >"$OUT/mamba_build.log" 2>&1; touch "$OUT/.mamba_done") &
 fi
-$PY -c 'import vimamba.kernels.reference' 2>/dev/null ||
+$PY -c 'import vimamba.kernels.selective_scan_reference' 2>/dev/null ||
     $PY -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/pip.log" 2>&1 ||
     { say "pip install -e . failed, see $OUT/pip.log"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader

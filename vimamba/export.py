@@ -23,7 +23,7 @@ from torch import Tensor
 
 from . import ops as _ops  # noqa: F401  registers torch.ops.vimamba.*
 from .scans import base as _scan_base
-from .kernels import add_rmsnorm_reference, causal_conv1d_reference
+from .kernels import add_rms_norm_reference, causal_conv1d_reference
 
 __all__ = ["decompositions", "export_program", "export_onnx"]
 
@@ -113,7 +113,7 @@ def causal_conv1d_decomposition(x: Tensor, weight: Tensor, bias: Optional[Tensor
 def add_rms_norm_decomposition(hidden, residual, weight, eps: float, residual_dtype, out_dtype,
                                backend: str = "auto") -> Tuple[Tensor, Tensor]:
     """`vimamba::add_rms_norm` in plain ops (the reference backend's forward)."""
-    return add_rmsnorm_reference.add_rms_norm_fwd(hidden, residual, weight, eps, residual_dtype, out_dtype)
+    return add_rms_norm_reference.add_rms_norm_fwd(hidden, residual, weight, eps, residual_dtype, out_dtype)
 
 
 def decompositions() -> Dict[torch._ops.OpOverload, Callable]:

@@ -14,7 +14,7 @@ visits token index[k, t] at step t. y is (b, K, d, L) in u's dtype and token ord
 forward state after the last scanned step, (b, K, d, N) fp32. The backward recomputes the forward with
 autograd and differentiates it; the gradient of last_state is not part of the interface.
 
-How the recurrence h_t = a_t * h_{t-1} + b_t is evaluated: `linear_scan`, a loop over time vectorised
+How the recurrence h_t = a_t * h_{t-1} + b_t is evaluated: `_scan_time_major`, a loop over time vectorised
 over batch, K, d and N. The LBMamba window-local reverse recurrence is the same scan run right to left
 over the windows, all windows at once (a loop of W steps).
 
@@ -32,13 +32,19 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["selective_scan_fwd", "selective_scan_bwd", "linear_scan"]
+__all__ = ["selective_scan_fwd", "selective_scan_bwd"]
 
 _BLOCK = 16  # time steps per block of the inference path
 
 
 def _scan_time_major(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0 of contiguous a, b (T, ...)."""
+    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0 of contiguous a, b (T, ...), with a zero
+    state outside.
+
+    A loop over time, each step one fused multiply-add over everything else. On a CPU this beats
+    parallel (chunked) formulations by about 10x at Vim-T's shape: their strided slices and
+    concatenations cost more than the loop's Python overhead.
+    """
     steps = a.shape[0]
     if steps == 0:
         return b
@@ -50,18 +56,6 @@ def _scan_time_major(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) ->
         state = b_steps[t] if state is None else torch.addcmul(b_steps[t], a_steps[t], state)
         states[t] = state
     return torch.stack(states, 0)
-
-
-def linear_scan(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """Inclusive scan along dim -2 (time) of a, b (..., T, N), with a zero state outside:
-    h_t = a_t * h_{t-1} + b_t, or with reverse=True h_t = a_t * h_{t+1} + b_t.
-
-    A loop over time, each step one fused multiply-add over everything else. On a CPU this beats
-    parallel (chunked) formulations by about 10x at Vim-T's shape: their strided slices and
-    concatenations cost more than the loop's Python overhead.
-    """
-    h = _scan_time_major(a.movedim(-2, 0).contiguous(), b.movedim(-2, 0).contiguous(), reverse)
-    return h.movedim(0, -2)
 
 
 def _local_reverse_scan(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.Tensor:

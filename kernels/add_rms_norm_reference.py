@@ -1,4 +1,4 @@
-"""Plain-PyTorch residual add + RMSNorm: the ground truth for kernels/add_rmsnorm.py.
+"""Plain-PyTorch residual add + RMSNorm: the ground truth for kernels/add_rms_norm.py.
 
 Runs on any device, in fp32 whatever the input dtype (fp64 inputs stay fp64, so gradcheck works). The backend
 interface (shared with the Triton module) is two functions over normalised arguments:

@@ -1,6 +1,6 @@
 """Triton residual add + RMSNorm: MambaBlock's add, fp32 residual and norm in one pass over the rows.
 
-Backend interface (same as kernels/add_rmsnorm_reference.py, which states the exact semantics):
+Backend interface (same as kernels/add_rms_norm_reference.py, which states the exact semantics):
 
     add_rms_norm_fwd(hidden, residual, weight, eps, residual_dtype, out_dtype) -> (normed, residual_out)
     add_rms_norm_bwd(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype)
@@ -39,9 +39,10 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["add_rms_norm_fwd", "add_rms_norm_bwd", "pick_config", "MAX_DIM"]
+from ._common import _interpreting, _next_pow2, _out_like
+from ._triton_common import _col_sum
 
-_POISON = False  # tests: fill outputs with NaN before the kernels run, so unwritten elements show
+__all__ = ["add_rms_norm_fwd", "add_rms_norm_bwd", "pick_config", "MAX_DIM"]
 
 # The whole row lives in registers: past this the backward would spill (declined with NotImplementedError, and
 # the ops layer falls back to the reference under "auto").
@@ -52,12 +53,6 @@ MAX_DIM = 8192
 def _row_sum(x):
     """Sum over the columns of a [rows, cols] tile -> [rows]."""
     return tl.reduce(x, 1, tl.standard._sum_combine)
-
-
-@triton.jit
-def _col_sum(x):
-    """Sum over the rows of a [rows, cols] tile -> [cols]."""
-    return tl.reduce(x, 0, tl.standard._sum_combine)
 
 
 @triton.jit
@@ -132,15 +127,6 @@ def _bwd_kernel(dy_ptr, dres_ptr, x_ptr, w_ptr, dh_ptr, dr_ptr, dw_ptr, M, D, ep
 # ----------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------
-def _interpreting() -> bool:
-    import os
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def _next_pow2(x: int) -> int:
-    return 1 << max(0, (int(x) - 1).bit_length())
-
-
 # Elements of a [BM, BD] tile per program (rows = elements / BD, at least 1) and num_warps. The backward keeps
 # more tiles live (x, dnormed, xhat, dx, the dweight sum, and a 64-bit pointer per element for each of five
 # tensors), so it takes half the tile of the forward with twice the warps: 8 elements a thread (register counts:
@@ -180,20 +166,13 @@ def _check(*tensors):
         raise NotImplementedError(f"triton add_rms_norm keeps a row in registers: D = {D} > {MAX_DIM}")
 
 
-def _output(like, dtype):
-    out = torch.empty(like.shape, device=like.device, dtype=dtype)
-    if _POISON:
-        out.fill_(float("nan"))
-    return out
-
-
 def add_rms_norm_fwd(hidden: torch.Tensor, residual: Optional[torch.Tensor], weight: torch.Tensor, eps: float,
                      residual_dtype: torch.dtype, out_dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
     """(normed in out_dtype, residual_out in residual_dtype), both contiguous in hidden's shape."""
     _check(hidden, residual, weight)
     D = weight.shape[0]
     M = hidden.numel() // max(D, 1)
-    normed, residual_out = _output(hidden, out_dtype), _output(hidden, residual_dtype)
+    normed, residual_out = _out_like(hidden, out_dtype), _out_like(hidden, residual_dtype)
     if hidden.numel() == 0:
         return normed, residual_out
     BM, BD, _, nw = pick_config(M, D, False, hidden.device.type)
@@ -214,9 +193,9 @@ def add_rms_norm_bwd(dnormed: torch.Tensor, dresidual_out: Optional[torch.Tensor
     _check(dnormed, dresidual_out, residual_out, weight)
     D = weight.shape[0]
     M = residual_out.numel() // max(D, 1)
-    dhidden = _output(residual_out, hidden_dtype)
+    dhidden = _out_like(residual_out, hidden_dtype)
     write_dr = residual_in_dtype is not None and residual_in_dtype != hidden_dtype
-    dresidual = _output(residual_out, residual_in_dtype) if write_dr else None
+    dresidual = _out_like(residual_out, residual_in_dtype) if write_dr else None
     acc = _acc(residual_out.dtype, hidden_dtype, residual_in_dtype)
     acc_dtype = torch.float64 if acc == tl.float64 else torch.float32
     if M == 0:

@@ -15,13 +15,13 @@ import torch
 import interpreted
 
 from vimamba import ops
-from vimamba.kernels import add_rmsnorm_reference as ref
+from vimamba.kernels import add_rms_norm_reference as ref
 from vimamba.layers.mamba import MambaBlock
 from vimamba.layers.norm import LayerNormFp32, RmsNormFp32, at_least_fp32
-from vimamba.ops import add_rms_norm
+from vimamba.ops import add_rms_norm, dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNEL_FILE = ROOT / "kernels" / "add_rmsnorm.py"
+KERNEL_FILE = ROOT / "kernels" / "add_rms_norm.py"
 EPS = 1e-5
 
 
@@ -29,7 +29,7 @@ EPS = 1e-5
 # helpers
 # ----------------------------------------------------------------------------------------------
 def interp_norm():
-    """kernels/add_rmsnorm.py loaded with TRITON_INTERPRET=1 (its @triton.jit kernels interpreted)."""
+    """kernels/add_rms_norm.py loaded with TRITON_INTERPRET=1 (its @triton.jit kernels interpreted)."""
     return interpreted.load(KERNEL_FILE)
 
 
@@ -61,7 +61,7 @@ def unfused(hidden, residual, norm_weight, residual_in_fp32=True, eps=EPS):
 def check_backend(module, inputs, residual_dtype, tol, with_dres=True, seed=1):
     """Forward and every gradient of `module` against the float64 reference."""
     hidden, residual, weight = inputs
-    module._POISON = True
+    interpreted.poison(module)
     normed, res = module.add_rms_norm_fwd(hidden, residual, weight, EPS, residual_dtype, hidden.dtype)
     wide = [None if t is None else t.double() for t in inputs]
     normed_ref, res_ref = ref.add_rms_norm_fwd(*wide, EPS, torch.float64, torch.float64)
@@ -185,7 +185,7 @@ def test_kernels_compile_for_gpu(dtype, D):
     import triton
     import triton.language as tl
 
-    from vimamba.kernels import add_rmsnorm as kernels
+    from vimamba.kernels import add_rms_norm as kernels
     if not hasattr(kernels._fwd_kernel, "arg_names"):
         pytest.skip("the kernel module was imported under TRITON_INTERPRET=1")
     ptrs = dict(h_ptr=f"*{dtype}", r_ptr="*fp32", w_ptr="*fp32", y_ptr=f"*{dtype}", res_ptr="*fp32",
@@ -214,7 +214,7 @@ def test_kernels_compile_for_gpu(dtype, D):
 def triton_op(monkeypatch):
     """vimamba.ops with its triton norm backend the interpreted module (CPU tensors allowed)."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.setitem(ops._loaded, ops._NORM_BACKENDS["triton"], interp_norm())
+    monkeypatch.setitem(dispatch._loaded, dispatch.BACKENDS["add_rms_norm"]["triton"], interp_norm())
 
 
 def _op_outputs(backend, inputs, residual_dtype, out_dtype):
@@ -255,7 +255,7 @@ def test_env_backend_selects_triton_under_interpreter(triton_op, monkeypatch):
 def test_auto_falls_back_for_long_rows(triton_op, monkeypatch):
     """Under "auto" a row the Triton kernel declines runs on the reference (the CPU resolves "auto" to the
     reference anyway, so make "auto" pick triton here)."""
-    monkeypatch.setattr(ops, "resolve_backend", lambda backend, device, op="selective_scan": "triton")
+    monkeypatch.setattr(dispatch, "resolve_backend", lambda backend, device, op="selective_scan": "triton")
     hidden, residual, weight = make_inputs((2, interp_norm().MAX_DIM + 3))
     with pytest.warns(UserWarning, match="add_rms_norm: backend 'triton' declined"):
         normed, res = add_rms_norm(hidden, residual, weight)
@@ -481,7 +481,7 @@ def test_mamba_block_keeps_unfused_paths():
 def test_triton_gpu_vim_t(dtype, r_dtype, D):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    from vimamba.kernels import add_rmsnorm as kernels
+    from vimamba.kernels import add_rms_norm as kernels
 
     inputs = make_inputs((8, 197, D), dtype, r_dtype or dtype, r_dtype is not None, device="cuda")
     residual_dtype = torch.float32 if r_dtype is not None else dtype

@@ -1,0 +1,224 @@
+"""What the ops share: backend tables, backend choice (`resolve_backend`), the call of a backend function from a
+custom op (`run`, with the fallback under "auto"), the custom ops' gradient outputs, the guards of the public
+functions (symbolic and jit tracing) and argument checks."""
+import contextlib
+import importlib
+import os
+import warnings
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.fx
+from torch import Tensor
+
+from ..kernels._common import _interpreting
+
+# op -> backend name -> module, imported on first use.
+BACKENDS = {
+    "selective_scan": {
+        "reference": "vimamba.kernels.selective_scan_reference",
+        "triton": "vimamba.kernels.selective_scan",
+        "mamba_ssm": "vimamba.kernels.mamba_ssm_backend",
+    },
+    "causal_conv1d": {
+        "reference": "vimamba.kernels.causal_conv1d_reference",
+        "triton": "vimamba.kernels.causal_conv1d",
+    },
+    "add_rms_norm": {
+        "reference": "vimamba.kernels.add_rms_norm_reference",
+        "triton": "vimamba.kernels.add_rms_norm",
+    },
+}
+CHOICES = ("auto",) + tuple(BACKENDS["selective_scan"])
+ENV_BACKEND = "VIMAMBA_BACKEND"
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_loaded = {}
+_warned_fallback = set()
+
+
+def load_backend(name: str, op: str):
+    path = BACKENDS[op][name]
+    module = _loaded.get(path)
+    if module is None:
+        try:
+            module = importlib.import_module(path)
+        except Exception as e:  # ImportError, or a kernel module failing at import time
+            raise RuntimeError(
+                f"{op} backend {name!r} is not available: importing {path} "
+                f"failed with {type(e).__name__}: {e}") from e
+        _loaded[path] = module
+    return module
+
+
+def available_backends() -> Tuple[str, ...]:
+    """Backend names whose module imports here (tries each once)."""
+    found = []
+    for name in BACKENDS["selective_scan"]:
+        try:
+            load_backend(name, "selective_scan")
+        except RuntimeError:
+            continue
+        found.append(name)
+    return tuple(found)
+
+
+def _check_backend_name(name: str, what: str, op: str) -> None:
+    if name not in CHOICES:
+        raise ValueError(f"{what}: unknown {op} backend {name!r}; expected one of {CHOICES}")
+
+
+def backend_argument(backend, op: str) -> str:
+    """The `backend` argument of a public op, checked: None means "auto"."""
+    name = "auto" if backend is None else backend
+    if not isinstance(name, str):
+        raise TypeError(f"backend: expected a str in {CHOICES} or None, got {describe(backend)}")
+    _check_backend_name(name, "backend", op)
+    return name
+
+
+def resolve_backend(backend: Optional[str], device: torch.device, op: str = "selective_scan") -> str:
+    """The concrete backend of `op` ("selective_scan", "causal_conv1d" or "add_rms_norm") for `backend` ("auto"/None
+    follow VIMAMBA_BACKEND, else triton on CUDA when its module imports, else reference) and tensors on
+    `device`."""
+    name = "auto" if backend is None else backend
+    if name == "auto":
+        name = os.environ.get(ENV_BACKEND, "auto") or "auto"
+        _check_backend_name(name, f"environment variable {ENV_BACKEND}", op)
+    if name not in BACKENDS[op]:
+        # mamba_ssm brings only the scan: the ops around it take what "auto" would, so that one setting
+        # (VIMAMBA_BACKEND=mamba_ssm) runs a whole model.
+        name = "auto"
+    if name == "auto":
+        name = "reference"
+        # ROCm: the Triton kernels use NVIDIA PTX inline assembly and assume 32-lane warps
+        if device.type == "cuda" and not torch.version.hip:
+            try:
+                load_backend("triton", op)
+                name = "triton"
+            except RuntimeError:
+                pass
+    if name in ("triton", "mamba_ssm") and device.type != "cuda":
+        # The Triton interpreter runs kernels on CPU tensors (CI); mamba_ssm is CUDA only.
+        if not (name == "triton" and (_interpreting() or device.type == "meta")):
+            raise ValueError(
+                f"backend: {name!r} needs CUDA tensors, got tensors on {device}"
+                + (" (set TRITON_INTERPRET=1 to run Triton kernels on CPU)" if name == "triton" else ""))
+    return name
+
+
+@contextlib.contextmanager
+def _autograd_dispatch():
+    """Re-enable autograd inside a custom-op implementation.
+
+    A custom op's implementation runs below the autograd dispatch keys (torch excludes them), so a
+    backend backward that differentiates a recomputed forward with torch.autograd.grad (the reference
+    does) would see no graph. This guard lifts that exclusion for the duration of the call.
+    """
+    keys = [getattr(torch._C.DispatchKey, k, None)
+            for k in ("AutogradFunctionality", "AutogradOther", "AutogradNestedTensor")]
+    guard = getattr(torch._C, "_SetExcludeDispatchKeyGuard", None)
+    with contextlib.ExitStack() as stack:
+        if guard is not None:
+            for key in keys:
+                if key is not None:
+                    stack.enter_context(guard(key, False))
+        with torch.enable_grad():
+            yield
+
+
+def run(op: str, direction: str, backend: str, *args):
+    """`<op>_<direction>` ("fwd" or "bwd", the backward with autograd re-enabled: see `_autograd_dispatch`) of the
+    backend that `backend` resolves to for args[0]'s device (an input in the forward, an output gradient in the
+    backward: both on the op's device).
+
+    Under "auto" (no explicit choice, no VIMAMBA_BACKEND), a kernel that declines a shape with NotImplementedError
+    (the scan's Triton kernel with a d_state that is not a power of two, the norm's with a row too long for
+    registers) falls back to the reference, with one warning per reason; the backward resolves the same way, so
+    forward and backward use the same backend.
+    """
+    function = f"{op}_{direction}"
+    with _autograd_dispatch() if direction == "bwd" else contextlib.nullcontext():
+        name = resolve_backend(backend, args[0].device, op)
+        try:
+            return getattr(load_backend(name, op), function)(*args)
+        except NotImplementedError as e:
+            explicit = backend != "auto" or os.environ.get(ENV_BACKEND, "auto") not in ("", "auto")
+            if name == "reference" or explicit:
+                raise
+            if str(e) not in _warned_fallback:
+                _warned_fallback.add(str(e))
+                warnings.warn(f"{op}: backend {name!r} declined ({e}); using the reference backend", stacklevel=2)
+            return getattr(load_backend("reference", op), function)(*args)
+
+
+def in_layout_of(out: Tensor, like: Tensor) -> Tensor:
+    """`out` with the strides of `torch.empty_like(like)`, the layout the fake implementations promise.
+
+    Outputs follow their input's layout, so channels-last inputs (a token's channels contiguous, as the
+    linear layers make them) give channels-last outputs and gradients without a transpose copy.
+    """
+    if out.stride() == torch.empty_like(like, device="meta").stride():
+        return out
+    return torch.empty_like(like, dtype=out.dtype).copy_(out)
+
+
+def grad_outputs(grads: Sequence[Optional[Tensor]], inputs: Sequence[Optional[Tensor]]) -> Tuple[Tensor, ...]:
+    """A backward op's outputs: gradients in their inputs' layouts, empty for an absent input (no optional outputs)."""
+    return tuple(inputs[0].new_empty(0) if g is None else in_layout_of(g, t) for g, t in zip(grads, inputs))
+
+
+def fake_grad_outputs(inputs: Sequence[Optional[Tensor]]) -> Tuple[Tensor, ...]:
+    """`grad_outputs`' shapes, for a backward op's fake implementation."""
+    return tuple(inputs[0].new_empty(0) if t is None else torch.empty_like(t) for t in inputs)
+
+
+def present_grads(grads: Sequence[Tensor], inputs: Sequence[Optional[Tensor]]) -> Tuple[Optional[Tensor], ...]:
+    """A backward op's outputs as autograd gradients: None for an absent input."""
+    return tuple(None if t is None else g for g, t in zip(grads, inputs))
+
+
+def fx_proxy(args: Sequence) -> Optional[torch.fx.Proxy]:
+    """The first torch.fx.Proxy in args, or None.
+
+    Under symbolic tracing (torch.fx, timm's FX feature extraction) a public op records one leaf call whatever
+    module the caller imported it from, the op itself as the node's target (`torch.fx.wrap` would patch one module's
+    global only); its arguments are checked when the traced graph runs.
+    """
+    return next((a for a in args if isinstance(a, torch.fx.Proxy)), None)
+
+
+def checked(check: Callable, *args):
+    """`check(*args)`, without TracerWarnings under torch.jit tracing: the FLOP counters (fvcore, mmengine) trace
+    with torch.jit, where the checks compare traced sizes, which is right for the one concrete run but warns at
+    every call."""
+    if not torch.jit.is_tracing():
+        return check(*args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return check(*args)
+
+
+def describe(t) -> str:
+    if isinstance(t, Tensor):
+        return f"tensor of shape {tuple(t.shape)} and dtype {t.dtype} on {t.device}"
+    return f"{type(t).__name__} {t!r}"
+
+
+def check_tensor(name: str, t, shape: Tuple[int, ...], shape_text: str, device: torch.device,
+                 device_of: str = "u") -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: expected a tensor {shape_text}, got {describe(t)}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a floating tensor (float16, bfloat16, float32 or float64), "
+                        f"got {describe(t)}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape_text} = {shape}, got {describe(t)}")
+    if t.device != device:
+        raise ValueError(f"{name}: expected a tensor on {device} (the device of {device_of}), got {describe(t)}")
+
+
+def jit_sizes(value) -> Optional[List[int]]:
+    """The sizes of a torch.jit graph value (the inputs a FLOP handle of fvcore / mmengine gets), None for a value
+    that is not a tensor (an absent optional)."""
+    kind = value.type()
+    return kind.sizes() if isinstance(kind, torch._C.TensorType) else None

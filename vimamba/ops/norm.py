@@ -1,0 +1,149 @@
+"""`add_rms_norm`: the pre-norm block's residual add and RMSNorm in one pass (kernels/add_rms_norm_reference.py
+states it exactly), returning (normed, residual_out).
+
+Built as the scan is: `torch.ops.vimamba.add_rms_norm` and `torch.ops.vimamba.add_rms_norm_bwd`, backends
+"reference" and "triton" ("mamba_ssm", a scan-only backend, means "auto" here); under "auto" a dim the Triton
+kernel declines (a row too long for registers) falls back to the reference. No FLOP formula: a norm is elementwise
+work, which the fvcore convention leaves uncounted (vimamba.benchmark ignores the node).
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .dispatch import FLOAT_DTYPES, backend_argument, check_tensor, checked, describe, fx_proxy, run
+
+
+@torch.library.custom_op("vimamba::add_rms_norm", mutates_args=())
+def _add_rms_norm_op(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps: float,
+                     residual_dtype: torch.dtype, out_dtype: torch.dtype, backend: str) -> Tuple[Tensor, Tensor]:
+    """Normalised add + RMSNorm: hidden and residual (..., D) contiguous, weight (D,) contiguous. Returns
+    (normed in out_dtype, residual_out in residual_dtype), contiguous in hidden's shape."""
+    normed, residual_out = run("add_rms_norm", "fwd", backend, hidden, residual, weight, eps, residual_dtype,
+                               out_dtype)
+    return normed.contiguous(), residual_out.contiguous()
+
+
+@_add_rms_norm_op.register_fake
+def _(hidden, residual, weight, eps, residual_dtype, out_dtype, backend):
+    return (hidden.new_empty(hidden.shape, dtype=out_dtype), hidden.new_empty(hidden.shape, dtype=residual_dtype))
+
+
+@torch.library.custom_op("vimamba::add_rms_norm_bwd", mutates_args=())
+def _add_rms_norm_bwd_op(dnormed: Tensor, dresidual_out: Optional[Tensor], residual_out: Tensor, weight: Tensor,
+                         eps: float, hidden_dtype: torch.dtype, residual_in_dtype: Optional[torch.dtype],
+                         backend: str) -> Tuple[Tensor, Tensor, Tensor]:
+    """Gradients (dhidden, dresidual, dweight). dresidual is an empty tensor when there was no residual
+    (residual_in_dtype None) or when it has hidden's dtype: dhidden is then its gradient too (the op schema has
+    no optional outputs, and outputs may not alias)."""
+    dhidden, dresidual, dweight = run("add_rms_norm", "bwd", backend, dnormed, dresidual_out, residual_out, weight,
+                                      eps, hidden_dtype, residual_in_dtype)
+    return (dhidden.contiguous(), residual_out.new_empty(0) if dresidual is None else dresidual.contiguous(),
+            dweight.contiguous())
+
+
+@_add_rms_norm_bwd_op.register_fake
+def _(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype, backend):
+    shape = residual_out.shape
+    write_dr = residual_in_dtype is not None and residual_in_dtype != hidden_dtype
+    return (residual_out.new_empty(shape, dtype=hidden_dtype),
+            residual_out.new_empty(shape, dtype=residual_in_dtype) if write_dr else residual_out.new_empty(0),
+            torch.empty_like(weight))
+
+
+def _setup_context(ctx, inputs, output):
+    hidden, residual, weight, eps, residual_dtype, out_dtype, backend = inputs
+    # residual_out (an output, kept anyway as the next block's input) and weight: the backward recomputes rstd.
+    ctx.save_for_backward(output[1], weight)
+    ctx.eps, ctx.backend = eps, backend
+    ctx.hidden_dtype = hidden.dtype
+    ctx.residual_in_dtype = None if residual is None else residual.dtype
+
+
+def _backward(ctx, dnormed, dresidual_out):
+    residual_out, weight = ctx.saved_tensors
+    if dnormed is None:
+        dnormed = torch.zeros_like(residual_out)
+    dhidden, dresidual, dweight = torch.ops.vimamba.add_rms_norm_bwd(
+        dnormed, dresidual_out, residual_out, weight, ctx.eps, ctx.hidden_dtype, ctx.residual_in_dtype,
+        ctx.backend)
+    if ctx.residual_in_dtype is None:
+        dresidual = None
+    elif ctx.residual_in_dtype == ctx.hidden_dtype:
+        dresidual = dhidden  # the same gradient, as autograd's add hands it to both summands
+    return dhidden, dresidual, dweight, None, None, None, None
+
+
+_add_rms_norm_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check_dtype_argument(name: str, dtype) -> None:
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or dtype not in FLOAT_DTYPES):
+        raise TypeError(f"{name}: expected None or a float dtype (float16, bfloat16, float32 or float64), "
+                        f"got {describe(dtype)}")
+
+
+def _check_arguments(hidden, residual, weight, eps, residual_dtype, out_dtype, backend) -> str:
+    """The argument checks of `add_rms_norm`; returns the backend name."""
+    if not isinstance(hidden, Tensor):
+        raise TypeError(f"hidden: expected a tensor (..., D), got {describe(hidden)}")
+    if hidden.dim() < 1 or hidden.shape[-1] < 1:
+        raise ValueError(f"hidden: expected a tensor (..., D) with D >= 1, got {describe(hidden)}")
+    if hidden.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"hidden: expected float16, bfloat16, float32 or float64, got {describe(hidden)}")
+    if residual is not None:
+        check_tensor("residual", residual, tuple(hidden.shape), "like hidden", hidden.device, "hidden")
+    check_tensor("weight", weight, (hidden.shape[-1],), "(D,), D the last dim of hidden", hidden.device, "hidden")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"eps: expected a float >= 0, got {describe(eps)}")
+    if not eps >= 0:
+        raise ValueError(f"eps: expected a float >= 0, got {eps!r}")
+    _check_dtype_argument("residual_dtype", residual_dtype)
+    _check_dtype_argument("out_dtype", out_dtype)
+    return backend_argument(backend, "add_rms_norm")
+
+
+def add_rms_norm(
+    hidden: Tensor,
+    residual: Optional[Tensor],
+    weight: Tensor,
+    eps: float = 1e-5,
+    residual_dtype: Optional[torch.dtype] = None,
+    out_dtype: Optional[torch.dtype] = None,
+    backend: Optional[str] = None,
+) -> Tuple[Tensor, Tensor]:
+    """The pre-norm block's residual add and RMSNorm over the last dim, in one pass:
+
+        residual_out = residual + hidden (hidden when residual is None), summed in fp32, stored in residual_dtype
+        normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight, in fp32, returned in out_dtype
+
+    (fp64 instead of fp32 when an input or residual_dtype is fp64.) Gradients flow to hidden, residual and
+    weight.
+
+    Args:
+        hidden: (..., D), any float dtype (the previous mixer's output).
+        residual: like hidden (any float dtype), or None (the first block).
+        weight: (D,), any float dtype.
+        eps: added to the mean square.
+        residual_dtype: the dtype of residual_out; None: hidden's and residual's dtypes promoted (torch's add).
+            MambaBlock passes at least fp32 for `residual_in_fp32`.
+        out_dtype: the dtype of normed; None: hidden's.
+        backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" (a
+            scan-only backend) means "auto" for this op.
+
+    Returns:
+        (normed, residual_out), contiguous, in hidden's shape.
+    """
+    args = (hidden, residual, weight, eps, residual_dtype, out_dtype)
+    proxy = fx_proxy(args)
+    if proxy is not None:
+        return proxy.tracer.create_proxy("call_function", add_rms_norm, args, dict(backend=backend))
+    name = checked(_check_arguments, *args, backend)
+    if residual_dtype is None:
+        residual_dtype = hidden.dtype if residual is None else torch.promote_types(hidden.dtype, residual.dtype)
+    if out_dtype is None:
+        out_dtype = hidden.dtype
+    hidden = hidden.contiguous()
+    residual = None if residual is None else residual.contiguous()
+    return torch.ops.vimamba.add_rms_norm(hidden, residual, weight.contiguous(), float(eps), residual_dtype,
+                                          out_dtype, name)

@@ -1,0 +1,290 @@
+"""`selective_scan`: the selective scan (S6) over K directions, each reading the tokens in its own order:
+
+    delta_t = softplus(delta_t + delta_bias)                    (bias and softplus when asked)
+    h_t = exp(delta_t * A[k, d, n]) * h_{t-1} + delta_t * B_t[n] * u_t
+    y_t = sum_n C_t[n] * h_t[n] + D[k, d] * u_t,   then y_t *= silu(z_t) when z is given
+
+with fp32 accumulation whatever the input dtype. `local_window = W > 0` switches to LBMamba's locally
+bi-directional scan: h_t is replaced by h_t + r_t - delta_t * B_t * u_t, r being the reverse recurrence
+r_t = exp(delta_t * A) * r_{t+1} + delta_t * B_t * u_t restricted to the window of W scanned steps
+holding t (windows start at step 0 of the scan; the last one may be partial).
+
+The argument checks are cheap (shapes, dtypes, devices): the permutation check of a raw `order` tensor is the only
+host sync, and `ScanOrder` objects skip it. The backward recomputes the forward, so the saved state is just the
+inputs. `last_state` (`return_last_state=True`) is for inference and inspection: it is not differentiable.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
+
+from ..scans.base import GridOrder, ScanOrder, pattern_by_key
+from .dispatch import (FLOAT_DTYPES, backend_argument, check_tensor, checked, describe, fake_grad_outputs, fx_proxy,
+                       grad_outputs, in_layout_of, jit_sizes, present_grads, run)
+
+
+# ----------------------------------------------------------------------------------------------
+# The custom ops
+# ----------------------------------------------------------------------------------------------
+@torch.library.custom_op("vimamba::selective_scan", mutates_args=())
+def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                       z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor], delta_softplus: bool,
+                       local_window: int, backend: str, order_grid: Optional[List[int]] = None
+                       ) -> Tuple[Tensor, Tensor]:
+    """Normalised selective scan: u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D,
+    delta_bias (K, d); index (K, L) long or None, or `order_grid` [pattern key, h, w] naming a cached order.
+    Returns y (b, K, d, L) in u's dtype and the last forward state (b, K, d, N) fp32."""
+    index = _grid_index(order_grid, u.device) if order_grid else index
+    y, last_state = run("selective_scan", "fwd", backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                        index, local_window)
+    return in_layout_of(y, u), last_state
+
+
+@_selective_scan_op.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend, order_grid=None):
+    batch, K, d, _ = u.shape
+    if index is not None:
+        # Ties a traced length to the scan order's, so that torch.export never drops an order built for one size.
+        torch._check(index.shape[-1] == u.shape[-1], lambda: f"order: index of length {index.shape[-1]} for a "
+                     f"sequence of {u.shape[-1]} tokens")
+    return torch.empty_like(u), u.new_empty((batch, K, d, A.shape[-1]), dtype=torch.float32)
+
+
+@torch.library.custom_op("vimamba::selective_scan_bwd", mutates_args=())
+def _selective_scan_bwd_op(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                           z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor],
+                           delta_softplus: bool, local_window: int, backend: str, order_grid: Optional[List[int]] = None
+                           ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input gets an empty tensor."""
+    index = _grid_index(order_grid, u.device) if order_grid else index
+    grads = run("selective_scan", "bwd", backend, dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
+                local_window)
+    return grad_outputs(grads, (u, delta, A, B, C, D, z, delta_bias))
+
+
+@_selective_scan_bwd_op.register_fake
+def _(dy, u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend, order_grid=None):
+    return fake_grad_outputs((u, delta, A, B, C, D, z, delta_bias))
+
+
+def _grid_index(order_grid: List[int], device: torch.device) -> Tensor:
+    key, h, w = order_grid
+    return pattern_by_key(key).order(h, w, device).index
+
+
+# The op's tensor inputs come first (u, delta, A, B, C, D, z, delta_bias: differentiable; index): they are saved for
+# the backward op, which takes them after dy, and then the op's other arguments as they are.
+_SAVED = 9
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:_SAVED])
+    ctx.options = tuple(inputs[_SAVED:])
+    ctx.mark_non_differentiable(output[1])  # last_state: inference and inspection only
+
+
+def _backward(ctx, dy, dlast_state):
+    # last_state is marked non-differentiable: dlast_state is always None or zeros.
+    saved = ctx.saved_tensors
+    grads = torch.ops.vimamba.selective_scan_bwd(dy, *saved, *ctx.options)
+    return present_grads(grads, saved[:8]) + (None,) * (1 + len(ctx.options))
+
+
+_selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------
+# FLOPs
+# ----------------------------------------------------------------------------------------------
+def selective_scan_flops(batch: int, K: int, d: int, L: int, N: int, has_D: bool = True,
+                         has_z: bool = False) -> int:
+    """Multiply-accumulate count of one forward, fvcore style (one MAC = one FLOP).
+
+    9 * batch * K * d * L * N for the recurrence and the C contraction (the figure VMamba, MaIR and
+    MobileMamba register for their scan, after mamba issue #110), plus batch * K * d * L for the D skip
+    and as much again for the z gate. The LBMamba window-local reverse pass (about 3 more per state
+    and step) is not added, so figures stay comparable with the VMamba-style count (LBVim's own fvcore
+    figures leave the scan out altogether).
+    """
+    flops = 9 * batch * K * d * L * N
+    if has_D:
+        flops += batch * K * d * L
+    if has_z:
+        flops += batch * K * d * L
+    return flops
+
+
+def selective_scan_flop_jit(inputs, outputs) -> int:
+    """fvcore / mmengine handle for the traced `vimamba::selective_scan` node:
+    `FlopCountAnalysis(model, x).set_op_handle("vimamba::selective_scan", selective_scan_flop_jit)`.
+    Reads (batch, K, d, L) from u, N from A, and whether D and z are tensors (not None)."""
+    batch, K, d, L = jit_sizes(inputs[0])
+    return selective_scan_flops(batch, K, d, L, jit_sizes(inputs[2])[-1], jit_sizes(inputs[5]) is not None,
+                                jit_sizes(inputs[6]) is not None)
+
+
+@register_flop_formula(torch.ops.vimamba.selective_scan)
+def _flops(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args, **kwargs):
+    batch, K, d, L = u_shape
+    return selective_scan_flops(batch, K, d, L, A_shape[-1], D_shape is not None, z_shape is not None)
+
+
+# ----------------------------------------------------------------------------------------------
+# The public function
+# ----------------------------------------------------------------------------------------------
+def _normalise_order(order, local_window: int, K: int, L: int, device: torch.device):
+    """(index (K, L) long or None, local_window) from `order` and the `local_window` argument."""
+    if order is None or isinstance(order, GridOrder):
+        return order, local_window  # a GridOrder (torch.compile) is resolved by the op when it runs
+    if isinstance(order, ScanOrder):
+        index = order.index
+        if order.local_window and local_window and order.local_window != local_window:
+            raise ValueError(f"local_window: got {local_window} while order.local_window is "
+                             f"{order.local_window}; pass one of them, or equal values")
+        local_window = local_window or order.local_window
+        trusted = True  # built and validated by vimamba.scans
+    elif isinstance(order, Tensor):
+        index = order
+        trusted = False
+    else:
+        raise TypeError(f"order: expected a vimamba.scans.ScanOrder, a (K, L) long tensor or None, "
+                        f"got {describe(order)}")
+    if index.dtype != torch.long:
+        raise TypeError(f"order: expected an index of dtype torch.int64, got {describe(index)}")
+    if index.dim() == 1 and K == 1:
+        index = index[None]
+    if index.dim() != 2 or index.size(0) != K or index.size(1) != L:
+        raise ValueError(f"order: expected an index of shape (K, L) = {(K, L)}, got {describe(index)}")
+    if index.device != device:
+        raise ValueError(f"order: expected an index on {device} (the device of u), got {describe(index)}")
+    if not trusted and index.device.type != "meta" and not torch.compiler.is_compiling():
+        # The one host sync of the checks; ScanOrder objects are permutations by construction.
+        steps = torch.arange(L, device=index.device)
+        if not torch.equal(index.sort(dim=1).values, steps.expand(K, L)):
+            raise ValueError(f"order: every row of the index must be a permutation of 0..{L - 1}, "
+                             f"got {describe(index)} that is not")
+    return index.contiguous(), local_window
+
+
+def _check_arguments(u, delta, A, B, C, D, z, delta_bias, delta_softplus, order, local_window,
+                     return_last_state, backend):
+    """The argument checks of `selective_scan`; returns (3-D layout?, index or None, local window,
+    backend name)."""
+    # ---- shapes and dtypes
+    if not isinstance(u, Tensor):
+        raise TypeError(f"u: expected a tensor (batch, K, d, L) or (batch, d, L), got {describe(u)}")
+    if u.dim() not in (3, 4):
+        raise ValueError(f"u: expected 4 dims (batch, K, d, L) or 3 dims (batch, d, L), got {describe(u)}")
+    if u.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"u: expected float16, bfloat16, float32 or float64, got {describe(u)}")
+    squeeze = u.dim() == 3
+    if squeeze:
+        batch, d, L = u.shape
+        K = 1
+    else:
+        batch, K, d, L = u.shape
+    if not isinstance(A, Tensor) or A.dim() != (2 if squeeze else 3):
+        expected = "(d, N) for a 3-D u" if squeeze else "(K, d, N) for a 4-D u"
+        raise ValueError(f"A: expected shape {expected}, got {describe(A)}")
+    N = A.shape[-1]
+    k_ = () if squeeze else (K,)
+    k_text = "" if squeeze else "K, "
+    dev = u.device
+    check_tensor("A", A, k_ + (d, N), f"({k_text}d, N)", dev)
+    check_tensor("delta", delta, tuple(u.shape), "like u", dev)
+    check_tensor("B", B, (batch,) + k_ + (N, L), f"(batch, {k_text}N, L)", dev)
+    check_tensor("C", C, (batch,) + k_ + (N, L), f"(batch, {k_text}N, L)", dev)
+    if z is not None:
+        check_tensor("z", z, tuple(u.shape), "like u", dev)
+    if D is not None:
+        check_tensor("D", D, k_ + (d,), f"({k_text}d)", dev)
+    if delta_bias is not None:
+        check_tensor("delta_bias", delta_bias, k_ + (d,), f"({k_text}d)", dev)
+    for name, t in (("delta", delta), ("B", B), ("C", C), ("z", z)):
+        if t is not None and t.dtype != u.dtype:
+            raise TypeError(f"{name}: expected dtype {u.dtype} (the dtype of u; u, delta, z, B and C "
+                            f"must share one), got {describe(t)}")
+
+    # ---- flags
+    if not isinstance(delta_softplus, bool):
+        raise TypeError(f"delta_softplus: expected a bool, got {describe(delta_softplus)}")
+    if not isinstance(return_last_state, bool):
+        raise TypeError(f"return_last_state: expected a bool, got {describe(return_last_state)}")
+    if isinstance(local_window, bool) or not isinstance(local_window, int):
+        raise TypeError(f"local_window: expected an int >= 0, got {describe(local_window)}")
+    if local_window < 0:
+        raise ValueError(f"local_window: expected an int >= 0 (0 = plain scan), got {local_window}")
+    name = backend_argument(backend, "selective_scan")
+
+    index, local_window = _normalise_order(order, local_window, K, L, dev)
+    return squeeze, index, local_window, name
+
+
+def selective_scan(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Optional[Tensor] = None,
+    z: Optional[Tensor] = None,
+    delta_bias: Optional[Tensor] = None,
+    delta_softplus: bool = True,
+    *,
+    order=None,
+    local_window: int = 0,
+    return_last_state: bool = False,
+    backend: Optional[str] = None,
+):
+    """Selective scan over K directions (see the module docstring for the recurrence).
+
+    Args:
+        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1 (y is then 3-D too). Token order.
+        A: (K, d, N) (or (d, N)). B, C: (batch, K, N, L) (or (batch, N, L)). D, delta_bias: (K, d)
+            (or (d,)). u, delta, z, B, C share one float dtype; A, D, delta_bias are any float dtype.
+        delta_softplus: delta <- softplus(delta + delta_bias).
+        order: a `vimamba.scans.ScanOrder` (or the `GridOrder` naming one that a pattern's `op_order` gives
+            under torch.compile), a (K, L) long tensor (direction k visits token
+            index[k, t] at step t; each row a permutation), or None (every direction scans 0..L-1).
+            y is returned in token order either way.
+        local_window: W > 0 for LBMamba's window-local reverse scan, 0 for the plain scan. A
+            ScanOrder's own `local_window` applies when this is 0.
+        return_last_state: also return the forward state after the last scanned step, (batch, K, d, N)
+            fp32 (not differentiable).
+        backend: "auto" (None), "reference", "triton" or "mamba_ssm"; VIMAMBA_BACKEND overrides "auto".
+
+    Returns:
+        y in u's dtype and shape, or (y, last_state).
+    """
+    args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    proxy = fx_proxy(args)
+    if proxy is not None:
+        if isinstance(order, ScanOrder):
+            # Pass the index tensor; its window goes to local_window (same meaning at run time).
+            if order.local_window and not local_window:
+                local_window = order.local_window
+            order = order.index
+        return proxy.tracer.create_proxy(
+            "call_function", selective_scan, args,
+            dict(order=order, local_window=local_window, return_last_state=return_last_state, backend=backend))
+    squeeze, index, local_window, name = checked(_check_arguments, *args, order, local_window, return_last_state,
+                                                 backend)
+
+    # ---- normalise to the K-explicit layout and call the op
+    if squeeze:
+        u, delta, B, C, A = u[:, None], delta[:, None], B[:, None], C[:, None], A[None]
+        z = None if z is None else z[:, None]
+        D = None if D is None else D[None]
+        delta_bias = None if delta_bias is None else delta_bias[None]
+    # u, delta, z, B, C keep their strides (the kernels read any layout); the small parameters are made
+    # contiguous.
+    A, D, delta_bias = [None if t is None else t.contiguous() for t in (A, D, delta_bias)]
+    grid = None
+    if isinstance(index, GridOrder):
+        grid, index = list(index), None
+    y, last_state = torch.ops.vimamba.selective_scan(
+        u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, name, grid)
+    if squeeze:
+        y = y[:, 0]
+    return (y, last_state) if return_last_state else y
