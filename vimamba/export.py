@@ -7,6 +7,7 @@ with before it translates to ONNX:
 - `vimamba::selective_scan`: one `torch._higher_order_ops.scan` over time, which the exporter writes as an ONNX
   `Scan` (the state h is the carry; each step makes exp(delta * A), updates h and contracts it with C). LBMamba's
   window-local reverse scan is a second, reversed `Scan` over the W steps of a window, all windows at once.
+- `vimamba::merge_gate`: the mean or sum over the directions and the SiLU gate in plain ops.
 - `vimamba::causal_conv1d`: one depthwise `Conv` per direction (the reversed one padded on the right with flipped taps).
 - `vimamba::add_rms_norm`: the add and the norm in plain ops.
 
@@ -23,7 +24,8 @@ from torch import Tensor
 
 from . import ops as _ops  # noqa: F401  registers torch.ops.vimamba.*
 from .scans import base as _scan_base
-from .kernels import add_rms_norm_reference, causal_conv1d_reference
+from .kernels import add_rms_norm_reference, causal_conv1d_reference, merge_gate_reference
+from .ops.scan import merge_gate_fake
 
 __all__ = ["decompositions", "export_program", "export_onnx"]
 
@@ -110,6 +112,15 @@ def causal_conv1d_decomposition(x: Tensor, weight: Tensor, bias: Optional[Tensor
     return causal_conv1d_reference.conv_forward(x, weight, bias, [bool(r) for r in reverse], silu).to(x.dtype)
 
 
+def merge_gate_decomposition(y: Tensor, z: Optional[Tensor], scale: float, save_merged: bool,
+                             backend: str = "auto") -> Tuple[Tensor, Tensor]:
+    """`vimamba::merge_gate` in plain ops (the reference backend's forward)."""
+    if torch.compiler.is_compiling() and not _scan_base._is_exporting():
+        return merge_gate_fake(y, z, scale, save_merged, backend)  # shapes only, as for the scan
+    out, merged = merge_gate_reference.merge_gate_fwd(y, z, scale, save_merged and z is not None)
+    return out, (y.new_empty(0) if merged is None else merged)
+
+
 def add_rms_norm_decomposition(hidden, residual, weight, eps: float, residual_dtype, out_dtype,
                                backend: str = "auto") -> Tuple[Tensor, Tensor]:
     """`vimamba::add_rms_norm` in plain ops (the reference backend's forward)."""
@@ -120,6 +131,7 @@ def decompositions() -> Dict[torch._ops.OpOverload, Callable]:
     """The plain-op forms of the vimamba ops, for `ExportedProgram.run_decompositions`."""
     return {
         torch.ops.vimamba.selective_scan.default: selective_scan_decomposition,
+        torch.ops.vimamba.merge_gate.default: merge_gate_decomposition,
         torch.ops.vimamba.causal_conv1d.default: causal_conv1d_decomposition,
         torch.ops.vimamba.add_rms_norm.default: add_rms_norm_decomposition,
     }
@@ -148,7 +160,7 @@ def _register_torchscript_refusal() -> None:
                 args[0] if args else None)
         return symbolic
 
-    for name in ("selective_scan", "causal_conv1d", "add_rms_norm"):
+    for name in ("selective_scan", "merge_gate", "causal_conv1d", "add_rms_norm"):
         try:
             register_custom_op_symbolic(f"vimamba::{name}", refuse(name), 9)
         except Exception:  # a torch whose TorchScript exporter is gone

@@ -48,6 +48,7 @@ FVCORE_HANDLES: Dict[str, Optional[Callable]] = {
     'vimamba::causal_conv1d': ops.causal_conv1d_flop_jit,
     # The fused residual add + RMSNorm: elementwise, uncounted by convention like the aten ops it replaces.
     'vimamba::add_rms_norm': None,
+    'vimamba::merge_gate': None,  # the directions' mean and the SiLU gate: elementwise as well
     'aten::scaled_dot_product_attention': sdpa_flop_jit,
     'aten::_convolution_mode': conv_mode_flop_jit,
     # A view like reshape (which the tables already ignore): no arithmetic, so no "skipped op" warning.
@@ -58,6 +59,7 @@ ACTIVATION_HANDLES: Dict[str, Optional[Callable]] = {
     'vimamba::selective_scan': _output_size_jit,
     'vimamba::causal_conv1d': _output_size_jit,
     'vimamba::add_rms_norm': None,
+    'vimamba::merge_gate': None,
 }
 
 # module -> (name of its default table, handles for it)

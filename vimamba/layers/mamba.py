@@ -233,13 +233,10 @@ class MambaMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
-        y = pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, 1, x.shape[1])
         # Vim divides the sum of the directions by 2 ("if_divide_out"); the gate SiLU(z) is shared by both
-        # directions, so gating after the mean equals the official gate-then-average. The mean runs over the
-        # (B, K, L, E) view of the channels-last y, so nothing is copied.
-        y = y.transpose(2, 3)
-        y = y.mean(1) if self.bidirectional else y[:, 0]
-        return self.out_proj(y * F.silu(z))
+        # directions, so gating after the mean equals the official gate-then-average.
+        y = pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, 1, x.shape[1], 'mean', z.transpose(1, 2))
+        return self.out_proj(y.transpose(1, 2))
 
     def extra_repr(self) -> str:
         return (f'dim={self.dim}, d_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, '

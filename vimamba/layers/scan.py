@@ -23,15 +23,18 @@ def pattern_scan(
         pattern: Optional[ScanPattern],
         height: int,
         width: int,
+        merge: Optional[str] = None,
+        gate: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Selective scan (softplus step, no gate) in every direction of `pattern` over a height x width token grid.
+    """Selective scan (softplus step) in every direction of `pattern` over a height x width token grid.
 
     u (b, K, d, L), or (b, d, L) shared by the K directions (expanded with stride 0, no copy); delta (b, K, d, L);
     B, C (b, K, N, L); A (K, d, N); D, delta_bias (K, d). `pattern` None scans tokens 0..L-1 (K = 1).
-    Returns y (b, K, d, L) in token order, in the layout of u.
+    Returns y (b, K, d, L) in token order, in the layout of u; with `merge` ("mean" or "sum") the directions merged
+    and gated by silu(gate) (b, d, L) when given: (b, d, L) in the layout of u[:, 0].
     A leaf for FX tracing (timm's and plain torch.fx): the order depends on the concrete grid size.
     """
-    args = (u, delta, A, B, C, D, delta_bias, pattern, height, width)
+    args = (u, delta, A, B, C, D, delta_bias, pattern, height, width, merge, gate)
     proxy = next((a for a in args if isinstance(a, torch.fx.Proxy)), None)
     if proxy is not None:
         return proxy.tracer.create_proxy('call_function', pattern_scan, args, {})
@@ -39,4 +42,5 @@ def pattern_scan(
     window = 0 if pattern is None else pattern.local_window(height, width)
     if u.dim() == 3:
         u = u.unsqueeze(1).expand(-1, delta.shape[1], -1, -1)
-    return ops.selective_scan(u, delta, A, B, C, D, None, delta_bias, True, order=order, local_window=window)
+    return ops.selective_scan(u, delta, A, B, C, D, gate, delta_bias, True, order=order, local_window=window,
+                              merge=merge)

@@ -20,6 +20,10 @@ BACKENDS = {
         "triton": "vimamba.kernels.selective_scan",
         "mamba_ssm": "vimamba.kernels.mamba_ssm_backend",
     },
+    "merge_gate": {
+        "reference": "vimamba.kernels.merge_gate_reference",
+        "triton": "vimamba.kernels.merge_gate",
+    },
     "causal_conv1d": {
         "reference": "vimamba.kernels.causal_conv1d_reference",
         "triton": "vimamba.kernels.causal_conv1d",
@@ -77,7 +81,7 @@ def backend_argument(backend, op: str) -> str:
 
 
 def resolve_backend(backend: Optional[str], device: torch.device, op: str = "selective_scan") -> str:
-    """The concrete backend of `op` ("selective_scan", "causal_conv1d" or "add_rms_norm") for `backend` ("auto"/None
+    """The concrete backend of `op` ("selective_scan", "merge_gate", "causal_conv1d" or "add_rms_norm") for `backend` ("auto"/None
     follow VIMAMBA_BACKEND, else triton on CUDA when its module imports, else reference) and tensors on
     `device`."""
     name = "auto" if backend is None else backend

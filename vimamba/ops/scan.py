@@ -9,6 +9,10 @@ bi-directional scan: h_t is replaced by h_t + r_t - delta_t * B_t * u_t, r being
 r_t = exp(delta_t * A) * r_{t+1} + delta_t * B_t * u_t restricted to the window of W scanned steps
 holding t (windows start at step 0 of the scan; the last one may be partial).
 
+With `merge` ("mean" or "sum") the op returns the merged and gated output instead of the K directions' outputs:
+out = merge_k(y_k) * silu(z), with one gate z (batch, d, L) shared by the directions (the merge and the gate run as
+one pass, `torch.ops.vimamba.merge_gate`; kernels/merge_gate_reference.py states it exactly).
+
 The argument checks are cheap (shapes, dtypes, devices): the permutation check of a raw `order` tensor is the only
 host sync, and `ScanOrder` objects skip it. The backward recomputes the forward, so the saved state is just the
 inputs. `last_state` (`return_last_state=True`) is for inference and inspection: it is not differentiable.
@@ -94,6 +98,67 @@ def _backward(ctx, dy, dlast_state):
 _selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _merged_like(y: Tensor) -> Tensor:
+    """An empty (b, d, L) tensor with the dimension order of y (b, K, d, L) without K, on the meta device: the layout
+    of the merged output (channels-last y, channels-last out)."""
+    one = y[:, 0]
+    dims = sorted(range(3), key=lambda i: (one.stride(i), -i), reverse=True)
+    return torch.empty([one.shape[i] for i in dims], device="meta", dtype=y.dtype).permute(
+        [dims.index(i) for i in range(3)])
+
+
+@torch.library.custom_op("vimamba::merge_gate", mutates_args=())
+def _merge_gate_op(y: Tensor, z: Optional[Tensor], scale: float, save_merged: bool, backend: str
+                   ) -> Tuple[Tensor, Tensor]:
+    """out = scale * sum_k y[:, k] * silu(z) (no gate without z), y (b, K, d, L), z (b, d, L). Returns out and, with
+    save_merged and z, the ungated merge the backward needs (else an empty tensor)."""
+    out, merged = run("merge_gate", "fwd", backend, y, z, scale, save_merged)
+    like = _merged_like(y)
+
+    def in_layout(t):
+        return t if t.stride() == like.stride() else torch.empty_like(like, device=t.device).copy_(t)
+    return in_layout(out), (y.new_empty(0) if merged is None or z is None else in_layout(merged))
+
+
+@_merge_gate_op.register_fake
+def merge_gate_fake(y, z, scale, save_merged, backend):
+    """Output shapes and layouts of `vimamba::merge_gate` (also what torch.compile asks export's decomposition)."""
+    like = _merged_like(y)
+    out = torch.empty_like(like, device=y.device)
+    return out, (torch.empty_like(out) if save_merged and z is not None else y.new_empty(0))
+
+
+@torch.library.custom_op("vimamba::merge_gate_bwd", mutates_args=())
+def _merge_gate_bwd_op(dout: Tensor, z: Optional[Tensor], merged: Tensor, scale: float, backend: str
+                       ) -> Tuple[Tensor, Tensor]:
+    """(dy, dz): dy (b, d, L) the gradient of every direction's y, dz empty without z."""
+    dy, dz = run("merge_gate", "bwd", backend, dout, z, merged, scale)
+    return in_layout_of(dy, dout), (dout.new_empty(0) if dz is None else in_layout_of(dz, z))
+
+
+@_merge_gate_bwd_op.register_fake
+def _(dout, z, merged, scale, backend):
+    return torch.empty_like(dout), (dout.new_empty(0) if z is None else torch.empty_like(z))
+
+
+def _merge_setup_context(ctx, inputs, output):
+    y, z, scale, save_merged, backend = inputs
+    ctx.save_for_backward(z, output[1])
+    ctx.K, ctx.scale, ctx.backend = y.shape[1], scale, backend
+    ctx.mark_non_differentiable(output[1])
+
+
+def _merge_backward(ctx, dout, dmerged):
+    z, merged = ctx.saved_tensors
+    if z is not None and merged.numel() == 0 and dout.numel() > 0:
+        raise RuntimeError("merge_gate: the merged output was not saved (no input required grad in the forward)")
+    dy, dz = torch.ops.vimamba.merge_gate_bwd(dout, z, merged, ctx.scale, ctx.backend)
+    return dy.unsqueeze(1).expand(-1, ctx.K, -1, -1), (None if z is None else dz), None, None, None
+
+
+_merge_gate_op.register_autograd(_merge_backward, setup_context=_merge_setup_context)
+
+
 # ----------------------------------------------------------------------------------------------
 # FLOPs
 # ----------------------------------------------------------------------------------------------
@@ -168,7 +233,7 @@ def _normalise_order(order, local_window: int, K: int, L: int, device: torch.dev
 
 
 def _check_arguments(u, delta, A, B, C, D, z, delta_bias, delta_softplus, order, local_window,
-                     return_last_state, backend):
+                     return_last_state, backend, merge=None):
     """The argument checks of `selective_scan`; returns (3-D layout?, index or None, local window,
     backend name)."""
     # ---- shapes and dtypes
@@ -195,7 +260,13 @@ def _check_arguments(u, delta, A, B, C, D, z, delta_bias, delta_softplus, order,
     check_tensor("delta", delta, tuple(u.shape), "like u", dev)
     check_tensor("B", B, (batch,) + k_ + (N, L), f"(batch, {k_text}N, L)", dev)
     check_tensor("C", C, (batch,) + k_ + (N, L), f"(batch, {k_text}N, L)", dev)
-    if z is not None:
+    if merge is not None and merge not in ("mean", "sum"):
+        raise ValueError(f"merge: expected None, 'mean' or 'sum', got {merge!r}")
+    if merge is not None and return_last_state:
+        raise ValueError("return_last_state: not available with merge (the merged output has no per-direction state)")
+    if z is not None and merge is not None:
+        check_tensor("z", z, (batch, d, L), "(batch, d, L): one gate for the merged directions", dev)
+    elif z is not None:
         check_tensor("z", z, tuple(u.shape), "like u", dev)
     if D is not None:
         check_tensor("D", D, k_ + (d,), f"({k_text}d)", dev)
@@ -236,11 +307,13 @@ def selective_scan(
     local_window: int = 0,
     return_last_state: bool = False,
     backend: Optional[str] = None,
+    merge: Optional[str] = None,
 ):
     """Selective scan over K directions (see the module docstring for the recurrence).
 
     Args:
-        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1 (y is then 3-D too). Token order.
+        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1 (y is then 3-D too). Token order. With
+            `merge`, z is (batch, d, L): one gate applied after the merge.
         A: (K, d, N) (or (d, N)). B, C: (batch, K, N, L) (or (batch, N, L)). D, delta_bias: (K, d)
             (or (d,)). u, delta, z, B, C share one float dtype; A, D, delta_bias are any float dtype.
         delta_softplus: delta <- softplus(delta + delta_bias).
@@ -253,9 +326,11 @@ def selective_scan(
         return_last_state: also return the forward state after the last scanned step, (batch, K, d, N)
             fp32 (not differentiable).
         backend: "auto" (None), "reference", "triton" or "mamba_ssm"; VIMAMBA_BACKEND overrides "auto".
+        merge: None (the K outputs), "mean" or "sum": the directions' outputs merged, then gated by silu(z) when z
+            is given, in one pass; y is then (batch, d, L) in the layout of u[:, 0].
 
     Returns:
-        y in u's dtype and shape, or (y, last_state).
+        y in u's dtype and shape (without K when merged), or (y, last_state).
     """
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     proxy = fx_proxy(args)
@@ -267,9 +342,13 @@ def selective_scan(
             order = order.index
         return proxy.tracer.create_proxy(
             "call_function", selective_scan, args,
-            dict(order=order, local_window=local_window, return_last_state=return_last_state, backend=backend))
+            dict(order=order, local_window=local_window, return_last_state=return_last_state, backend=backend,
+                 merge=merge))
     squeeze, index, local_window, name = checked(_check_arguments, *args, order, local_window, return_last_state,
-                                                 backend)
+                                                 backend, merge)
+    gate = None
+    if merge is not None:
+        gate, z = z, None
 
     # ---- normalise to the K-explicit layout and call the op
     if squeeze:
@@ -285,6 +364,10 @@ def selective_scan(
         grid, index = list(index), None
     y, last_state = torch.ops.vimamba.selective_scan(
         u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, name, grid)
+    if merge is not None:
+        scale = 1.0 / y.shape[1] if merge == "mean" else 1.0
+        save = torch.is_grad_enabled() and (y.requires_grad or (gate is not None and gate.requires_grad))
+        return torch.ops.vimamba.merge_gate(y, gate, scale, save, name)[0]
     if squeeze:
         y = y[:, 0]
     return (y, last_state) if return_last_state else y
