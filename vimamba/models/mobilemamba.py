@@ -444,9 +444,9 @@ class MobileMamba(PretrainedMixin, nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
-        # Empty on purpose: the official recipe decays every tensor of two or more dims (A_log, the
-        # scales, dt_proj_bias) and skips 1-D ones (D, norms, biases), which is timm's default too.
-        return set()
+        # A_log and D exempt as for every family; the official recipe decayed the 2-D A_logs (its grouping skips
+        # only 1-D tensors), a deliberate difference (configs/cls/mobilemamba_*.yaml).
+        return {'*.A_log', '*.D'}
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
