@@ -193,10 +193,13 @@ class SelectiveScan2dCore(nn.Module):
         z = None
         if self.gated:
             x, z = x.chunk(2, dim=-1 if self.channels_last else 1)
+        # A channels_last map into the dwconv, so that u is a channels-last view (see `scan_inputs`). A (B, H, W, Di)
+        # x is made dense before the permute: the other order trips torch.onnx.export with a dynamic batch.
         if self.channels_last:
-            x = x.permute(0, 3, 1, 2)
-        # channels_last into the dwconv, so that u is a channels-last view (see `scan_inputs`).
-        x = self.act(self.dwconv(x.contiguous(memory_format=torch.channels_last)))
+            x = x.contiguous().permute(0, 3, 1, 2)
+        else:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.act(self.dwconv(x))
         return self.out_proj(self.ssm_output(x, z))
 
     def extra_repr(self) -> str:
