@@ -7,7 +7,7 @@ import timm
 import vimamba  # noqa: F401  registers the models
 from vimamba import ops
 from vimamba.checkpoint import CheckpointMismatchError
-from vimamba.layers.vss import VisualSelectiveScan2d, VSSBlock
+from vimamba.layers.vss import VMambaSelectiveScan2d, VSSBlock
 from vimamba.models.atrousmamba import checkpoint_filter_fn
 from vimamba.scans import (
     AtrousPhaseOuterScan, AtrousWindowRateScan, MultiRateAtrousScan, atrous_phase_outer_order, atrous_window_order,
@@ -95,7 +95,7 @@ def test_rate_overflow_error_names_grid_window_rate():
 def test_mixer_reads_through_the_index():
     """The mixer equals scanning permuted copies of the tokens one direction at a time and scattering back."""
     torch.manual_seed(0)
-    mixer = VisualSelectiveScan2d(8, d_state=2, scan=get_pattern('atrous_window', window=2, rate=2)).eval()
+    mixer = VMambaSelectiveScan2d(8, d_state=2, scan=get_pattern('atrous_window', window=2, rate=2)).eval()
     with torch.no_grad():
         mixer.A_log.add_(0.3 * torch.randn_like(mixer.A_log))
     x = torch.randn(2, 8, 6, 5)
@@ -232,13 +232,14 @@ def test_phase_outer_alternative():
 def test_parallel_rates_alternative():
     """Alternative (b): all rates in every block, one shared weight set, outputs averaged."""
     torch.manual_seed(0)
-    multi = VisualSelectiveScan2d(8, d_state=2, scan=MultiRateAtrousScan(window=2, rates=(1, 2, 3)), shared_groups=3)
+    multi = VMambaSelectiveScan2d(8, d_state=2, scan=MultiRateAtrousScan(window=2, rates=(1, 2, 3)),
+                                  shared_groups=3)
     with torch.no_grad():
         multi.A_log.add_(0.3 * torch.randn_like(multi.A_log))
     x = torch.randn(2, 8, 6, 7)  # 7 columns: rate 3 is clipped to 3 (2 * 3 <= 7), all three rates differ
     expected = 0
     for rate in (1, 2, 3):
-        single = VisualSelectiveScan2d(8, d_state=2, scan=AtrousWindowRateScan(window=2, rate=rate))
+        single = VMambaSelectiveScan2d(8, d_state=2, scan=AtrousWindowRateScan(window=2, rate=rate))
         single.load_state_dict(multi.state_dict())
         expected = expected + _scan_only(single, x)
     # The average is taken before the out-norm, so compare the scan outputs themselves.
@@ -250,7 +251,7 @@ def test_parallel_rates_alternative():
     pattern = parallel.stages[2].blocks[0].mixer.pattern
     assert pattern.rates == (1, 2, 4) and pattern.order(14, 14).index.shape == (12, 196)
     with pytest.raises(ValueError, match='shared_groups'):
-        VisualSelectiveScan2d(8, scan='cross', shared_groups=3)
+        VMambaSelectiveScan2d(8, scan='cross', shared_groups=3)
     with pytest.raises(ValueError, match='atrous_mode'):
         timm.create_model('test_atrousmamba', atrous_mode='aspp')
 

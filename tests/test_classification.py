@@ -22,7 +22,9 @@ import vimamba.models  # noqa: F401
 from vimamba.classification import ConfigError, build_optimizer, parse_train_args, parse_validate_args, train, validate
 from vimamba.classification.checkpoint import load_file, load_weights
 from vimamba.classification.common import create_classifier
-from vimamba.classification.train import DistillationLoss, build_scheduler, no_weight_decay_names, resolve_lr
+from vimamba.classification.train import DistillationLoss, build_scheduler, resolve_lr
+
+from expected_no_decay import NO_DECAY, expected_no_decay
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / 'configs' / 'cls').glob('*.yaml'))
@@ -354,15 +356,18 @@ def test_train_cls_script_reports_errors_by_argument(tmp_path):
     assert 'train_cls.py: error: --data-dir' in done.stderr and 'Traceback' not in done.stderr
 
 
-def test_no_weight_decay_covers_tokens_norms_and_ssm_parameters():
-    model = create_classifier(MODEL, 4, SIZE, {})
-    names = no_weight_decay_names(model)
-    params = dict(model.named_parameters())
-    ssm = [n for n in params if n.rsplit('.', 1)[-1] in ('A_log', 'A_b_log', 'D', 'D_b')]
-    if MODEL.startswith('test_vim') or MODEL.startswith('test_shufflemamba'):
-        assert ssm, 'a Mamba model has A_log / D parameters'
-    for n in ssm:
-        assert any(fnmatch.fnmatch(n, pat) for pat in names), n
+@pytest.mark.parametrize('name', sorted(NO_DECAY))
+@pytest.mark.parametrize('layer_decay', [None, 0.5], ids=['plain', 'layer_decay'])
+def test_no_weight_decay_is_the_models_rule(name, layer_decay):
+    """The trainer skips decay on what the model's no_weight_decay() names (A_log, D, embeddings, tokens) and on
+    1-D tensors; timm's plain grouping also on every `.bias` (Vim's dt_proj.bias is 2-D)."""
+    with torch.device('meta'):
+        model = timm.create_model(name)
+    extra = ['--layer-decay', str(layer_decay)] if layer_decay else []
+    args = parse_train_args(['--model', name, '--weight-decay', '0.05', *extra])
+    zero = _zero_decay_names(model, build_optimizer(model, args, lr=1e-3))
+    one_d = {n for n, p in model.named_parameters() if p.ndim <= 1 or (n.endswith('.bias') and not layer_decay)}
+    assert zero == expected_no_decay(name) | one_d
 
 
 def test_layer_decay_follows_the_group_matcher():

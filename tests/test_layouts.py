@@ -11,9 +11,9 @@ import torch
 import vimamba  # noqa: F401  (registers the models)
 from vimamba import ops
 from vimamba.layers.mamba import MambaMixer, causal_depthwise_conv1d
-from vimamba.layers.ss2d import SelectiveScan2d
-from vimamba.layers.vss import VisualSelectiveScan2d
-from vimamba.models.mair import NestedScanMixer
+from vimamba.models.mobilemamba import MobileMambaSelectiveScan2d
+from vimamba.layers.vss import VMambaSelectiveScan2d
+from vimamba.models.mair import MaIRSelectiveScan2d
 
 
 @pytest.fixture
@@ -73,11 +73,11 @@ def test_causal_conv_keeps_channels_last():
 
 @pytest.mark.parametrize('channels_last_input', [False, True])
 @pytest.mark.parametrize('make', [
-    lambda: SelectiveScan2d(12),
-    lambda: SelectiveScan2d(12, d_state=4, scan='cross', d_conv=1),
-    lambda: VisualSelectiveScan2d(12),
-    lambda: VisualSelectiveScan2d(12, d_state=4, gate=True),
-    lambda: VisualSelectiveScan2d(12, d_state=2, scan='cross', shared_groups=2),
+    lambda: MobileMambaSelectiveScan2d(12),
+    lambda: MobileMambaSelectiveScan2d(12, d_state=4, scan='cross', d_conv=1),
+    lambda: VMambaSelectiveScan2d(12),
+    lambda: VMambaSelectiveScan2d(12, d_state=4, gate=True),
+    lambda: VMambaSelectiveScan2d(12, d_state=2, scan='cross', shared_groups=2),
 ], ids=['ss2d', 'ss2d_noconv', 'vss_noz', 'vss_gate', 'vss_shared'])
 def test_2d_mixers_hand_channels_last(scan_calls, make, channels_last_input):
     mixer = make().eval()
@@ -91,7 +91,7 @@ def test_2d_mixers_hand_channels_last(scan_calls, make, channels_last_input):
 
 
 def test_mair_mixer_hands_channels_last(scan_calls):
-    mixer = NestedScanMixer(12, d_state=4, scan_len=2)
+    mixer = MaIRSelectiveScan2d(12, d_state=4, scan_len=2)
     y = mixer(torch.randn(2, 6, 5, 12))
     assert y.shape == (2, 6, 5, 12)
     _check_channels_last(scan_calls, expanded_u=True)
@@ -112,7 +112,7 @@ def test_in_proj_runs_through_its_module(name):
     """The layout work must not bypass `in_proj`: hooks, LoRA-style wrappers and per-module FLOP counts rely
     on the module being called."""
     model = timm.create_model(name).eval()
-    mixers = [m for m in model.modules() if isinstance(m, (MambaMixer, NestedScanMixer))]
+    mixers = [m for m in model.modules() if isinstance(m, (MambaMixer, MaIRSelectiveScan2d))]
     assert mixers
     seen = []
     for m in mixers:

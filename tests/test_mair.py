@@ -259,7 +259,7 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match='features_only'):
         timm.create_model('test_mair', features_only=True)
     with pytest.raises(ValueError, match='shift'):
-        M.NestedScanMixer(8, scan_len=4, shift=4)
+        M.MaIRSelectiveScan2d(8, scan_len=4, shift=4)
 
 
 # ------------------------------------------------------------------------------------------------------

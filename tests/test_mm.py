@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from expected_no_decay import expected_no_decay
+
 NO_MM = os.environ.get('VIMAMBA_NO_MM') == '1'
 pytestmark = [pytest.mark.mm, pytest.mark.skipif(NO_MM, reason='set up with VIMAMBA_NO_MM=1')]
 
@@ -320,6 +322,35 @@ def test_layer_decay_constructor_rates_and_no_decay_set(mm):
     assert lr_wd('decode_head.conv_seg.weight') == pytest.approx((lr, wd))
     assert lr_wd('decode_head.bottleneck.bn.weight') == pytest.approx((lr, 0.))
     assert lr_wd('backbone.pyramid.0.weight') == pytest.approx((lr, wd))  # the new pyramid sits on top
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_layer_decay_constructor_skips_the_models_no_weight_decay_and_norms(mm, family):
+    """No decay exactly on the model's no_weight_decay() (A_log and D of every mixer, embeddings, tokens) and on
+    the norm layers' parameters; biases and everything else decay."""
+    model = torch.nn.Module()
+    model.backbone = mm.VimambaBackbone(**_tiny_backbone(family))
+    wrapper = mm.LayerDecayOptimWrapperConstructor(
+        dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)))(model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    zero = {names[id(p)] for g in wrapper.optimizer.param_groups if g['weight_decay'] == 0 for p in g['params']}
+    norms = {f'{m}.{n}' for m, mod in model.named_modules() if 'norm' in type(mod).__name__.lower()
+             for n, _ in mod.named_parameters(recurse=False)}
+    assert norms and zero == expected_no_decay(FAMILIES[family]['model'], 'backbone.model.') | norms
+
+
+def test_mm_does_not_import_the_classification_trainer():
+    """Neither the import nor the optimiser's no-decay rule (the backbone's no_weight_decay()) loads it."""
+    code = textwrap.dedent('''
+        import sys, torch, vimamba.downstream.mm as mm
+        model = torch.nn.Module()
+        model.backbone = mm.VimambaBackbone(model_name='test_vim', init_cfg=None)
+        mm.LayerDecayOptimWrapperConstructor(dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)))(model)
+        print(sorted(m for m in sys.modules if m.startswith('vimamba.classification')))
+    ''')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == '[]'
 
 
 # ---------------------------------------------------------------------------------------------------------

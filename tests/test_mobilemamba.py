@@ -130,8 +130,8 @@ def _ss2d_by_loop(m, x):
 
 
 def test_ss2d_matches_recurrence():
-    from vimamba.layers.ss2d import SelectiveScan2d
-    m = SelectiveScan2d(16, d_state=1, ssm_ratio=2).eval()
+    from vimamba.models.mobilemamba import MobileMambaSelectiveScan2d
+    m = MobileMambaSelectiveScan2d(16, d_state=1, ssm_ratio=2).eval()
     with torch.no_grad():  # move away from the symmetric init so directions and channels differ
         for p in (m.A_log, m.D, m.dt_proj_bias):
             p.add_(0.3 * torch.randn_like(p))

@@ -319,11 +319,10 @@ class VimambaBackbone(BaseModule):
             self._layer_map_cache = group_parameters(self.model, self.model.group_matcher(coarse=False), reverse=True)
         return self._layer_map_cache
 
-    def no_weight_decay_names(self) -> List[str]:
-        """fnmatch patterns (relative to this module) of parameters that must not decay: position embeddings,
-        class / register tokens, A_log, D (the model's `no_weight_decay()` plus the SSM parameters)."""
-        from vimamba.classification.train import no_weight_decay_names
-        return ['model.' + n for n in no_weight_decay_names(self.model)]
+    def no_weight_decay(self) -> Set[str]:
+        """Names or fnmatch patterns (relative to this module, timm's convention) of parameters that must not
+        decay: the model's `no_weight_decay()` (position embeddings, class / register tokens, A_log, D)."""
+        return {'model.' + n for n in self.model.no_weight_decay()}
 
     # -- forward -----------------------------------------------------------------------------------------
 

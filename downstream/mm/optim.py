@@ -6,9 +6,10 @@ backbone (pyramid, neck, heads) sits at `num_layers`. A parameter of layer i get
 (BEiT's rule: the stem `rate ** num_layers`, the last block `rate`, the heads 1).
 
 No weight decay on position embeddings, class / register tokens, `A_log` and `D` (the backbone's
-`no_weight_decay_names()` patterns) and on the parameters of every norm layer anywhere in the model. Biases keep
-the weight decay unless `bias_decay_mult` says otherwise (the official configs decay them). `custom_keys` work as
-in mmengine's default constructor (substring match, longest key first) and multiply on top.
+`no_weight_decay()`: its model's names or fnmatch patterns, timm's convention) and on the parameters of every norm
+layer anywhere in the model. Biases keep the weight decay unless `bias_decay_mult` says otherwise (the official
+configs decay them). `custom_keys` work as in mmengine's default constructor (substring match, longest key first)
+and multiply on top.
 
 Official quirk NOT reproduced: Vim's and LBVim's mm constructors look for `blocks.N` in names that are
 `layers.N`, so only the patch embedding and the position embedding were ever decayed;
@@ -56,8 +57,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 f'LayerDecayOptimWrapperConstructor: {type(module).__name__}.{backbone_attr} is '
                 f'{type(backbone).__name__}, which has no get_layer_depth(); use type=\'VimambaBackbone\'')
         bb_prefix = backbone_attr + '.'
-        no_decay = ([bb_prefix + p for p in backbone.no_weight_decay_names()]
-                    if hasattr(backbone, 'no_weight_decay_names') else [])
+        no_decay = ([bb_prefix + p for p in sorted(backbone.no_weight_decay())]
+                    if hasattr(backbone, 'no_weight_decay') else [])
         norm_params = {id(p) for m in module.modules() if _is_norm(m) for p in m.parameters(recurse=False)}
         num_layers = 0
 

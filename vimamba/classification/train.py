@@ -39,28 +39,11 @@ _logger = logging.getLogger('vimamba.classification')
 # ----------------------------------------------------------------------------------------------------
 # optimizer
 
-def _is_ssm_no_decay(name: str, param: torch.Tensor) -> bool:
-    """State-space parameters that must not decay: A_log (decaying it pulls A towards -1) and the skip D,
-    in every spelling the families use (A_log, A_b_log, A_logs; D, D_b, Ds), plus anything flagged with
-    mamba's `_no_weight_decay` attribute."""
-    if getattr(param, '_no_weight_decay', False):
-        return True
-    leaf = name.rsplit('.', 1)[-1]
-    return leaf in ('D', 'D_b', 'Ds') or (leaf.startswith('A_') and 'log' in leaf)
-
-
-def no_weight_decay_names(model: nn.Module) -> List[str]:
-    """The model's `no_weight_decay()` patterns (position embeddings, cls/register tokens) plus the SSM
-    parameters; 1-D parameters (norms, biases, D) are excluded by timm's param grouping on top of these."""
-    names = set(model.no_weight_decay()) if hasattr(model, 'no_weight_decay') else set()
-    names |= {n for n, p in model.named_parameters() if _is_ssm_no_decay(n, p)}
-    return sorted(names)
-
-
 def build_optimizer(model: nn.Module, args, lr: float) -> torch.optim.Optimizer:
     """AdamW (or any timm optimizer) over weight-decay groups, layer-decayed through the model's
-    `group_matcher` when `layer_decay` is set."""
-    no_decay = no_weight_decay_names(model)
+    `group_matcher` when `layer_decay` is set. No decay on what the model's `no_weight_decay()` names (position
+    embeddings, cls/register tokens, A_log, D) and, by timm's grouping, on 1-D parameters (norms, biases)."""
+    no_decay = sorted(model.no_weight_decay()) if hasattr(model, 'no_weight_decay') else []
     if args.layer_decay is not None:
         groups = param_groups_layer_decay(model, weight_decay=args.weight_decay, no_weight_decay_list=no_decay,
                                           layer_decay=args.layer_decay)

@@ -25,7 +25,7 @@ from .norm import RmsNormFp32, at_least_fp32
 from .scan import pattern_scan
 
 __all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'causal_depthwise_conv1d', 'init_dt_bias_',
-           'stack_directions']
+           'init_mamba_ssm_', 'ssm_constants', 'stack_directions']
 
 
 def causal_depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d, reverse: bool = False) -> torch.Tensor:
@@ -51,6 +51,24 @@ def init_dt_bias_(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1,
                    + math.log(dt_min)).clamp(min=dt_init_floor)
     bias.copy_(dt + torch.log(-torch.expm1(-dt)))
     return bias
+
+
+@torch.no_grad()
+def init_mamba_ssm_(A_log: torch.Tensor, D: torch.Tensor, dt_weight: torch.Tensor, dt_bias: torch.Tensor,
+                    dt_std: float, dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
+    """mamba-ssm's init (VMamba's "v0"): dt weight U(±dt_std), dt bias by `init_dt_bias_` (in that order: they
+    draw from the RNG), A = -[1..N] (S4D-real) in every row of A_log (..., N), D = 1."""
+    nn.init.uniform_(dt_weight, -dt_std, dt_std)
+    init_dt_bias_(dt_bias, dt_min, dt_max, dt_init_floor)
+    a = torch.arange(1, A_log.shape[-1] + 1, dtype=torch.float32, device=A_log.device)
+    A_log.copy_(torch.log(a).expand_as(A_log))
+    D.fill_(1.0)
+
+
+def ssm_constants(A_log: torch.Tensor, D: torch.Tensor, dt_bias: torch.Tensor):
+    """The op's (A, D, delta_bias) from the parameters, fp32 or wider: the scan accumulates in fp32, and fp64
+    stays fp64 for gradient checks. dt_proj's bias is the op's delta_bias, added in fp32 before the softplus."""
+    return -torch.exp(at_least_fp32(A_log)), at_least_fp32(D), at_least_fp32(dt_bias)
 
 
 class DirectionWeights(nn.Module):
@@ -194,13 +212,8 @@ class MambaMixer(nn.Module):
         if needs_reset:
             for m in self.children():
                 m.reset_parameters()
-        with torch.no_grad():
-            a = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
-            self.A_log.copy_(torch.log(a).expand_as(self.A_log))
-            self.D.fill_(1.0)
-            std = self.dt_rank ** -0.5 * self.dt_scale
-            nn.init.uniform_(self.dt_proj.weight[0], -std, std)
-            init_dt_bias_(self.dt_proj.bias[0], self.dt_min, self.dt_max, self.dt_init_floor)
+        init_mamba_ssm_(self.A_log, self.D, self.dt_proj.weight[0], self.dt_proj.bias[0],
+                        self.dt_rank ** -0.5 * self.dt_scale, self.dt_min, self.dt_max, self.dt_init_floor)
 
     def _load_from_state_dict(self, state_dict, prefix, *args):
         self._incomplete_directions = stack_directions(state_dict, prefix, self)
@@ -224,8 +237,7 @@ class MambaMixer(nn.Module):
         dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
         delta = torch.bmm(dt, self.dt_proj.weight.transpose(1, 2))                      # (K, B * L, E)
-        A = -torch.exp(at_least_fp32(self.A_log))
-        D, delta_bias = at_least_fp32(self.D), at_least_fp32(self.dt_proj.bias)
+        A, D, delta_bias = ssm_constants(self.A_log, self.D, self.dt_proj.bias)
 
         def channels_last(t):  # (K, B * L, c) -> (B, K, c, L) view
             return t.unflatten(1, (batch, L)).permute(1, 0, 3, 2)

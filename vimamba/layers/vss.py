@@ -1,9 +1,8 @@
 """VMamba's 2-D selective-scan mixer and visual state-space (VSS) block, channel-first.
 
-The mixer projects the map to an inner width Di = ssm_ratio * dim, runs a depthwise conv and SiLU, then every
-direction k of a scan pattern (K = 4 for VMamba's cross2d and AtrousMamba's atrous windows) scans the H*W tokens
-with its own token-wise projections (dt, B, C from `x_proj_weight[k]`, dt lifted to Di by `dt_proj_weight[k]`).
-The K outputs come back in token order and are summed, LayerNorm'd and projected back to `dim`.
+The mixer is the 2-D SSM core (`SelectiveScan2dCore`, layers/ss2d.py) with 1x1 conv projections: a K-direction
+selective scan (K = 4 for VMamba's cross2d and AtrousMamba's atrous windows) whose outputs are summed,
+LayerNorm'd and projected back to `dim`.
 
 Two forms, as VMamba's forward types name them:
 - "noz" (`gate=False`, VMamba v2 `v05_noz`, ChangeMamba `v3noz`, every released VMamba v2 checkpoint):
@@ -20,24 +19,22 @@ Initialisation is VMamba's "v0" (Mamba's): A = -(1..N), D = 1, dt weights U(+-R^
 log-uniform step in [dt_min, dt_max], x_proj nn.Linear's default; 1x1 projections and MLP trunc-normal(0.02)
 with zero bias, as VMamba's model-level `_init_weights` leaves them.
 """
-import math
 from typing import Union
 
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, LayerNorm2d, Mlp, trunc_normal_
 
-from vimamba.scans import ScanPattern, get_pattern
+from vimamba.scans import ScanPattern
 
-from .mamba import init_dt_bias_
-from .scan import pattern_scan
-from .ss2d import scan_inputs, sum_directions
+from .ss2d import SelectiveScan2dCore
 
-__all__ = ['VisualSelectiveScan2d', 'VSSBlock']
+__all__ = ['VMambaSelectiveScan2d', 'VSSBlock']
 
 
-class VisualSelectiveScan2d(nn.Module):
-    """VMamba SS2D: in-proj -> dwconv + SiLU -> K-direction selective scan (summed) -> LayerNorm [* SiLU(z)] -> out-proj
+class VMambaSelectiveScan2d(SelectiveScan2dCore):
+    """VMamba's SS2D: 1x1 conv in-proj -> dwconv + SiLU -> K-direction selective scan (summed) -> LayerNorm
+    [* SiLU(z)] -> 1x1 conv out-proj (`SelectiveScan2dCore`), VMamba's "v0" init.
 
     Args:
         dim: Input and output channels.
@@ -73,35 +70,12 @@ class VisualSelectiveScan2d(nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
-        if dt_rank != 'auto' and (isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1):
-            raise ValueError(f"VisualSelectiveScan2d: dt_rank={dt_rank!r}; accepted: 'auto' or an int >= 1")
-        self.pattern = get_pattern(scan) if isinstance(scan, str) else scan
-        if shared_groups < 1 or self.pattern.num_directions % shared_groups:
-            raise ValueError(f'VisualSelectiveScan2d: shared_groups={shared_groups} must be >= 1 and divide the '
-                             f'{self.pattern.num_directions} directions of {self.pattern}')
-        self.shared_groups = shared_groups
-        # Directions with their own weights; the pattern's K = num_directions * shared_groups.
-        self.num_directions = num_dir = self.pattern.num_directions // shared_groups
-        self.d_inner = d_inner = int(ssm_ratio * dim)
-        self.d_state = d_state
-        self.dt_rank = dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else dt_rank
-        self.gate = gate
-        self.dt_range = (dt_min, dt_max, dt_init_floor)
-
+        d_inner = int(ssm_ratio * dim)
         self.in_proj = nn.Conv2d(dim, d_inner * (2 if gate else 1), 1, bias=False, **dd)
         self.act = nn.SiLU()
-        if d_conv > 1:
-            self.dwconv = nn.Conv2d(
-                d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias, **dd)
-        else:
-            self.dwconv = nn.Identity()
-        # Per direction: token-wise projection to (dt, B, C), then dt from rank R up to Di channels. Shapes are
-        # VMamba's (x_proj_weight (K, R+2N, Di), A_logs (K*Di, N), Ds (K*Di,)) so its checkpoints load as is.
-        self.x_proj_weight = nn.Parameter(torch.empty(num_dir, dt_rank + 2 * d_state, d_inner, **dd))
-        self.dt_proj_weight = nn.Parameter(torch.empty(num_dir, d_inner, dt_rank, **dd))
-        self.dt_proj_bias = nn.Parameter(torch.empty(num_dir, d_inner, **dd))
-        self.A_log = nn.Parameter(torch.empty(num_dir * d_inner, d_state, **dd))
-        self.D = nn.Parameter(torch.empty(num_dir * d_inner, **dd))
+        self.dwconv = self.depthwise_conv(d_inner, d_conv, conv_bias, **dd)
+        self.init_ssm(dim, d_inner, d_state, dt_rank, scan, gated=gate, shared_groups=shared_groups, init='v0',
+                      dt_min=dt_min, dt_max=dt_max, dt_init_floor=dt_init_floor, **dd)
         self.out_norm = LayerNorm2d(d_inner, eps=1e-5, **dd)
         self.out_proj = nn.Conv2d(d_inner, dim, 1, bias=False, **dd)
         self.reset_parameters()
@@ -109,47 +83,10 @@ class VisualSelectiveScan2d(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """VMamba init "v0" for the SSM tensors, trunc-normal(0.02) for the 1x1 projections."""
-        bound = self.d_inner ** -0.5  # nn.Linear's default init of each direction's x_proj, as VMamba stacks them
-        nn.init.uniform_(self.x_proj_weight, -bound, bound)
-        dt_std = self.dt_rank ** -0.5
-        nn.init.uniform_(self.dt_proj_weight, -dt_std, dt_std)
-        dt_min, dt_max, dt_floor = self.dt_range
-        init_dt_bias_(self.dt_proj_bias, dt_min=dt_min, dt_max=dt_max, dt_init_floor=dt_floor)
-        # S4D-real: A[:, n] = -(n + 1) for every channel of every direction.
-        a = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
-        self.A_log.copy_(torch.log(a).expand_as(self.A_log))
-        nn.init.ones_(self.D)
+        self.reset_ssm_parameters()
         trunc_normal_(self.in_proj.weight, std=.02)
         trunc_normal_(self.out_proj.weight, std=.02)
         self.out_norm.reset_parameters()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
-        x = self.in_proj(x)
-        if self.gate:
-            x, z = x.chunk(2, dim=1)
-        # channels_last into the dwconv, so that u below is a channels-last view (see `scan_inputs`).
-        x = self.act(self.dwconv(x.contiguous(memory_format=torch.channels_last)))
-
-        groups = self.shared_groups
-        u = x.flatten(2)
-        # Groups sharing weights read the same projections through different orders.
-        delta, A, B, C, D, delta_bias = scan_inputs(u, self)
-        if groups > 1:
-            # Repeated in the channels-last layout (memory (b, K, L, .)), as the op reads it fastest.
-            delta, B, C = [t.transpose(-1, -2).repeat(1, groups, 1, 1).transpose(-1, -2) for t in (delta, B, C)]
-            A, D, delta_bias = A.repeat(groups, 1, 1), D.repeat(groups, 1), delta_bias.repeat(groups, 1)
-        y = sum_directions(pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width))
-        if groups > 1:
-            y = y / groups
-        y = self.out_norm(y.reshape(batch, self.d_inner, height, width))  # a channels_last map
-        if self.gate:
-            y = self.act(z) * y  # z first: the product keeps the layout of the input
-        return self.out_proj(y)
-
-    def extra_repr(self) -> str:
-        return (f'd_inner={self.d_inner}, d_state={self.d_state}, dt_rank={self.dt_rank}, gate={self.gate}, '
-                f'shared_groups={self.shared_groups}, pattern={self.pattern}')
 
 
 class VSSBlock(nn.Module):
@@ -160,7 +97,7 @@ class VSSBlock(nn.Module):
         drop_path: Stochastic depth of both residual branches (VMamba uses one rate for both).
         mlp_ratio: MLP hidden width = int(dim * mlp_ratio) (GELU); 0 = no MLP branch.
         norm_eps: LayerNorm epsilon (VMamba: nn.LayerNorm's 1e-5).
-        The rest is passed to `VisualSelectiveScan2d`.
+        The rest is passed to `VMambaSelectiveScan2d`.
     """
 
     def __init__(
@@ -183,7 +120,7 @@ class VSSBlock(nn.Module):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
         self.norm = LayerNorm2d(dim, eps=norm_eps, **dd)
-        self.mixer = VisualSelectiveScan2d(
+        self.mixer = VMambaSelectiveScan2d(
             dim, d_state=d_state, ssm_ratio=ssm_ratio, dt_rank=dt_rank, d_conv=d_conv, conv_bias=conv_bias,
             gate=gate, scan=scan, shared_groups=shared_groups, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()

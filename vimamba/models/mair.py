@@ -52,25 +52,17 @@ from timm.layers import DropPath, Mlp, register_notrace_function, register_notra
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
-from vimamba.layers.scan import pattern_scan
 from vimamba.layers.patch_embed import check_image
-from vimamba.layers.ss2d import scan_inputs
+from vimamba.layers.ss2d import SelectiveScan2dCore
 from vimamba.scans import get_pattern
 from vimamba.scans.base import check_depths
 
-__all__ = ['MaIR', 'MaIRUNet', 'MaIRBlock', 'NestedScanMixer', 'SequenceShuffleGate', 'checkpoint_filter_fn',
+__all__ = ['MaIR', 'MaIRUNet', 'MaIRBlock', 'MaIRSelectiveScan2d', 'SequenceShuffleGate', 'checkpoint_filter_fn',
            'forward_tiled', 'forward_self_ensemble', 'channel_shuffle', 'channel_rearrange']
 
 # DIV2K mean RGB, subtracted by the official SR / denoising networks (and by SwinIR before them).
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 _UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', None)
-
-
-def _init_dt_bias(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1, floor: float = 1e-4) -> None:
-    """softplus^-1 of step sizes drawn log-uniformly in [dt_min, dt_max] (Mamba's init)."""
-    dt = torch.exp(torch.rand_like(bias, dtype=torch.float32) * (math.log(dt_max) - math.log(dt_min))
-                   + math.log(dt_min)).clamp(min=floor)
-    bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
 
 def channel_shuffle(pooled: torch.Tensor) -> torch.Tensor:
@@ -107,9 +99,10 @@ class SequenceShuffleGate(nn.Module):
 
 
 @register_notrace_module  # FX leaf: the scan order depends on the concrete grid size
-class NestedScanMixer(nn.Module):
-    """MaIR's mixer (the official VMM): in-proj -> dwconv + SiLU -> 4-direction NSS selective scan -> SSA
-    gate and sum -> LayerNorm * SiLU(z) -> out-proj. Channel-last (B, H, W, C) in and out.
+class MaIRSelectiveScan2d(SelectiveScan2dCore):
+    """MaIR's mixer (the official VMM): Linear in-proj to (x, z) -> dwconv + SiLU -> 4-direction NSS selective
+    scan -> SSA gate and sum -> LayerNorm * SiLU(z) -> Linear out-proj (`SelectiveScan2dCore`, channel-last:
+    (B, H, W, C) in and out), with Mamba's "v0" init of the SSM tensors.
 
     Args:
         dim: Input and output channels C.
@@ -118,6 +111,7 @@ class NestedScanMixer(nn.Module):
         scan_len: NSS stripe width.
         shift: Stripe offset (MaIR's odd blocks use scan_len // 2).
     """
+    channels_last = True
 
     def __init__(
             self,
@@ -132,57 +126,28 @@ class NestedScanMixer(nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
-        self.num_directions = num_dir = 4
-        self.d_inner = d_inner = int(ssm_ratio * dim)
-        self.d_state = d_state
-        self.dt_rank = dt_rank = math.ceil(dim / 16)  # from C, not D, as the official code
+        d_inner = int(ssm_ratio * dim)
         self.scan_len = scan_len
         self.shift = shift
-        self.pattern = get_pattern('nested_s', scan_len=scan_len, shift=shift)
 
         self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False, **dd)
         self.dwconv = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, **dd)
         self.act = nn.SiLU()
-        self.x_proj_weight = nn.Parameter(torch.empty(num_dir, dt_rank + 2 * d_state, d_inner, **dd))
-        self.dt_proj_weight = nn.Parameter(torch.empty(num_dir, d_inner, dt_rank, **dd))
-        self.dt_proj_bias = nn.Parameter(torch.empty(num_dir, d_inner, **dd))
-        self.A_log = nn.Parameter(torch.empty(num_dir * d_inner, d_state, **dd))
-        self.D = nn.Parameter(torch.empty(num_dir * d_inner, **dd))
-        self.gate = SequenceShuffleGate(d_inner, num_dir, **dd)
+        self.init_ssm(dim, d_inner, d_state, 'auto', get_pattern('nested_s', scan_len=scan_len, shift=shift),
+                      gated=True, init='v0', **dd)
+        self.gate = SequenceShuffleGate(d_inner, self.num_directions, **dd)
         self.out_norm = nn.LayerNorm(d_inner, **dd)
         self.out_proj = nn.Linear(d_inner, dim, bias=False, **dd)
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Mamba's "v0" init of the SSM tensors; x_proj keeps nn.Linear's default bound as the official
-        stacked parameter does. The Linear / LayerNorm init is the model's (`MaIR.init_weights`)."""
-        if self.A_log.is_meta:
-            return
-        bound = self.d_inner ** -0.5
-        nn.init.uniform_(self.x_proj_weight, -bound, bound)
-        nn.init.uniform_(self.dt_proj_weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)
-        _init_dt_bias(self.dt_proj_bias)
-        n = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
-        self.A_log.copy_(torch.log(n).expand_as(self.A_log))
-        nn.init.ones_(self.D)
+        """The SSM tensors; the Linear / LayerNorm init is the model's (`MaIR.init_weights`)."""
+        self.reset_ssm_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, height, width, _ = x.shape
-        d_inner = self.d_inner
-        # Through the module (hooks, LoRA-style wrappers and FLOP counters see it); x made dense (B, H, W, D) so
-        # the dwconv gets a channels_last map and u below is a channels-last view of its output.
-        x, z = self.in_proj(x).split(d_inner, dim=-1)
-        x = x.contiguous()
-        x = self.act(self.dwconv(x.permute(0, 3, 1, 2)))
-        u = x.flatten(2)  # (B, D, L), memory (B, L, D)
-        delta, A, B, C, D, delta_bias = scan_inputs(u, self)  # channels-last views, see `scan_inputs`
-        y = pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
+    def merge_directions(self, y: torch.Tensor) -> torch.Tensor:
         # Gate each direction, then sum them: one contraction instead of scaling 4 copies. It reads y as
         # (B, K, L, D), its memory layout when the op returns it channels-last.
-        y = torch.einsum('bkld,bkd->bld', y.transpose(-1, -2), self.gate(y).to(y.dtype))
-        y = self.out_norm(y.reshape(batch, height, width, d_inner)) * F.silu(z)
-        return self.out_proj(y)
+        return torch.einsum('bkld,bkd->bld', y.transpose(-1, -2), self.gate(y).to(y.dtype)).transpose(1, 2)
 
 
 class MaIRBlock(nn.Module):
@@ -203,7 +168,7 @@ class MaIRBlock(nn.Module):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
         self.norm1 = nn.LayerNorm(dim, **dd)
-        self.mixer = NestedScanMixer(dim, d_state, ssm_ratio, scan_len, shift, **dd)
+        self.mixer = MaIRSelectiveScan2d(dim, d_state, ssm_ratio, scan_len, shift, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.skip_scale = nn.Parameter(torch.ones(dim, **dd))
         self.norm2 = nn.LayerNorm(dim, **dd)
@@ -353,7 +318,7 @@ class MaIR(PretrainedMixin, nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, NestedScanMixer):
+            elif isinstance(m, MaIRSelectiveScan2d):
                 m.reset_parameters()
 
     @torch.jit.ignore
@@ -488,7 +453,7 @@ class MaIRUNet(PretrainedMixin, nn.Module):
     def init_weights(self) -> None:
         """As the official MaIRUNet: PyTorch defaults everywhere, Mamba's init for the SSM tensors."""
         for m in self.modules():
-            if isinstance(m, NestedScanMixer):
+            if isinstance(m, MaIRSelectiveScan2d):
                 m.reset_parameters()
 
     @torch.jit.ignore

@@ -40,18 +40,19 @@ import torch
 import torch.nn as nn
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, SqueezeExcite, calculate_drop_path_rates, get_device_dtype
+from timm.layers import DropPath, LayerNorm2d, SqueezeExcite, calculate_drop_path_rates, get_device_dtype
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.conv_bn import BnLinear, ConvBn2d
 from vimamba.layers.patch_embed import check_image
-from vimamba.layers.ss2d import SelectiveScan2d
+from vimamba.layers.ss2d import SelectiveScan2dCore
+from vimamba.scans import ScanPattern
 from vimamba.scans.base import check_depths
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
 
-__all__ = ['MobileMamba']
+__all__ = ['MobileMamba', 'MobileMambaSelectiveScan2d']
 
 
 def _round_to_16(n: int) -> int:
@@ -113,6 +114,49 @@ class DepthwiseConvBranch(nn.Module):
         return self.conv_1x1(self.act(self.conv_kxk(x)))
 
 
+class MobileMambaSelectiveScan2d(SelectiveScan2dCore):
+    """MobileMamba's SS2D (VMamba's forward type "v052d"): 1x1 Conv-BN in-proj to (x, z) -> dwconv + SiLU ->
+    K-direction selective scan (summed) -> LayerNorm * SiLU(z) -> 1x1 Conv-BN out-proj (`SelectiveScan2dCore`),
+    with the "v2" init (A = -1, D = 1, dt weights and bias U[0, 0.1)) and PyTorch's defaults elsewhere, as the
+    official code. The Conv-BN projections fold with `fuse()`.
+
+    Args:
+        dim: Input and output channels.
+        d_state: SSM state size N.
+        ssm_ratio: Inner width Di = int(ssm_ratio * dim).
+        dt_rank: Rank R of the dt projection; 'auto' = ceil(dim / 16) (from `dim`, not Di, as VMamba).
+        d_conv: Depthwise conv kernel size (< 2: no conv).
+        conv_bias: Bias on the depthwise conv.
+        scan: Scan pattern name in `vimamba.scans` (or a pattern object); fixes K. MobileMamba: 'bidirectional'.
+    """
+
+    def __init__(
+            self,
+            dim: int,
+            d_state: int = 1,
+            ssm_ratio: float = 2.0,
+            dt_rank: Union[int, str] = 'auto',
+            d_conv: int = 3,
+            conv_bias: bool = True,
+            scan: Union[str, ScanPattern] = 'bidirectional',
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        dd = {'device': device, 'dtype': dtype}
+        d_inner = int(ssm_ratio * dim)
+        self.in_proj = ConvBn2d(dim, d_inner * 2, **dd)
+        self.act = nn.SiLU()
+        self.dwconv = self.depthwise_conv(d_inner, d_conv, conv_bias, **dd)
+        self.init_ssm(dim, d_inner, d_state, dt_rank, scan, gated=True, init='v2', **dd)
+        self.out_norm = LayerNorm2d(d_inner, eps=1e-5, **dd)
+        self.out_proj = ConvBn2d(d_inner, dim, **dd)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.reset_ssm_parameters()
+
+
 class WaveletMambaBranch(nn.Module):
     """MRFFI global branch (WTE-Mamba): `ssm_scale * SS2D(x) + WaveletConv(x)`, both at full resolution.
 
@@ -133,7 +177,8 @@ class WaveletMambaBranch(nn.Module):
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
-        self.ssm = SelectiveScan2d(dim, d_state=d_state, ssm_ratio=ssm_ratio, scan='bidirectional', **dd)
+        self.ssm = MobileMambaSelectiveScan2d(
+            dim, d_state=d_state, ssm_ratio=ssm_ratio, scan='bidirectional', **dd)
         self.ssm_scale = nn.Parameter(torch.ones(1, dim, 1, 1, **dd))
         self.wavelet_conv = WaveletConv(dim, kernel_size, wavelet=wavelet, **dd)
 
@@ -399,9 +444,9 @@ class MobileMamba(PretrainedMixin, nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
-        # Empty on purpose: the official recipe decays every tensor of two or more dims (A_log, the
-        # scales, dt_proj_bias) and skips 1-D ones (D, norms, biases), which is timm's default too.
-        return set()
+        # A_log and D exempt as for every family; the official recipe decayed the 2-D A_logs (its grouping skips
+        # only 1-D tensors), a deliberate difference (configs/cls/mobilemamba_*.yaml).
+        return {'*.A_log', '*.D'}
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
