@@ -31,17 +31,11 @@ from vimamba.scans import ScanPattern, get_pattern
 from .mamba import init_mamba_ssm_, ssm_constants
 from .scan import pattern_scan
 
-__all__ = ['SelectiveScan2dCore', 'sum_directions']
+__all__ = ['SelectiveScan2dCore']
 
 # Initialisations of the SSM parameters, VMamba's names: "v0" is Mamba's (A = -[1..N], D = 1, dt weight
 # U(±R^-0.5), dt bias softplus^-1 of a log-uniform step); "v2" is A = -1, D = 1, dt weight and bias U[0, 0.1).
 SSM_INITS = ('v0', 'v2')
-
-
-def sum_directions(y: torch.Tensor) -> torch.Tensor:
-    """y (b, K, d, L) -> (b, d, L), summed over the (b, K, L, d) view: a channels-last y is read in place and the
-    result is channels-last too (`reshape(b, d, H, W)` is then a channels_last map)."""
-    return y.transpose(-1, -2).sum(dim=1).transpose(-1, -2)
 
 
 class SelectiveScan2dCore(nn.Module):
@@ -159,8 +153,9 @@ class SelectiveScan2dCore(nn.Module):
         A, D = A.reshape(num_dir, d_inner, d_state), D.reshape(num_dir, d_inner)
         return delta.transpose(-1, -2), A, B.transpose(-1, -2), C.transpose(-1, -2), D, delta_bias
 
-    def scan_directions(self, u: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        """u (b, Di, L) channels-last -> y (b, K, Di, L) of the pattern's K directions, in token order."""
+    def scan_directions(self, u: torch.Tensor, height: int, width: int, merge: Optional[str] = None) -> torch.Tensor:
+        """u (b, Di, L) channels-last -> y (b, K, Di, L) of the pattern's K directions in token order, or with
+        `merge` ("sum" / "mean") their merge (b, Di, L), taken by the op in one pass."""
         delta, A, B, C, D, delta_bias = self.scan_inputs(u)
         groups = self.shared_groups
         if groups > 1:
@@ -168,18 +163,18 @@ class SelectiveScan2dCore(nn.Module):
             # channels-last layout (memory (b, K, L, .)), as the op reads it fastest.
             delta, B, C = [t.transpose(-1, -2).repeat(1, groups, 1, 1).transpose(-1, -2) for t in (delta, B, C)]
             A, D, delta_bias = A.repeat(groups, 1, 1), D.repeat(groups, 1), delta_bias.repeat(groups, 1)
-        return pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width)
+        return pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width, merge)
 
-    def merge_directions(self, y: torch.Tensor) -> torch.Tensor:
-        """y (b, K, Di, L) -> (b, Di, L): the sum of the directions (averaged over weight-sharing groups)."""
-        y = sum_directions(y)
+    def scan_merged(self, u: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """u (b, Di, L) -> (b, Di, L): the sum of the directions (averaged over weight-sharing groups)."""
+        y = self.scan_directions(u, height, width, 'sum')
         return y / self.shared_groups if self.shared_groups > 1 else y
 
     def ssm_output(self, x: torch.Tensor, z: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The scan of x (b, Di, H, W), a channels_last map, merged, normalised and gated by SiLU(z) (None: no
         gate), in the mixer's layout: what out_proj reads."""
         batch, _, height, width = x.shape
-        y = self.merge_directions(self.scan_directions(x.flatten(2), height, width))
+        y = self.scan_merged(x.flatten(2), height, width)
         y = y.reshape(batch, self.d_inner, height, width)  # a channels_last map: y is channels-last
         if self.channels_last:
             y = y.permute(0, 2, 3, 1)

@@ -144,9 +144,10 @@ class MaIRSelectiveScan2d(SelectiveScan2dCore):
         """The SSM tensors; the Linear / LayerNorm init is the model's (`MaIR.init_weights`)."""
         self.reset_ssm_parameters()
 
-    def merge_directions(self, y: torch.Tensor) -> torch.Tensor:
-        # Gate each direction, then sum them: one contraction instead of scaling 4 copies. It reads y as
-        # (B, K, L, D), its memory layout when the op returns it channels-last.
+    def scan_merged(self, u: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        # The direction weights are pooled from y itself, so the op returns the K outputs; one contraction weighs
+        # and sums them, reading y as (B, K, L, D), its memory layout when the op returns it channels-last.
+        y = self.scan_directions(u, height, width)
         return torch.einsum('bkld,bkd->bld', y.transpose(-1, -2), self.gate(y).to(y.dtype)).transpose(1, 2)
 
 
