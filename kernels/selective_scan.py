@@ -134,6 +134,91 @@ def _token_states(row, s_n, offs_n, N: tl.constexpr, PAIRS: tl.constexpr):
 
 
 @triton.jit
+def _bc_fp32_kernel(B_ptr, C_ptr, out_ptr, K, L, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
+                    N: tl.constexpr, BL: tl.constexpr):
+    """out[b * K + k, t] = (B[b, k, :, t], C[b, k, :, t]) in fp32, 2N contiguous values per token: what the window's
+    reverse sweeps read back with 16-byte loads (`_kept_states`) instead of unpacking B and C again."""
+    bk = tl.program_id(1)
+    b = bk // K
+    k = bk % K
+    offs_t = tl.program_id(0) * BL + tl.reshape(tl.arange(0, BL), [BL, 1])
+    offs_n = tl.reshape(tl.arange(0, N), [1, N])
+    m = (offs_t < L) & (offs_n >= 0)
+    Bv = tl.load(B_ptr + b.to(tl.int64) * sB_b + k * sB_k + offs_n * sB_n + offs_t * sB_l, mask=m)
+    Cv = tl.load(C_ptr + b.to(tl.int64) * sC_b + k * sC_k + offs_n * sC_n + offs_t * sC_l, mask=m)
+    out = out_ptr + (bk.to(tl.int64) * L + offs_t) * (2 * N) + offs_n
+    tl.store(out, Bv.to(tl.float32), mask=m)
+    tl.store(out + N, Cv.to(tl.float32), mask=m)
+
+
+@triton.jit
+def _st4(ptr, a, b, c, d, FAST: tl.constexpr):
+    """ptr[0:4] = (a, b, c, d), 32-bit values: one 16-byte store per thread on the GPU (ptr 16-byte aligned), where
+    Triton would issue four (the scratch offsets are not provably contiguous)."""
+    if FAST:
+        tl.inline_asm_elementwise("st.global.v4.b32 [$1], {$2, $3, $4, $5};\n\tmov.u32 $0, 0;", "=r,l,r,r,r,r",
+                                  [ptr.to(tl.int64, bitcast=True), a.to(tl.int32, bitcast=True),
+                                   b.to(tl.int32, bitcast=True), c.to(tl.int32, bitcast=True),
+                                   d.to(tl.int32, bitcast=True)], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        tl.store(ptr, a)
+        tl.store(ptr + 1, b)
+        tl.store(ptr + 2, c)
+        tl.store(ptr + 3, d)
+
+
+@triton.jit
+def _ld4(ptr, FAST: tl.constexpr, READ_ONLY: tl.constexpr = False):
+    """(ptr[0], ..., ptr[3]) in fp32, one 16-byte load per thread on the GPU. Ordered after `_st4` (both are
+    side-effecting asm), or READ_ONLY: data no program of the kernel writes (free to move, non-coherent cache)."""
+    if FAST:
+        if READ_ONLY:
+            return tl.inline_asm_elementwise("ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
+                                             [ptr.to(tl.int64, bitcast=True)],
+                                             dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True,
+                                             pack=1)
+        else:
+            return tl.inline_asm_elementwise("ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
+                                             [ptr.to(tl.int64, bitcast=True)],
+                                             dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=False,
+                                             pack=1)
+    else:
+        return tl.load(ptr), tl.load(ptr + 1), tl.load(ptr + 2), tl.load(ptr + 3)
+
+
+@triton.jit
+def _kept_states(ptr, offs_n, N: tl.constexpr, FAST: tl.constexpr):
+    """One token's N fp32 values of B or C from the staged copy (`_bc_fp32_kernel`) as the [1, N] tile of
+    `_token_states`: four states per 16-byte load (uniform addresses) and no unpacking."""
+    v = tl.full([1, N], 0.0, tl.float32)
+    if N >= 4:
+        for j in tl.static_range(N // 4):
+            a, b, c, d = _ld4(ptr + 4 * j, FAST, False)
+            v = tl.where(offs_n == 4 * j, a, v)
+            v = tl.where(offs_n == 4 * j + 1, b, v)
+            v = tl.where(offs_n == 4 * j + 2, c, v)
+            v = tl.where(offs_n == 4 * j + 3, d, v)
+    else:
+        for n in tl.static_range(N):
+            v = tl.where(offs_n == n, tl.load(ptr + n), v)
+    return v
+
+
+@triton.jit
+def _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N: tl.constexpr, PAIRS: tl.constexpr,
+            BC32: tl.constexpr, FAST: tl.constexpr):
+    """(B, C) of token tok as [1, N] fp32 tiles: from the staged fp32 copy (BC32, bc_row its (b, k) row) or
+    from B and C themselves."""
+    if BC32:
+        Bv = _kept_states(bc_row + tok * (2 * N), offs_n, N, FAST)
+        Cv = _kept_states(bc_row + tok * (2 * N) + N, offs_n, N, FAST)
+    else:
+        Bv = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+        Cv = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    return Bv, Cv
+
+
+@triton.jit
 def _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr,
                 HAS_BIAS: tl.constexpr):
     """A step kernel's program: its batch and direction, the channels it owns ([BD, 1], those past D clamped to
@@ -157,12 +242,12 @@ def _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N: tl.constexpr, BD: tl.constexpr,
 
 @triton.jit
 def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
-                     y_ptr, last_ptr, hseg_ptr, pseg_ptr, win_ptr, K, D, L, SEG, NSEG, WB,
+                     y_ptr, last_ptr, hseg_ptr, pseg_ptr, win_ptr, bc_ptr, K, D, L, SEG, NSEG, WB,
                      su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
                      sy_b, sy_k, sy_d, sy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                      N: tl.constexpr, BD: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr,
-                     PAIRS: tl.constexpr):
+                     PAIRS: tl.constexpr, BC32: tl.constexpr):
     """The forward, one token per step, a channel's N states in one thread's registers: tiles [BD, N] (channels
     x states), the per-channel work (softplus, gate, loads, store) done once per channel and the sum over the
     states in registers. Every tensor load and store in the loops is a [BD, 1] channel row, so all tiles share one
@@ -174,11 +259,12 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     entering state (in hseg); PASS 2 rescans each segment from that state and writes y.
 
     A local window W > 1 (LBMamba; segments start at window starts): each window's steps are scanned forward as
-    without one, each step's C h + D u, delta, delta u and gate going to a scratch row (win_ptr: WB steps x 4 rows
-    of D channels per program, in L1), then backward over the same steps, r_t = a_t r_(t+1) + delta_t u_t B_t
+    without one, each step's C h + D u, delta, delta u and gate going to a scratch row (win_ptr: WB steps x D
+    channels x 4 per (row, segment), one 16-byte store per thread) and its B and C, unpacked to fp32, to another
+    (bc_ptr: WB steps x 2N per program); then backward over the same steps, r_t = a_t r_(t+1) + delta_t u_t B_t
     from r = 0 at the window's last step, adding C_t a_t r_(t+1) to y_t and storing it. The reverse sweep reads
-    its step's B and C again (L1) and recomputes exp(delta A): holding W x N values per thread would cost the
-    occupancy it buys. PASS 1 needs no window (the state it carries is the plain scan's)."""
+    the scratch back (16-byte loads, L1) and recomputes exp(delta A): holding W x N values per thread would cost
+    the occupancy it buys. PASS 1 needs no window (the state it carries is the plain scan's)."""
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     WIN: tl.constexpr = W > 1 and PASS != 1
     seg = tl.program_id(2)
@@ -194,10 +280,12 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     B_row = B_ptr + b.to(tl.int64) * sB_b + k * sB_k
     C_row = C_ptr + b.to(tl.int64) * sC_b + k * sC_k
     idx_row = idx_ptr + k * L
-    # scratch (b * K * NSEG, WB, 4, D): a window step's C h + D u, delta, delta u, gate
-    win_row = win_ptr + (bk.to(tl.int64) * NSEG + seg) * WB * 4 * D + d_c
+    # scratch (b * K * NSEG, WB, D, 4): a window step's C h + D u, delta, delta u, gate; (programs, WB, 2N): B, C
+    win_row = win_ptr + (bk.to(tl.int64) * NSEG + seg) * WB * 4 * D + d_c * 4
+    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N     # (b * K, L, 2N): B, C in fp32 (`_bc_fp32_kernel`)
     if PASS == 2:
-        h = tl.load(hseg_ptr + seg_off, mask=mA, other=0.0)
+        # unmasked (offsets clamped): lanes past D repeat channel D - 1 exactly, so their scratch writes agree
+        h = tl.load(hseg_ptr + seg_off)
     else:
         h = tl.full([BD, N], 0.0, tl.float32)
     dt_sum = tl.full([BD, 1], 0.0, tl.float32)
@@ -207,8 +295,9 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     n_dl = tl.load(dl_row + tok * sdl_l)
     if HAS_Z:
         n_z = tl.load(z_row + tok * sz_l)
-    n_B = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
-    n_C = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    # the forward sweep reads the staged fp32 copy only where bf16 pairs are not an option (fewer instructions)
+    BC32_FWD: tl.constexpr = BC32 and not PAIRS
+    n_B, n_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32_FWD, FAST)
     n_tok = tl.load(idx_row + tl.minimum(t_start + 1, L - 1)).to(tl.int32)
     for t in range(t_start, t_end):
         u = n_u.to(tl.float32)
@@ -223,8 +312,7 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
         n_dl = tl.load(dl_row + tok * sdl_l)
         if HAS_Z:
             n_z = tl.load(z_row + tok * sz_l)
-        n_B = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
-        n_C = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+        n_B, n_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32_FWD, FAST)
         n_tok = tl.load(idx_row + tl.minimum(t + 2, L - 1)).to(tl.int32)
         if HAS_BIAS:
             dt = dt + bias
@@ -242,26 +330,27 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                 gate = zv * _sigmoid(zv, FAST)
             if WIN:
                 j = (t - t_start) % W                       # segments start at window starts
-                tl.store(win_row + j * 4 * D, y, mask=md)
-                tl.store(win_row + (j * 4 + 1) * D, dt, mask=md)
-                tl.store(win_row + (j * 4 + 2) * D, dtu, mask=md)
                 if HAS_Z:
-                    tl.store(win_row + (j * 4 + 3) * D, gate, mask=md)
+                    _st4(win_row + j * 4 * D, y, dt, dtu, gate, FAST)
+                else:
+                    _st4(win_row + j * 4 * D, y, dt, dtu, dtu, FAST)
                 if (j == W - 1) | (t == t_end - 1):
-                    # the window's reverse recurrence, from its last step to its first
-                    r = tl.full([BD, N], 0.0, tl.float32)
-                    for jj in range(0, j + 1):
+                    # the window's reverse recurrence: its last step (q = 0) from the registers, then back to its first
+                    if HAS_Z:
+                        tl.store(y_row + y_tok * sy_l, (y * gate).to(y_ptr.dtype.element_ty), mask=md)
+                    else:
+                        tl.store(y_row + y_tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=md)
+                    r = dtu * Bv
+                    for jj in range(1, j + 1):
                         i = j - jj
                         r_tok = tl.load(idx_row + t - jj).to(tl.int32)
-                        yw = tl.load(win_row + i * 4 * D, mask=md, other=0.0)
-                        dtw = tl.load(win_row + (i * 4 + 1) * D, mask=md, other=0.0)
-                        dtuw = tl.load(win_row + (i * 4 + 2) * D, mask=md, other=0.0)
-                        Bw = _token_states(B_row + r_tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
-                        Cw = _token_states(C_row + r_tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+                        yw, dtw, dtuw, gw = _ld4(win_row + i * 4 * D, FAST)
+                        Bw, Cw = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, r_tok, offs_n, N, PAIRS,
+                                         BC32, FAST)
                         q = _exp2(dtw * A2, FAST) * r                            # a_t r_(t+1)
                         yw += _sum_ax(Cw * q, 1)
                         if HAS_Z:
-                            yw = yw * tl.load(win_row + (i * 4 + 3) * D, mask=md, other=0.0)
+                            yw = yw * gw
                         tl.store(y_row + r_tok * sy_l, yw.to(y_ptr.dtype.element_ty), mask=md)
                         r = q + dtuw * Bw
             else:
@@ -332,10 +421,10 @@ def _gated_dy(tok, valid, dy_row, sdy, z_row, sz, HAS_Z: tl.constexpr, FAST: tl.
 @triton.jit
 def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
                u_row, su, dl_row, sdl, z_row, sz, dy_row, sdy, du_row, sdu, ddl_row, sddl, dz_row, sdz,
-               B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+               B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
                A2, Dv, bias, N: tl.constexpr, W: tl.constexpr, ODD: tl.constexpr, HAS_D: tl.constexpr,
                HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr,
-               PAIRS: tl.constexpr, SCATTER: tl.constexpr):
+               PAIRS: tl.constexpr, BC32: tl.constexpr, SCATTER: tl.constexpr):
     """The backward of one token (scan step t) for `_bwd_step_kernel`: h_prev is the state before it,
     carry = a_(t+1) lambda_(t+1) from the step after it. Writes du, ddelta, dz, adds into dB, dC; returns the
     carry for the step before, the window's reverse state for the step before, and the accumulated dA, dD,
@@ -351,8 +440,7 @@ def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, 
     u = tl.load(u_row + tok * su).to(tl.float32)                                # [BD, 1]
     dt = tl.load(dl_row + tok * sdl).to(tl.float32)
     dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
-    Bv = _token_states(B_row + tok64 * sB_l, sB_n, offs_n, N, PAIRS)            # [1, N]
-    Cv = _token_states(C_row + tok64 * sC_l, sC_n, offs_n, N, PAIRS)
+    Bv, Cv = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32, FAST)  # [1, N]
     if HAS_BIAS:
         dt = dt + bias
     dt_raw = dt
@@ -426,9 +514,9 @@ def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, 
 
 
 @triton.jit
-def _adjoint_token(carry, tok, valid, A2, bias, dl_row, sdl, z_row, sz, dy_row, sdy, C_row, sC_n, sC_l, offs_n,
-                   N: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   FAST: tl.constexpr, PAIRS: tl.constexpr):
+def _adjoint_token(carry, tok, valid, A2, bias, dl_row, sdl, z_row, sz, dy_row, sdy, C_row, sC_n, sC_l, bc_row,
+                   offs_n, N: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   FAST: tl.constexpr, PAIRS: tl.constexpr, BC32: tl.constexpr):
     """The adjoint recurrence alone through one token, lambda_t = g_t + carry, carry <- a_t lambda_t: what a
     segment passes to the one on its left (`_bwd_step_kernel` PASS 3; a local window does not enter it)."""
     dt = tl.load(dl_row + tok * sdl).to(tl.float32)
@@ -438,13 +526,16 @@ def _adjoint_token(carry, tok, valid, A2, bias, dl_row, sdl, z_row, sz, dy_row, 
         dt = _softplus(dt, FAST)
     dt = tl.where(valid, dt, 0.0)
     dy = _gated_dy(tok, valid, dy_row, sdy, z_row, sz, HAS_Z, FAST)
-    Cv = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    if BC32:
+        Cv = _kept_states(bc_row + tok * (2 * N) + N, offs_n, N, FAST)
+    else:
+        Cv = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
     return _exp2(dt * A2, FAST) * (dy * Cv + carry)
 
 
 @triton.jit
 def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
-                     states_ptr, sig_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                     states_ptr, sig_ptr, bc_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
                      hseg_ptr, cseg_ptr, K, D, L, NCHUNK, SEGC, NSEG,
                      su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
                      sdy_b, sdy_k, sdy_d, sdy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
@@ -452,7 +543,7 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
                      sdB_b, sdB_k, sdB_n, sdB_l, sdC_b, sdC_k, sdC_n, sdC_l,
                      N: tl.constexpr, BD: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PAIRS: tl.constexpr,
-                     SCATTER: tl.constexpr, PASS: tl.constexpr):
+                     SCATTER: tl.constexpr, PASS: tl.constexpr, BC32: tl.constexpr):
     """The backward in the layout of `_fwd_step_kernel` ([BD, N] tiles, a channel's states in one thread, B and C
     as scalars). A first pass over chunks of two tokens stores the state entering each chunk ((b * K, chunks, N,
     d) fp32); a second, from the last chunk to the first, rebuilds the chunk's middle state and runs the two
@@ -485,6 +576,7 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
     dB_row = dB_ptr + b.to(tl.int64) * sdB_b + k * sdB_k
     dC_row = dC_ptr + b.to(tl.int64) * sdC_b + k * sdC_k
     idx_row = idx_ptr + k * L
+    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N     # BC32: B, C in fp32 (`_bc_fp32_kernel`)
     # states[bk, c, n, d]: channels contiguous, like every other tile's loads and stores in this kernel
     st_row = states_ptr + bk.to(tl.int64) * NCHUNK * N * D
     sig_row = sig_ptr + bk.to(tl.int64) * NCHUNK * N * D
@@ -499,9 +591,9 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
             tok1 = tl.load(idx_row + tl.minimum(t0 + 1, L - 1)).to(tl.int32)
             tok0 = tl.load(idx_row + t0).to(tl.int32)
             carry = _adjoint_token(carry, tok1, t0 + 1 < L, A2, bias, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
-                                   C_row, sC_n, sC_l, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS)
+                                   C_row, sC_n, sC_l, bc_row, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32)
             carry = _adjoint_token(carry, tok0, t0 < L, A2, bias, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
-                                   C_row, sC_n, sC_l, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS)
+                                   C_row, sC_n, sC_l, bc_row, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32)
         tl.store(cseg_ptr + seg_off, carry, mask=mst)
         return
 
@@ -520,13 +612,11 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
                 dt = dt + bias
             if SOFTPLUS:
                 dt = _softplus(dt, FAST)
-            Bv = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+            Bv, Cv = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32, FAST)
             a = _exp2(dt * A2, FAST)
             h = a * h + (dt * u) * Bv
             if WIN:
-                g = _gated_dy(tok, True, dy_row, sdy_l, z_row, sz_l, HAS_Z, FAST) * _token_states(
-                    C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
-                sig = a * (g + sig)
+                sig = a * (_gated_dy(tok, True, dy_row, sdy_l, z_row, sz_l, HAS_Z, FAST) * Cv + sig)
                 if s == 1 or W % 2 == 1:
                     sig = tl.where((2 * c + s + 1) % W == 0, 0.0, sig)
         tl.store(st_row + (c + 1) * N * D + st_off, h, mask=mst)
@@ -558,27 +648,25 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
             dt0 = dt0 + bias
         if SOFTPLUS:
             dt0 = _softplus(dt0, FAST)
-        B0 = _token_states(B_row + tok0.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+        B0, C0 = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok0, offs_n, N, PAIRS, BC32, FAST)
         a0 = _exp2(dt0 * A2, FAST)
         h_mid = a0 * h_in + (dt0 * u0) * B0
         if WIN:
             # the window's adjoint from the left, entering each of the two tokens
             sig_in = tl.load(sig_row + c * N * D + st_off, mask=mst & (c > 0) & (t0 % W != 0), other=0.0)
-            g0 = _gated_dy(tok0, True, dy_row, sdy_l, z_row, sz_l, HAS_Z, FAST) * _token_states(
-                C_row + tok0.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
-            sig_mid = a0 * (g0 + sig_in)
+            sig_mid = a0 * (_gated_dy(tok0, True, dy_row, sdy_l, z_row, sz_l, HAS_Z, FAST) * C0 + sig_in)
             if W % 2 == 1:
                 sig_mid = tl.where((t0 + 1) % W == 0, 0.0, sig_mid)
         carry, r, dA_acc, dD_acc, dbias_acc = _bwd_token(
             h_mid, carry, sig_mid, r, t0 + 1, dA_acc, dD_acc, dbias_acc, tok1, valid1, md, offs_n,
             u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l, du_row, sdu_l, ddl_row, sddl_l, dz_row, sdz_l,
-            B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
-            A2, Dv, bias, N, W, True, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, SCATTER)
+            B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+            A2, Dv, bias, N, W, True, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32, SCATTER)
         carry, r, dA_acc, dD_acc, dbias_acc = _bwd_token(
             h_in, carry, sig_in, r, t0, dA_acc, dD_acc, dbias_acc, tok0, t0 < L, md, offs_n,
             u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l, du_row, sdu_l, ddl_row, sddl_l, dz_row, sdz_l,
-            B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
-            A2, Dv, bias, N, W, False, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, SCATTER)
+            B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+            A2, Dv, bias, N, W, False, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32, SCATTER)
     offA = (k * D + d_c) * N + offs_n
     tl.atomic_add(dA_ptr + offA, dA_acc, mask=mst, sem="relaxed")
     if HAS_D:
@@ -651,8 +739,9 @@ def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
 # (maxnreg) for the forward and the backward chosen so that a forward wave holds a whole Vim-T grid; the local
 # window's kernels are the same kernels with W > 1 and their own caps. No autotuning at run time: one compile per
 # (dtype, flags, W) specialisation, about 1-3 s each.
-_CFG = dict(step_regs_fwd=1, step_warps_fwd=1, maxnreg_step=80, maxnreg_step_win=80,
-            step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=168, maxnreg_step_bwd_win=168, scatter_bwd=True)
+_CFG = dict(step_regs_fwd=1, step_warps_fwd=1, maxnreg_step=80, maxnreg_step_win=0,
+            step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=168, maxnreg_step_bwd_win=168, scatter_bwd=True,
+            bc_fp32=False)
 
 
 def _launch_opts(nw: int, which: str, device_type: str) -> dict:
@@ -695,10 +784,10 @@ def _window(local_window) -> int:
     return W if W > 1 else 0
 
 
-def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y, last):
+def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y, last, staged=None):
     """(warps walking each row block, launch(seg, nseg, hseg, pseg, PASS, has_z, W)): a launcher of
     `_fwd_step_kernel` over nseg segments of seg steps (PASS as there; W > 1 a local window, seg a multiple of
-    it)."""
+    it). staged: a list that holds B and C in fp32 once staged (`_bc32_for`), shared between launches."""
     b, K, d, L = u.shape
     N = A.shape[-1]
     args = (u, delta, A, B, C,
@@ -713,14 +802,38 @@ def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y,
     def launch(seg, nseg, hseg, pseg, PASS, has_z, W=0):
         W = W if PASS != 1 else 0                      # the segments' end states are the plain scan's
         win, wb = A, 0
-        if W:
-            # per program: C h + D u, delta, delta u and the gate of a window's steps, read back by its reverse sweep
-            wb = min(W, seg)
-            win = torch.empty((b * K * nseg, wb, 4, d), device=u.device, dtype=torch.float32)
         grid = (triton.cdiv(d, BD), b * K, nseg)
-        _fwd_step_kernel[grid](*args, hseg, pseg, win, K, d, L, seg, nseg, wb, *strides, W=W, HAS_Z=has_z,
-                               PASS=PASS, **meta, **_launch_opts(nw, "step_win" if W else "step", u.device.type))
+        if W:
+            # a window's steps, read back by its reverse sweep: per channel C h + D u, delta, delta u and the gate
+            wb = min(W, seg)
+            win = torch.empty((b * K * nseg, wb, d, 4), device=u.device, dtype=torch.float32)
+        bc32 = _bc32_for(B, C, W, staged)
+        _fwd_step_kernel[grid](*args, hseg, pseg, win, A if bc32 is None else bc32, K, d, L, seg, nseg, wb, *strides,
+                               W=W, HAS_Z=has_z, PASS=PASS, BC32=bc32 is not None, **meta,
+                               **_launch_opts(nw, "step_win" if W else "step", u.device.type))
     return (triton.cdiv(d, BD) * nw), launch
+
+
+def _bc32_for(B, C, W: int, staged) -> Optional[torch.Tensor]:
+    """B and C staged in fp32 for the kernels (`_bc_fp32`), or None where they read B and C themselves: staged with
+    a local window (its reverse sweeps read them a second time) or when `_CFG["bc_fp32"]` says so; `staged` (a list)
+    keeps the copy across the launches of one call."""
+    if not (W or _CFG["bc_fp32"]):
+        return None
+    if staged is None:
+        return _bc_fp32(B, C)
+    if not staged:
+        staged.append(_bc_fp32(B, C))
+    return staged[0]
+
+
+def _bc_fp32(B, C) -> torch.Tensor:
+    """B and C as (b * K, L, 2N) fp32, a token's states contiguous (`_bc_fp32_kernel`)."""
+    b, K, N, L = B.shape
+    out = torch.empty((b * K, L, 2 * N), device=B.device, dtype=torch.float32)
+    BL = max(1, min(128, 2048 // N, _next_pow2(L)))
+    _bc_fp32_kernel[(triton.cdiv(L, BL), b * K)](B, C, out, K, L, *B.stride(), *C.stride(), N=N, BL=BL, num_warps=4)
+    return out
 
 
 def pick_step_config(rows: int, device_type: str = "cuda", which: str = "fwd") -> Tuple[int, int]:
@@ -774,7 +887,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
         return y, last
     if index is None:
         index = _identity_index(K, L, u.device)
-    warps, launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y, last)
+    warps, launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y, last, [])
     # segments hold whole windows (windows start at multiples of W scanned steps)
     nseg, seg = pick_segments(L, max(W, 1), b * K * warps)
     if nseg == 1:
@@ -835,16 +948,20 @@ def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
     nchunk = triton.cdiv(L, 2)
     states = torch.empty((b * K, nchunk, N, d) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
     sig = torch.empty_like(states) if W else states
+    staged = []
+    bc32 = _bc32_for(B, C, W, staged)
     dummy = A
     fast = u.is_cuda and not _interpreting()
     strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
                *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32))
     args = (dy, u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, index, states, sig, du, ddelta, dA, dB32, dC32,
+            delta_bias if delta_bias is not None else dummy, index, states, sig, dummy if bc32 is None else bc32,
+            du, ddelta, dA, dB32, dC32,
             dD if dD is not None else dummy, dz if dz is not None else dummy, dbias if dbias is not None else dummy)
     meta = dict(N=N, BD=R * 32 * nw, W=W, HAS_D=D is not None, HAS_Z=z is not None,
                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), FAST=fast,
                 PAIRS=_pairs_ok(B) and _pairs_ok(C), SCATTER=fast and R * nw == 1 and N == 16 and _CFG["scatter_bwd"],
+                BC32=bc32 is not None,
                 **_launch_opts(nw, "step_bwd_win" if W else "step_bwd", u.device.type))
     grid = (triton.cdiv(d, R * 32 * nw), b * K, nseg)
     if nseg == 1:
@@ -853,7 +970,7 @@ def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
     # the forward state entering each segment, then the adjoint carry entering each from the right: each
     # segment's own carry from a zero start (PASS 3), chained right to left with the segments' decays
     # (du, dA stand in for y, last_state: the segment pass writes neither)
-    _, launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, du, dA)
+    _, launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, du, dA, staged)
     hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
     cseg = torch.empty_like(hseg)
     pass3 = dict(meta, W=0)                             # the global adjoint alone: no window enters it

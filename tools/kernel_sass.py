@@ -42,7 +42,9 @@ def compile_kernel(args):
     kernel = getattr(ss, KERNELS[args.kernel])
     flags = dict(HAS_D=not args.plain, HAS_Z=not args.plain, HAS_BIAS=not args.plain, SOFTPLUS=not args.plain,
                  FAST=True, PASS=args.pass_)
-    consts = dict(N=args.N, BD=args.regs * 32 * args.warps, PAIRS=args.pairs, W=args.window, **flags)
+    bc32 = args.window > 1 if args.bc32 < 0 else bool(args.bc32)
+    consts = dict(N=args.N, BD=args.regs * 32 * args.warps, PAIRS=args.pairs, W=args.window,
+                  BC32=bc32, **flags)
     if args.kernel == "step_bwd":
         consts["SCATTER"] = args.scatter and args.regs * args.warps == 1 and args.N == 16
     # the backward's loops walk chunks of two steps; the forward's one step
@@ -88,6 +90,7 @@ def main():
     p.add_argument("--pass", dest="pass_", type=int, default=0, help="PASS (0: one segment)")
     p.add_argument("--maxnreg", type=int, default=0, help="register cap (0: none)")
     p.add_argument("--pairs", type=int, default=1, help="bf16 states read two per word")
+    p.add_argument("--bc32", type=int, default=-1, help="B, C read from their fp32 copy (-1: with a window)")
     p.add_argument("--scatter", type=int, default=1, help="backward: recursive-halving lane sum")
     p.add_argument("--plain", action="store_true", help="no z, D, delta bias or softplus")
     p.add_argument("--keep", default="", help="folder to keep the TTGIR, PTX and SASS in")
