@@ -198,6 +198,20 @@ def test_triton_interpreter_window_bf16_state_pairs():
     check_backend(mod, x, True, 4, tol=1e-2)
 
 
+@pytest.mark.parametrize("W", [0, 4])
+def test_triton_interpreter_staged_bc(W, monkeypatch):
+    """B and C read from their fp32 copy (`_bc_fp32`) by every pass, also without a window (`_CFG["bc_fp32"]`),
+    through the segments too."""
+    mod = interp_kernels()
+    monkeypatch.setitem(mod._CFG, "bc_fp32", True)
+    monkeypatch.setattr(mod, "_SEG_MIN", 8)
+    monkeypatch.setattr(mod, "_SEG_SHORT", 0)
+    monkeypatch.setattr(mod, "_SEG_BELOW", 10 ** 9)
+    monkeypatch.setattr(mod, "_SEG_TARGET", 10 ** 9)
+    x = make_inputs(1, 2, 3, 4, 20, torch.float32, order="random", layout="channels_last")
+    check_backend(mod, x, True, W, tol=1e-5)
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "shared_u"])
 def test_triton_interpreter_strided_inputs(layout):
     """Inputs as the models pass them (transposed views, slices of x_dbl, u shared by the directions)."""
@@ -365,17 +379,26 @@ def test_mamba_ssm_backend_gpu(name, case):
     check_backend(mb, x, True, 0, tol=1e-5)
 
 
-def test_kernel_sass_compiles_the_step_kernels_for_sm90():
-    """tools/kernel_sass.py (the offline view of what the H100 runs) on the forward step kernel: it compiles
-    for sm_90 without a GPU, and the loop holds no layout conversion (shuffles or shared memory every step)."""
+@pytest.mark.parametrize("args", [("step_fwd", "--maxnreg", "80"), ("step_fwd", "--window", "8"),
+                                  ("step_bwd", "--maxnreg", "168", "--window", "8")],
+                         ids=["fwd", "fwd-window", "bwd-window"])
+def test_kernel_sass_compiles_the_step_kernels_for_sm90(args):
+    """tools/kernel_sass.py (the offline view of what the H100 runs) on the step kernels, with and without the
+    local window: they compile for sm_90 without a GPU, and no loop waits on a barrier; the forward's loops hold no
+    shuffle (a layout conversion every step; the backward's lane sums are its only shuffles)."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, str(root / "tools" / "kernel_sass.py"), "step_fwd", "--maxnreg", "80"],
+    out = subprocess.run([sys.executable, str(root / "tools" / "kernel_sass.py"), *args],
                          capture_output=True, text=True, cwd=root, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     head, *loops = out.stdout.strip().splitlines()
-    assert "80 registers" in head and loops and "per state update" in loops[0]
-    assert "SHFL" not in loops[0] and "BAR.SYNC" not in loops[0]
+    assert loops and all("per state update" in line for line in loops)
+    if args[0] == "step_fwd" and "--maxnreg" in args:
+        assert "80 registers" in head
+    for line in loops:
+        assert "BAR.SYNC" not in line
+        if args[0] == "step_fwd":
+            assert "SHFL" not in line
