@@ -13,30 +13,31 @@ index (K, L) int64 or None (0..L-1 for every direction). Tensors are in token or
 states are contiguous (stride(-2) == 1, the channels-last views the models pass); outputs and gradients take
 their input's layout.
 
-Two kernel families. Without a local window the step kernels run (`_fwd_step_kernel`, `_bwd_step_kernel`):
-one warp of 32 channels per program, a channel's N states in one thread's registers ([BD, N] tiles), one token
-per step, the per-channel work done once per channel and the sum over the states in registers. Every tensor
-load and store in their loops is a row of channels, so Triton cannot choose different layouts for them (it
-did, differently in triton 3.6 and 3.8, for the tiled kernels, at the cost of shuffles or shared memory every
-step); B and C come in as scalar loads, two bf16 states per 32-bit word where the offsets allow. Their backward
-stores the state entering every chunk of two tokens, rebuilds the middle one and runs the two tokens' backward
-right to left; dB and dC (sums over the warp's channels) use a recursive-halving lane sum.
+The kernels (`_fwd_step_kernel`, `_bwd_step_kernel`): one warp of 32 channels per program, a channel's N
+states in one thread's registers ([BD, N] tiles), one token per step, the per-channel work done once per channel
+and the sum over the states in registers. Every tensor load and store in their loops is a row of channels, so
+Triton cannot choose different layouts for them (it did, differently in triton 3.6 and 3.8, for the tiled kernels
+these replaced, at the cost of shuffles or shared memory every step); B and C come in as scalar loads, two bf16
+states per 32-bit word where the offsets allow. The backward stores the state entering every chunk of two
+tokens, rebuilds the middle one and runs the two tokens' backward right to left; dB and dC (sums over the warp's
+channels) use a recursive-halving lane sum.
 
-With a local window (LBMamba) the tiled kernels run (`_fwd_kernel`, `_bwd_kernel`): a program owns (batch,
-direction, a block of channels) and walks the scanned sequence in chunks of T steps; the tile is
-[T, N1, BDR, BDL, N2], each thread holding T steps x N1 states x BDR channels in registers, the lanes and warps
-BDL channels x N2 states. The recurrence is a `tl.associative_scan` along the step axis, inside each thread;
-the window-local reverse recurrence (W a power of two dividing T) flips the chunk in registers and scans
-forward. Their backward stores the state entering each chunk, then rebuilds each chunk's states from the last
-chunk to the first and runs the adjoint scans (the global one right to left, the window-local one left to
-right).
+LBMamba's local window (W > 1; windows of W scanned steps from step 0) runs in the same kernels, one extra
+recurrence per sweep direction, each run the way its sweep walks. Forward: each window is scanned forward as
+without one (its steps' C h + D u, delta, delta u and gate to an L1 scratch row), then backward over the same
+steps for the window's reverse state r (exp(delta A) recomputed: W x N values per thread would not fit the
+registers), adding C a r to y. Backward: the first pass also carries the window's adjoint from the left (sig)
+and stores it entering each chunk like the state; the second rebuilds it at the chunk's middle step and carries
+r right to left with the global adjoint. With a window, B and C are staged once per call in fp32, a token's 2N
+values contiguous (`_bc_fp32`), and read with 16-byte loads (inline PTX) where they are read again.
 
-Both read the tokens through `index` inside the kernel (no permuted copies; K directions in one launch) and
-write y back in token order, with fp32 accumulation; gradients of B and C (summed over channels) and of A, D
+Both passes read the tokens through `index` inside the kernel (no permuted copies; K directions in one launch)
+and write y back in token order, with fp32 accumulation; gradients of B and C (summed over channels) and of A, D
 and the delta bias (summed over batch and steps) are accumulated in fp32 with atomics. Long sequences with few
-rows are cut into segments scanned in parallel (`pick_segments`): end states and total decays from a zero
-state, `_combine_kernel` chains them, then each segment is rescanned from its entering state; in the backward,
-the adjoint alone per segment (PASS 3), a right to left combine, then the whole backward per segment (PASS 4).
+rows are cut into segments scanned in parallel (`pick_segments`; whole windows per segment): end states and
+total decays from a zero state, `_combine_kernel` chains them, then each segment is rescanned from its entering
+state; in the backward, the adjoint alone per segment (PASS 3), a right to left combine, then the whole backward
+per segment (PASS 4).
 
 Kernel configs: `_CFG` (from an H100 sweep, tools/bench_kernels.py --sweep); no run-time autotuning.
 Results, profile and limits: docs/kernels.md; `tools/kernel_sass.py` shows what the compiler makes of them.
@@ -295,8 +296,8 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     n_dl = tl.load(dl_row + tok * sdl_l)
     if HAS_Z:
         n_z = tl.load(z_row + tok * sz_l)
-    # the forward sweep reads the staged fp32 copy only where bf16 pairs are not an option (fewer instructions)
-    BC32_FWD: tl.constexpr = BC32 and not PAIRS
+    # with a window, the forward sweep reads bf16 pairs where it can (fewer instructions at its register count)
+    BC32_FWD: tl.constexpr = BC32 and not (PAIRS and WIN)
     n_B, n_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32_FWD, FAST)
     n_tok = tl.load(idx_row + tl.minimum(t_start + 1, L - 1)).to(tl.int32)
     for t in range(t_start, t_end):

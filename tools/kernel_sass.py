@@ -79,6 +79,11 @@ def loops(sass: str):
                                                 for a, t in ins if lo <= a <= addr)
 
 
+def _addresses(sass: str):
+    return [int(m.group(1), 16) for m in (re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
+                                          for line in sass.splitlines()) if m]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kernel", choices=sorted(KERNELS))
@@ -114,9 +119,14 @@ def main():
     print(f"{args.kernel} triton {triton.__version__}: {regs.group(1) if regs else '?'} registers, spills "
           f"{', '.join(f'{n} B {kind}' for n, kind in spills) or 'none'}, shared memory {compiled.metadata.shared} B, "
           f"{ttgir.count('ttg.convert_layout')} layout conversions in the TTGIR")
-    for lo, hi, counts in loops(sass):
+    found = list(loops(sass))
+    for lo, hi, counts in found:
         n = sum(counts.values())
-        print(f"  loop {lo:#x}-{hi:#x}: {n} instructions, {n / updates:.1f} per state update; "
+        inner = [(a, b) for a, b, _ in found if lo <= a and b <= hi and (a, b) != (lo, hi)]
+        # a loop holding others (the window's reverse sweep inside the token loop): also its own instructions
+        own = sum(1 for a in _addresses(sass) if lo <= a <= hi and not any(x <= a <= y for x, y in inner))
+        print(f"  loop {lo:#x}-{hi:#x}: {n} instructions, {n / updates:.1f} per state update"
+              + (f" ({own} outside its inner loops)" if inner else "") + "; "
               + ", ".join(f"{op} {c}" for op, c in counts.most_common(12)))
 
 
