@@ -188,6 +188,13 @@ def _ld4(ptr, FAST: tl.constexpr, READ_ONLY: tl.constexpr = False):
 
 
 @triton.jit
+def _prefetch_l1(ptr):
+    """Bring the line holding ptr into L1 (a hint: no register waits on it)."""
+    tl.inline_asm_elementwise("prefetch.global.L1 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptr.to(tl.int64, bitcast=True)],
+                              dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
 def _kept_states(ptr, offs_n, N: tl.constexpr, FAST: tl.constexpr):
     """One token's N fp32 values of B or C from the staged copy (`_bc_fp32_kernel`) as the [1, N] tile of
     `_token_states`: four states per 16-byte load (uniform addresses) and no unpacking."""
@@ -314,6 +321,8 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
         if HAS_Z:
             n_z = tl.load(z_row + tok * sz_l)
         n_B, n_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32_FWD, FAST)
+        if WIN and BC32 and not BC32_FWD and FAST:
+            _prefetch_l1(bc_row + tok * (2 * N))             # the reverse sweep reads it from L1
         n_tok = tl.load(idx_row + tl.minimum(t + 2, L - 1)).to(tl.int32)
         if HAS_BIAS:
             dt = dt + bias
