@@ -201,7 +201,7 @@ def _kept_states(ptr, offs_n, N: tl.constexpr, FAST: tl.constexpr):
     v = tl.full([1, N], 0.0, tl.float32)
     if N >= 4:
         for j in tl.static_range(N // 4):
-            a, b, c, d = _ld4(ptr + 4 * j, FAST, False)
+            a, b, c, d = _ld4(ptr + 4 * j, FAST, True)
             v = tl.where(offs_n == 4 * j, a, v)
             v = tl.where(offs_n == 4 * j + 1, b, v)
             v = tl.where(offs_n == 4 * j + 2, c, v)
