@@ -268,11 +268,12 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
 
     A local window W > 1 (LBMamba; segments start at window starts): each window's steps are scanned forward as
     without one, each step's C h + D u, delta, delta u and gate going to a scratch row (win_ptr: WB steps x D
-    channels x 4 per (row, segment), one 16-byte store per thread) and its B and C, unpacked to fp32, to another
-    (bc_ptr: WB steps x 2N per program); then backward over the same steps, r_t = a_t r_(t+1) + delta_t u_t B_t
-    from r = 0 at the window's last step, adding C_t a_t r_(t+1) to y_t and storing it. The reverse sweep reads
-    the scratch back (16-byte loads, L1) and recomputes exp(delta A): holding W x N values per thread would cost
-    the occupancy it buys. PASS 1 needs no window (the state it carries is the plain scan's)."""
+    channels x 4 per (row, segment), one 16-byte store per thread); at the window's last step (whose own q is 0)
+    a loop walks back over the others, r_t = a_t r_(t+1) + delta_t u_t B_t, adding C_t a_t r_(t+1) to y_t and
+    storing it. The reverse sweep reads the scratch back (16-byte loads, L1), B and C from their fp32 copy
+    (BC32: bc_ptr, (b * K, L, 2N), which the forward sweep prefetches into L1 when it reads bf16 pairs itself),
+    and recomputes exp(delta A): holding W x N values per thread would cost the occupancy it buys. PASS 1 needs
+    no window (the state it carries is the plain scan's)."""
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     WIN: tl.constexpr = W > 1 and PASS != 1
     seg = tl.program_id(2)
@@ -565,6 +566,8 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
     where it is 0); the second rebuilds it at the chunk's middle step like the state and carries the window's
     reverse state r right to left with the global adjoint. Windows start at multiples of W scanned steps, so no
     segment (a multiple of W and of 2 steps) cuts one.
+
+    BC32: B and C come from their fp32 copy (bc_ptr, `_bc_fp32`; with a window, or `_CFG["bc_fp32"]`).
 
     Segments (grid axis 2, SEGC chunks each): PASS 3 runs the adjoint alone from a zero carry and writes the carry
     it passes left (cseg); PASS 4 is the whole backward of each segment from its entering state (hseg) and carry
