@@ -367,6 +367,20 @@ def test_triton_gpu_bf16_state_pairs(name, case):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_triton_gpu_staged_bc_without_window(dtype, monkeypatch):
+    """B and C read from their fp32 copy without a window (`_CFG["bc_fp32"]`, the sweep's option): Vim-T's shape
+    and Vim-T at 1024 px (segments)."""
+    from vimamba.kernels import selective_scan as ss
+
+    monkeypatch.setitem(ss._CFG, "bc_fp32", True)
+    for name in ("vim_t", "vim_t_1024"):
+        b, K, d, N, L, W, order = dict(GPU_CASES)[name]
+        x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order, layout="channels_last_even")
+        check_backend(ss, x, True, W, tol=1e-5 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("name,case", [c for c in GPU_CASES if c[1][5] == 0][:3],
                          ids=[c[0] for c in GPU_CASES if c[1][5] == 0][:3])
 def test_mamba_ssm_backend_gpu(name, case):
