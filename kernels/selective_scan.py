@@ -13,34 +13,36 @@ index (K, L) int64 or None (0..L-1 for every direction). Tensors are in token or
 states are contiguous (stride(-2) == 1, the channels-last views the models pass); outputs and gradients take
 their input's layout.
 
-Two kernel families. Without a local window the step kernels run (`_fwd_step_kernel`, `_bwd_step_kernel`):
-one warp of 32 channels per program, a channel's N states in one thread's registers ([BD, N] tiles), one token
-per step, the per-channel work done once per channel and the sum over the states in registers. Every tensor
-load and store in their loops is a row of channels, so Triton cannot choose different layouts for them (it
-did, differently in triton 3.6 and 3.8, for the tiled kernels, at the cost of shuffles or shared memory every
-step); B and C come in as scalar loads, two bf16 states per 32-bit word where the offsets allow. Their backward
-stores the state entering every chunk of two tokens, rebuilds the middle one and runs the two tokens' backward
-right to left; dB and dC (sums over the warp's channels) use a recursive-halving lane sum.
+The kernels (`_fwd_step_kernel`, `_bwd_step_kernel`): one warp of 32 channels per program, a channel's N
+states in one thread's registers ([BD, N] tiles), one token per step, the per-channel work done once per channel
+and the sum over the states in registers. Every tensor load and store in their loops is a row of channels, so
+Triton cannot choose different layouts for them (it did, differently in triton 3.6 and 3.8, for the tiled kernels
+these replaced, at the cost of shuffles or shared memory every step); B and C come in as scalar loads, two bf16
+states per 32-bit word where the offsets allow. The backward stores the state entering every chunk of two
+tokens, rebuilds the middle one and runs the two tokens' backward right to left; dB and dC (sums over the warp's
+channels) use a recursive-halving lane sum.
 
-With a local window (LBMamba) the tiled kernels run (`_fwd_kernel`, `_bwd_kernel`): a program owns (batch,
-direction, a block of channels) and walks the scanned sequence in chunks of T steps; the tile is
-[T, N1, BDR, BDL, N2], each thread holding T steps x N1 states x BDR channels in registers, the lanes and warps
-BDL channels x N2 states. The recurrence is a `tl.associative_scan` along the step axis, inside each thread;
-the window-local reverse recurrence (W a power of two dividing T) flips the chunk in registers and scans
-forward. Their backward stores the state entering each chunk, then rebuilds each chunk's states from the last
-chunk to the first and runs the adjoint scans (the global one right to left, the window-local one left to
-right).
+LBMamba's local window (W > 1; windows of W scanned steps from step 0) runs in the same kernels, one extra
+recurrence per sweep direction, each run the way its sweep walks. Forward: each window is scanned forward as
+without one (its steps' C h + D u, delta, delta u and gate to an L1 scratch row), then backward over the same
+steps for the window's reverse state r (exp(delta A) recomputed: W x N values per thread would not fit the
+registers), adding C a r to y. Backward: the first pass also carries the window's adjoint from the left (sig)
+and stores it entering each chunk like the state; the second rebuilds it at the chunk's middle step and carries
+r right to left with the global adjoint. With a window, B and C are staged once per call in fp32, a token's 2N
+values contiguous (`_bc_fp32`), and read with 16-byte loads (inline PTX) where they are read again.
 
-Both read the tokens through `index` inside the kernel (no permuted copies; K directions in one launch) and
-write y back in token order, with fp32 accumulation; gradients of B and C (summed over channels) and of A, D
+Both passes read the tokens through `index` inside the kernel (no permuted copies; K directions in one launch)
+and write y back in token order, with fp32 accumulation; gradients of B and C (summed over channels) and of A, D
 and the delta bias (summed over batch and steps) are accumulated in fp32 with atomics. Long sequences with few
-rows are cut into segments scanned in parallel (`pick_segments`): end states and total decays from a zero
-state, `_combine_kernel` chains them, then each segment is rescanned from its entering state; in the backward,
-the adjoint alone per segment (PASS 3), a right to left combine, then the whole backward per segment (PASS 4).
+rows are cut into segments scanned in parallel (`pick_segments`; whole windows per segment): end states and
+total decays from a zero state, `_combine_kernel` chains them, then each segment is rescanned from its entering
+state; in the backward, the adjoint alone per segment (PASS 3), a right to left combine, then the whole backward
+per segment (PASS 4).
 
 Kernel configs: `_CFG` (from an H100 sweep, tools/bench_kernels.py --sweep); no run-time autotuning.
 Results, profile and limits: docs/kernels.md; `tools/kernel_sass.py` shows what the compiler makes of them.
 """
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -50,39 +52,9 @@ import triton.language as tl
 from ._common import _interpreting, _next_pow2, _out_like
 from ._triton_common import _exp2, _sigmoid
 
-__all__ = ["selective_scan_fwd", "selective_scan_bwd", "pick_config"]
+__all__ = ["selective_scan_fwd", "selective_scan_bwd", "pick_step_config"]
 
 _LOG2E = 1.4426950408889634
-
-
-# ----------------------------------------------------------------------------------------------
-# scan combine functions (args: first = earlier accumulated segment for forward scans; for reverse
-# scans Triton calls combine(later segment, earlier segment), as flip + forward scan + flip)
-# ----------------------------------------------------------------------------------------------
-@triton.jit
-def _affine_fwd(a1, b1, a2, b2):
-    # segment 1 then segment 2: h -> a2 (a1 h + b1) + b2
-    return a1 * a2, a2 * b1 + b2
-
-
-@triton.jit
-def _adj_fwd(l1, q1, v1, l2, q2, v2):
-    # rho_t = g_t + a_{t-1} rho_{t-1}, scanned left to right. A segment [s..e] is
-    # (l = a_e, q = a_s ... a_{e-1} (0 where a window starts inside), v = rho_e from inside).
-    m = q2 * l1
-    return l2, q1 * m, v2 + m * v1
-
-
-@triton.jit
-def _flip_t(x, LOG_T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, N2: tl.constexpr):
-    """x[::-1] along axis 0 of a [T, N1, BDR, BDL, N2] tile, T = 2**LOG_T. The steps of a (channel, state)
-    live in one thread's registers, so this is register renaming once the compiler folds the integer
-    adds ((a + b) - a = b); a reverse tl.associative_scan would go through warp shuffles instead."""
-    y = tl.reshape(x.to(tl.int32, bitcast=True), [2] * LOG_T + [N1, BDR, BDL, N2])
-    for i in tl.static_range(LOG_T):
-        # swap the two halves of axis i: (y0 + y1) - y in wrapping int32 arithmetic is exact
-        y = tl.reduce(y, i, tl.standard._sum_combine, keep_dims=True) - y
-    return tl.reshape(y, [2 ** LOG_T, N1, BDR, BDL, N2]).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -111,187 +83,9 @@ def _sum_ax(x, axis: tl.constexpr):
 
 
 @triton.jit
-def _sum_n(x):
-    # over the states: the in-thread axis first, then the lanes -> [T, 1, BDR, BDL, 1]
-    return _sum_ax(_sum_ax(x, 1), 4)
-
-
-@triton.jit
-def _sum_d(x):
-    # over the channels: the in-thread axis first, then lanes and warps -> [T, N1, 1, 1, N2]
-    return _sum_ax(_sum_ax(x, 2), 3)
-
-
-# ----------------------------------------------------------------------------------------------
-# Tiles are 5-D, [T, N1, BDR, BDL, N2]: step, state-in-thread, channel-in-thread, channel-lane, state-lane;
-# state n = n1 * N2 + n2, channel d = d0 + r * BDL + l. N2 * BDL = 32 * num_warps, so every step and
-# the N1 states and BDR channels of a thread are registers: the scan along time never leaves the thread,
-# B and C are loaded once per thread for its BDR channels. Every load is shaped so that it spans the two
-# lane axes (broadcasting with zero strides where the tensor has no such axis): all tiles then share
-# one layout and Triton inserts no layout conversion. Loads are unmasked: steps past L read token 0 and
-# channels past D read channel D - 1, and are cut by masks on the math and the stores.
-# ----------------------------------------------------------------------------------------------
-@triton.jit
-def _opaque(i):
-    """i, hidden from Triton's contiguity analysis (LLVM still folds it to the same constants). A load whose
-    offsets run contiguously along an in-register axis (the states of B and C, the steps of `index`) makes
-    Triton's coalescing pass spread that axis over lanes and convert the result back every step (shuffles or
-    shared memory and barriers); broadcast loads of a few registers per thread are cheaper as they are."""
-    return (i * 3) // 3
-
-
-@triton.jit
-def _lane_zero(BDL: tl.constexpr, N2: tl.constexpr):
-    return tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]) * 0 + tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) * 0
-
-
-@triton.jit
-def _load_idx(idx_row, t0, L, offs_t, lane0):
-    """Tokens of the chunk starting at step t0 (token 0 outside 0..L-1), [T, 1, 1, BDL, N2]."""
-    t = t0 + _opaque(offs_t) + lane0
-    return tl.load(idx_row + t, mask=(t < L) & (t >= 0), other=0).to(tl.int32)
-
-
-@triton.jit
-def _load_data(tok, u_row, su, dl_row, sdl, z_row, sz, e_row, se, B_row, sB, C_row, sC,
-               HAS_Z: tl.constexpr, HAS_E: tl.constexpr):
-    """The chunk's inputs in their own dtype (`*_row` point at each tensor's rows, `s*` are the step
-    strides). The kernels issue these a chunk ahead of their use, and the tokens two chunks ahead, so no
-    load waits on another inside the loop."""
-    u = tl.load(u_row + tok * su)                                           # [T, 1, BDR, BDL, N2]
-    dl = tl.load(dl_row + tok * sdl)
-    if HAS_Z:
-        z = tl.load(z_row + tok * sz)
-    else:
-        z = u
-    if HAS_E:
-        e = tl.load(e_row + tok * se)
-    else:
-        e = u
-    Bv = tl.load(B_row + tok * sB)                                          # [T, N1, 1, BDL, N2]
-    Cv = tl.load(C_row + tok * sC)
-    return u, dl, z, e, Bv, Cv
-
-
-@triton.jit
 def _rows(ptr, b, k, offs, s_b, s_k, s_c):
     """Pointers to the rows (channels or states `offs`) of batch b, direction k of a strided tensor."""
     return ptr + b.to(tl.int64) * s_b + k * s_k + offs * s_c
-
-
-@triton.jit
-def _setup(pid_d, bk, K, D, T: tl.constexpr, N1: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr,
-           N2: tl.constexpr):
-    N: tl.constexpr = N1 * N2
-    b = bk // K
-    k = bk % K
-    offs_t = tl.reshape(tl.arange(0, T), [T, 1, 1, 1, 1])
-    offs_d = (pid_d * (BDR * BDL) + tl.reshape(tl.arange(0, BDR), [1, 1, BDR, 1, 1]) * BDL
-              + tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]))
-    offs_n = tl.reshape(tl.arange(0, N1), [1, N1, 1, 1, 1]) * N2 + tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2])
-    lane0 = _lane_zero(BDL, N2)
-    md = offs_d < D                                                         # [1, 1, BDR, BDL, 1]
-    d_lanes = tl.minimum(offs_d, D - 1) + lane0                             # [1, 1, BDR, BDL, N2]
-    n_lanes = _opaque(offs_n) + lane0                                       # [1, N1, 1, BDL, N2]
-    offA = (k * D + d_lanes) * N + offs_n                                   # [1, N1, BDR, BDL, N2]
-    mA = md & (offs_n >= 0)
-    offKD = k * D + d_lanes                                                 # [1, 1, BDR, BDL, N2]
-    return b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD
-
-
-# ----------------------------------------------------------------------------------------------
-# forward
-# ----------------------------------------------------------------------------------------------
-@triton.jit
-def _fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
-                y_ptr, last_ptr, hseg_ptr, pseg_ptr, K, D, L, SEG, NSEG,
-                su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
-                sy_b, sy_k, sy_d, sy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
-                N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
-                LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr):
-    """PASS 0: the whole sequence in one program. Long sequences with few (batch, direction, channel) rows
-    are cut into NSEG segments of SEG steps, one program each (grid axis 2): PASS 1 scans each segment
-    from a zero state and writes its end state and total decay (hseg, pseg); `_combine_kernel` turns
-    them into each segment's entering state (in hseg); PASS 2 rescans each segment from that state and
-    writes y."""
-    N: tl.constexpr = N1 * N2
-    pid_d = tl.program_id(0)
-    bk = tl.program_id(1)
-    seg = tl.program_id(2)
-    b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD = _setup(
-        pid_d, bk, K, D, T, N1, BDR, BDL, N2)
-    t_start = seg * SEG
-    t_end = tl.minimum(t_start + SEG, L)
-    seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + (offA - k * D * N)
-    A2 = tl.load(A_ptr + offA) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + offKD)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offKD)
-    first = offs_t == 0
-    last = offs_t == T - 1
-    lane_n2_first = tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) == 0
-    u_row = _rows(u_ptr, b, k, d_lanes, su_b, su_k, su_d)
-    dl_row = _rows(dl_ptr, b, k, d_lanes, sdl_b, sdl_k, sdl_d)
-    z_row = _rows(z_ptr, b, k, d_lanes, sz_b, sz_k, sz_d)
-    y_row = _rows(y_ptr, b, k, d_lanes, sy_b, sy_k, sy_d)
-    B_row = _rows(B_ptr, b, k, n_lanes, sB_b, sB_k, sB_n)
-    C_row = _rows(C_ptr, b, k, n_lanes, sC_b, sC_k, sC_n)
-    idx_row = idx_ptr + k * L
-    if PASS == 2:
-        h_prev = tl.load(hseg_ptr + seg_off, mask=mA, other=0.0)
-    else:
-        h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
-    dt_sum = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
-    n_tok = _load_idx(idx_row, t_start, L, offs_t, lane0)
-    n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
-                                                B_row, sB_l, C_row, sC_l, HAS_Z, False)
-    nn_tok = _load_idx(idx_row, t_start + T, L, offs_t, lane0)
-    for t0 in range(t_start, t_end, T):
-        tok = n_tok
-        u = n_u.to(tl.float32)
-        dt = n_dl.to(tl.float32)
-        zv = n_z.to(tl.float32)
-        Bv = n_B.to(tl.float32)
-        Cv = n_C.to(tl.float32)
-        # the next chunk's loads go out now and land while this chunk computes
-        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
-                                                    B_row, sB_l, C_row, sC_l, HAS_Z, False)
-        n_tok = nn_tok
-        nn_tok = _load_idx(idx_row, t0 + 2 * T, L, offs_t, lane0)
-        m2 = ((t0 + offs_t) < t_end) & md                                   # [T, 1, BDR, BDL, 1]
-        if HAS_BIAS:
-            dt = dt + bias
-        if SOFTPLUS:
-            dt = _softplus(dt, FAST)
-        dt = tl.where(m2, dt, 0.0)                                          # [T, 1, BDR, BDL, N2]
-        a = _exp2(dt * A2, FAST)                                                # [T, N1, BDR, BDL, N2]
-        bb = (dt * u) * Bv
-        # the state entering the chunk enters through the first step's input
-        _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
-        h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
-        if PASS == 1:
-            dt_sum += _sum_ax(dt, 0)
-        else:
-            if W > 0:
-                # window-local reverse recurrence: flip the chunk (windows map onto windows), scan forward
-                # with the decay cut at each window's first step, flip back
-                a_cut = tl.where((offs_t % W) == 0, 0.0, _flip_t(a, LOG_T, N1, BDR, BDL, N2))
-                _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
-                h = h + _flip_t(hr, LOG_T, N1, BDR, BDL, N2) - bb
-            # y over the states; the N2 lanes of a channel all hold it (butterfly) and the first one stores it
-            y = _sum_n(Cv * h) + tl.full([T, 1, BDR, BDL, N2], 0.0, tl.float32)  # [T, 1, BDR, BDL, N2]
-            if HAS_D:
-                y += Dv * u
-            if HAS_Z:
-                y = y * (zv * _sigmoid(zv, FAST))
-            tl.store(y_row + tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-    if PASS == 1:
-        tl.store(hseg_ptr + seg_off, h_prev, mask=mA)
-        tl.store(pseg_ptr + seg_off, _exp2(dt_sum * A2, FAST), mask=mA)
-    else:
-        tl.store(last_ptr + bk.to(tl.int64) * D * N + offs_d * N + offs_n, h_prev, mask=mA & (seg == NSEG - 1))
 
 
 @triton.jit
@@ -311,6 +105,98 @@ def _token_states(row, s_n, offs_n, N: tl.constexpr, PAIRS: tl.constexpr):
         for n in tl.static_range(N):
             v = tl.where(offs_n == n, tl.load(row + n * s_n).to(tl.float32), v)
     return v
+
+
+@triton.jit
+def _bc_fp32_kernel(B_ptr, C_ptr, out_ptr, K, L, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
+                    N: tl.constexpr, BL: tl.constexpr):
+    """out[b * K + k, t] = (B[b, k, :, t], C[b, k, :, t]) in fp32, 2N contiguous values per token: what the window's
+    reverse sweeps read back with 16-byte loads (`_kept_states`) instead of unpacking B and C again."""
+    bk = tl.program_id(1)
+    b = bk // K
+    k = bk % K
+    offs_t = tl.program_id(0) * BL + tl.reshape(tl.arange(0, BL), [BL, 1])
+    offs_n = tl.reshape(tl.arange(0, N), [1, N])
+    m = (offs_t < L) & (offs_n >= 0)
+    Bv = tl.load(B_ptr + b.to(tl.int64) * sB_b + k * sB_k + offs_n * sB_n + offs_t * sB_l, mask=m)
+    Cv = tl.load(C_ptr + b.to(tl.int64) * sC_b + k * sC_k + offs_n * sC_n + offs_t * sC_l, mask=m)
+    out = out_ptr + (bk.to(tl.int64) * L + offs_t) * (2 * N) + offs_n
+    tl.store(out, Bv.to(tl.float32), mask=m)
+    tl.store(out + N, Cv.to(tl.float32), mask=m)
+
+
+@triton.jit
+def _st4(ptr, a, b, c, d, FAST: tl.constexpr):
+    """ptr[0:4] = (a, b, c, d), 32-bit values: one 16-byte store per thread on the GPU (ptr 16-byte aligned), where
+    Triton would issue four (the scratch offsets are not provably contiguous)."""
+    if FAST:
+        tl.inline_asm_elementwise("st.global.v4.b32 [$1], {$2, $3, $4, $5};\n\tmov.u32 $0, 0;", "=r,l,r,r,r,r",
+                                  [ptr.to(tl.int64, bitcast=True), a.to(tl.int32, bitcast=True),
+                                   b.to(tl.int32, bitcast=True), c.to(tl.int32, bitcast=True),
+                                   d.to(tl.int32, bitcast=True)], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        tl.store(ptr, a)
+        tl.store(ptr + 1, b)
+        tl.store(ptr + 2, c)
+        tl.store(ptr + 3, d)
+
+
+@triton.jit
+def _ld4(ptr, FAST: tl.constexpr, READ_ONLY: tl.constexpr = False):
+    """(ptr[0], ..., ptr[3]) in fp32, one 16-byte load per thread on the GPU. Ordered after `_st4` (both are
+    side-effecting asm), or READ_ONLY: data no program of the kernel writes (free to move, non-coherent cache)."""
+    if FAST:
+        if READ_ONLY:
+            return tl.inline_asm_elementwise("ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
+                                             [ptr.to(tl.int64, bitcast=True)],
+                                             dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=True,
+                                             pack=1)
+        else:
+            return tl.inline_asm_elementwise("ld.global.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
+                                             [ptr.to(tl.int64, bitcast=True)],
+                                             dtype=(tl.float32, tl.float32, tl.float32, tl.float32), is_pure=False,
+                                             pack=1)
+    else:
+        return tl.load(ptr), tl.load(ptr + 1), tl.load(ptr + 2), tl.load(ptr + 3)
+
+
+@triton.jit
+def _prefetch_l1(ptr):
+    """Bring the line holding ptr into L1 (a hint: no register waits on it)."""
+    tl.inline_asm_elementwise("prefetch.global.L1 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptr.to(tl.int64, bitcast=True)],
+                              dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
+def _kept_states(ptr, offs_n, N: tl.constexpr, FAST: tl.constexpr):
+    """One token's N fp32 values of B or C from the staged copy (`_bc_fp32_kernel`) as the [1, N] tile of
+    `_token_states`: four states per 16-byte load (uniform addresses) and no unpacking."""
+    v = tl.full([1, N], 0.0, tl.float32)
+    if N >= 4:
+        for j in tl.static_range(N // 4):
+            a, b, c, d = _ld4(ptr + 4 * j, FAST, True)
+            v = tl.where(offs_n == 4 * j, a, v)
+            v = tl.where(offs_n == 4 * j + 1, b, v)
+            v = tl.where(offs_n == 4 * j + 2, c, v)
+            v = tl.where(offs_n == 4 * j + 3, d, v)
+    else:
+        for n in tl.static_range(N):
+            v = tl.where(offs_n == n, tl.load(ptr + n), v)
+    return v
+
+
+@triton.jit
+def _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N: tl.constexpr, PAIRS: tl.constexpr,
+            BC32: tl.constexpr, FAST: tl.constexpr):
+    """(B, C) of token tok as [1, N] fp32 tiles: from the staged fp32 copy (BC32, bc_row its (b, k) row) or
+    from B and C themselves."""
+    if BC32:
+        Bv = _kept_states(bc_row + tok * (2 * N), offs_n, N, FAST)
+        Cv = _kept_states(bc_row + tok * (2 * N) + N, offs_n, N, FAST)
+    else:
+        Bv = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
+        Cv = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    return Bv, Cv
 
 
 @triton.jit
@@ -337,18 +223,32 @@ def _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N: tl.constexpr, BD: tl.constexpr,
 
 @triton.jit
 def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
-                     y_ptr, last_ptr, hseg_ptr, pseg_ptr, K, D, L, SEG, NSEG,
+                     y_ptr, last_ptr, hseg_ptr, pseg_ptr, win_ptr, bc_ptr, K, D, L, SEG, NSEG, WB,
                      su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
                      sy_b, sy_k, sy_d, sy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
-                     N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                     N: tl.constexpr, BD: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr,
-                     PAIRS: tl.constexpr):
-    """The forward without a local window, one token per step, a channel's N states in one thread's registers:
-    tiles [BD, N] (channels x states), the per-channel work (softplus, gate, loads, store) done once per channel
-    and the sum over the states in registers. Every tensor load and store in the loop is a [BD, 1] channel
-    row, so all tiles share one layout whatever Triton version lays them out; B and C come in as scalars.
-    PASS as in `_fwd_kernel`."""
+                     PAIRS: tl.constexpr, BC32: tl.constexpr):
+    """The forward, one token per step, a channel's N states in one thread's registers: tiles [BD, N] (channels
+    x states), the per-channel work (softplus, gate, loads, store) done once per channel and the sum over the
+    states in registers. Every tensor load and store in the loops is a [BD, 1] channel row, so all tiles share one
+    layout whatever Triton version lays them out; B and C come in as scalars.
+
+    PASS 0: the whole sequence in one program. Long sequences with few (batch, direction, channel) rows are cut
+    into NSEG segments of SEG steps, one program each (grid axis 2): PASS 1 scans each segment from a zero state
+    and writes its end state and total decay (hseg, pseg); `_combine_kernel` turns them into each segment's
+    entering state (in hseg); PASS 2 rescans each segment from that state and writes y.
+
+    A local window W > 1 (LBMamba; segments start at window starts): each window's steps are scanned forward as
+    without one, each step's C h + D u, delta, delta u and gate going to a scratch row (win_ptr: WB steps x D
+    channels x 4 per (row, segment), one 16-byte store per thread); at the window's last step (whose own q is 0)
+    a loop walks back over the others, r_t = a_t r_(t+1) + delta_t u_t B_t, adding C_t a_t r_(t+1) to y_t and
+    storing it. The reverse sweep reads the scratch back (16-byte loads, L1), B and C from their fp32 copy
+    (BC32: bc_ptr, (b * K, L, 2N), which the forward sweep prefetches into L1 when it reads bf16 pairs itself),
+    and recomputes exp(delta A): holding W x N values per thread would cost the occupancy it buys. PASS 1 needs
+    no window (the state it carries is the plain scan's)."""
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
+    WIN: tl.constexpr = W > 1 and PASS != 1
     seg = tl.program_id(2)
     t_start = seg * SEG
     t_end = tl.minimum(t_start + SEG, L)
@@ -362,8 +262,12 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     B_row = B_ptr + b.to(tl.int64) * sB_b + k * sB_k
     C_row = C_ptr + b.to(tl.int64) * sC_b + k * sC_k
     idx_row = idx_ptr + k * L
+    # scratch (b * K * NSEG, WB, D, 4): a window step's C h + D u, delta, delta u, gate; (programs, WB, 2N): B, C
+    win_row = win_ptr + (bk.to(tl.int64) * NSEG + seg) * WB * 4 * D + d_c * 4
+    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N     # (b * K, L, 2N): B, C in fp32 (`_bc_fp32_kernel`)
     if PASS == 2:
-        h = tl.load(hseg_ptr + seg_off, mask=mA, other=0.0)
+        # unmasked (offsets clamped): lanes past D repeat channel D - 1 exactly, so their scratch writes agree
+        h = tl.load(hseg_ptr + seg_off)
     else:
         h = tl.full([BD, N], 0.0, tl.float32)
     dt_sum = tl.full([BD, 1], 0.0, tl.float32)
@@ -373,8 +277,9 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     n_dl = tl.load(dl_row + tok * sdl_l)
     if HAS_Z:
         n_z = tl.load(z_row + tok * sz_l)
-    n_B = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
-    n_C = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    # with a window, the forward sweep reads bf16 pairs where it can (fewer instructions at its register count)
+    BC32_FWD: tl.constexpr = BC32 and not (PAIRS and WIN)
+    n_B, n_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32_FWD, FAST)
     n_tok = tl.load(idx_row + tl.minimum(t_start + 1, L - 1)).to(tl.int32)
     for t in range(t_start, t_end):
         u = n_u.to(tl.float32)
@@ -389,14 +294,16 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
         n_dl = tl.load(dl_row + tok * sdl_l)
         if HAS_Z:
             n_z = tl.load(z_row + tok * sz_l)
-        n_B = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
-        n_C = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+        n_B, n_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32_FWD, FAST)
+        if WIN and BC32 and not BC32_FWD and FAST:
+            _prefetch_l1(bc_row + tok * (2 * N))             # the reverse sweep reads it from L1
         n_tok = tl.load(idx_row + tl.minimum(t + 2, L - 1)).to(tl.int32)
         if HAS_BIAS:
             dt = dt + bias
         if SOFTPLUS:
             dt = _softplus(dt, FAST)
-        h = _exp2(dt * A2, FAST) * h + (dt * u) * Bv                           # [BD, N]
+        dtu = dt * u
+        h = _exp2(dt * A2, FAST) * h + dtu * Bv                                 # [BD, N]
         if PASS == 1:
             dt_sum += dt
         else:
@@ -404,8 +311,36 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
             if HAS_D:
                 y += Dv * u
             if HAS_Z:
-                y = y * (zv * _sigmoid(zv, FAST))
-            tl.store(y_row + y_tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=md)
+                gate = zv * _sigmoid(zv, FAST)
+            if WIN:
+                j = (t - t_start) % W                       # segments start at window starts
+                if HAS_Z:
+                    _st4(win_row + j * 4 * D, y, dt, dtu, gate, FAST)
+                else:
+                    _st4(win_row + j * 4 * D, y, dt, dtu, dtu, FAST)
+                if (j == W - 1) | (t == t_end - 1):
+                    # the window's reverse recurrence: its last step (q = 0) from the registers, then back to its first
+                    if HAS_Z:
+                        tl.store(y_row + y_tok * sy_l, (y * gate).to(y_ptr.dtype.element_ty), mask=md)
+                    else:
+                        tl.store(y_row + y_tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=md)
+                    r = dtu * Bv
+                    for jj in range(1, j + 1):
+                        i = j - jj
+                        r_tok = tl.load(idx_row + t - jj).to(tl.int32)
+                        yw, dtw, dtuw, gw = _ld4(win_row + i * 4 * D, FAST)
+                        Bw, Cw = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, r_tok, offs_n, N, PAIRS,
+                                         BC32, FAST)
+                        q = _exp2(dtw * A2, FAST) * r                            # a_t r_(t+1)
+                        yw += _sum_ax(Cw * q, 1)
+                        if HAS_Z:
+                            yw = yw * gw
+                        tl.store(y_row + r_tok * sy_l, yw.to(y_ptr.dtype.element_ty), mask=md)
+                        r = q + dtuw * Bw
+            else:
+                if HAS_Z:
+                    y = y * gate
+                tl.store(y_row + y_tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=md)
     if PASS == 1:
         tl.store(hseg_ptr + seg_off, h, mask=mA)
         tl.store(pseg_ptr + seg_off, _exp2(dt_sum * A2, FAST), mask=mA)
@@ -458,20 +393,38 @@ def _scatter_column(lane):
 
 
 @triton.jit
-def _bwd_token(h_prev, carry, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
+def _gated_dy(tok, valid, dy_row, sdy, z_row, sz, HAS_Z: tl.constexpr, FAST: tl.constexpr):
+    """dy times the gate (z silu(z)) at one token, 0 where the step is past the sequence, [BD, 1]."""
+    dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
+    if HAS_Z:
+        zv = tl.load(z_row + tok * sz).to(tl.float32)
+        dy = dy * zv * _sigmoid(zv, FAST)
+    return dy
+
+
+@triton.jit
+def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
                u_row, su, dl_row, sdl, z_row, sz, dy_row, sdy, du_row, sdu, ddl_row, sddl, dz_row, sdz,
-               B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
-               A2, Dv, bias, N: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-               SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PAIRS: tl.constexpr, SCATTER: tl.constexpr):
-    """The backward of one token (a step of the scan) for `_bwd_step_kernel`: h_prev is the state before it,
+               B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+               A2, Dv, bias, N: tl.constexpr, W: tl.constexpr, ODD: tl.constexpr, HAS_D: tl.constexpr,
+               HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr,
+               PAIRS: tl.constexpr, BC32: tl.constexpr, SCATTER: tl.constexpr):
+    """The backward of one token (scan step t) for `_bwd_step_kernel`: h_prev is the state before it,
     carry = a_(t+1) lambda_(t+1) from the step after it. Writes du, ddelta, dz, adds into dB, dC; returns the
-    carry for the step before and the accumulated dA, dD, ddelta_bias terms."""
+    carry for the step before, the window's reverse state for the step before, and the accumulated dA, dD,
+    ddelta_bias terms.
+
+    With a local window W > 1, r = r_(t+1) (the window-local reverse state, 0 past the window's last step) and
+    sig = a_(t-1) rho_(t-1), the window's adjoint coming from the left (rho_t = g_t + sig_t, 0 at the window's
+    first step): y_t = C_t (h_t + q_t) with q_t = a_t r_(t+1); the input b_t = delta_t u_t B_t gets lambda_t +
+    sig_t, and a_t gets lambda_t a_t h_(t-1) + rho_t q_t (times 1 / a_t). ODD: t is odd (a chunk's second step),
+    so that for an even W it never starts a window."""
+    WIN: tl.constexpr = W > 1
     tok64 = tok.to(tl.int64)
     u = tl.load(u_row + tok * su).to(tl.float32)                                # [BD, 1]
     dt = tl.load(dl_row + tok * sdl).to(tl.float32)
     dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
-    Bv = _token_states(B_row + tok64 * sB_l, sB_n, offs_n, N, PAIRS)            # [1, N]
-    Cv = _token_states(C_row + tok64 * sC_l, sC_n, offs_n, N, PAIRS)
+    Bv, Cv = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32, FAST)  # [1, N]
     if HAS_BIAS:
         dt = dt + bias
     dt_raw = dt
@@ -481,11 +434,16 @@ def _bwd_token(h_prev, carry, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
     a = _exp2(dt * A2, FAST)                                                    # [BD, N]
     ah = a * h_prev
     dtu = dt * u
-    h = ah + dtu * Bv
+    if WIN:
+        bb = dtu * Bv
+        q = a * r
+        H = ah + bb + q                                                         # h_t + q_t
+    else:
+        H = ah + dtu * Bv
     if HAS_Z:
         zv = tl.load(z_row + tok * sz).to(tl.float32)
         sg = _sigmoid(zv, FAST)
-        yss = _sum_ax(Cv * h, 1)
+        yss = _sum_ax(Cv * H, 1)
         if HAS_D:
             yss += Dv * u
         tl.store(dz_row + tok * sdz, (dy * yss * sg * (1.0 + zv * (1.0 - sg))).to(dz_row.dtype.element_ty),
@@ -493,9 +451,15 @@ def _bwd_token(h_prev, carry, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
         dys = dy * zv * sg
     else:
         dys = dy
-    lam = dys * Cv + carry                                                      # [BD, N]
-    lamB = _sum_ax(lam * Bv, 1)                             # [BD, 1]
-    S = lam * ah
+    g = dys * Cv
+    lam = g + carry                                                             # [BD, N]
+    if WIN:
+        dbb = lam + sig
+        S = lam * ah + (g + sig) * q
+    else:
+        dbb = lam
+        S = lam * ah
+    lamB = _sum_ax(dbb * Bv, 1)                             # [BD, 1]
     du = lamB * dt
     ddt = lamB * u + _sum_ax(S * A2, 1) * 0.6931471805599453
     if HAS_D:
@@ -514,57 +478,74 @@ def _bwd_token(h_prev, carry, dA_acc, dD_acc, dbias_acc, tok, valid, md, offs_n,
         lane = tl.reshape(tl.arange(0, 32), [32, 1])
         col = _scatter_column(lane)
         first = (lane & 1) == 0
-        tl.atomic_add(dB_row + tok64 * sdB_l + col * sdB_n, _lane_sum_scatter(tl.where(md, lam * dtu, 0.0), lane),
+        tl.atomic_add(dB_row + tok64 * sdB_l + col * sdB_n, _lane_sum_scatter(tl.where(md, dbb * dtu, 0.0), lane),
                       mask=valid & first, sem="relaxed")
-        tl.atomic_add(dC_row + tok64 * sdC_l + col * sdC_n, _lane_sum_scatter(tl.where(md, h * dys, 0.0), lane),
+        tl.atomic_add(dC_row + tok64 * sdC_l + col * sdC_n, _lane_sum_scatter(tl.where(md, H * dys, 0.0), lane),
                       mask=valid & first, sem="relaxed")
     else:
         mn = valid & (offs_n >= 0)
-        tl.atomic_add(dB_row + tok64 * sdB_l + offs_n * sdB_n, _sum_ax(tl.where(md, lam * dtu, 0.0), 0), mask=mn,
+        tl.atomic_add(dB_row + tok64 * sdB_l + offs_n * sdB_n, _sum_ax(tl.where(md, dbb * dtu, 0.0), 0), mask=mn,
                       sem="relaxed")
-        tl.atomic_add(dC_row + tok64 * sdC_l + offs_n * sdC_n, _sum_ax(tl.where(md, h * dys, 0.0), 0), mask=mn,
+        tl.atomic_add(dC_row + tok64 * sdC_l + offs_n * sdC_n, _sum_ax(tl.where(md, H * dys, 0.0), 0), mask=mn,
                       sem="relaxed")
-    return a * lam, dA_acc, dD_acc, dbias_acc
+    if WIN:
+        r = q + bb                                                              # r_t
+        if ODD and W % 2 == 0:
+            pass
+        else:
+            r = tl.where(t % W == 0, 0.0, r)                # step t - 1 ends a window
+    return a * lam, r, dA_acc, dD_acc, dbias_acc
 
 
 @triton.jit
-def _adjoint_token(carry, tok, valid, A2, bias, dl_row, sdl, z_row, sz, dy_row, sdy, C_row, sC_n, sC_l, offs_n,
-                   N: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   FAST: tl.constexpr, PAIRS: tl.constexpr):
+def _adjoint_token(carry, tok, valid, A2, bias, dl_row, sdl, z_row, sz, dy_row, sdy, C_row, sC_n, sC_l, bc_row,
+                   offs_n, N: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   FAST: tl.constexpr, PAIRS: tl.constexpr, BC32: tl.constexpr):
     """The adjoint recurrence alone through one token, lambda_t = g_t + carry, carry <- a_t lambda_t: what a
-    segment passes to the one on its left (`_bwd_step_kernel` PASS 3)."""
+    segment passes to the one on its left (`_bwd_step_kernel` PASS 3; a local window does not enter it)."""
     dt = tl.load(dl_row + tok * sdl).to(tl.float32)
-    dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
     if HAS_BIAS:
         dt = dt + bias
     if SOFTPLUS:
         dt = _softplus(dt, FAST)
     dt = tl.where(valid, dt, 0.0)
-    if HAS_Z:
-        zv = tl.load(z_row + tok * sz).to(tl.float32)
-        dy = dy * zv * _sigmoid(zv, FAST)
-    Cv = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
+    dy = _gated_dy(tok, valid, dy_row, sdy, z_row, sz, HAS_Z, FAST)
+    if BC32:
+        Cv = _kept_states(bc_row + tok * (2 * N) + N, offs_n, N, FAST)
+    else:
+        Cv = _token_states(C_row + tok.to(tl.int64) * sC_l, sC_n, offs_n, N, PAIRS)
     return _exp2(dt * A2, FAST) * (dy * Cv + carry)
 
 
 @triton.jit
 def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
-                     states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                     states_ptr, sig_ptr, bc_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
                      hseg_ptr, cseg_ptr, K, D, L, NCHUNK, SEGC, NSEG,
                      su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
                      sdy_b, sdy_k, sdy_d, sdy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                      sdu_b, sdu_k, sdu_d, sdu_l, sddl_b, sddl_k, sddl_d, sddl_l, sdz_b, sdz_k, sdz_d, sdz_l,
                      sdB_b, sdB_k, sdB_n, sdB_l, sdC_b, sdC_k, sdC_n, sdC_l,
-                     N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                     N: tl.constexpr, BD: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PAIRS: tl.constexpr,
-                     SCATTER: tl.constexpr, PASS: tl.constexpr):
-    """The backward without a local window, in the layout of `_fwd_step_kernel` ([BD, N] tiles, a channel's
-    states in one thread, B and C as scalars). A first pass over chunks of two tokens stores the state
-    entering each chunk ((b * K, chunks, N, d) fp32); a second, from the last chunk to the first, rebuilds
-    the chunk's middle state and runs the two tokens' backward (`_bwd_token`) right to left.
-    Segments (grid axis 2, SEGC chunks each) as in `_bwd_kernel`: PASS 3 runs the adjoint alone from a zero
-    carry and writes the carry it passes left (cseg); PASS 4 is the whole backward of each segment from its
-    entering state (hseg) and carry (cseg); PASS 0 is one segment from zeros."""
+                     SCATTER: tl.constexpr, PASS: tl.constexpr, BC32: tl.constexpr):
+    """The backward in the layout of `_fwd_step_kernel` ([BD, N] tiles, a channel's states in one thread, B and C
+    as scalars). A first pass over chunks of two tokens stores the state entering each chunk ((b * K, chunks, N,
+    d) fp32); a second, from the last chunk to the first, rebuilds the chunk's middle state and runs the two
+    tokens' backward (`_bwd_token`) right to left.
+
+    A local window W > 1 adds two recurrences, one per pass, each running the way its pass walks: the first pass
+    also carries the window's adjoint from the left (sig_t = a_(t-1) (g_(t-1) + sig_(t-1)), g = C dy silu-gated,
+    0 at a window's first step) and stores it entering each chunk (sig_ptr, as states; never at a window start,
+    where it is 0); the second rebuilds it at the chunk's middle step like the state and carries the window's
+    reverse state r right to left with the global adjoint. Windows start at multiples of W scanned steps, so no
+    segment (a multiple of W and of 2 steps) cuts one.
+
+    BC32: B and C come from their fp32 copy (bc_ptr, `_bc_fp32`; with a window, or `_CFG["bc_fp32"]`).
+
+    Segments (grid axis 2, SEGC chunks each): PASS 3 runs the adjoint alone from a zero carry and writes the carry
+    it passes left (cseg); PASS 4 is the whole backward of each segment from its entering state (hseg) and carry
+    (cseg); PASS 0 is one segment from zeros."""
+    WIN: tl.constexpr = W > 1
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     seg = tl.program_id(2)
     c_lo = seg * SEGC
@@ -581,8 +562,10 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
     dB_row = dB_ptr + b.to(tl.int64) * sdB_b + k * sdB_k
     dC_row = dC_ptr + b.to(tl.int64) * sdC_b + k * sdC_k
     idx_row = idx_ptr + k * L
+    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N     # BC32: B, C in fp32 (`_bc_fp32_kernel`)
     # states[bk, c, n, d]: channels contiguous, like every other tile's loads and stores in this kernel
     st_row = states_ptr + bk.to(tl.int64) * NCHUNK * N * D
+    sig_row = sig_ptr + bk.to(tl.int64) * NCHUNK * N * D
     st_off = offs_n * D + d_c                           # int32 offsets: half the registers of pointers
     mst = md & (offs_n >= 0)
     seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + d_c * N + offs_n        # hseg, cseg: (b * K, NSEG, d, N)
@@ -594,9 +577,9 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
             tok1 = tl.load(idx_row + tl.minimum(t0 + 1, L - 1)).to(tl.int32)
             tok0 = tl.load(idx_row + t0).to(tl.int32)
             carry = _adjoint_token(carry, tok1, t0 + 1 < L, A2, bias, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
-                                   C_row, sC_n, sC_l, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS)
+                                   C_row, sC_n, sC_l, bc_row, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32)
             carry = _adjoint_token(carry, tok0, t0 < L, A2, bias, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
-                                   C_row, sC_n, sC_l, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS)
+                                   C_row, sC_n, sC_l, bc_row, offs_n, N, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32)
         tl.store(cseg_ptr + seg_off, carry, mask=mst)
         return
 
@@ -605,6 +588,7 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
         tl.store(st_row + c_lo * N * D + st_off, h, mask=mst & (c_lo > 0))
     else:
         h = tl.full([BD, N], 0.0, tl.float32)
+    sig = tl.full([BD, N], 0.0, tl.float32)             # a segment starts a window
     for c in range(c_lo, c_hi - 1):
         for s in tl.static_range(2):
             tok = tl.load(idx_row + 2 * c + s).to(tl.int32)                      # 2c + 1 < L here
@@ -614,15 +598,25 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
                 dt = dt + bias
             if SOFTPLUS:
                 dt = _softplus(dt, FAST)
-            Bv = _token_states(B_row + tok.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
-            h = _exp2(dt * A2, FAST) * h + (dt * u) * Bv
+            Bv, Cv = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32, FAST)
+            a = _exp2(dt * A2, FAST)
+            h = a * h + (dt * u) * Bv
+            if WIN:
+                sig = a * (_gated_dy(tok, True, dy_row, sdy_l, z_row, sz_l, HAS_Z, FAST) * Cv + sig)
+                if s == 1 or W % 2 == 1:
+                    sig = tl.where((2 * c + s + 1) % W == 0, 0.0, sig)
         tl.store(st_row + (c + 1) * N * D + st_off, h, mask=mst)
+        if WIN:
+            tl.store(sig_row + (c + 1) * N * D + st_off, sig, mask=mst & ((2 * c + 2) % W != 0))
     tl.debug_barrier()
 
     if PASS == 4:
         carry = tl.load(cseg_ptr + seg_off, mask=mst, other=0.0)
     else:
         carry = tl.full([BD, N], 0.0, tl.float32)
+    r = tl.full([BD, N], 0.0, tl.float32)               # a segment ends a window
+    sig_in = sig
+    sig_mid = sig
     dA_acc = tl.full([BD, N], 0.0, tl.float32)
     dD_acc = tl.full([BD, 1], 0.0, tl.float32)
     dbias_acc = tl.full([BD, 1], 0.0, tl.float32)
@@ -640,18 +634,25 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
             dt0 = dt0 + bias
         if SOFTPLUS:
             dt0 = _softplus(dt0, FAST)
-        B0 = _token_states(B_row + tok0.to(tl.int64) * sB_l, sB_n, offs_n, N, PAIRS)
-        h_mid = _exp2(dt0 * A2, FAST) * h_in + (dt0 * u0) * B0
-        carry, dA_acc, dD_acc, dbias_acc = _bwd_token(
-            h_mid, carry, dA_acc, dD_acc, dbias_acc, tok1, valid1, md, offs_n,
+        B0, C0 = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok0, offs_n, N, PAIRS, BC32, FAST)
+        a0 = _exp2(dt0 * A2, FAST)
+        h_mid = a0 * h_in + (dt0 * u0) * B0
+        if WIN:
+            # the window's adjoint from the left, entering each of the two tokens
+            sig_in = tl.load(sig_row + c * N * D + st_off, mask=mst & (c > 0) & (t0 % W != 0), other=0.0)
+            sig_mid = a0 * (_gated_dy(tok0, True, dy_row, sdy_l, z_row, sz_l, HAS_Z, FAST) * C0 + sig_in)
+            if W % 2 == 1:
+                sig_mid = tl.where((t0 + 1) % W == 0, 0.0, sig_mid)
+        carry, r, dA_acc, dD_acc, dbias_acc = _bwd_token(
+            h_mid, carry, sig_mid, r, t0 + 1, dA_acc, dD_acc, dbias_acc, tok1, valid1, md, offs_n,
             u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l, du_row, sdu_l, ddl_row, sddl_l, dz_row, sdz_l,
-            B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
-            A2, Dv, bias, N, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, SCATTER)
-        carry, dA_acc, dD_acc, dbias_acc = _bwd_token(
-            h_in, carry, dA_acc, dD_acc, dbias_acc, tok0, t0 < L, md, offs_n,
+            B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+            A2, Dv, bias, N, W, True, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32, SCATTER)
+        carry, r, dA_acc, dD_acc, dbias_acc = _bwd_token(
+            h_in, carry, sig_in, r, t0, dA_acc, dD_acc, dbias_acc, tok0, t0 < L, md, offs_n,
             u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l, du_row, sdu_l, ddl_row, sddl_l, dz_row, sdz_l,
-            B_row, sB_n, sB_l, C_row, sC_n, sC_l, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
-            A2, Dv, bias, N, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, SCATTER)
+            B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, dB_row, sdB_n, sdB_l, dC_row, sdC_n, sdC_l,
+            A2, Dv, bias, N, W, False, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, FAST, PAIRS, BC32, SCATTER)
     offA = (k * D + d_c) * N + offs_n
     tl.atomic_add(dA_ptr + offA, dA_acc, mask=mst, sem="relaxed")
     if HAS_D:
@@ -687,258 +688,8 @@ def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr, REVERSE: 
 
 
 # ----------------------------------------------------------------------------------------------
-# backward
-# ----------------------------------------------------------------------------------------------
-@triton.jit
-def _bwd_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
-                states_ptr, du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                hseg_ptr, cseg_ptr, K, D, L, NCHUNK, SEGC, NSEG,
-                su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
-                sdy_b, sdy_k, sdy_d, sdy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
-                sdu_b, sdu_k, sdu_d, sdu_l, sddl_b, sddl_k, sddl_d, sddl_l, sdz_b, sdz_k, sdz_d, sdz_l,
-                sdB_b, sdB_k, sdB_n, sdB_l, sdC_b, sdC_k, sdC_n, sdC_l,
-                N1: tl.constexpr, N2: tl.constexpr, BDR: tl.constexpr, BDL: tl.constexpr, T: tl.constexpr,
-                LOG_T: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr):
-    """PASS 0: the whole sequence in one program. Segmented (grid axis 2, SEGC chunks each; see the forward):
-    PASS 3 runs only the adjoint recurrence of each segment from a zero carry and writes the carry it passes
-    to the left (cseg); after the combine passes, PASS 4 does the whole backward of each segment from its
-    entering state (hseg) and entering carry (cseg)."""
-    N: tl.constexpr = N1 * N2
-    pid_d = tl.program_id(0)
-    bk = tl.program_id(1)
-    seg = tl.program_id(2)
-    b, k, offs_t, offs_d, offs_n, lane0, md, d_lanes, n_lanes, offA, mA, offKD = _setup(
-        pid_d, bk, K, D, T, N1, BDR, BDL, N2)
-    c_lo = seg * SEGC
-    c_hi = tl.minimum(c_lo + SEGC, NCHUNK)
-    seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + (offA - k * D * N)
-    A = tl.load(A_ptr + offA)
-    A2 = A * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + offKD)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offKD)
-    first = offs_t == 0
-    last = offs_t == T - 1
-    lane_n2_first = tl.reshape(tl.arange(0, N2), [1, 1, 1, 1, N2]) == 0
-    lane_d_first = tl.reshape(tl.arange(0, BDL), [1, 1, 1, BDL, 1]) == 0
-    u_row = _rows(u_ptr, b, k, d_lanes, su_b, su_k, su_d)
-    dl_row = _rows(dl_ptr, b, k, d_lanes, sdl_b, sdl_k, sdl_d)
-    z_row = _rows(z_ptr, b, k, d_lanes, sz_b, sz_k, sz_d)
-    dy_row = _rows(dy_ptr, b, k, d_lanes, sdy_b, sdy_k, sdy_d)
-    du_row = _rows(du_ptr, b, k, d_lanes, sdu_b, sdu_k, sdu_d)
-    ddl_row = _rows(ddl_ptr, b, k, d_lanes, sddl_b, sddl_k, sddl_d)
-    dz_row = _rows(dz_ptr, b, k, d_lanes, sdz_b, sdz_k, sdz_d)
-    B_row = _rows(B_ptr, b, k, n_lanes, sB_b, sB_k, sB_n)
-    C_row = _rows(C_ptr, b, k, n_lanes, sC_b, sC_k, sC_n)
-    dB_row = _rows(dB_ptr, b, k, n_lanes, sdB_b, sdB_k, sdB_n)
-    dC_row = _rows(dC_ptr, b, k, n_lanes, sdC_b, sdC_k, sdC_n)
-    idx_row = idx_ptr + k * L
-    st_ptr = states_ptr + bk.to(tl.int64) * NCHUNK * D * N + (offA - k * D * N)   # + chunk * D * N
-
-    # pass 1: the state entering each chunk (chunk 0 enters with 0 and is never stored)
-    if PASS != 3:
-        if PASS == 4:
-            h_prev = tl.load(hseg_ptr + seg_off, mask=mA, other=0.0)
-            tl.store(st_ptr + c_lo * D * N, h_prev, mask=mA & (c_lo > 0))
-        else:
-            h_prev = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
-        n_tok = _load_idx(idx_row, c_lo * T, L, offs_t, lane0)
-        n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row, su_l,
-                                                    B_row, sB_l, C_row, sC_l, False, False)
-        nn_tok = _load_idx(idx_row, (c_lo + 1) * T, L, offs_t, lane0)
-        for c in range(c_lo, c_hi - 1):
-            u = n_u.to(tl.float32)
-            dt = n_dl.to(tl.float32)
-            Bv = n_B.to(tl.float32)
-            n_u, n_dl, n_z, n_e, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, u_row,
-                                                        su_l, B_row, sB_l, C_row, sC_l, False, False)
-            n_tok = nn_tok
-            nn_tok = _load_idx(idx_row, (c + 2) * T, L, offs_t, lane0)
-            m2 = ((c * T + offs_t) < L) & md
-            if HAS_BIAS:
-                dt = dt + bias
-            if SOFTPLUS:
-                dt = _softplus(dt, FAST)
-            dt = tl.where(m2, dt, 0.0)
-            a = _exp2(dt * A2, FAST)
-            bb = (dt * u) * Bv
-            _, h = tl.associative_scan((a, tl.where(first, bb + a * h_prev, bb)), 0, _affine_fwd)
-            h_prev = _sum_ax(tl.where(last, h, 0.0), 0)
-            tl.store(st_ptr + (c + 1) * D * N, h_prev, mask=mA)
-    tl.debug_barrier()
-
-    # pass 2: chunks from last to first
-    if PASS == 4:
-        carry = tl.load(cseg_ptr + seg_off, mask=mA, other=0.0)
-    else:
-        carry = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)  # a_{e+1} lambda_{e+1} from the right
-    dA_acc = tl.full([1, N1, BDR, BDL, N2], 0.0, tl.float32)
-    dD_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
-    dbias_acc = tl.full([1, 1, BDR, BDL, N2], 0.0, tl.float32)
-    c0 = c_hi - 1
-    n_tok = _load_idx(idx_row, c0 * T, L, offs_t, lane0)
-    n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(n_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row, sdy_l,
-                                                 B_row, sB_l, C_row, sC_l, HAS_Z, True)
-    nn_tok = _load_idx(idx_row, (c0 - 1) * T, L, offs_t, lane0)
-    n_h = tl.load(st_ptr + c0 * D * N, mask=mA & (c0 > 0), other=0.0)
-    for cc in range(0, c_hi - c_lo):
-        c = c_hi - 1 - cc
-        tok = n_tok
-        u = n_u.to(tl.float32)
-        dt = n_dl.to(tl.float32)
-        zv = n_z.to(tl.float32)
-        dy = n_dy.to(tl.float32)
-        Bv = n_B.to(tl.float32)
-        Cv = n_C.to(tl.float32)
-        h_in = n_h
-        # the previous chunk's loads go out now
-        n_u, n_dl, n_z, n_dy, n_B, n_C = _load_data(nn_tok, u_row, su_l, dl_row, sdl_l, z_row, sz_l, dy_row,
-                                                     sdy_l, B_row, sB_l, C_row, sC_l, HAS_Z, True)
-        n_tok = nn_tok
-        nn_tok = _load_idx(idx_row, (c - 2) * T, L, offs_t, lane0)
-        n_h = tl.load(st_ptr + (c - 1) * D * N, mask=mA & (c > 1), other=0.0)
-        mt = (c * T + offs_t) < L                                           # [T, 1, 1, 1, 1]
-        m2 = mt & md
-        if HAS_BIAS:
-            dt = dt + bias
-        dt_raw = dt
-        if SOFTPLUS:
-            dt = _softplus(dt, FAST)
-        dt = tl.where(m2, dt, 0.0)
-        dy = tl.where(m2, dy, 0.0)
-        a = _exp2(dt * A2, FAST)
-        if PASS == 3:
-            # the adjoint alone, from a zero carry: what this segment passes to the one on its left
-            if HAS_Z:
-                dys = dy * zv * _sigmoid(zv, FAST)
-            else:
-                dys = dy
-            g = dys * Cv
-            ones = tl.full([T, N1, BDR, BDL, N2], 1.0, tl.float32)
-            a_f = _flip_t(a, LOG_T, N1, BDR, BDL, N2)
-            _, _, lam = tl.associative_scan(
-                (a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BDR, BDL, N2)), 0, _adj_fwd)
-            lam = _flip_t(lam, LOG_T, N1, BDR, BDL, N2)
-            carry = _sum_ax(tl.where(first, a * lam, 0.0), 0)
-        else:
-            dtu = dt * u
-            bb = dtu * Bv
-            _, h = tl.associative_scan((a, tl.where(first, bb + a * h_in, bb)), 0, _affine_fwd)
-            a_f = _flip_t(a, LOG_T, N1, BDR, BDL, N2)
-            if W > 0:
-                a_cut = tl.where((offs_t % W) == 0, 0.0, a_f)
-                _, hr = tl.associative_scan((a_cut, _flip_t(bb, LOG_T, N1, BDR, BDL, N2)), 0, _affine_fwd)
-                hr = _flip_t(hr, LOG_T, N1, BDR, BDL, N2)
-                H = h + hr - bb
-            else:
-                H = h
-            if HAS_Z:
-                sz = _sigmoid(zv, FAST)
-                yss = _sum_n(Cv * H)
-                if HAS_D:
-                    yss += Dv * u
-                dz = dy * yss * sz * (1.0 + zv * (1.0 - sz))
-                tl.store(dz_row + tok * sdz_l, dz.to(dz_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-                dys = dy * zv * sz
-            else:
-                dys = dy
-            g = dys * Cv                                                        # [T, N1, BDR, BDL, N2]
-            ones = tl.full([T, N1, BDR, BDL, N2], 1.0, tl.float32)
-            # lambda_t = g_t + a_{t+1} lambda_{t+1}; the carry from the right enters at the chunk's last step
-            # (scanned on the flipped chunk: lambda'_j = g'_j + a'_{j-1} lambda'_{j-1})
-            _, _, lam = tl.associative_scan((a_f, ones, _flip_t(tl.where(last, g + carry, g), LOG_T, N1, BDR, BDL, N2)),
-                                            0, _adj_fwd)
-            lam = _flip_t(lam, LOG_T, N1, BDR, BDL, N2)
-            carry = _sum_ax(tl.where(first, a * lam, 0.0), 0)
-            if W > 0:
-                q0 = tl.where((offs_t % W) == 0, 0.0, ones)
-                _, _, rho = tl.associative_scan((a, q0, g), 0, _adj_fwd)
-                dbb = lam + rho - g
-                S = lam * (h - bb) + rho * (hr - bb)
-            else:
-                dbb = lam
-                S = lam * (h - bb)
-            dbbB = _sum_n(dbb * Bv)                                             # [T, 1, BDR, BDL, 1]
-            du = dbbB * dt                                                      # [T, 1, BDR, BDL, N2]
-            ddt = dbbB * u + _sum_n(S * A)
-            if HAS_D:
-                du += Dv * dys
-                dD_acc += _sum_ax(dys * u, 0)
-            if SOFTPLUS:
-                ddl = ddt * _sigmoid(dt_raw, FAST)
-            else:
-                ddl = ddt
-            ddl = tl.where(m2, ddl, 0.0)
-            dbias_acc += _sum_ax(ddl, 0)
-            dA_acc += _sum_ax(S * dt, 0)
-            tl.store(du_row + tok * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-            tl.store(ddl_row + tok * sddl_l, ddl.to(ddl_ptr.dtype.element_ty), mask=m2 & lane_n2_first)
-            # dB, dC: summed over the program's channels, added once per (step, state) by the first channel lane
-            mbc = mt & lane_d_first & (offs_n >= 0)
-            tl.atomic_add(dB_row + tok * sdB_l, _sum_d(dbb * dtu), mask=mbc, sem="relaxed")
-            tl.atomic_add(dC_row + tok * sdC_l, _sum_d(H * dys), mask=mbc, sem="relaxed")
-    if PASS == 3:
-        tl.store(cseg_ptr + seg_off, carry, mask=mA)
-    else:
-        tl.atomic_add(dA_ptr + offA, dA_acc, mask=mA, sem="relaxed")
-        if HAS_D:
-            tl.atomic_add(dD_ptr + offKD, dD_acc, mask=md & lane_n2_first, sem="relaxed")
-        if HAS_BIAS:
-            tl.atomic_add(dbias_ptr + offKD, dbias_acc, mask=md & lane_n2_first, sem="relaxed")
-
-
-# ----------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------
-def pick_config(L: int, D: int, N: int, W: int, backward: bool, device_type: str = "cuda", rows: int = 0):
-    """(BDR, BDL, T, N2, num_warps) for a shape: the tile [T, N // N2, BDR, BDL, N2] (see the kernels).
-
-    T is the chunk of steps a program scans at once (a power of two, a multiple of a power-of-two local
-    window); N2 states times BDL channels fill the lanes and warps (N2 * BDL = 32 * num_warps); each thread
-    holds T steps of N // N2 states of BDR channels in registers.
-    """
-    gpu = device_type == "cuda" and not _interpreting()
-    if not gpu:
-        T, N2, nw, BDR = min(16, _next_pow2(L)), min(N, 2), 1, 2
-    else:
-        which = "bwd" if backward else "fwd"
-        nw = _CFG["num_warps_" + which]
-        N2 = min(N, _CFG["n_lanes_" + which])
-        T = min(_CFG["T_" + which], _next_pow2(L))
-        BDR = _CFG["d_regs_" + which]
-    if W > 0:
-        if W & (W - 1) == 0:
-            if W > T:
-                # a longer chunk for the window; keep the registers per thread by moving states to lanes
-                # or fewer channels per thread
-                grow = W // T
-                while grow > 1 and BDR > 1:
-                    BDR //= 2
-                    grow //= 2
-                N2 = min(N, N2 * grow)
-                T = W
-        else:
-            # A window that is not a power of two must fit with all its neighbours in one chunk.
-            T = _next_pow2(L)
-            N2, BDR = N, 1
-            if T > 1024:
-                raise NotImplementedError(
-                    f"triton selective scan: local_window={W} is not a power of two and L={L} is too long "
-                    "for a single chunk")
-    if gpu and rows:
-        # few (batch, direction, channel) rows (long sequences, small batches): smaller programs, so that
-        # more of them run at once (each walks the whole sequence)
-        while rows // (BDR * (32 * nw) // N2) < 2 * 132 and (BDR > 1 or nw > 1):
-            if BDR > 1:
-                BDR //= 2
-            else:
-                nw //= 2
-    BDL = (32 * nw) // N2
-    if not gpu:
-        BDL = min(BDL, 2)   # the interpreter only needs the shapes, not the lanes
-    return BDR, BDL, T, N2, nw
 
 
 # Segments: a sequence is cut when fewer warps than _SEG_BELOW would walk it (each program walks its steps one
@@ -963,16 +714,13 @@ def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
     return -(-L // seg), seg
 
 
-# Tunables (tools/bench_kernels.py --sweep; docs/kernels.md). Without a local window the step kernels run: one
-# warp of 32 channels per program, register caps (maxnreg) for the forward and the backward chosen so that a
-# forward wave holds a whole Vim-T grid. The tiled kernels (n_lanes / T / d_regs /
-# num_warps: the local window's) step T = 1 token at a time in the forward unless the window needs T = W, and
-# keep T = 2 in the backward, which stores the state entering every chunk. No autotuning at run time: one
-# compile per (dtype, flags) specialisation, about 1-3 s each.
-_CFG = dict(n_lanes_fwd=4, T_fwd=1, d_regs_fwd=4, num_warps_fwd=4, maxnreg_fwd=0,
-            n_lanes_bwd=8, T_bwd=2, d_regs_bwd=2, num_warps_bwd=1, maxnreg_bwd=0,
-            step_fwd=True, step_regs_fwd=1, step_warps_fwd=1, maxnreg_step=80,
-            step_bwd=True, step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=168, scatter_bwd=True)
+# Tunables (tools/bench_kernels.py --sweep; docs/kernels.md): one warp of 32 channels per program, register caps
+# (maxnreg) for the forward and the backward chosen so that a forward wave holds a whole Vim-T grid; the local
+# window's kernels are the same kernels with W > 1 and their own caps. No autotuning at run time: one compile per
+# (dtype, flags, W) specialisation, about 1-3 s each.
+_CFG = dict(step_regs_fwd=1, step_warps_fwd=1, maxnreg_step=80, maxnreg_step_win=0,
+            step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=168, maxnreg_step_bwd_win=168, scatter_bwd=True,
+            bc_fp32=False)
 
 
 def _launch_opts(nw: int, which: str, device_type: str) -> dict:
@@ -1007,34 +755,64 @@ def _check(A, D, delta_bias, index):
             raise ValueError(f"triton selective scan: {name} must be contiguous")
 
 
-def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W, y, last):
-    """(config, launch(seg, nseg, hseg, pseg, PASS, has_z)): the forward kernel's tile config for this shape
-    and a launcher over nseg segments of seg steps (PASS as in `_fwd_kernel`)."""
+def _window(local_window) -> int:
+    """The kernels' W: 0 for no window; a window of one step is the plain scan (r_t = delta_t u_t B_t)."""
+    W = int(local_window or 0)
+    if W < 0:
+        raise ValueError(f"triton selective scan: local_window must be >= 0, got {W}")
+    return W if W > 1 else 0
+
+
+def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y, last, staged=None):
+    """(warps walking each row block, launch(seg, nseg, hseg, pseg, PASS, has_z, W)): a launcher of
+    `_fwd_step_kernel` over nseg segments of seg steps (PASS as there; W > 1 a local window, seg a multiple of
+    it). staged: a list that holds B and C in fp32 once staged (`_bc32_for`), shared between launches."""
     b, K, d, L = u.shape
     N = A.shape[-1]
     args = (u, delta, A, B, C,
             D if D is not None else A, z if z is not None else A, delta_bias if delta_bias is not None else A,
             index, y, last)
     strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(y), *_strides(B), *_strides(C))
-    if W == 0 and _CFG["step_fwd"]:
-        R, nw = pick_step_config(b * K * d, u.device.type)
-        meta = dict(N=N, BD=R * 32 * nw, HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
-                    SOFTPLUS=bool(delta_softplus), FAST=u.is_cuda and not _interpreting(),
-                    PAIRS=_pairs_ok(B) and _pairs_ok(C), **_launch_opts(nw, "step", u.device.type))
+    R, nw = pick_step_config(b * K * d, u.device.type)
+    BD = R * 32 * nw
+    meta = dict(N=N, BD=BD, HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                FAST=u.is_cuda and not _interpreting(), PAIRS=_pairs_ok(B) and _pairs_ok(C))
 
-        def launch_step(seg, nseg, hseg, pseg, PASS, has_z):
-            grid = (triton.cdiv(d, R * 32 * nw), b * K, nseg)
-            _fwd_step_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=has_z, PASS=PASS, **meta)
-        return (R, 32 * nw, 1, 1, nw), launch_step
-    BDR, BDL, T, N2, nw = cfg = pick_config(L, d, N, W, False, u.device.type)
-    meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W, HAS_D=D is not None,
-                HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                FAST=u.is_cuda and not _interpreting(), **_launch_opts(nw, "fwd", u.device.type))
+    def launch(seg, nseg, hseg, pseg, PASS, has_z, W=0):
+        W = W if PASS != 1 else 0                      # the segments' end states are the plain scan's
+        win, wb = A, 0
+        grid = (triton.cdiv(d, BD), b * K, nseg)
+        if W:
+            # a window's steps, read back by its reverse sweep: per channel C h + D u, delta, delta u and the gate
+            wb = min(W, seg)
+            win = torch.empty((b * K * nseg, wb, d, 4), device=u.device, dtype=torch.float32)
+        bc32 = _bc32_for(B, C, W, staged)
+        _fwd_step_kernel[grid](*args, hseg, pseg, win, A if bc32 is None else bc32, K, d, L, seg, nseg, wb, *strides,
+                               W=W, HAS_Z=has_z, PASS=PASS, BC32=bc32 is not None, **meta,
+                               **_launch_opts(nw, "step_win" if W else "step", u.device.type))
+    return (triton.cdiv(d, BD) * nw), launch
 
-    def launch(seg, nseg, hseg, pseg, PASS, has_z):
-        grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
-        _fwd_kernel[grid](*args, hseg, pseg, K, d, L, seg, nseg, *strides, HAS_Z=has_z, PASS=PASS, **meta)
-    return cfg, launch
+
+def _bc32_for(B, C, W: int, staged) -> Optional[torch.Tensor]:
+    """B and C staged in fp32 for the kernels (`_bc_fp32`), or None where they read B and C themselves: staged with
+    a local window (its reverse sweeps read them a second time) or when `_CFG["bc_fp32"]` says so; `staged` (a list)
+    keeps the copy across the launches of one call."""
+    if not (W or _CFG["bc_fp32"]):
+        return None
+    if staged is None:
+        return _bc_fp32(B, C)
+    if not staged:
+        staged.append(_bc_fp32(B, C))
+    return staged[0]
+
+
+def _bc_fp32(B, C) -> torch.Tensor:
+    """B and C as (b * K, L, 2N) fp32, a token's states contiguous (`_bc_fp32_kernel`)."""
+    b, K, N, L = B.shape
+    out = torch.empty((b * K, L, 2 * N), device=B.device, dtype=torch.float32)
+    BL = max(1, min(128, 2048 // N, _next_pow2(L)))
+    _bc_fp32_kernel[(triton.cdiv(L, BL), b * K)](B, C, out, K, L, *B.stride(), *C.stride(), N=N, BL=BL, num_warps=4)
+    return out
 
 
 def pick_step_config(rows: int, device_type: str = "cuda", which: str = "fwd") -> Tuple[int, int]:
@@ -1080,7 +858,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
     _check(A, D, delta_bias, index)
     b, K, d, L = u.shape
     N = A.shape[-1]
-    W = int(local_window or 0)
+    W = _window(local_window)
     y = _out_like(u)
     last = _out_like(u, torch.float32, (b, K, d, N))
     if L == 0:
@@ -1088,14 +866,14 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
         return y, last
     if index is None:
         index = _identity_index(K, L, u.device)
-    (BDR, BDL, T, _, nw), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
-                                                 y, last)
-    nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
+    warps, launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y, last, [])
+    # segments hold whole windows (windows start at multiples of W scanned steps)
+    nseg, seg = pick_segments(L, max(W, 1), b * K * warps)
     if nseg == 1:
-        launch(L, 1, A, A, 0, z is not None)
+        launch(L, 1, A, A, 0, z is not None, W)
     else:
         hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
-        launch(seg, nseg, hseg, pseg, 2, z is not None)
+        launch(seg, nseg, hseg, pseg, 2, z is not None, W)
     return y, last
 
 
@@ -1104,8 +882,7 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     """Gradients in the layouts of their inputs (`torch.empty_like`); dy may have any strides."""
     _check(A, D, delta_bias, index)
     b, K, d, L = u.shape
-    N = A.shape[-1]
-    W = int(local_window or 0)
+    W = _window(local_window)
     du = _out_like(u)
     ddelta = _out_like(delta)
     dz = _out_like(z) if z is not None else None
@@ -1117,46 +894,8 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
     if L > 0:
         if index is None:
             index = _identity_index(K, L, u.device)
-        if W == 0 and _CFG["step_bwd"]:
-            _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
-                      du, ddelta, dA, dB32, dC32, dD, dz, dbias)
-            return _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbias)
-        BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type)
-        nseg, seg = pick_segments(L, T, b * K * triton.cdiv(d, BDR * BDL) * nw)
-        if nseg == 1:
-            # few rows and a short sequence: smaller programs instead of segments
-            BDR, BDL, T, N2, nw = pick_config(L, d, N, W, True, u.device.type, b * K * d)
-        nchunk = triton.cdiv(L, T)
-        states = torch.empty((b * K, nchunk, d, N) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
-        dummy = A
-        args = (dy, u, delta, A, B, C,
-                D if D is not None else dummy, z if z is not None else dummy,
-                delta_bias if delta_bias is not None else dummy,
-                index,
-                states, du, ddelta, dA, dB32, dC32,
-                dD if dD is not None else dummy, dz if dz is not None else dummy,
-                dbias if dbias is not None else dummy)
-        strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
-                   *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32))
-        meta = dict(N1=N // N2, N2=N2, BDR=BDR, BDL=BDL, T=T, LOG_T=T.bit_length() - 1, W=W,
-                    HAS_D=D is not None, HAS_Z=z is not None,
-                    HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                    FAST=u.is_cuda and not _interpreting(), **_launch_opts(nw, "bwd", u.device.type))
-        grid = (triton.cdiv(d, BDR * BDL), b * K, nseg)
-        if nseg == 1:
-            _bwd_kernel[grid](*args, dummy, dummy, K, d, L, nchunk, nchunk, 1, *strides, PASS=0, **meta)
-        else:
-            # the forward state entering each segment, then the adjoint carry entering each from the right:
-            # each segment's own carry from a zero start (PASS 3), chained right to left with the decays
-            # (du, dA stand in for y, last_state: the segment pass writes neither)
-            (_, _, fT, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
-                                                     W, du, dA)
-            assert seg % fT == 0, (seg, fT)
-            hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
-            cseg = torch.empty_like(hseg)
-            _bwd_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // T, nseg, *strides, PASS=3, **meta)
-            _combine(cseg, pseg, reverse=True)
-            _bwd_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // T, nseg, *strides, PASS=4, **meta)
+        _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
+                  du, ddelta, dA, dB32, dC32, dD, dz, dbias)
     else:
         du.zero_(); ddelta.zero_()
         if dz is not None:
@@ -1176,27 +915,33 @@ def _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbi
     return du, ddelta, dA, dB, dC, dD, dz, dbias
 
 
-def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
+def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
               du, ddelta, dA, dB32, dC32, dD, dz, dbias):
-    """`_bwd_step_kernel` (no local window): one pass per row, or segments scanned in parallel when few rows
-    would walk a long sequence (the forward's segment pass gives each segment's entering state)."""
+    """`_bwd_step_kernel`: one pass per row, or segments scanned in parallel when few rows would walk a long
+    sequence (the forward's segment pass gives each segment's entering state). Segments hold whole chunks of two
+    steps and whole windows."""
     b, K, d, L = u.shape
     N = A.shape[-1]
     R, nw = pick_step_config(b * K * d, u.device.type, "bwd")
-    nseg, seg = pick_segments(L, 2, b * K * triton.cdiv(d, R * 32 * nw) * nw)
+    nseg, seg = pick_segments(L, math.lcm(2, W) if W else 2, b * K * triton.cdiv(d, R * 32 * nw) * nw)
     nchunk = triton.cdiv(L, 2)
     states = torch.empty((b * K, nchunk, N, d) if nchunk > 1 else (1,), device=u.device, dtype=torch.float32)
+    sig = torch.empty_like(states) if W else states
+    staged = []
+    bc32 = _bc32_for(B, C, W, staged)
     dummy = A
     fast = u.is_cuda and not _interpreting()
     strides = (*_strides(u), *_strides(delta), *_strides(z), *_strides(dy), *_strides(B), *_strides(C),
                *_strides(du), *_strides(ddelta), *_strides(dz), *_strides(dB32), *_strides(dC32))
     args = (dy, u, delta, A, B, C, D if D is not None else dummy, z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, index, states, du, ddelta, dA, dB32, dC32,
+            delta_bias if delta_bias is not None else dummy, index, states, sig, dummy if bc32 is None else bc32,
+            du, ddelta, dA, dB32, dC32,
             dD if dD is not None else dummy, dz if dz is not None else dummy, dbias if dbias is not None else dummy)
-    meta = dict(N=N, BD=R * 32 * nw, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                SOFTPLUS=bool(delta_softplus), FAST=fast, PAIRS=_pairs_ok(B) and _pairs_ok(C),
-                SCATTER=fast and R * nw == 1 and N == 16 and _CFG["scatter_bwd"],
-                **_launch_opts(nw, "step_bwd", u.device.type))
+    meta = dict(N=N, BD=R * 32 * nw, W=W, HAS_D=D is not None, HAS_Z=z is not None,
+                HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), FAST=fast,
+                PAIRS=_pairs_ok(B) and _pairs_ok(C), SCATTER=fast and R * nw == 1 and N == 16 and _CFG["scatter_bwd"],
+                BC32=bc32 is not None,
+                **_launch_opts(nw, "step_bwd_win" if W else "step_bwd", u.device.type))
     grid = (triton.cdiv(d, R * 32 * nw), b * K, nseg)
     if nseg == 1:
         _bwd_step_kernel[grid](*args, dummy, dummy, K, d, L, nchunk, nchunk, 1, *strides, PASS=0, **meta)
@@ -1204,10 +949,10 @@ def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
     # the forward state entering each segment, then the adjoint carry entering each from the right: each
     # segment's own carry from a zero start (PASS 3), chained right to left with the segments' decays
     # (du, dA stand in for y, last_state: the segment pass writes neither)
-    (_, _, fT, _, _), launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, 0, du, dA)
-    assert seg % fT == 0 and seg % 2 == 0, (seg, fT)
+    _, launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, du, dA, staged)
     hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
     cseg = torch.empty_like(hseg)
-    _bwd_step_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // 2, nseg, *strides, PASS=3, **meta)
+    pass3 = dict(meta, W=0)                             # the global adjoint alone: no window enters it
+    _bwd_step_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // 2, nseg, *strides, PASS=3, **pass3)
     _combine(cseg, pseg, reverse=True)
     _bwd_step_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // 2, nseg, *strides, PASS=4, **meta)

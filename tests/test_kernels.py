@@ -8,6 +8,7 @@ whatever was imported before. GPU (skipped without CUDA): the same checks at rea
 Outputs are poisoned (NaN) before each run so an element the kernel never writes fails the check.
 """
 import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -164,15 +165,46 @@ def test_triton_interpreter_bf16_state_pairs():
     assert not mod._pairs_ok(x["B"])           # odd offset: one state per load
 
 
-@pytest.mark.parametrize("step", [False, True], ids=["tile-kernels", "step-kernels"])
-def test_triton_interpreter_without_window_both_kernels(step, monkeypatch):
-    """Without a local window the step kernels run by default; the tiled ones (the local window's) also take
-    that case when the step kernels are switched off."""
+# local window (LBMamba) in the step kernels: (b, K, d, N, L, W, order, layout, z, D, bias, softplus)
+WINDOW_CASES = [
+    (1, 1, 4, 4, 11, 1, "identity", "contiguous", True, True, True, True),        # W = 1: the plain scan
+    (1, 2, 5, 4, 12, 2, "bidirectional", "channels_last", True, True, True, True),
+    (2, 1, 4, 4, 16, 4, "random", "channels_last", False, True, False, True),
+    (1, 2, 4, 8, 19, 8, "random", "contiguous", True, False, True, False),        # last window partial
+    (1, 1, 6, 4, 14, 3, "reverse", "channels_last", True, True, True, True),       # odd W, L not a multiple
+    (1, 2, 4, 4, 10, 5, "identity", "contiguous", False, False, False, True),      # odd W, no D / z / bias
+]
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES, ids=lambda c: "K{}L{}W{}-{}-{}".format(c[1], c[4], c[5], c[6], c[7]))
+def test_triton_interpreter_window(case):
+    """LBMamba's window in the step kernels (the forward's reverse sweep per window, the backward's window
+    adjoint from the left and reverse state from the right): forward and every gradient, fp32."""
+    b, K, d, N, L, W, order, layout, z, D, bias, softplus = case
+    x = make_inputs(b, K, d, N, L, torch.float32, order=order, z=z, D=D, bias=bias, layout=layout)
+    check_backend(interp_kernels(), x, softplus, W, tol=1e-5)
+
+
+def test_triton_interpreter_window_bf16_state_pairs():
+    """bf16 B and C read two states per word, with a window (the reverse sweeps read them again)."""
     mod = interp_kernels()
-    monkeypatch.setitem(mod._CFG, "step_fwd", step)
-    monkeypatch.setitem(mod._CFG, "step_bwd", step)
-    x = make_inputs(2, 2, 6, 4, 40, torch.float32, order="bidirectional", layout="channels_last")
-    check_backend(mod, x, True, 0, tol=1e-5)
+    x = make_inputs(1, 2, 6, 16, 13, torch.bfloat16, order="bidirectional", layout="channels_last_even")
+    assert mod._pairs_ok(x["B"]) and mod._pairs_ok(x["C"])
+    check_backend(mod, x, True, 4, tol=1e-2)
+
+
+@pytest.mark.parametrize("W", [0, 4])
+def test_triton_interpreter_staged_bc(W, monkeypatch):
+    """B and C read from their fp32 copy (`_bc_fp32`) by every pass, also without a window (`_CFG["bc_fp32"]`),
+    through the segments too."""
+    mod = interp_kernels()
+    monkeypatch.setitem(mod._CFG, "bc_fp32", True)
+    monkeypatch.setattr(mod, "_SEG_MIN", 8)
+    monkeypatch.setattr(mod, "_SEG_SHORT", 0)
+    monkeypatch.setattr(mod, "_SEG_BELOW", 10 ** 9)
+    monkeypatch.setattr(mod, "_SEG_TARGET", 10 ** 9)
+    x = make_inputs(1, 2, 3, 4, 20, torch.float32, order="random", layout="channels_last")
+    check_backend(mod, x, True, W, tol=1e-5)
 
 
 @pytest.mark.parametrize("layout", ["channels_last", "shared_u"])
@@ -184,18 +216,22 @@ def test_triton_interpreter_strided_inputs(layout):
     check_backend(interp_kernels(), x, True, 4, tol=1e-5)
 
 
-@pytest.mark.parametrize("W,L,seg_min,segments", [(0, 37, 4, (3, 16)), (4, 37, 4, (3, 16)), (0, 100, 32, (3, 48))],
-                         ids=["W0-one-chunk-segments", "W4", "W0-three-chunk-segments"])
-def test_triton_interpreter_segmented(W, L, seg_min, segments, monkeypatch):
+@pytest.mark.parametrize("W,L,seg_min,fwd_segments,bwd_segments",
+                         [(0, 37, 8, (4, 10), (4, 10)), (4, 37, 8, (4, 12), (4, 12)), (5, 37, 8, (4, 10), (4, 10)),
+                          (8, 30, 4, (4, 8), (4, 8)), (0, 100, 32, (3, 34), (3, 34))],
+                         ids=["W0", "W4", "W5-odd", "W8-one-window-segments", "W0-long"])
+def test_triton_interpreter_segmented(W, L, seg_min, fwd_segments, bwd_segments, monkeypatch):
     """Forward and backward cut into segments (end states and adjoint carries, their combination, the
-    rescan), forced at a tiny L; the interpreter's chunk is 16 steps, the last segment is partial."""
+    rescan), forced at a tiny L, the last segment partial. With a window, segments hold whole windows (and the
+    backward's whole chunks of two steps): W = 5 cuts both at multiples of 10."""
     mod = interp_kernels()
     monkeypatch.setattr(mod, "_SEG_MIN", seg_min)
     monkeypatch.setattr(mod, "_SEG_SHORT", 0)
     monkeypatch.setattr(mod, "_SEG_BELOW", 10 ** 9)
     monkeypatch.setattr(mod, "_SEG_TARGET", 10 ** 9)
-    assert mod.pick_segments(L, 16, 1) == segments
-    x = make_inputs(2, 2, 6, 4, L, torch.float32, order="random", layout="channels_last")
+    assert mod.pick_segments(L, max(W, 1), 1) == fwd_segments
+    assert mod.pick_segments(L, math.lcm(2, W) if W else 2, 1) == bwd_segments
+    x = make_inputs(1 if W else 2, 2, 5 if W else 6, 4, L, torch.float32, order="random", layout="channels_last")
     check_backend(mod, x, True, W, tol=1e-5)
 
 
@@ -268,15 +304,18 @@ def test_mamba_ssm_backend_rejects_local_window():
         mb.selective_scan_bwd(x["u"], *_args(x, True, 4))
 
 
-def test_config_window_divides_chunk():
+def test_segments_hold_whole_windows():
+    """Windows start at multiples of W scanned steps; a segment must start one (and the backward's at an even
+    step): pick_segments rounds the segment length up to its unit (one segment is the whole sequence)."""
     mod = interp_kernels()
-    for L in (1, 7, 197, 4097):
-        for W in (0, 4, 8, 16):
-            for bwd in (False, True):
-                BDR, BDL, T, N2, nw = mod.pick_config(L, 384, 16, W, bwd, "cuda")
-                assert T & (T - 1) == 0 and 16 % N2 == 0 and N2 * BDL == 32 * nw
-                if W:
-                    assert T % W == 0
+    for L in (197, 4097, 230400):
+        for unit in (1, 2, 3, 4, 6, 8, 16):
+            nseg, seg = mod.pick_segments(L, unit, 4)
+            assert (nseg == 1 and seg == L) or (seg % unit == 0 and nseg * seg >= L and (nseg - 1) * seg < L)
+    assert mod.pick_segments(4097, 16, 4)[0] > 1
+    assert mod._window(0) == 0 and mod._window(1) == 0 and mod._window(8) == 8
+    with pytest.raises(ValueError, match="local_window"):
+        mod._window(-1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,7 +329,9 @@ GPU_CASES = [
     ("vmamba_stage1", (1, 4, 192, 16, 3136, 0, "random")),
     ("lbvim_t", (4, 1, 384, 16, 196, 8, "identity")),
     ("lbvim_t_rev", (2, 1, 384, 16, 196, 8, "reverse")),
-    ("lbvim_1024", (1, 1, 384, 16, 4096, 16, "identity")),
+    ("lbvim_1024", (1, 1, 384, 16, 4096, 16, "identity")),       # segments of whole windows
+    ("window_odd", (2, 2, 384, 16, 197, 7, "random")),             # odd W, L not a multiple, K = 2
+    ("window_1024_k2", (1, 2, 384, 16, 4097, 4, "bidirectional")),  # segments, the last window partial
     ("odd", (3, 2, 100, 16, 1, 0, "random")),
 ]
 
@@ -309,8 +350,8 @@ def test_triton_gpu(name, case, dtype, layout):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name,case", [c for c in GPU_CASES if c[0] in ("vim_t", "vim_t_1024", "odd")],
-                         ids=["vim_t", "vim_t_1024", "odd"])
+@pytest.mark.parametrize("name,case", [c for c in GPU_CASES if c[0] in ("vim_t", "vim_t_1024", "odd", "lbvim_t")],
+                         ids=["vim_t", "vim_t_1024", "lbvim_t", "odd"])
 def test_triton_gpu_bf16_state_pairs(name, case):
     """bf16 B and C read two states per 32-bit word (even offsets, as Vim's x_proj slices usually are)."""
     from vimamba.kernels import selective_scan as ss
@@ -323,15 +364,16 @@ def test_triton_gpu_bf16_state_pairs(name, case):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_triton_gpu_tile_kernels_without_window(dtype, monkeypatch):
-    """The tiled kernels (the local window's) on a windowless shape, the step kernels switched off."""
+def test_triton_gpu_staged_bc_without_window(dtype, monkeypatch):
+    """B and C read from their fp32 copy without a window (`_CFG["bc_fp32"]`, the sweep's option): Vim-T's shape
+    and Vim-T at 1024 px (segments)."""
     from vimamba.kernels import selective_scan as ss
 
-    monkeypatch.setitem(ss._CFG, "step_fwd", False)
-    monkeypatch.setitem(ss._CFG, "step_bwd", False)
-    b, K, d, N, L, W, order = GPU_CASES[0][1]
-    x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order, layout="channels_last")
-    check_backend(ss, x, True, W, tol=1e-5 if dtype == torch.float32 else 1e-2)
+    monkeypatch.setitem(ss._CFG, "bc_fp32", True)
+    for name in ("vim_t", "vim_t_1024"):
+        b, K, d, N, L, W, order = dict(GPU_CASES)[name]
+        x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order, layout="channels_last_even")
+        check_backend(ss, x, True, W, tol=1e-5 if dtype == torch.float32 else 1e-2)
 
 
 @pytest.mark.gpu
@@ -347,17 +389,26 @@ def test_mamba_ssm_backend_gpu(name, case):
     check_backend(mb, x, True, 0, tol=1e-5)
 
 
-def test_kernel_sass_compiles_the_step_kernels_for_sm90():
-    """tools/kernel_sass.py (the offline view of what the H100 runs) on the forward step kernel: it compiles
-    for sm_90 without a GPU, and the loop holds no layout conversion (shuffles or shared memory every step)."""
+@pytest.mark.parametrize("args", [("step_fwd", "--maxnreg", "80"), ("step_fwd", "--window", "8"),
+                                  ("step_bwd", "--maxnreg", "168", "--window", "8")],
+                         ids=["fwd", "fwd-window", "bwd-window"])
+def test_kernel_sass_compiles_the_step_kernels_for_sm90(args):
+    """tools/kernel_sass.py (the offline view of what the H100 runs) on the step kernels, with and without the
+    local window: they compile for sm_90 without a GPU, and no loop waits on a barrier; the forward's loops hold no
+    shuffle (a layout conversion every step; the backward's lane sums are its only shuffles)."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, str(root / "tools" / "kernel_sass.py"), "step_fwd", "--maxnreg", "80"],
+    out = subprocess.run([sys.executable, str(root / "tools" / "kernel_sass.py"), *args],
                          capture_output=True, text=True, cwd=root, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     head, *loops = out.stdout.strip().splitlines()
-    assert "80 registers" in head and loops and "per state update" in loops[0]
-    assert "SHFL" not in loops[0] and "BAR.SYNC" not in loops[0]
+    assert loops and all("per state update" in line for line in loops)
+    if args[0] == "step_fwd" and "--maxnreg" in args:
+        assert "80 registers" in head
+    for line in loops:
+        assert "BAR.SYNC" not in line
+        if args[0] == "step_fwd":
+            assert "SHFL" not in line

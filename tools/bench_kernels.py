@@ -232,19 +232,18 @@ def sweep(shape_names, dtype, layout, passes=("fwd", "bwd")):
 
     base = dict(ss._CFG)
     results = []
-    # the step kernels (no local window): (channels per thread, warps, register cap or 0)
-    fwd_cfgs = [dict(step_fwd=True, step_regs_fwd=r, step_warps_fwd=nw, maxnreg_step=reg)
+    # the step kernels: (channels per thread, warps, register cap or 0); B and C read from an fp32 copy or not
+    fwd_cfgs = [dict(step_regs_fwd=r, step_warps_fwd=nw, maxnreg_step=reg)
                 for r, nw, reg in [(1, 4, 0), (1, 4, 80), (1, 4, 96), (1, 2, 0), (1, 2, 80), (1, 1, 0), (1, 1, 80),
                                    (2, 2, 0), (2, 1, 0), (2, 4, 0), (2, 2, 128)]]
-    bwd_cfgs = [dict(step_bwd=True, step_regs_bwd=r, step_warps_bwd=nw, maxnreg_step_bwd=reg, scatter_bwd=sc)
+    fwd_cfgs += [dict(bc_fp32=True)]
+    bwd_cfgs = [dict(step_regs_bwd=r, step_warps_bwd=nw, maxnreg_step_bwd=reg, scatter_bwd=sc)
                 for r, nw, reg, sc in [(1, 1, 0, True), (1, 1, 168, True), (1, 1, 128, True), (1, 1, 0, False),
                                        (1, 2, 0, False), (1, 4, 0, False), (2, 1, 0, False)]]
-    # the tiled kernels (the local window's): (lanes along the states, steps per chunk, channels per thread,
-    # warps, register cap or 0)
-    fwd_cfgs += [dict(step_fwd=False, n_lanes_fwd=nl, T_fwd=T, d_regs_fwd=r, num_warps_fwd=nw, maxnreg_fwd=reg)
-                 for nl, T, r, nw, reg in [(4, 1, 4, 4, 0), (2, 1, 2, 2, 0), (1, 1, 1, 4, 0)]]
-    bwd_cfgs += [dict(step_bwd=False, n_lanes_bwd=nl, T_bwd=T, d_regs_bwd=r, num_warps_bwd=nw, maxnreg_bwd=reg)
-                 for nl, T, r, nw, reg in [(8, 2, 2, 1, 0), (8, 2, 1, 1, 0), (16, 2, 2, 1, 0)]]
+    bwd_cfgs += [dict(bc_fp32=True)]
+    # with a local window: the register caps of the windowed kernels (0: none)
+    fwd_cfgs += [dict(maxnreg_step_win=reg) for reg in (0, 96, 128, 168)]
+    bwd_cfgs += [dict(maxnreg_step_bwd_win=reg) for reg in (0, 128, 168, 200)]
     for name in shape_names:
         b, K, d, L, W, order, grid, N = SHAPES[name]
         x = make_inputs(b, K, d, L, dtype, layout=layout, N=N)

@@ -11,7 +11,7 @@ PYTHONPATH to compile with it (`pip install --target DIR triton==3.6.0`).
 
     python tools/kernel_sass.py step_fwd                          # the forward step kernel, bf16, Vim's flags
     python tools/kernel_sass.py step_bwd --maxnreg 168            # the backward step kernel under a register cap
-    python tools/kernel_sass.py tile_fwd --lanes 4 --regs 4 --warps 4 --window 8 --T 8
+    python tools/kernel_sass.py step_fwd --window 8               # with LBMamba's local window (W = 8)
     PYTHONPATH=/tmp/t36 python tools/kernel_sass.py step_fwd --keep out/sass   # with triton 3.6, keep PTX/SASS
 
 The strides a channels-last input has equal to 1 are compiled as constants, as Triton specialises them at run
@@ -28,8 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-KERNELS = {"tile_fwd": "_fwd_kernel", "tile_bwd": "_bwd_kernel", "step_fwd": "_fwd_step_kernel",
-           "step_bwd": "_bwd_step_kernel"}
+KERNELS = {"step_fwd": "_fwd_step_kernel", "step_bwd": "_bwd_step_kernel"}
 # activations and their gradients; parameters and buffers stay fp32
 _ACTIVATIONS = {"u_ptr", "dl_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dy_ptr", "du_ptr", "ddl_ptr", "dz_ptr"}
 
@@ -43,15 +42,13 @@ def compile_kernel(args):
     kernel = getattr(ss, KERNELS[args.kernel])
     flags = dict(HAS_D=not args.plain, HAS_Z=not args.plain, HAS_BIAS=not args.plain, SOFTPLUS=not args.plain,
                  FAST=True, PASS=args.pass_)
-    if args.kernel.startswith("step"):
-        consts = dict(N=args.N, BD=args.regs * 32 * args.warps, PAIRS=args.pairs, **flags)
-        if args.kernel == "step_bwd":
-            consts["SCATTER"] = args.scatter and args.regs * args.warps == 1 and args.N == 16
-        updates = args.N * args.regs * (2 if args.kernel == "step_bwd" else 1)
-    else:
-        consts = dict(N1=args.N // args.lanes, N2=args.lanes, BDR=args.regs, BDL=32 * args.warps // args.lanes,
-                      T=args.T, LOG_T=args.T.bit_length() - 1, W=args.window, **flags)
-        updates = args.T * (args.N // args.lanes) * args.regs
+    bc32 = args.window > 1 if args.bc32 < 0 else bool(args.bc32)
+    consts = dict(N=args.N, BD=args.regs * 32 * args.warps, PAIRS=args.pairs, W=args.window,
+                  BC32=bc32, **flags)
+    if args.kernel == "step_bwd":
+        consts["SCATTER"] = args.scatter and args.regs * args.warps == 1 and args.N == 16
+    # the backward's loops walk chunks of two steps; the forward's one step
+    updates = args.N * args.regs * (2 if args.kernel == "step_bwd" else 1)
     signature = {}
     for name in inspect.signature(kernel.fn).parameters:
         if name in consts:
@@ -82,20 +79,24 @@ def loops(sass: str):
                                                 for a, t in ins if lo <= a <= addr)
 
 
+def _addresses(sass: str):
+    return [int(m.group(1), 16) for m in (re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
+                                          for line in sass.splitlines()) if m]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kernel", choices=sorted(KERNELS))
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
     p.add_argument("--N", type=int, default=16, help="d_state")
-    p.add_argument("--regs", type=int, default=1, help="channels per thread (tile kernels: d_regs)")
+    p.add_argument("--regs", type=int, default=1, help="channels per thread")
     p.add_argument("--warps", type=int, default=1)
-    p.add_argument("--lanes", type=int, default=4, help="tile kernels: lanes along the states")
-    p.add_argument("--T", type=int, default=1, help="tile kernels: steps per chunk")
-    p.add_argument("--window", type=int, default=0, help="tile kernels: local window")
+    p.add_argument("--window", type=int, default=0, help="local window W (0: none)")
     p.add_argument("--pass", dest="pass_", type=int, default=0, help="PASS (0: one segment)")
     p.add_argument("--maxnreg", type=int, default=0, help="register cap (0: none)")
-    p.add_argument("--pairs", type=int, default=1, help="step kernels: bf16 states read two per word")
-    p.add_argument("--scatter", type=int, default=1, help="step backward: recursive-halving lane sum")
+    p.add_argument("--pairs", type=int, default=1, help="bf16 states read two per word")
+    p.add_argument("--bc32", type=int, default=-1, help="B, C read from their fp32 copy (-1: with a window)")
+    p.add_argument("--scatter", type=int, default=1, help="backward: recursive-halving lane sum")
     p.add_argument("--plain", action="store_true", help="no z, D, delta bias or softplus")
     p.add_argument("--keep", default="", help="folder to keep the TTGIR, PTX and SASS in")
     args = p.parse_args()
@@ -118,9 +119,14 @@ def main():
     print(f"{args.kernel} triton {triton.__version__}: {regs.group(1) if regs else '?'} registers, spills "
           f"{', '.join(f'{n} B {kind}' for n, kind in spills) or 'none'}, shared memory {compiled.metadata.shared} B, "
           f"{ttgir.count('ttg.convert_layout')} layout conversions in the TTGIR")
-    for lo, hi, counts in loops(sass):
+    found = list(loops(sass))
+    for lo, hi, counts in found:
         n = sum(counts.values())
-        print(f"  loop {lo:#x}-{hi:#x}: {n} instructions, {n / updates:.1f} per state update; "
+        inner = [(a, b) for a, b, _ in found if lo <= a and b <= hi and (a, b) != (lo, hi)]
+        # a loop holding others (the window's reverse sweep inside the token loop): also its own instructions
+        own = sum(1 for a in _addresses(sass) if lo <= a <= hi and not any(x <= a <= y for x, y in inner))
+        print(f"  loop {lo:#x}-{hi:#x}: {n} instructions, {n / updates:.1f} per state update"
+              + (f" ({own} outside its inner loops)" if inner else "") + "; "
               + ", ".join(f"{op} {c}" for op, c in counts.most_common(12)))
 
 
