@@ -21,7 +21,7 @@ from timm.layers import DropPath
 
 from ..ops import add_rms_norm, causal_conv1d
 from ..scans import get_pattern
-from .norm import RmsNormFp32, at_least_fp32
+from .norm import MambaRmsNorm, at_least_fp32, fuses_add_rms_norm
 from .scan import pattern_scan
 
 __all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'causal_depthwise_conv1d', 'init_dt_bias_',
@@ -249,16 +249,16 @@ class MambaBlock(nn.Module):
     hands the mixer the result in the activations' dtype. The first block gets residual=None. The drop path of
     block i thus acts on block i-1's mixer output; the model adds the last one before its final norm.
 
-    With an `RmsNormFp32` norm and no active drop path (none configured, or eval mode) the add, the fp32 residual
-    and the norm run as one op, `vimamba.ops.add_rms_norm` (a Triton kernel on CUDA): same numbers, one pass
-    over the stream instead of a chain of elementwise kernels. Other norms (the LayerNorm variants) and training
-    with drop path keep the unfused code below.
+    With a norm that computes what `vimamba.ops.add_rms_norm` does (`fuses_add_rms_norm`: `MambaRmsNorm`, timm's
+    `RmsNormFp32`) and no active drop path (none configured, or eval mode) the add, the fp32 residual and the
+    norm run as one op (a Triton kernel on CUDA): same numbers, one pass over the stream instead of a chain of
+    elementwise kernels. Other norms (the LayerNorm variants) and training with drop path keep the unfused code.
     """
 
     def __init__(
             self,
             dim: int,
-            norm_layer: Type[nn.Module] = RmsNormFp32,
+            norm_layer: Type[nn.Module] = MambaRmsNorm,
             norm_eps: float = 1e-5,
             drop_path: float = 0.,
             residual_in_fp32: bool = True,
@@ -278,11 +278,11 @@ class MambaBlock(nn.Module):
             hidden: torch.Tensor,
             residual: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._fused_add_norm():
-            # residual_dtype: what `residual + hidden` and at_least_fp32 below give.
-            dtype = hidden.dtype if residual is None else torch.promote_types(residual.dtype, hidden.dtype)
-            if self.residual_in_fp32:
-                dtype = torch.promote_types(dtype, torch.float32)
+        # The residual stream's dtype: what `residual + hidden` and at_least_fp32 below give.
+        dtype = hidden.dtype if residual is None else torch.promote_types(residual.dtype, hidden.dtype)
+        if self.residual_in_fp32:
+            dtype = torch.promote_types(dtype, torch.float32)
+        if self._fused_add_norm(dtype):
             normed, residual = add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps, dtype, hidden.dtype)
             return self.mixer(normed), residual
         residual = hidden if residual is None else residual + self.drop_path(hidden)
@@ -291,7 +291,7 @@ class MambaBlock(nn.Module):
         hidden = self.mixer(self.norm(residual).to(hidden.dtype))
         return hidden, residual
 
-    def _fused_add_norm(self) -> bool:
-        """Whether forward runs the add and the norm as one op: an RmsNormFp32 (exactly; a subclass may change
-        the math) and a drop path that is the identity here."""
-        return type(self.norm) is RmsNormFp32 and (isinstance(self.drop_path, nn.Identity) or not self.training)
+    def _fused_add_norm(self, dtype: torch.dtype = torch.float32) -> bool:
+        """Whether forward runs the add and the norm as one op for a residual stream of `dtype`: a norm of
+        `fuses_add_rms_norm` and a drop path that is the identity here."""
+        return fuses_add_rms_norm(self.norm, dtype) and (isinstance(self.drop_path, nn.Identity) or not self.training)
