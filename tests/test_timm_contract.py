@@ -152,6 +152,26 @@ def test_classifier_contract(name):
 
 
 @pytest.mark.parametrize('name', TEST_CLASSIFIERS)
+def test_global_pool_is_checked_alike(name):
+    """One check for every family, at construction and in reset_classifier (which leaves the model as it was)."""
+    owner = {'test_mobilemamba': 'MobileMamba', 'test_atrousmamba': 'AtrousMamba', 'test_vmamba': 'AtrousMamba'}.get(
+        name, 'VisionMamba')
+    with pytest.raises(ValueError, match=rf"{owner}: global_pool='max'; accepted: .*'avg'"):
+        _meta_model(name, global_pool='max')
+    model = _meta_model(name)
+    pool, head = model.global_pool, model.get_classifier()
+    with pytest.raises(ValueError, match=rf"{owner}: global_pool='max'; accepted: "):
+        model.reset_classifier(5, 'max')
+    assert model.global_pool == pool and model.get_classifier() is head
+    if owner != 'VisionMamba':  # a classifier on unpooled maps: only VisionMamba's per-token head takes it
+        with pytest.raises(ValueError, match=rf"{owner}: global_pool='' needs num_classes=0, got num_classes=5"):
+            _meta_model(name, num_classes=5, global_pool='')
+        with pytest.raises(ValueError, match=rf"{owner}: global_pool='' needs num_classes=0, got num_classes=5"):
+            model.reset_classifier(5, '')
+        assert model.global_pool == pool and model.get_classifier() is head
+
+
+@pytest.mark.parametrize('name', TEST_CLASSIFIERS)
 def test_reset_keeps_device_dtype_and_frozen(name):
     model = _meta_model(name, dtype=torch.float64).train()
     model.reset_classifier(7)

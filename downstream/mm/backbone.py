@@ -25,12 +25,12 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import LayerNorm2d
-from timm.models import group_parameters, model_entrypoint
+from timm.models import group_parameters
 
 import vimamba  # noqa: F401  registers the models with timm
 from vimamba.checkpoint import (
     CheckpointError, CheckpointMismatchError, checkpoint_filter_for, read_checkpoint, unwrap_state_dict)
-from vimamba.registry import check_model_name
+from vimamba.registry import check_model_name, family_of
 
 __all__ = ['VimambaBackbone', 'PLAIN_FAMILIES']
 
@@ -40,7 +40,7 @@ PLAIN_FAMILIES = ('vim', 'lbvim', 'shufflemamba')
 
 def _family(model_name: str) -> str:
     check_model_name(model_name, 'model_name', vimamba.list_models(include_test=True), 'vimamba model')
-    return model_entrypoint(model_name).__module__.rsplit('.', 1)[-1]
+    return family_of(model_name)
 
 
 def _build_norm(norm_cfg: Dict[str, Any], channels: int) -> nn.Module:

@@ -106,23 +106,20 @@ def check_device(value: str, arg: str = '--device') -> torch.device:
 
 def restoration_models(include_test: bool = True) -> List[str]:
     """The image-to-image models (MaIR, MaIRUNet) among vimamba's."""
-    from timm.models import model_entrypoint
-
     import vimamba
-    return [n for n in vimamba.list_models(include_test=include_test)
-            if model_entrypoint(n).__module__ == 'vimamba.models.mair']
+    from vimamba.registry import family_of
+    return [n for n in vimamba.list_models(include_test=include_test) if family_of(n) == 'mair']
 
 
 def _check_model(name: str) -> int:
     """The output scale of restoration model `name` (built on the meta device); ValueError for other names."""
     import timm
-    from timm.models import model_entrypoint
 
-    from vimamba.registry import check_model_name
+    from vimamba.registry import check_model_name, model_module
 
     if timm.is_model(name) and name not in restoration_models():
         raise ValueError(f'--model {name!r} is not a restoration model (an image classifier / backbone of '
-                         f'{model_entrypoint(name).__module__}); restoration models: '
+                         f'{model_module(name)}); restoration models: '
                          f'{", ".join(restoration_models(include_test=False))}')
     check_model_name(name, '--model', restoration_models(), 'restoration model')
     with torch.device('meta'):

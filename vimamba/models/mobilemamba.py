@@ -47,6 +47,7 @@ from timm.models._features import feature_take_indices
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.conv_bn import BnLinear, ConvBn2d
 from vimamba.layers.patch_embed import check_image
+from vimamba.layers.pool import check_global_pool
 from vimamba.layers.ss2d import SelectiveScan2d
 from vimamba.scans.base import check_depths
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
@@ -344,10 +345,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
             if len(value) != num_stages:
                 raise ValueError(f'MobileMamba: {name}={tuple(value)} needs one entry per stage '
                                  f'({num_stages}, from embed_dim={tuple(embed_dim)})')
-        if global_pool not in ('avg', ''):
-            raise ValueError(f"MobileMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
-        if not global_pool and num_classes:
-            raise ValueError(f"MobileMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        check_global_pool('MobileMamba', global_pool, ('avg', ''), num_classes)
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.in_chans = in_chans
@@ -424,12 +422,8 @@ class MobileMamba(PretrainedMixin, nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"MobileMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
-            self.global_pool = global_pool
-        if not self.global_pool and num_classes:
-            raise ValueError(f"MobileMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        self.global_pool = check_global_pool(
+            'MobileMamba', self.global_pool if global_pool is None else global_pool, ('avg', ''), num_classes)
         self.num_classes = num_classes
         dd = get_device_dtype(self)
         self.head = (

@@ -36,8 +36,8 @@ from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs,
 from timm.models._features import feature_take_indices
 
 from ..checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
-from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_image, get_fp32_norm_layer, \
-    insert_tokens, resample_pos_embed, split_tokens, stack_directions
+from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_global_pool, check_image, \
+    get_fp32_norm_layer, insert_tokens, resample_pos_embed, split_tokens, stack_directions
 from ..scans.base import check_int, inverse_permutation
 
 try:
@@ -220,10 +220,10 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
     @staticmethod
     def _check_pool(global_pool: str, has_tokens: bool) -> None:
-        if global_pool not in ('', 'token', 'avg', 'map'):
-            raise ValueError(f"global_pool: expected one of 'token', 'avg', 'map', '', got {global_pool!r}")
+        check_global_pool('VisionMamba', global_pool, ('token', 'avg', 'map', ''))
         if global_pool == 'token' and not has_tokens:
-            raise ValueError("global_pool: 'token' needs a class token or registers; this model has neither")
+            raise ValueError("VisionMamba: global_pool='token' needs a class token or registers; this model has "
+                             "neither")
 
     def _pooled_width(self, global_pool: str) -> int:
         if global_pool == 'token' and self.num_reg_tokens:
@@ -315,7 +315,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
         if global_pool is not None:
             self._check_pool(global_pool, self.num_tokens > 0)
             if global_pool == 'map' and self.attn_pool is None:
-                raise ValueError("global_pool: 'map' needs the attention pool built at construction")
+                raise ValueError("VisionMamba: global_pool='map' needs the attention pool built at construction")
             if global_pool != 'map':
                 self.attn_pool = None
             if global_pool != 'token':
