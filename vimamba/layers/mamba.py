@@ -24,24 +24,7 @@ from ..scans import get_pattern
 from .norm import MambaRmsNorm, at_least_fp32, fuses_add_rms_norm
 from .scan import pattern_scan
 
-__all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'causal_depthwise_conv1d', 'init_dt_bias_',
-           'stack_directions']
-
-
-def causal_depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d, reverse: bool = False) -> torch.Tensor:
-    """Depthwise conv over (B, C, L) that sees only the current and earlier steps of the scan.
-
-    `reverse`: the scan runs L-1 .. 0, so "earlier" means later tokens; convolving with the time-flipped kernel
-    and keeping the last L outputs equals flipping, convolving causally and flipping back.
-
-    The output keeps the input's memory layout: a channels-last x (`x.stride(1) == 1`, e.g. the transpose of a
-    (B, L, C) tensor) gives a channels-last result without a copy, as a (1, k) conv2d over the channels_last
-    4-D view (B, C, 1, L); a contiguous x gives a contiguous result.
-    """
-    k = conv.kernel_size[0]
-    weight = conv.weight.flip(-1) if reverse else conv.weight
-    y = F.conv2d(x.unsqueeze(2), weight.unsqueeze(2), conv.bias, padding=(0, k - 1), groups=conv.groups).squeeze(2)
-    return y[..., k - 1:] if reverse else y[..., :x.shape[-1]]
+__all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'init_dt_bias_', 'stack_directions']
 
 
 @torch.no_grad()
