@@ -18,11 +18,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from vimamba import benchmark  # noqa: E402  (registers the models too)
+from vimamba import benchmark  # registers the models too
 
 # group -> substrings of operator names; the first group that matches wins, the rest is "other".
 GROUPS = (
