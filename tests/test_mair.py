@@ -17,7 +17,8 @@ import vimamba.models  # noqa: F401
 from vimamba import ops
 from vimamba.checkpoint import CheckpointMismatchError
 from vimamba.downstream.restoration import functional as RF
-from vimamba.downstream.restoration.datasets import PairedImageDataset, load_image
+from vimamba.downstream.common import load_image
+from vimamba.downstream.restoration.datasets import PairedImageDataset
 from vimamba.models import mair as M
 
 SAMPLE = osp.join(osp.dirname(__import__('matplotlib').__file__), 'mpl-data', 'sample_data', 'grace_hopper.jpg')

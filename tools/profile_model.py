@@ -118,7 +118,7 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--out', default=None, help='folder for profile.md and profile.json')
     args = p.parse_args(argv)
-    from vimamba.downstream.restoration.inference import check_device
+    from vimamba.downstream.common import check_device
     from vimamba.registry import check_model_name
     try:
         check_model_name(args.model)
