@@ -250,7 +250,7 @@ def test_image_check_compiles_fullgraph():
 
 @pytest.mark.parametrize('name,kwargs,owner', [
     ('test_vim', dict(depth=0), 'VisionMamba: depth must be an int >= 1, got 0'),
-    ('test_mobilemamba', dict(depth=(0, 0, 0)), r'MobileMamba: depth=\(0, 0, 0\) builds a model with no blocks'),
+    ('test_mobilemamba', dict(depths=(0, 0, 0)), r'MobileMamba: depths=\(0, 0, 0\) builds a model with no blocks'),
     ('test_atrousmamba', dict(depths=(0, 0, 0, 0)), r'AtrousMamba: depths=\(0, 0, 0, 0\) builds a model with no'),
     ('test_atrousmamba', dict(depths=(2, -1, 1, 1)), r'AtrousMamba: depths\[1\] must be an int >= 0, got -1'),
     ('test_mair', dict(depths=(0,)), r'MaIR: depths=\(0,\) builds a model with no blocks'),

@@ -1,6 +1,6 @@
-"""Which timm model names vimamba registered, and the family of a model."""
+"""Which timm model names vimamba registered, the family of a model, and the keywords the families retired."""
 import difflib
-from typing import Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import timm
 import torch.nn as nn
@@ -18,6 +18,14 @@ def family_of(model: Union[str, nn.Module]) -> Optional[str]:
     `vimamba.models` ('vim', 'mobilemamba', ...); None for a model vimamba does not define."""
     module = model_module(model)
     return module.rsplit('.', 1)[-1] if module.startswith('vimamba.') else None
+
+
+def reject_retired_kwargs(variant: str, kwargs: Dict[str, Any], retired: Dict[str, str]) -> None:
+    """A TypeError (what timm gives for any unknown keyword) naming the first keyword of `kwargs` that `retired`
+    lists, with `retired[keyword]`: what to pass instead."""
+    for key, instead in retired.items():
+        if key in kwargs:
+            raise TypeError(f'{variant}: keyword argument {key!r} is no longer accepted; {instead}')
 
 
 def list_models(filter: str = '', include_test: bool = False) -> list[str]:
