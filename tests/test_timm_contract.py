@@ -17,6 +17,7 @@ whose cfg has `num_classes=None` is image-to-image (restoration): it gets the ch
 classifier.
 """
 import fnmatch
+import re
 
 import pytest
 import torch
@@ -88,6 +89,21 @@ def test_registry_has_models():
     assert TEST_MODELS, 'no test_* variant registered'
     for name in SPEC_PARAMS:
         assert name in ALL_MODELS, f'{name} is in the spec but not registered'
+
+
+@pytest.mark.parametrize('name, kwargs, message', [
+    ('test_vim', dict(expand=2), "test_vim: keyword argument 'expand' is no longer accepted; pass ssm_ratio"),
+    ('test_lbvim', dict(expand=2), "test_lbvim: keyword argument 'expand' is no longer accepted; pass ssm_ratio"),
+    ('test_shufflemamba', dict(expand=2),
+     "test_shufflemamba: keyword argument 'expand' is no longer accepted; pass ssm_ratio"),
+    ('test_mobilemamba', dict(depth=(1, 1, 1)),
+     "test_mobilemamba: keyword argument 'depth' is no longer accepted; pass depths"),
+    ('mairunet_dehaze', dict(dim=8), "mairunet_dehaze: keyword argument 'dim' is no longer accepted; pass embed_dim"),
+])
+def test_one_spelling_per_argument(name, kwargs, message):
+    """A keyword a family spelled differently before is a TypeError (as any unknown keyword) naming its spelling now."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        _meta_model(name, **kwargs)
 
 
 @pytest.mark.parametrize('name', ALL_MODELS)

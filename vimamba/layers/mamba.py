@@ -104,7 +104,7 @@ class MambaMixer(nn.Module):
         dim: channels C of the block.
         d_state: state size N per channel.
         d_conv: depthwise conv kernel.
-        expand: inner width E = expand * C.
+        ssm_ratio: inner width E = int(ssm_ratio * C).
         dt_rank: rank R of the step-size projection ('auto': ceil(C / 16)).
         bidirectional: Vim's bimamba v2 (forward and reversed scans with separate conv, x_proj, dt_proj, A, D).
         reverse: single direction scanning right to left.
@@ -121,7 +121,7 @@ class MambaMixer(nn.Module):
             dim: int,
             d_state: int = 16,
             d_conv: int = 4,
-            expand: int = 2,
+            ssm_ratio: float = 2.0,
             dt_rank='auto',
             bidirectional: bool = True,
             reverse: bool = False,
@@ -142,7 +142,7 @@ class MambaMixer(nn.Module):
                              f"got reverse={reverse}, local_window={local_window}")
         self.dim = dim
         self.d_state = d_state
-        self.d_inner = d_inner = int(expand * dim)
+        self.d_inner = d_inner = int(ssm_ratio * dim)
         self.dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else int(dt_rank)
         self.bidirectional = bidirectional
         self.reverse = reverse
