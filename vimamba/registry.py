@@ -17,7 +17,7 @@ def family_of(model: Union[str, nn.Module]) -> Optional[str]:
     """vimamba's family of `model` (a registered name or an instance): the name of its module under
     `vimamba.models` ('vim', 'mobilemamba', ...); None for a model vimamba does not define."""
     module = model_module(model)
-    return module.rsplit('.', 1)[-1] if module.startswith('vimamba.') else None
+    return module.rsplit('.', 1)[-1] if module.startswith('vimamba.models.') else None
 
 
 def reject_retired_kwargs(variant: str, kwargs: Dict[str, Any], retired: Dict[str, str]) -> None:
