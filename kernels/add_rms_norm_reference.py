@@ -13,7 +13,7 @@ hidden (..., D) and residual (same shape, or None) contiguous; weight (D,). Over
                                        stored in residual_dtype
     normed = residual_out * rsqrt(mean(residual_out^2) + eps) * weight, from the stored residual_out, in out_dtype
 
-This is MambaBlock's `residual + hidden`, `at_least_fp32` and `RmsNormFp32(...).to(hidden.dtype)` in one step.
+This is MambaBlock's `residual + hidden`, `at_least_fp32` and `MambaRmsNorm(...).to(hidden.dtype)` in one step.
 The backward takes the gradients of both outputs (`dresidual_out` may be None: no gradient reached it) and
 recomputes the norm from residual_out with autograd: dhidden = dresidual = dresidual_out + dnorm/dresidual_out,
 dhidden in hidden_dtype; dresidual is None when residual was None (residual_in_dtype None) or when it has

@@ -17,7 +17,7 @@ import interpreted
 from vimamba import ops
 from vimamba.kernels import add_rms_norm_reference as ref
 from vimamba.layers.mamba import MambaBlock
-from vimamba.layers.norm import LayerNormFp32, RmsNormFp32, at_least_fp32
+from vimamba.layers.norm import MambaLayerNorm, MambaRmsNorm, at_least_fp32
 from vimamba.ops import add_rms_norm, dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,11 +49,11 @@ def rel_err(a, b):
 
 
 def unfused(hidden, residual, norm_weight, residual_in_fp32=True, eps=EPS):
-    """What MambaBlock computed before the op: add, at_least_fp32, RmsNormFp32, cast to hidden's dtype."""
+    """What MambaBlock computed before the op: add, at_least_fp32, MambaRmsNorm, cast to hidden's dtype."""
     res = hidden if residual is None else residual + hidden
     if residual_in_fp32:
         res = at_least_fp32(res)
-    norm = RmsNormFp32(hidden.shape[-1], eps=eps, device="meta")
+    norm = MambaRmsNorm(hidden.shape[-1], eps=eps, device="meta")
     normed = torch.func.functional_call(norm, {"weight": norm_weight}, (res,))
     return normed.to(hidden.dtype), res
 
@@ -465,9 +465,58 @@ def test_mamba_block_bf16_model_fp32_residual(one_thread):
 
 def test_mamba_block_keeps_unfused_paths():
     """LayerNorm blocks, and drop path in training, run the unfused code."""
-    assert not MambaBlock(8, d_state=4, norm_layer=LayerNormFp32)._fused_add_norm()
+    assert not MambaBlock(8, d_state=4, norm_layer=MambaLayerNorm)._fused_add_norm()
     blk = MambaBlock(8, d_state=4, drop_path=0.1)
     assert not blk.train()._fused_add_norm() and blk.eval()._fused_add_norm()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("norm_name", ["ours", "timm", "timm-no-weight", "timm-layernorm", "ours-layernorm"])
+def test_mamba_block_fused_path_by_what_the_norm_computes(norm_name, dtype, one_thread, monkeypatch):
+    """Our RMSNorm and timm's RmsNormFp32 (the same math) both take the fused path, except timm's for an fp64
+    stream (it computes in fp32), and give the unfused path's output; norms of other math stay unfused."""
+    import functools
+
+    import timm.layers
+
+    import vimamba.layers.mamba as mamba_module
+
+    norm_layer, fused = {
+        "ours": (MambaRmsNorm, True),
+        "timm": (timm.layers.RmsNormFp32, dtype != torch.float64),
+        "timm-no-weight": (functools.partial(timm.layers.RmsNormFp32, affine=False), False),
+        "timm-layernorm": (timm.layers.LayerNormFp32, False),
+        "ours-layernorm": (MambaLayerNorm, False),
+    }[norm_name]
+    torch.manual_seed(0)
+    new = torch.nn.Sequential(*[MambaBlock(16, d_state=4, norm_layer=norm_layer) for _ in range(2)]).to(dtype).eval()
+    for blk in new:
+        if getattr(blk.norm, "weight", None) is not None:
+            with torch.no_grad():
+                blk.norm.weight.uniform_(0.5, 1.5)
+    old = copy.deepcopy(new)
+    for blk in old:
+        blk.forward = old_block_forward.__get__(blk)
+    stream = torch.promote_types(dtype, torch.float32)
+    assert [blk._fused_add_norm(stream) for blk in new] == [fused, fused]
+    calls = []
+    monkeypatch.setattr(mamba_module, "add_rms_norm", lambda *a, **k: calls.append(1) or add_rms_norm(*a, **k))
+    x = torch.randn(2, 9, 16).to(dtype)
+    (y, res, dx, grads), (y_old, res_old, dx_old, grads_old) = _run_blocks(new, x), _run_blocks(old, x)
+    assert len(calls) == (2 if fused else 0)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    if dtype == torch.bfloat16:
+        assert rel_err(y, y_old) < 2e-2 and rel_err(res, res_old) < 2e-2 and rel_err(dx, dx_old) < 5e-2
+    else:
+        torch.testing.assert_close(y, y_old, **tol)
+        torch.testing.assert_close(res, res_old, **tol)
+        torch.testing.assert_close(dx, dx_old, **tol)
+    assert grads.keys() == grads_old.keys()
+    for name in grads:
+        if dtype == torch.bfloat16:
+            assert grads[name].dtype == grads_old[name].dtype, name
+        else:
+            torch.testing.assert_close(grads[name], grads_old[name], **tol, msg=lambda m: f"{name}: {m}")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -302,6 +302,16 @@ def test_detect_changes_stops_on_plain_mistakes_with_one_line(args, message, tmp
     assert 'warning' not in err  # stopped before any model work
 
 
+def test_change_detection_reads_images_without_the_restoration_package():
+    import subprocess
+    import sys
+
+    code = ('import sys; import vimamba.downstream.change_detection.inference; '
+            'print(sorted(m for m in sys.modules if m.startswith("vimamba.downstream.")))')
+    loaded = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert 'vimamba.downstream.common' in loaded and 'restoration' not in loaded, loaded
+
+
 def test_detect_changes_warns_without_weights_and_creates_the_out_folder(tmp_path, capsys, one_thread):
     for name in ('A.png', 'B.png'):
         Image.new('RGB', (24, 24)).save(tmp_path / name)

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 
 import interpreted
+from references import causal_depthwise_conv1d
 
 from vimamba import ops
 from vimamba.kernels import causal_conv1d_reference as ref
-from vimamba.layers.mamba import MambaMixer, causal_depthwise_conv1d
+from vimamba.layers.mamba import MambaMixer
 from vimamba.layers.norm import at_least_fp32
 from vimamba.ops import causal_conv1d, causal_conv1d_flops, dispatch
 

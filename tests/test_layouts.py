@@ -8,9 +8,11 @@ import pytest
 import timm
 import torch
 
+from references import causal_depthwise_conv1d
+
 import vimamba  # noqa: F401  (registers the models)
 from vimamba import ops
-from vimamba.layers.mamba import MambaMixer, causal_depthwise_conv1d
+from vimamba.layers.mamba import MambaMixer
 from vimamba.models.mobilemamba import MobileMambaSelectiveScan2d
 from vimamba.layers.vss import VMambaSelectiveScan2d
 from vimamba.models.mair import MaIRSelectiveScan2d

@@ -17,7 +17,8 @@ import vimamba.models  # noqa: F401
 from vimamba import ops
 from vimamba.checkpoint import CheckpointMismatchError
 from vimamba.downstream.restoration import functional as RF
-from vimamba.downstream.restoration.datasets import PairedImageDataset, load_image
+from vimamba.downstream.common import load_image
+from vimamba.downstream.restoration.datasets import PairedImageDataset
 from vimamba.models import mair as M
 
 SAMPLE = osp.join(osp.dirname(__import__('matplotlib').__file__), 'mpl-data', 'sample_data', 'grace_hopper.jpg')
@@ -41,7 +42,7 @@ def _one_thread():
 
 
 def tiny_unet(**kw):
-    args = dict(dim=8, depths=(1, 1, 1, 2), num_refinement_blocks=1, ssm_ratio=1.0, flp_ratio=2.0, mlp_ratio=1.5,
+    args = dict(embed_dim=8, depths=(1, 1, 1, 2), num_refinement_blocks=1, ssm_ratio=1.0, flp_ratio=2.0, mlp_ratio=1.5,
                 scan_len=4, base_d_state=1)
     args.update(kw)
     return M.MaIRUNet(**args)
@@ -66,6 +67,13 @@ def test_every_variant_is_registered():
     names = set(vimamba.list_models('mair*'))
     assert set(SPEC_PARAMS) <= names
     assert 'test_mair' in vimamba.list_models('test_mair', include_test=True)
+
+
+def test_mairunet_names_its_width_embed_dim():
+    with pytest.raises(TypeError, match=r"mairunet_realdn: keyword argument 'dim' is no longer accepted; pass "
+                                        r"embed_dim \(the width of the first level\)"):
+        timm.create_model('mairunet_realdn', dim=8, device='meta')
+    assert timm.create_model('mairunet_realdn', embed_dim=8, device='meta').patch_embed.out_channels == 8
 
 
 def test_channel_shuffle_and_rearrange_are_inverse():
@@ -604,7 +612,7 @@ def test_runner_trains_validates_and_tests(div2k, tmp_path):
 
 @pytest.mark.parametrize('config, generator', [
     ('mair_cdn_sigma25_dfwb.py', dict(embed_dim=8, depths=(1,), d_state=1, ssm_ratio=1.0)),
-    ('mairunet_realdn_sidd.py', dict(dim=8, depths=(1, 1, 1, 1), num_refinement_blocks=1, ssm_ratio=1.0,
+    ('mairunet_realdn_sidd.py', dict(embed_dim=8, depths=(1, 1, 1, 1), num_refinement_blocks=1, ssm_ratio=1.0,
                                      base_d_state=1)),
 ])
 def test_runner_runs_the_denoising_recipes(config, generator, div2k, tmp_path):

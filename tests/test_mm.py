@@ -281,12 +281,19 @@ def test_frozen_stages_and_norm_eval(mm):
     assert not bb.model.blocks[1].training and bb.model.blocks[2].training
 
     mob = mm.VimambaBackbone(model_name='test_mobilemamba', frozen_stages=1, norm_eval=True)
+    assert mob.out_indices == (1, 2, 3)  # the default: every stage, the stem left out
     frozen = {n.split('.')[0] + '.' + n.split('.')[1] for n, p in mob.model.named_parameters() if not p.requires_grad}
     assert frozen == {'stem.conv1', 'stem.conv2', 'stem.conv3', 'stem.conv4', 'stages.0'}
+    assert all(p.requires_grad for p in mob.model.stages[1:].parameters())
     mob.train()
     bns = [m for m in mob.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and not any(m.training for m in bns)
-    assert mob.model.stages[1].training
+    assert not mob.model.stem.training and not mob.model.stages[0].training and mob.model.stages[1].training
+    stem_only = mm.VimambaBackbone(model_name='test_mobilemamba', frozen_stages=0)
+    assert not any(p.requires_grad for p in stem_only.model.stem.parameters())
+    assert all(p.requires_grad for p in stem_only.model.stages.parameters())
+    stem_only.train()
+    assert not stem_only.model.stem.training and stem_only.model.stages[0].training
 
 
 def test_layer_decay_constructor_rates_and_no_decay_set(mm):

@@ -5,6 +5,7 @@ tests/test_timm_contract.py; here only what is specific to this family.
 """
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -254,7 +255,7 @@ def test_train_step_cpu():
 # ---------------------------------------------------------------------------------------------------------
 # Official checkpoints: a synthetic state dict built in the official key names
 
-def _official_state_dict(embed_dim, depth, num_classes=1000, kernels=(7, 5, 3),
+def _official_state_dict(embed_dim, depths, num_classes=1000, kernels=(7, 5, 3),
                          global_ratio=(0.8, 0.7, 0.6), local_ratio=(0.2, 0.2, 0.3), fill=None):
     """Keys and shapes of the official MobileMamba state dict, written from the official layout, not from our model."""
     sd = {}
@@ -337,7 +338,7 @@ def _official_state_dict(embed_dim, depth, num_classes=1000, kernels=(7, 5, 3),
             conv_bn(f'{name}.1.conv3', 4 * cin, c)
             dw_ffn(f'{name}.2.0', f'{name}.2.1', c)
             offset = 3
-        for j in range(depth[s]):
+        for j in range(depths[s]):
             block(f'{name}.{j + offset}', c, global_ratio[s], local_ratio[s], kernels[s])
     bn('head.bn', embed_dim[-1])
     sd['head.l.weight'] = fill((num_classes, embed_dim[-1]))
@@ -405,29 +406,28 @@ def test_checkpoint_filter_is_strict():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Backbone behaviour (OpenMMLab conventions)
+# Feature levels (backbone use goes through vimamba.downstream.mm.VimambaBackbone, tested in test_mm.py)
 
-def test_feature_levels_and_pyramid():
-    model = timm.create_model('test_mobilemamba', out_indices=(1, 2, 3)).eval()
+def test_feature_levels():
+    model = timm.create_model('test_mobilemamba').eval()
     assert [f['reduction'] for f in model.feature_info] == [16, 16, 32, 64]
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        maps = model.forward_pyramid(x)
-    assert isinstance(maps, tuple)
+        maps = model.forward_intermediates(x, indices=[1, 2, 3], stop_early=True, intermediates_only=True)
+        features = timm.create_model('test_mobilemamba', features_only=True).eval()(x)
+        stem_and_last = timm.create_model('test_mobilemamba', features_only=True, out_indices=(0, 3)).eval()(x)
     assert [tuple(m.shape) for m in maps] == [(1, 48, 4, 6), (1, 64, 2, 3), (1, 96, 1, 2)]
+    assert [tuple(m.shape) for m in features] == [(1, 48, 4, 6), (1, 64, 2, 3), (1, 96, 1, 2)]
+    assert [tuple(m.shape) for m in stem_and_last] == [(1, 48, 4, 6), (1, 96, 1, 2)]
 
 
-def test_frozen_stages_and_norm_eval():
-    model = timm.create_model('test_mobilemamba', frozen_stages=1, norm_eval=True)
-    model.train()
-    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    assert frozen and all(n.startswith(('stem.', 'stages.0.')) for n in frozen)
-    assert all(not p.requires_grad for p in model.stem.parameters())
-    assert all(not p.requires_grad for p in model.stages[0].parameters())
-    assert all(p.requires_grad for p in model.stages[1].parameters())
-    assert not model.stem.training and not model.stages[0].training and model.stages[1].training
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    assert bns and not any(m.training for m in bns)
-    stem_only = timm.create_model('test_mobilemamba', frozen_stages=0)
-    assert not any(p.requires_grad for p in stem_only.stem.parameters())
-    assert all(p.requires_grad for p in stem_only.stages.parameters())
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(depth=(1, 1, 1)), "test_mobilemamba: keyword argument 'depth' is no longer accepted; pass depths"),
+    (dict(frozen_stages=1), "test_mobilemamba: keyword argument 'frozen_stages' is no longer accepted; it is an "
+                            "option of vimamba.downstream.mm.VimambaBackbone"),
+    (dict(norm_eval=True), "test_mobilemamba: keyword argument 'norm_eval' is no longer accepted; it is an option "
+                           "of vimamba.downstream.mm.VimambaBackbone"),
+])
+def test_retired_keywords_name_what_replaces_them(kwargs, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        timm.create_model('test_mobilemamba', device='meta', **kwargs)

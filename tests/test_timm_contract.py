@@ -17,6 +17,7 @@ whose cfg has `num_classes=None` is image-to-image (restoration): it gets the ch
 classifier.
 """
 import fnmatch
+import re
 
 import pytest
 import torch
@@ -90,6 +91,21 @@ def test_registry_has_models():
         assert name in ALL_MODELS, f'{name} is in the spec but not registered'
 
 
+@pytest.mark.parametrize('name, kwargs, message', [
+    ('test_vim', dict(expand=2), "test_vim: keyword argument 'expand' is no longer accepted; pass ssm_ratio"),
+    ('test_lbvim', dict(expand=2), "test_lbvim: keyword argument 'expand' is no longer accepted; pass ssm_ratio"),
+    ('test_shufflemamba', dict(expand=2),
+     "test_shufflemamba: keyword argument 'expand' is no longer accepted; pass ssm_ratio"),
+    ('test_mobilemamba', dict(depth=(1, 1, 1)),
+     "test_mobilemamba: keyword argument 'depth' is no longer accepted; pass depths"),
+    ('mairunet_dehaze', dict(dim=8), "mairunet_dehaze: keyword argument 'dim' is no longer accepted; pass embed_dim"),
+])
+def test_one_spelling_per_argument(name, kwargs, message):
+    """A keyword a family spelled differently before is a TypeError (as any unknown keyword) naming its spelling now."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        _meta_model(name, **kwargs)
+
+
 @pytest.mark.parametrize('name', ALL_MODELS)
 def test_variant_on_meta(name):
     """Build on the meta device; parameter count, pretrained cfg fields and the parameter-group API."""
@@ -149,6 +165,26 @@ def test_classifier_contract(name):
     assert unpooled(x).shape == feats.shape
     no_head = _meta_model(name, num_classes=0)
     assert no_head(x).shape == (BATCH, no_head.head_hidden_size)
+
+
+@pytest.mark.parametrize('name', TEST_CLASSIFIERS)
+def test_global_pool_is_checked_alike(name):
+    """One check for every family, at construction and in reset_classifier (which leaves the model as it was)."""
+    owner = {'test_mobilemamba': 'MobileMamba', 'test_atrousmamba': 'AtrousMamba', 'test_vmamba': 'AtrousMamba'}.get(
+        name, 'VisionMamba')
+    with pytest.raises(ValueError, match=rf"{owner}: global_pool='max'; accepted: .*'avg'"):
+        _meta_model(name, global_pool='max')
+    model = _meta_model(name)
+    pool, head = model.global_pool, model.get_classifier()
+    with pytest.raises(ValueError, match=rf"{owner}: global_pool='max'; accepted: "):
+        model.reset_classifier(5, 'max')
+    assert model.global_pool == pool and model.get_classifier() is head
+    if owner != 'VisionMamba':  # a classifier on unpooled maps: only VisionMamba's per-token head takes it
+        with pytest.raises(ValueError, match=rf"{owner}: global_pool='' needs num_classes=0, got num_classes=5"):
+            _meta_model(name, num_classes=5, global_pool='')
+        with pytest.raises(ValueError, match=rf"{owner}: global_pool='' needs num_classes=0, got num_classes=5"):
+            model.reset_classifier(5, '')
+        assert model.global_pool == pool and model.get_classifier() is head
 
 
 @pytest.mark.parametrize('name', TEST_CLASSIFIERS)
@@ -230,7 +266,7 @@ def test_image_check_compiles_fullgraph():
 
 @pytest.mark.parametrize('name,kwargs,owner', [
     ('test_vim', dict(depth=0), 'VisionMamba: depth must be an int >= 1, got 0'),
-    ('test_mobilemamba', dict(depth=(0, 0, 0)), r'MobileMamba: depth=\(0, 0, 0\) builds a model with no blocks'),
+    ('test_mobilemamba', dict(depths=(0, 0, 0)), r'MobileMamba: depths=\(0, 0, 0\) builds a model with no blocks'),
     ('test_atrousmamba', dict(depths=(0, 0, 0, 0)), r'AtrousMamba: depths=\(0, 0, 0, 0\) builds a model with no'),
     ('test_atrousmamba', dict(depths=(2, -1, 1, 1)), r'AtrousMamba: depths\[1\] must be an int >= 0, got -1'),
     ('test_mair', dict(depths=(0,)), r'MaIR: depths=\(0,\) builds a model with no blocks'),

@@ -17,9 +17,11 @@ import torch.nn.functional as F
 import timm
 from timm.layers import resample_abs_pos_embed
 
+from references import token_positions
+
 import vimamba  # noqa: F401
 from vimamba.checkpoint import CheckpointMismatchError
-from vimamba.layers import MambaMixer, insert_tokens, resample_pos_embed, split_tokens, token_positions
+from vimamba.layers import MambaMixer, insert_tokens, resample_pos_embed, split_tokens
 from vimamba.models.vim import layer_shuffle_order
 from vimamba.ops import selective_scan
 from vimamba.scans import get_pattern, lbmamba_window

@@ -30,8 +30,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # name: (batch, K, d, L, local_window, order, grid, d_state)
 SHAPES = {

@@ -15,14 +15,11 @@ The model is built on the meta device, so converting a 340M-parameter checkpoint
 """
 import argparse
 import os
-import sys
 from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
-from vimamba.checkpoint import (  # noqa: E402
+from vimamba.checkpoint import (
     CheckpointError, CheckpointMismatchError, checkpoint_filter_for, read_checkpoint, unwrap_state_dict)
 
 

@@ -22,11 +22,8 @@ import collections
 import inspect
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 KERNELS = {"step_fwd": "_fwd_step_kernel", "step_bwd": "_bwd_step_kernel"}
 # activations and their gradients; parameters and buffers stay fp32
@@ -37,7 +34,7 @@ def compile_kernel(args):
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from kernels import selective_scan as ss
+    from vimamba.kernels import selective_scan as ss
 
     kernel = getattr(ss, KERNELS[args.kernel])
     flags = dict(HAS_D=not args.plain, HAS_Z=not args.plain, HAS_BIAS=not args.plain, SOFTPLUS=not args.plain,

@@ -18,11 +18,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from vimamba import benchmark  # noqa: E402  (registers the models too)
+from vimamba import benchmark  # registers the models too
 
 # group -> substrings of operator names; the first group that matches wins, the rest is "other".
 GROUPS = (
@@ -122,7 +118,7 @@ def main(argv=None):
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--out', default=None, help='folder for profile.md and profile.json')
     args = p.parse_args(argv)
-    from vimamba.downstream.restoration.inference import check_device
+    from vimamba.downstream.common import check_device
     from vimamba.registry import check_model_name
     try:
         check_model_name(args.model)

@@ -47,11 +47,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import timm
-from timm.models import model_entrypoint
 
 from . import ops
 from .flops import FVCORE_HANDLES, conv_mode_flop_jit, sdpa_flop_jit  # noqa: F401  (re-exported)
-from .registry import list_models
+from .registry import family_of, list_models, model_module
 
 __all__ = ['main', 'count_flops', 'flop_counter_macs', 'time_step', 'scan_backend', 'is_oom', 'free_memory',
            'training_loss', 'Job', 'Result', 'BASELINES', 'FAMILY_REPRESENTATIVES', 'SWEEP_SIZES']
@@ -324,10 +323,10 @@ class Result:
 
 def model_family(name: str) -> Tuple[str, bool]:
     """(family, is_baseline): the vimamba module name for our models, timm's module for others."""
-    module = model_entrypoint(name).__module__
-    if module.startswith('vimamba.'):
-        return module.rsplit('.', 1)[-1], False
-    return module.rsplit('.', 1)[-1], True
+    family = family_of(name)
+    if family is not None:
+        return family, False
+    return model_module(name).rsplit('.', 1)[-1], True
 
 
 def _resolve_models(patterns: Sequence[str], device: torch.device) -> List[str]:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .registry import model_module
+
 __all__ = [
     'CheckpointError', 'CheckpointMismatchError', 'safe_unpickling', 'read_checkpoint',
     'unwrap_state_dict', 'checkpoint_filter_for', 'fit_state_dict', 'load_checkpoint', 'load_pretrained',
@@ -187,9 +189,10 @@ def unwrap_state_dict(checkpoint: Any, prefer_ema: bool = False, require_ema: bo
 
 def checkpoint_filter_for(model: nn.Module) -> Callable[..., Dict[str, torch.Tensor]]:
     """The family's `checkpoint_filter_fn(state_dict, model, strict=True)`, next to the model's class."""
-    filter_fn = getattr(sys.modules.get(type(model).__module__), 'checkpoint_filter_fn', None)
+    module = model_module(model)
+    filter_fn = getattr(sys.modules.get(module), 'checkpoint_filter_fn', None)
     if filter_fn is None:
-        raise CheckpointError(f'{type(model).__name__} (module {type(model).__module__}) has no '
+        raise CheckpointError(f'{type(model).__name__} (module {module}) has no '
                               f'checkpoint_filter_fn: not a vimamba model')
     return filter_fn
 

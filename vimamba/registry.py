@@ -1,9 +1,31 @@
-"""Which timm model names vimamba registered."""
+"""Which timm model names vimamba registered, the family of a model, and the keywords the families retired."""
 import difflib
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 import timm
+import torch.nn as nn
 from timm.models import model_entrypoint
+
+
+def model_module(model: Union[str, nn.Module]) -> str:
+    """The module that defines `model`: a registered name's entrypoint module, or an instance's class module
+    (a `vmamba_*` name is `vimamba.models.vmamba`, its instance an AtrousMamba of `vimamba.models.atrousmamba`)."""
+    return model_entrypoint(model).__module__ if isinstance(model, str) else type(model).__module__
+
+
+def family_of(model: Union[str, nn.Module]) -> Optional[str]:
+    """vimamba's family of `model` (a registered name or an instance): the name of its module under
+    `vimamba.models` ('vim', 'mobilemamba', ...); None for a model vimamba does not define."""
+    module = model_module(model)
+    return module.rsplit('.', 1)[-1] if module.startswith('vimamba.models.') else None
+
+
+def reject_retired_kwargs(variant: str, kwargs: Dict[str, Any], retired: Dict[str, str]) -> None:
+    """A TypeError (what timm gives for any unknown keyword) naming the first keyword of `kwargs` that `retired`
+    lists, with `retired[keyword]`: what to pass instead."""
+    for key, instead in retired.items():
+        if key in kwargs:
+            raise TypeError(f'{variant}: keyword argument {key!r} is no longer accepted; {instead}')
 
 
 def list_models(filter: str = '', include_test: bool = False) -> list[str]:
@@ -13,7 +35,7 @@ def list_models(filter: str = '', include_test: bool = False) -> list[str]:
     """
     import vimamba.models  # noqa: F401  registration is an import side effect
 
-    names = [n for n in timm.list_models(filter) if model_entrypoint(n).__module__.startswith('vimamba.')]
+    names = [n for n in timm.list_models(filter) if family_of(n) is not None]
     return [n for n in names if include_test or not n.startswith('test_')]
 
 

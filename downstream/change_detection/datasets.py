@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from vimamba.downstream.restoration.datasets import IMAGE_EXTENSIONS, load_image
+from ..common import IMAGE_EXTENSIONS, load_image
 
 from .functional import paired_flip_rotate, paired_random_crop
 

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vimamba.downstream.restoration.datasets import check_image_files, load_image
-from vimamba.downstream.restoration.inference import check_device
+from ..common import check_device, check_image_files, load_image, save_label_map
 
 from .datasets import SECOND_PALETTE
 
@@ -100,13 +99,6 @@ def _net_args_from_config(path: str) -> Tuple[str, dict]:
     return tasks[kind], model
 
 
-def _palette_image(index: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Image:
-    img = Image.fromarray(index.astype(np.uint8), mode='P')
-    flat = [c for rgb in palette for c in rgb]
-    img.putpalette(flat + [0] * (768 - len(flat)))
-    return img
-
-
 @torch.no_grad()
 def detect_changes(net: torch.nn.Module, img1: torch.Tensor, img2: torch.Tensor, crop_size: Optional[int] = 512,
                    stride: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
@@ -174,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     img1, img2 = load_image(args.image1), load_image(args.image2)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     maps = detect_changes(net, img1, img2, args.crop_size or None, args.stride)
-    Image.fromarray((maps[0].numpy() * 255).astype(np.uint8)).save(args.out)
+    save_label_map(maps[0] * 255, args.out)
     written = [args.out]
     if len(maps) == 3:
         stem, _ = osp.splitext(args.out)
@@ -183,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
             tuple(int(v) for v in np.random.RandomState(c).randint(0, 256, 3)) for c in range(1, args.num_classes)]
         for date, index in ((1, maps[1]), (2, maps[2])):
             path = f'{stem}_semantic{date}.png'
-            _palette_image(index.numpy(), palette).save(path)
+            save_label_map(index, path, palette)
             written.append(path)
     for path in written:
         print(path)

@@ -25,12 +25,12 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import LayerNorm2d
-from timm.models import group_parameters, model_entrypoint
+from timm.models import group_parameters
 
 import vimamba  # noqa: F401  registers the models with timm
 from vimamba.checkpoint import (
     CheckpointError, CheckpointMismatchError, checkpoint_filter_for, read_checkpoint, unwrap_state_dict)
-from vimamba.registry import check_model_name
+from vimamba.registry import check_model_name, family_of
 
 __all__ = ['VimambaBackbone', 'PLAIN_FAMILIES']
 
@@ -40,7 +40,7 @@ PLAIN_FAMILIES = ('vim', 'lbvim', 'shufflemamba')
 
 def _family(model_name: str) -> str:
     check_model_name(model_name, 'model_name', vimamba.list_models(include_test=True), 'vimamba model')
-    return model_entrypoint(model_name).__module__.rsplit('.', 1)[-1]
+    return family_of(model_name)
 
 
 def _build_norm(norm_cfg: Dict[str, Any], channels: int) -> nn.Module:
@@ -81,7 +81,7 @@ class VimambaBackbone(BaseModule):
         model_name: a vimamba timm model (`vimamba.list_models()`; tiny `test_*` ones too).
         out_indices: blocks (plain families, 0..depth-1) or feature levels (hierarchical: indices of the model's
             `feature_info`, e.g. MobileMamba 0 = stem, 1..3 = stages) whose maps are returned. Default: four
-            evenly spaced blocks ending at the last one (plain), the model's own default levels (hierarchical).
+            evenly spaced blocks ending at the last one (plain), every stage, the stem left out (hierarchical).
         img_size: size the position embedding is built for (plain families; inputs of other sizes resample it);
             default the model's pretraining size.
         drop_path_rate: stochastic depth of the model.
@@ -156,8 +156,9 @@ class VimambaBackbone(BaseModule):
         if out_indices is None:
             if self.plain:
                 out_indices = [round(num_levels * (i + 1) / 4) - 1 for i in range(4)]
-            else:
-                out_indices = getattr(model, 'out_indices', None) or list(range(num_levels))
+            else:  # every stage: the levels after the stem (MobileMamba's level 0 is its stem)
+                stem = re.compile(self._stem_regex(model))
+                out_indices = [i for i, f in enumerate(model.feature_info) if not stem.match(f['module'])]
         out_indices = tuple(int(i) for i in out_indices)
         bad = [i for i in out_indices if not -num_levels <= i < num_levels]
         if bad or not out_indices:
@@ -216,8 +217,8 @@ class VimambaBackbone(BaseModule):
 
     # -- freezing ----------------------------------------------------------------------------------------
 
-    def _stem_regex(self) -> str:
-        return self.model.group_matcher()['stem']
+    def _stem_regex(self, model: Optional[nn.Module] = None) -> str:
+        return (self.model if model is None else model).group_matcher()['stem']
 
     def _frozen_module_prefixes(self) -> Tuple[str, ...]:
         """Names (inside `self.model`) of the modules / parameters that `frozen_stages` freezes, besides the stem."""

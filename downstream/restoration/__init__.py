@@ -4,7 +4,8 @@ Configs import this module (`custom_imports=dict(imports=['vimamba.downstream.re
 registers the model and losses in mmengine's MODELS, the dataset in DATASETS and the metrics in METRICS.
 `functional` and `datasets` need no mmengine (the `tools/restore.py` demo and the tests use them alone).
 """
-from .datasets import PairedImageDataset, load_image
+from ..common import load_image
+from .datasets import PairedImageDataset
 from .functional import bicubic_degrade, imresize, psnr, ssim
 
 try:

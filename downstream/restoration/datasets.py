@@ -22,46 +22,17 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
+from ..common import IMAGE_EXTENSIONS, load_image
 from .functional import add_gaussian_noise, bicubic_degrade, paired_augment, paired_random_crop
 
-__all__ = ['PairedImageDataset', 'load_image', 'check_image_files', 'IMAGE_EXTENSIONS']
+__all__ = ['PairedImageDataset']
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 _DEGRADATIONS = ('bicubic', 'gaussian_noise')
 _PAIRINGS = ('name', 'haze')
-
-
-def load_image(path: str) -> torch.Tensor:
-    """An image file as a (3, H, W) float32 RGB tensor in [0, 1] (grayscale and palette files converted)."""
-    with Image.open(path) as img:
-        if img.mode in ('I;16', 'I;16B', 'I'):
-            array = np.asarray(img, dtype=np.float32) / 65535.
-            array = np.repeat(array[..., None], 3, axis=-1)
-        else:
-            array = np.asarray(img.convert('RGB'), dtype=np.float32) / 255.
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
-
-
-def check_image_files(paths: Sequence[str], arg: str) -> List[tuple]:
-    """The (width, height) of each file, read from its header; ValueError naming `arg` for a missing or
-    unreadable one (so a command-line tool stops before any model work)."""
-    sizes = []
-    for path in paths:
-        if not osp.isfile(path):
-            raise ValueError(f'{arg}: {path!r} is not a file')
-        try:
-            with Image.open(path) as img:
-                img.verify()
-                sizes.append(img.size)
-        except Exception as e:  # noqa: BLE001  PIL raises several types for a broken file
-            raise ValueError(f'{arg}: {path!r} is not an image PIL can read ({type(e).__name__}: {e})') from None
-    return sizes
 
 
 def _list_images(folder: str, owner: str, argument: str) -> List[str]:

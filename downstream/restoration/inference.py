@@ -16,13 +16,11 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 
-from .datasets import IMAGE_EXTENSIONS, check_image_files, load_image
+from ..common import IMAGE_EXTENSIONS, check_device, check_image_files, load_image, save_image
 
-__all__ = ['build_restorer', 'restore_files', 'score_files', 'restoration_models', 'check_device', 'main']
+__all__ = ['build_restorer', 'restore_files', 'score_files', 'restoration_models', 'main']
 
 
 def build_restorer(model_name: str, checkpoint: Optional[str] = None, device: str = 'cpu') -> torch.nn.Module:
@@ -84,45 +82,30 @@ def restore_files(model: torch.nn.Module, paths: Sequence[str], out_dir: str, ti
         out = forward_self_ensemble(run, lq) if self_ensemble else run(lq)
         if tile and tiles is not None:
             tiles.close()
-        array = (out[0].clamp(0, 1) * 255.).round().byte().permute(1, 2, 0).cpu().numpy()
         target = osp.join(out_dir, osp.splitext(osp.basename(path))[0] + '.png')
-        Image.fromarray(np.ascontiguousarray(array)).save(target)
+        save_image(out[0], target)
         written.append(target)
         images.update(1)
     images.close()
     return written
 
 
-def check_device(value: str, arg: str = '--device') -> torch.device:
-    """`value` as a torch.device that exists here; ValueError naming `arg` otherwise."""
-    try:
-        device = torch.device(value)
-    except RuntimeError as e:
-        raise ValueError(f'{arg} {value!r}: {e}') from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'{arg} {value!r}: no CUDA device here; use {arg} cpu')
-    return device
-
-
 def restoration_models(include_test: bool = True) -> List[str]:
     """The image-to-image models (MaIR, MaIRUNet) among vimamba's."""
-    from timm.models import model_entrypoint
-
     import vimamba
-    return [n for n in vimamba.list_models(include_test=include_test)
-            if model_entrypoint(n).__module__ == 'vimamba.models.mair']
+    from vimamba.registry import family_of
+    return [n for n in vimamba.list_models(include_test=include_test) if family_of(n) == 'mair']
 
 
 def _check_model(name: str) -> int:
     """The output scale of restoration model `name` (built on the meta device); ValueError for other names."""
     import timm
-    from timm.models import model_entrypoint
 
-    from vimamba.registry import check_model_name
+    from vimamba.registry import check_model_name, model_module
 
     if timm.is_model(name) and name not in restoration_models():
         raise ValueError(f'--model {name!r} is not a restoration model (an image classifier / backbone of '
-                         f'{model_entrypoint(name).__module__}); restoration models: '
+                         f'{model_module(name)}); restoration models: '
                          f'{", ".join(restoration_models(include_test=False))}')
     check_model_name(name, '--model', restoration_models(), 'restoration model')
     with torch.device('meta'):

@@ -21,27 +21,11 @@ from timm.layers import DropPath
 
 from ..ops import add_rms_norm, causal_conv1d
 from ..scans import get_pattern
-from .norm import RmsNormFp32, at_least_fp32
+from .norm import MambaRmsNorm, at_least_fp32, fuses_add_rms_norm
 from .scan import pattern_scan
 
-__all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'causal_depthwise_conv1d', 'init_dt_bias_',
-           'init_mamba_ssm_', 'ssm_constants', 'stack_directions']
-
-
-def causal_depthwise_conv1d(x: torch.Tensor, conv: nn.Conv1d, reverse: bool = False) -> torch.Tensor:
-    """Depthwise conv over (B, C, L) that sees only the current and earlier steps of the scan.
-
-    `reverse`: the scan runs L-1 .. 0, so "earlier" means later tokens; convolving with the time-flipped kernel
-    and keeping the last L outputs equals flipping, convolving causally and flipping back.
-
-    The output keeps the input's memory layout: a channels-last x (`x.stride(1) == 1`, e.g. the transpose of a
-    (B, L, C) tensor) gives a channels-last result without a copy, as a (1, k) conv2d over the channels_last
-    4-D view (B, C, 1, L); a contiguous x gives a contiguous result.
-    """
-    k = conv.kernel_size[0]
-    weight = conv.weight.flip(-1) if reverse else conv.weight
-    y = F.conv2d(x.unsqueeze(2), weight.unsqueeze(2), conv.bias, padding=(0, k - 1), groups=conv.groups).squeeze(2)
-    return y[..., k - 1:] if reverse else y[..., :x.shape[-1]]
+__all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'init_dt_bias_', 'init_mamba_ssm_', 'ssm_constants',
+           'stack_directions']
 
 
 @torch.no_grad()
@@ -139,7 +123,7 @@ class MambaMixer(nn.Module):
         dim: channels C of the block.
         d_state: state size N per channel.
         d_conv: depthwise conv kernel.
-        expand: inner width E = expand * C.
+        ssm_ratio: inner width E = int(ssm_ratio * C).
         dt_rank: rank R of the step-size projection ('auto': ceil(C / 16)).
         bidirectional: Vim's bimamba v2 (forward and reversed scans with separate conv, x_proj, dt_proj, A, D).
         reverse: single direction scanning right to left.
@@ -156,7 +140,7 @@ class MambaMixer(nn.Module):
             dim: int,
             d_state: int = 16,
             d_conv: int = 4,
-            expand: int = 2,
+            ssm_ratio: float = 2.0,
             dt_rank='auto',
             bidirectional: bool = True,
             reverse: bool = False,
@@ -177,7 +161,7 @@ class MambaMixer(nn.Module):
                              f"got reverse={reverse}, local_window={local_window}")
         self.dim = dim
         self.d_state = d_state
-        self.d_inner = d_inner = int(expand * dim)
+        self.d_inner = d_inner = int(ssm_ratio * dim)
         self.dt_rank = math.ceil(dim / 16) if dt_rank == 'auto' else int(dt_rank)
         self.bidirectional = bidirectional
         self.reverse = reverse
@@ -263,16 +247,16 @@ class MambaBlock(nn.Module):
     hands the mixer the result in the activations' dtype. The first block gets residual=None. The drop path of
     block i thus acts on block i-1's mixer output; the model adds the last one before its final norm.
 
-    With an `RmsNormFp32` norm and no active drop path (none configured, or eval mode) the add, the fp32 residual
-    and the norm run as one op, `vimamba.ops.add_rms_norm` (a Triton kernel on CUDA): same numbers, one pass
-    over the stream instead of a chain of elementwise kernels. Other norms (the LayerNorm variants) and training
-    with drop path keep the unfused code below.
+    With a norm that computes what `vimamba.ops.add_rms_norm` does (`fuses_add_rms_norm`: `MambaRmsNorm`, timm's
+    `RmsNormFp32`) and no active drop path (none configured, or eval mode) the add, the fp32 residual and the
+    norm run as one op (a Triton kernel on CUDA): same numbers, one pass over the stream instead of a chain of
+    elementwise kernels. Other norms (the LayerNorm variants) and training with drop path keep the unfused code.
     """
 
     def __init__(
             self,
             dim: int,
-            norm_layer: Type[nn.Module] = RmsNormFp32,
+            norm_layer: Type[nn.Module] = MambaRmsNorm,
             norm_eps: float = 1e-5,
             drop_path: float = 0.,
             residual_in_fp32: bool = True,
@@ -292,11 +276,11 @@ class MambaBlock(nn.Module):
             hidden: torch.Tensor,
             residual: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._fused_add_norm():
-            # residual_dtype: what `residual + hidden` and at_least_fp32 below give.
-            dtype = hidden.dtype if residual is None else torch.promote_types(residual.dtype, hidden.dtype)
-            if self.residual_in_fp32:
-                dtype = torch.promote_types(dtype, torch.float32)
+        # The residual stream's dtype: what `residual + hidden` and at_least_fp32 below give.
+        dtype = hidden.dtype if residual is None else torch.promote_types(residual.dtype, hidden.dtype)
+        if self.residual_in_fp32:
+            dtype = torch.promote_types(dtype, torch.float32)
+        if self._fused_add_norm(dtype):
             normed, residual = add_rms_norm(hidden, residual, self.norm.weight, self.norm.eps, dtype, hidden.dtype)
             return self.mixer(normed), residual
         residual = hidden if residual is None else residual + self.drop_path(hidden)
@@ -305,7 +289,7 @@ class MambaBlock(nn.Module):
         hidden = self.mixer(self.norm(residual).to(hidden.dtype))
         return hidden, residual
 
-    def _fused_add_norm(self) -> bool:
-        """Whether forward runs the add and the norm as one op: an RmsNormFp32 (exactly; a subclass may change
-        the math) and a drop path that is the identity here."""
-        return type(self.norm) is RmsNormFp32 and (isinstance(self.drop_path, nn.Identity) or not self.training)
+    def _fused_add_norm(self, dtype: torch.dtype = torch.float32) -> bool:
+        """Whether forward runs the add and the norm as one op for a residual stream of `dtype`: a norm of
+        `fuses_add_rms_norm` and a drop path that is the identity here."""
+        return fuses_add_rms_norm(self.norm, dtype) and (isinstance(self.drop_path, nn.Identity) or not self.training)

@@ -4,14 +4,18 @@ The Vim-family blocks keep the residual stream in fp32 (`residual_in_fp32`) and 
 add-norm, which accumulates in fp32 whatever the parameter dtype. These modules do the same in plain PyTorch, so a
 model cast to bf16 (or run under autocast) normalises its fp32 residual without a dtype clash and without bf16
 accumulation. Parameter names (`weight`, `bias`) match `nn.LayerNorm` and mamba-ssm's RMSNorm.
+
+timm's `RmsNormFp32` / `LayerNormFp32` compute in exactly fp32 (an fp64 input is rounded to fp32); these compute
+in at least fp32, so fp64 gradient checks stay in fp64. Hence their own names.
 """
 from typing import Type, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import RmsNormFp32 as TimmRmsNormFp32
 
-__all__ = ['RmsNormFp32', 'LayerNormFp32', 'get_fp32_norm_layer', 'at_least_fp32']
+__all__ = ['MambaRmsNorm', 'MambaLayerNorm', 'get_fp32_norm_layer', 'at_least_fp32', 'fuses_add_rms_norm']
 
 
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -21,7 +25,7 @@ def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-class RmsNormFp32(nn.Module):
+class MambaRmsNorm(nn.Module):
     """RMSNorm `x * rsqrt(mean(x^2) + eps) * weight` over the last dim, weight only (no bias).
 
     MambaBlock runs the residual add and this norm as one op, `vimamba.ops.add_rms_norm`, which computes the same
@@ -46,7 +50,7 @@ class RmsNormFp32(nn.Module):
         return f'{self.dim}, eps={self.eps}'
 
 
-class LayerNormFp32(nn.Module):
+class MambaLayerNorm(nn.Module):
     """LayerNorm over the last dim with weight and bias, computed in fp32."""
 
     def __init__(self, dim: int, eps: float = 1e-5, device=None, dtype=None):
@@ -69,7 +73,7 @@ class LayerNormFp32(nn.Module):
         return f'{self.dim}, eps={self.eps}'
 
 
-_NORMS = {'rmsnorm': RmsNormFp32, 'layernorm': LayerNormFp32}
+_NORMS = {'rmsnorm': MambaRmsNorm, 'layernorm': MambaLayerNorm}
 
 
 def get_fp32_norm_layer(norm_layer: Union[str, Type[nn.Module]]) -> Type[nn.Module]:
@@ -79,3 +83,20 @@ def get_fp32_norm_layer(norm_layer: Union[str, Type[nn.Module]]) -> Type[nn.Modu
     if norm_layer not in _NORMS:
         raise ValueError(f"norm_layer: unknown norm {norm_layer!r}; accepted: {sorted(_NORMS)} or a module class")
     return _NORMS[norm_layer]
+
+
+def fuses_add_rms_norm(norm: nn.Module, dtype: torch.dtype) -> bool:
+    """Whether `norm` applied to a (..., D) stream of `dtype` computes exactly the norm half of
+    `vimamba.ops.add_rms_norm(..., norm.weight, norm.eps)`: `x * rsqrt(mean(x^2, -1) + eps) * weight` in fp32
+    (fp64 for an fp64 stream), returned in the stream's dtype.
+
+    The set is explicit and by exact type, since a subclass may change the math:
+    - `MambaRmsNorm`: every dtype;
+    - timm's `RmsNormFp32` with a weight (`affine=True`) over the last dim only: every dtype but fp64, which it
+      rounds to fp32.
+    """
+    if type(norm) is MambaRmsNorm:
+        return True
+    if type(norm) is TimmRmsNormFp32:
+        return norm.weight is not None and len(norm.normalized_shape) == 1 and dtype != torch.float64
+    return False

@@ -1,10 +1,26 @@
-"""Attention pooling with one learned latent query (LBVim-528's classification head)."""
+"""Pooling for the classification heads: the `global_pool` argument check every family uses, and attention pooling
+with one learned latent query (LBVim-528's head)."""
+from typing import Optional, Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_, trunc_normal_tf_
 
-__all__ = ['LatentAttentionPool']
+__all__ = ['LatentAttentionPool', 'check_global_pool']
+
+
+def check_global_pool(owner: str, global_pool: str, accepted: Sequence[str], num_classes: Optional[int] = None) -> str:
+    """`global_pool` when it is one of `accepted`; else a ValueError naming `owner`, the value and `accepted`.
+
+    With `num_classes` given, '' (no pooling) also needs num_classes=0: the family's classifier takes pooled
+    features only.
+    """
+    if global_pool not in accepted:
+        raise ValueError(f"{owner}: global_pool={global_pool!r}; accepted: {', '.join(map(repr, accepted))}")
+    if num_classes is not None and not global_pool and num_classes:
+        raise ValueError(f"{owner}: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+    return global_pool
 
 
 class LatentAttentionPool(nn.Module):

@@ -10,35 +10,14 @@ A Mamba scan is order-sensitive, so an extra token's position is part of the arc
 The helpers compute positions from the sequence length at run time (slices and reshapes only, so they trace
 under torch.fx and follow dynamic image sizes).
 """
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from timm.layers import resample_abs_pos_embed
 
-__all__ = ['TOKEN_LAYOUTS', 'token_positions', 'insert_tokens', 'split_tokens', 'resample_pos_embed']
+__all__ = ['TOKEN_LAYOUTS', 'insert_tokens', 'split_tokens', 'resample_pos_embed']
 
 TOKEN_LAYOUTS = ('none', 'head', 'middle', 'interleaved')
-
-
-def _check_layout(layout: str, num_tokens: int) -> None:
-    if layout not in TOKEN_LAYOUTS:
-        raise ValueError(f"layout: unknown token layout {layout!r}; accepted: {TOKEN_LAYOUTS}")
-    if (layout == 'none') != (num_tokens == 0):
-        raise ValueError(f"num_tokens: layout {layout!r} needs {'0' if layout == 'none' else '>= 1'} tokens, "
-                         f"got {num_tokens}")
-
-
-def token_positions(layout: str, num_patches: int, num_tokens: int) -> List[int]:
-    """Sequence positions of the extra tokens for `num_patches` patches."""
-    _check_layout(layout, num_tokens)
-    if layout == 'none':
-        return []
-    if layout == 'head':
-        return list(range(num_tokens))
-    if layout == 'middle':
-        return list(range(num_patches // 2, num_patches // 2 + num_tokens))
-    group = num_patches // (num_tokens + 1)
-    return [i * (group + 1) + group for i in range(num_tokens)]
 
 
 def insert_tokens(x: torch.Tensor, tokens: Optional[torch.Tensor], layout: str) -> torch.Tensor:

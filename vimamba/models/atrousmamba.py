@@ -60,6 +60,7 @@ from timm.models._features import feature_take_indices
 
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.patch_embed import check_image
+from vimamba.layers.pool import check_global_pool
 from vimamba.layers.vss import VSSBlock
 from vimamba.scans import ScanPattern, atrous_block_scans
 from vimamba.scans.base import check_depths, check_int
@@ -196,10 +197,7 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         if len(dims) != num_stages:
             raise ValueError(f'AtrousMamba: embed_dim={tuple(dims)} needs one width per stage '
                              f'({num_stages}, from depths={tuple(depths)})')
-        if global_pool not in ('avg', ''):
-            raise ValueError(f"AtrousMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
-        if not global_pool and num_classes:
-            raise ValueError(f"AtrousMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        check_global_pool('AtrousMamba', global_pool, ('avg', ''), num_classes)
         check_int('AtrousMamba', 'window_size', window_size, 1)
         self.num_classes = num_classes
         self.global_pool = global_pool
@@ -273,12 +271,8 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"AtrousMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
-            self.global_pool = global_pool
-        if not self.global_pool and num_classes:
-            raise ValueError(f"AtrousMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        self.global_pool = check_global_pool(
+            'AtrousMamba', self.global_pool if global_pool is None else global_pool, ('avg', ''), num_classes)
         self.num_classes = num_classes
         dd = get_device_dtype(self)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()

@@ -56,6 +56,7 @@ from vimamba.layers.patch_embed import check_image
 from vimamba.layers.ss2d import SelectiveScan2dCore
 from vimamba.scans import get_pattern
 from vimamba.scans.base import check_depths
+from vimamba.registry import reject_retired_kwargs
 
 __all__ = ['MaIR', 'MaIRUNet', 'MaIRBlock', 'MaIRSelectiveScan2d', 'SequenceShuffleGate', 'checkpoint_filter_fn',
            'forward_tiled', 'forward_self_ensemble', 'channel_shuffle', 'channel_rearrange']
@@ -378,9 +379,9 @@ class MaIR(PretrainedMixin, nn.Module):
 class MaIRUNet(PretrainedMixin, nn.Module):
     """MaIRUNet: Restormer's four-level encoder-decoder with MaIR blocks (real denoising, deblurring, dehazing).
 
-    Level l (0..3) has width dim * 2^l and d_state base_d_state * 2^l; level 1 of the encoder uses
+    Level l (0..3) has width embed_dim * 2^l and d_state base_d_state * 2^l; level 1 of the encoder uses
     `flp_ratio` for its MLPs, every other block `mlp_ratio`. The decoder's first level and the refinement
-    blocks run at width 2 * dim (the level-1 skip is concatenated without a channel reduction). The output
+    blocks run at width 2 * embed_dim (the level-1 skip is concatenated without a channel reduction). The output
     is a residual on the input image.
     """
 
@@ -388,7 +389,7 @@ class MaIRUNet(PretrainedMixin, nn.Module):
             self,
             in_chans: int = 3,
             out_chans: int = 3,
-            dim: int = 48,
+            embed_dim: int = 48,
             depths: Sequence[int] = (4, 6, 6, 8),
             num_refinement_blocks: int = 4,
             ssm_ratio: float = 2.0,
@@ -413,7 +414,7 @@ class MaIRUNet(PretrainedMixin, nn.Module):
         self.num_classes = 0  # image-to-image: no classifier
         self.upscale = 1
         self.scan_len = scan_len
-        self.num_features = 2 * dim
+        self.num_features = 2 * embed_dim
         self.grad_checkpointing = False
 
         def level(width: int, d_state: int, depth: int, ratio: float) -> nn.ModuleList:
@@ -428,24 +429,24 @@ class MaIRUNet(PretrainedMixin, nn.Module):
             return nn.Sequential(nn.Conv2d(width, width * 2, 3, padding=1, bias=False, **dd), nn.PixelShuffle(2))
 
         n = base_d_state
-        self.patch_embed = nn.Conv2d(in_chans, dim, 3, padding=1, bias=False, **dd)
-        self.encoder_level1 = level(dim, n, depths[0], flp_ratio)
-        self.down1_2 = down(dim)
-        self.encoder_level2 = level(dim * 2, n * 2, depths[1], mlp_ratio)
-        self.down2_3 = down(dim * 2)
-        self.encoder_level3 = level(dim * 4, n * 4, depths[2], mlp_ratio)
-        self.down3_4 = down(dim * 4)
-        self.latent = level(dim * 8, n * 8, depths[3], mlp_ratio)
-        self.up4_3 = up(dim * 8)
-        self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=False, **dd)
-        self.decoder_level3 = level(dim * 4, n * 4, depths[2], mlp_ratio)
-        self.up3_2 = up(dim * 4)
-        self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=False, **dd)
-        self.decoder_level2 = level(dim * 2, n * 2, depths[1], mlp_ratio)
-        self.up2_1 = up(dim * 2)
-        self.decoder_level1 = level(dim * 2, n * 2, depths[0], mlp_ratio)
-        self.refinement = level(dim * 2, n * 2, num_refinement_blocks, mlp_ratio)
-        self.output = nn.Conv2d(dim * 2, out_chans, 3, padding=1, bias=False, **dd)
+        self.patch_embed = nn.Conv2d(in_chans, embed_dim, 3, padding=1, bias=False, **dd)
+        self.encoder_level1 = level(embed_dim, n, depths[0], flp_ratio)
+        self.down1_2 = down(embed_dim)
+        self.encoder_level2 = level(embed_dim * 2, n * 2, depths[1], mlp_ratio)
+        self.down2_3 = down(embed_dim * 2)
+        self.encoder_level3 = level(embed_dim * 4, n * 4, depths[2], mlp_ratio)
+        self.down3_4 = down(embed_dim * 4)
+        self.latent = level(embed_dim * 8, n * 8, depths[3], mlp_ratio)
+        self.up4_3 = up(embed_dim * 8)
+        self.reduce_chan_level3 = nn.Conv2d(embed_dim * 8, embed_dim * 4, 1, bias=False, **dd)
+        self.decoder_level3 = level(embed_dim * 4, n * 4, depths[2], mlp_ratio)
+        self.up3_2 = up(embed_dim * 4)
+        self.reduce_chan_level2 = nn.Conv2d(embed_dim * 4, embed_dim * 2, 1, bias=False, **dd)
+        self.decoder_level2 = level(embed_dim * 2, n * 2, depths[1], mlp_ratio)
+        self.up2_1 = up(embed_dim * 2)
+        self.decoder_level1 = level(embed_dim * 2, n * 2, depths[0], mlp_ratio)
+        self.refinement = level(embed_dim * 2, n * 2, num_refinement_blocks, mlp_ratio)
+        self.output = nn.Conv2d(embed_dim * 2, out_chans, 3, padding=1, bias=False, **dd)
 
         if device is None or torch.device(device).type != 'meta':
             self.init_weights()
@@ -718,6 +719,8 @@ def _create(cls, variant: str, pretrained: bool = False, **kwargs) -> nn.Module:
     if kwargs.pop('features_only', False):
         raise ValueError(f'{variant}: features_only is not supported: {cls.__name__} is an image-to-image network '
                          f'at full resolution; use forward_features for its deep features')
+    if cls is MaIRUNet:
+        reject_retired_kwargs(variant, kwargs, {'dim': 'pass embed_dim (the width of the first level)'})
     prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(cls, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
 
@@ -799,12 +802,12 @@ def mair_cdn(pretrained: bool = False, **kwargs) -> MaIR:
 @register_model
 def mairunet_dehaze(pretrained: bool = False, **kwargs) -> MaIRUNet:
     """MaIRUNet for dehazing (RESIDE ITS / OTS / 6K): 3.40M params."""
-    model_args = dict(dim=24, depths=(2, 2, 3, 4), num_refinement_blocks=2, ssm_ratio=1.2, flp_ratio=2.0,
+    model_args = dict(embed_dim=24, depths=(2, 2, 3, 4), num_refinement_blocks=2, ssm_ratio=1.2, flp_ratio=2.0,
                       mlp_ratio=2.0, scan_len=8)
     return _create(MaIRUNet, 'mairunet_dehaze', pretrained, **dict(model_args, **kwargs))
 
 
-_UNET_LARGE = dict(dim=48, depths=(4, 6, 6, 8), num_refinement_blocks=4, ssm_ratio=2.0, flp_ratio=4.0,
+_UNET_LARGE = dict(embed_dim=48, depths=(4, 6, 6, 8), num_refinement_blocks=4, ssm_ratio=2.0, flp_ratio=4.0,
                    mlp_ratio=1.5, scan_len=4)
 
 

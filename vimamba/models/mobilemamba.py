@@ -10,7 +10,7 @@ channels three ways: a global branch (WTE-Mamba: a two-direction selective scan 
 one-level Haar wavelet conv), a local branch (a k x k depthwise conv, k = 7 / 5 / 3 per stage) and an
 untouched remainder, then mixes them with a 1x1 conv. Every BatchNorm folds into its conv (`fuse()`).
 
-| variant | img | embed_dim | depth | params | + Haar filters (official count) | BN folded (+ filters) |
+| variant | img | embed_dim | depths | params | + Haar filters (official count) | BN folded (+ filters) |
 |---|---|---|---|---|---|---|
 | mobilemamba_t2 | 192 | 144, 272, 368 | 1, 2, 2 | 8,806,682 | 8,836,890 | 8,779,236 (8,809,444) |
 | mobilemamba_t4 | 192 | 176, 368, 448 | 1, 2, 2 | 14,137,690 | 14,176,090 | 14,102,692 (14,141,092) |
@@ -25,7 +25,9 @@ What differs from the official code, on purpose:
   reads tokens through the index map; no flipped copies).
 - Modules are named for what they are (`stem`, `stages.i.downsample`, `stages.i.blocks.j.mixer.global_branch`,
   ...); `checkpoint_filter_fn` maps the official names.
-- `frozen_stages` freezes the stem for 0 (the official detection backbone indexes a nonexistent `blocks0`).
+- Dense prediction goes through `vimamba.downstream.mm.VimambaBackbone`, as for every family (`out_indices`,
+  `frozen_stages`, `norm_eval`); its `frozen_stages=0` freezes the stem (the official detection backbone indexes
+  a nonexistent `blocks0`).
 Kept on purpose: the block returns `x + drop_path(F(x))` where F is itself a chain of residual units, so
 the identity is counted twice; the official weights depend on it.
 
@@ -47,10 +49,12 @@ from timm.models._features import feature_take_indices
 from vimamba.checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
 from vimamba.layers.conv_bn import BnLinear, ConvBn2d
 from vimamba.layers.patch_embed import check_image
+from vimamba.layers.pool import check_global_pool
 from vimamba.layers.ss2d import SelectiveScan2dCore
 from vimamba.scans import ScanPattern
 from vimamba.scans.base import check_depths
 from vimamba.layers.wavelet import WaveletConv, WaveletTransform2d
+from vimamba.registry import reject_retired_kwargs
 
 __all__ = ['MobileMamba', 'MobileMambaSelectiveScan2d']
 
@@ -341,24 +345,21 @@ class MobileMambaStage(nn.Module):
 class MobileMamba(PretrainedMixin, nn.Module):
     """MobileMamba classifier / backbone.
 
-    Feature levels (indices of `feature_info`, `forward_intermediates`, `out_indices`): 0 = stem (stride
-    16), 1..3 = stages (strides 16, 32, 64), as the official detection / segmentation backbone numbers them.
+    Feature levels (indices of `feature_info`, `forward_intermediates`): 0 = stem (stride 16), 1..3 = stages
+    (strides 16, 32, 64), as the official detection / segmentation backbone numbers them.
 
     Args:
         in_chans: Input image channels.
         num_classes: Classifier outputs (0: no classifier, `forward` returns pooled features).
         global_pool: 'avg' or '' (no pooling; only with num_classes=0).
         embed_dim: Width of each stage.
-        depth: MobileMamba blocks per stage.
+        depths: MobileMamba blocks per stage.
         global_ratio: Share of channels in each stage's global (wavelet-Mamba) branch.
         local_ratio: Share of channels in each stage's local (depthwise) branch.
         kernel_size: Kernel of the local branch and of the wavelet conv, per stage.
         ssm_ratio: Inner expansion of the selective scan.
         drop_rate: Dropout between the head's BatchNorm and its Linear.
         drop_path_rate: Stochastic depth, linear from 0 over all blocks.
-        out_indices: Feature levels `forward_pyramid` returns (backbone use; official det/seg: (1, 2, 3)).
-        frozen_stages: Levels 0..frozen_stages (stem, stages) kept in eval mode with no gradients; -1: none.
-        norm_eval: Keep every BatchNorm in eval mode while training (detection fine-tuning).
     """
 
     def __init__(
@@ -367,46 +368,37 @@ class MobileMamba(PretrainedMixin, nn.Module):
             num_classes: int = 1000,
             global_pool: str = 'avg',
             embed_dim: Sequence[int] = (192, 384, 448),
-            depth: Sequence[int] = (1, 2, 2),
+            depths: Sequence[int] = (1, 2, 2),
             global_ratio: Sequence[float] = (0.8, 0.7, 0.6),
             local_ratio: Sequence[float] = (0.2, 0.2, 0.3),
             kernel_size: Sequence[int] = (7, 5, 3),
             ssm_ratio: float = 2.0,
             drop_rate: float = 0.,
             drop_path_rate: float = 0.,
-            out_indices: Sequence[int] = (1, 2, 3),
-            frozen_stages: int = -1,
-            norm_eval: bool = False,
             device=None,
             dtype=None,
     ):
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
-        depth = check_depths('MobileMamba', 'depth', depth)
+        depths = check_depths('MobileMamba', 'depths', depths)
         num_stages = len(embed_dim)
-        for name, value in (('depth', depth), ('global_ratio', global_ratio), ('local_ratio', local_ratio),
+        for name, value in (('depths', depths), ('global_ratio', global_ratio), ('local_ratio', local_ratio),
                             ('kernel_size', kernel_size)):
             if len(value) != num_stages:
                 raise ValueError(f'MobileMamba: {name}={tuple(value)} needs one entry per stage '
                                  f'({num_stages}, from embed_dim={tuple(embed_dim)})')
-        if global_pool not in ('avg', ''):
-            raise ValueError(f"MobileMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
-        if not global_pool and num_classes:
-            raise ValueError(f"MobileMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        check_global_pool('MobileMamba', global_pool, ('avg', ''), num_classes)
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.in_chans = in_chans
         self.embed_dim = tuple(embed_dim)
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
-        self.out_indices = tuple(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
 
         self.stem = Stem(in_chans, embed_dim[0], **dd)
         self.feature_info = [dict(num_chs=embed_dim[0], reduction=16, module='stem')]
         # Per-block rates rising linearly over all blocks, grouped per stage (the official schedule).
-        dpr = calculate_drop_path_rates(drop_path_rate, list(depth), stagewise=True)
+        dpr = calculate_drop_path_rates(drop_path_rate, list(depths), stagewise=True)
         stages = []
         reduction = 16
         for i in range(num_stages):
@@ -415,7 +407,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
             stages.append(MobileMambaStage(
                 embed_dim[max(i - 1, 0)],
                 embed_dim[i],
-                depth[i],
+                depths[i],
                 global_ratio[i],
                 local_ratio[i],
                 kernel_size[i],
@@ -428,7 +420,6 @@ class MobileMamba(PretrainedMixin, nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = self.head_hidden_size = embed_dim[-1]
         self.head = BnLinear(self.num_features, num_classes, drop=drop_rate, **dd) if num_classes > 0 else nn.Identity()
-        self._freeze_stages()
 
     @torch.jit.ignore
     def init_weights(self) -> None:
@@ -469,12 +460,8 @@ class MobileMamba(PretrainedMixin, nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        if global_pool is not None:
-            if global_pool not in ('avg', ''):
-                raise ValueError(f"MobileMamba: global_pool={global_pool!r}; accepted: 'avg', ''")
-            self.global_pool = global_pool
-        if not self.global_pool and num_classes:
-            raise ValueError(f"MobileMamba: global_pool='' needs num_classes=0, got num_classes={num_classes}")
+        self.global_pool = check_global_pool(
+            'MobileMamba', self.global_pool if global_pool is None else global_pool, ('avg', ''), num_classes)
         self.num_classes = num_classes
         dd = get_device_dtype(self)
         self.head = (
@@ -552,35 +539,6 @@ class MobileMamba(PretrainedMixin, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.forward_features(x)
         return self.forward_head(x)
-
-    # Backbone behaviour for dense prediction (OpenMMLab conventions) ------------------------------------
-
-    def forward_pyramid(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """The NCHW maps of levels `out_indices` (a tuple, as mmdet / mmseg necks expect)."""
-        return tuple(self.forward_intermediates(
-            x, indices=list(self.out_indices), stop_early=True, intermediates_only=True))
-
-    def _frozen_modules(self) -> List[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        return [self.stem] + list(self.stages[:self.frozen_stages])
-
-    def _freeze_stages(self) -> None:
-        for m in self._frozen_modules():
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'MobileMamba':
-        super().train(mode)
-        if mode:
-            for m in self._frozen_modules():
-                m.eval()
-            if self.norm_eval:
-                for m in self.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
-        return self
 
     @torch.no_grad()
     def fuse(self) -> 'MobileMamba':
@@ -722,14 +680,21 @@ default_cfgs = generate_default_cfgs({
 })
 
 
+_BACKBONE_OPTION = 'it is an option of vimamba.downstream.mm.VimambaBackbone, which wraps every family'
+_RETIRED_KWARGS = {'depth': 'pass depths (blocks per stage)', 'frozen_stages': _BACKBONE_OPTION,
+                   'norm_eval': _BACKBONE_OPTION}
+
+
 def _create_mobilemamba(variant: str, pretrained: bool = False, **kwargs) -> MobileMamba:
+    reject_retired_kwargs(variant, kwargs, _RETIRED_KWARGS)
+    out_indices = kwargs.pop('out_indices', (1, 2, 3))
     prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
         MobileMamba,
         variant,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=(1, 2, 3), feature_cls='getter'),
+        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs,
     )
 
@@ -737,47 +702,47 @@ def _create_mobilemamba(variant: str, pretrained: bool = False, **kwargs) -> Mob
 @register_model
 def mobilemamba_t2(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-T2 @ 192: 8.8M params, 73.6 top-1 (EMA, 300 epochs), 76.9 with KD."""
-    model_args = dict(embed_dim=(144, 272, 368), depth=(1, 2, 2))
+    model_args = dict(embed_dim=(144, 272, 368), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_t2', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_t4(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-T4 @ 192: 14.2M params, 76.1 top-1, 78.9 with KD."""
-    model_args = dict(embed_dim=(176, 368, 448), depth=(1, 2, 2))
+    model_args = dict(embed_dim=(176, 368, 448), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_t4', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_s6(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-S6 @ 224: 15.0M params, 78.0 top-1, 80.7 with KD."""
-    model_args = dict(embed_dim=(192, 384, 448), depth=(1, 2, 2))
+    model_args = dict(embed_dim=(192, 384, 448), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_s6', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_b1(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-B1 @ 256: 17.1M params, 79.9 top-1, 82.2 with KD."""
-    model_args = dict(embed_dim=(200, 376, 448), depth=(2, 3, 2), drop_path_rate=0.03)
+    model_args = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
     return _create_mobilemamba('mobilemamba_b1', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_b2(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-B2 = B1 trained and evaluated @ 384: 81.6 top-1, 83.3 with KD."""
-    model_args = dict(embed_dim=(200, 376, 448), depth=(2, 3, 2), drop_path_rate=0.03)
+    model_args = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
     return _create_mobilemamba('mobilemamba_b2', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_b4(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-B4 = B1 trained and evaluated @ 512: 82.5 top-1, 83.6 with KD."""
-    model_args = dict(embed_dim=(200, 376, 448), depth=(2, 3, 2), drop_path_rate=0.03)
+    model_args = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
     return _create_mobilemamba('mobilemamba_b4', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def test_mobilemamba(pretrained: bool = False, **kwargs) -> MobileMamba:
     """Tiny MobileMamba for tests: every branch (global, local, identity) present in every stage."""
-    model_args = dict(embed_dim=(48, 64, 96), depth=(1, 1, 1))
+    model_args = dict(embed_dim=(48, 64, 96), depths=(1, 1, 1))
     return _create_mobilemamba('test_mobilemamba', pretrained=pretrained, **dict(model_args, **kwargs))

@@ -24,7 +24,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ..checkpoint import prepare_pretrained, fit_state_dict
-from .vim import VisionMamba, remap_official_state_dict
+from ..registry import reject_retired_kwargs
+from .vim import RETIRED_KWARGS, VisionMamba, remap_official_state_dict
 
 __all__ = []
 
@@ -81,6 +82,7 @@ default_cfgs = generate_default_cfgs({
 
 
 def _create_shufflemamba(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
+    reject_retired_kwargs(variant, kwargs, RETIRED_KWARGS)
     out_indices = kwargs.pop('out_indices', 3)
     prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(

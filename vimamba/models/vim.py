@@ -36,8 +36,9 @@ from timm.models import build_model_with_cfg, checkpoint, generate_default_cfgs,
 from timm.models._features import feature_take_indices
 
 from ..checkpoint import PretrainedMixin, prepare_pretrained, fit_state_dict, unwrap_state_dict
-from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_image, get_fp32_norm_layer, \
-    insert_tokens, resample_pos_embed, split_tokens, stack_directions
+from ..layers import LatentAttentionPool, MambaBlock, PatchEmbed, check_global_pool, check_image, \
+    get_fp32_norm_layer, insert_tokens, resample_pos_embed, split_tokens, stack_directions
+from ..registry import reject_retired_kwargs
 from ..scans.base import check_int, inverse_permutation
 
 try:
@@ -76,7 +77,8 @@ class VisionMamba(PretrainedMixin, nn.Module):
             tokens), 'map' (latent attention pool) or '' (no pooling). None picks 'token' when the model has
             class or register tokens, else 'avg'.
         embed_dim, depth: width C and number of blocks.
-        d_state, d_conv, expand, dt_rank: mixer sizes (N, conv kernel, E = expand * C, step-size rank).
+        d_state, d_conv, ssm_ratio, dt_rank: mixer sizes (N, conv kernel, E = int(ssm_ratio * C), step-size
+            rank).
         class_token: one class token at `cls_position` ('middle': Vim; 'head': ShuffleMamba).
         reg_tokens: Mamba-Reg registers interleaved with the patches, each with its own position embedding;
             pooled together through `neck` (Linear C -> C / reg_reduction) and `fc_norm` when reg_reduction > 1.
@@ -109,7 +111,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
             depth: int = 24,
             d_state: int = 16,
             d_conv: int = 4,
-            expand: int = 2,
+            ssm_ratio: float = 2.0,
             dt_rank: Union[int, str] = 'auto',
             class_token: bool = True,
             cls_position: str = 'middle',
@@ -192,7 +194,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
                 residual_in_fp32=residual_in_fp32,
                 d_state=d_state,
                 d_conv=d_conv,
-                expand=expand,
+                ssm_ratio=ssm_ratio,
                 dt_rank=dt_rank,
                 bidirectional=bimamba,
                 reverse=alternate_direction and i % 2 == 1,
@@ -220,10 +222,10 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
     @staticmethod
     def _check_pool(global_pool: str, has_tokens: bool) -> None:
-        if global_pool not in ('', 'token', 'avg', 'map'):
-            raise ValueError(f"global_pool: expected one of 'token', 'avg', 'map', '', got {global_pool!r}")
+        check_global_pool('VisionMamba', global_pool, ('token', 'avg', 'map', ''))
         if global_pool == 'token' and not has_tokens:
-            raise ValueError("global_pool: 'token' needs a class token or registers; this model has neither")
+            raise ValueError("VisionMamba: global_pool='token' needs a class token or registers; this model has "
+                             "neither")
 
     def _pooled_width(self, global_pool: str) -> int:
         if global_pool == 'token' and self.num_reg_tokens:
@@ -315,7 +317,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
         if global_pool is not None:
             self._check_pool(global_pool, self.num_tokens > 0)
             if global_pool == 'map' and self.attn_pool is None:
-                raise ValueError("global_pool: 'map' needs the attention pool built at construction")
+                raise ValueError("VisionMamba: global_pool='map' needs the attention pool built at construction")
             if global_pool != 'map':
                 self.attn_pool = None
             if global_pool != 'token':
@@ -566,7 +568,12 @@ default_cfgs = generate_default_cfgs({
 })
 
 
+# Keywords VisionMamba took under another name (Vim, LBVim and ShuffleMamba creators check them).
+RETIRED_KWARGS = {'expand': 'pass ssm_ratio (inner width int(ssm_ratio * embed_dim), as every family spells it)'}
+
+
 def _create_vim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
+    reject_retired_kwargs(variant, kwargs, RETIRED_KWARGS)
     out_indices = kwargs.pop('out_indices', 3)
     prepare_pretrained(variant, pretrained, kwargs)
     return build_model_with_cfg(
