@@ -1,7 +1,6 @@
 """Plain-PyTorch selective scan: the ground truth every other backend is tested against.
 
-Runs on any device, in fp32 whatever the input dtype (fp64 inputs stay fp64, so gradcheck works).
-The backend interface (shared with the Triton module) is two functions over normalised arguments:
+Runs on any device, in fp32 (fp64 stays fp64, so gradcheck works). Backend interface (shared with Triton):
 
     selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
         -> (y, last_state)
@@ -14,17 +13,9 @@ visits token index[k, t] at step t. y is (b, K, d, L) in u's dtype and token ord
 forward state after the last scanned step, (b, K, d, N) fp32. The backward recomputes the forward with
 autograd and differentiates it; the gradient of last_state is not part of the interface.
 
-How the recurrence h_t = a_t * h_{t-1} + b_t is evaluated: `_scan_time_major`, a loop over time vectorised
-over batch, K, d and N. The LBMamba window-local reverse recurrence is the same scan run right to left
-over the windows, all windows at once (a loop of W steps).
-
-Two paths evaluate it. Gradients (the backward's recompute) and fp64 inputs take the plain one (`_forward`),
-the ground truth the kernels are tested against. An fp32 / half forward without autograd (inference, and the
-op's forward) takes `_forward_inference`: the same recurrence in the same order, in blocks of 16 steps whose
-buffers are reused (large per-call temporaries cost more in page faults than in arithmetic on CPU), the state
-laid out (T, b, K, N, d) so that every elementwise op runs over d contiguous channels, exp(x) as
-exp2(x * log2 e) (torch's exp2 is several times faster on CPU), the scan in place in its input buffer and the
-C contraction as one einsum.
+Gradients and fp64 take the plain path (`_forward`, a loop over time); an fp32 / half forward without autograd
+takes `_forward_inference`, the same recurrence in the same order, tuned for CPU: reused per-block buffers (large
+temporaries cost more in page faults than arithmetic), d innermost, exp as exp2 (several times faster on CPU).
 """
 import math
 from typing import Optional, Tuple
@@ -38,12 +29,9 @@ _BLOCK = 16  # time steps per block of the inference path
 
 
 def _scan_time_major(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0 of contiguous a, b (T, ...), with a zero
-    state outside.
+    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0 of a, b (T, ...), zero state outside.
 
-    A loop over time, each step one fused multiply-add over everything else. On a CPU this beats
-    parallel (chunked) formulations by about 10x at Vim-T's shape: their strided slices and
-    concatenations cost more than the loop's Python overhead.
+    On CPU this loop beats chunked parallel scans by about 10x at Vim-T's shape.
     """
     steps = a.shape[0]
     if steps == 0:
@@ -108,14 +96,13 @@ def _output(y, u, D, z, acc):
 
 
 def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window):
-    """`_forward` in fp32 without autograd, several times faster on CPU (see the module docstring)."""
+    """`_forward` in fp32 without autograd, several times faster on CPU."""
     acc = torch.float32
     batch, K, d, steps = u.shape
     N = A.shape[-1]
     A2 = (A.to(acc) * math.log2(math.e)).transpose(-1, -2).contiguous()  # (K, N, d); exp(x) = exp2(x log2 e)
     window = min(local_window, steps)
-    # Blocks of whole windows; every temporary is per block, so that none is large enough for the allocator to
-    # hand back to the OS and fault in again at the next call (that cost more than the scan itself).
+    # Blocks of whole windows; per-block temporaries stay small enough that the allocator keeps them.
     block = window * max(1, _BLOCK // window) if window > 0 else _BLOCK
     out = torch.empty_like(u)
     carry = u.new_zeros((batch, K, N, d), dtype=acc)
@@ -138,7 +125,6 @@ def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, inde
         if delta_softplus:
             dt = F.softplus(dt)
         u_s = take(u)
-        # (n, b, K, N, d): decay = exp(delta * A), inp = delta * u * B
         decay = torch.mul(dt[..., None, :], A2, out=decay_buf[:n])
         torch.exp2(decay, out=decay)
         inp = torch.mul((dt * u_s)[..., None, :], take(B)[..., None], out=inp_buf[:n])
@@ -165,9 +151,7 @@ def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, inde
 
 def _window_reverse(decay: torch.Tensor, inp: torch.Tensor, window: int, offset: int, r: torch.Tensor
                     ) -> torch.Tensor:
-    """r_t = decay_t * r_{t+1} + inp_t inside windows of `window` scan steps counted from step 0, written into r,
-    for a block of steps starting at `offset` (a multiple of the window) holding whole windows (the last may be
-    partial)."""
+    """r_t = decay_t * r_{t+1} + inp_t inside windows from step 0, into r, for a block starting at `offset`."""
     r_steps, decay_steps, inp_steps = r.unbind(0), decay.unbind(0), inp.unbind(0)
     for t in reversed(range(inp.shape[0])):
         if (offset + t + 1) % window == 0 or t == inp.shape[0] - 1:
@@ -184,8 +168,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_w
         return _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
     dt = _delta(delta, delta_bias, delta_softplus, acc)
 
-    # Scan order and time-major from here on: (L, b, K, d) per channel, (L, b, K, d, N) per state,
-    # so that every step of the loop reads one contiguous slice.
+    # Scan order, time-major: every step of the loop reads one contiguous slice.
     def steps_first(x):
         return _gather_steps(x.to(acc), index).permute(3, 0, 1, 2).contiguous()
 
@@ -239,10 +222,7 @@ def selective_scan_bwd(
     index: Optional[torch.Tensor],
     local_window: int,
 ) -> Tuple[Optional[torch.Tensor], ...]:
-    """Gradients of sum(dy * y) w.r.t. (u, delta, A, B, C, D, z, delta_bias), None for absent inputs.
-
-    Recomputes the forward under autograd, so memory is that of one forward with its graph.
-    """
+    """Gradients of sum(dy * y) w.r.t. (u, delta, A, B, C, D, z, delta_bias), None for absent ones, by autograd."""
     inputs = (u, delta, A, B, C, D, z, delta_bias)
     with torch.enable_grad():
         leaves = [None if t is None else t.detach().requires_grad_(True) for t in inputs]
