@@ -6,8 +6,7 @@ Backend interface (same as kernels/add_rms_norm_reference.py, which states the e
     add_rms_norm_bwd(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype)
         -> (dhidden, dresidual, dweight)
 
-hidden, residual (..., D) contiguous (residual may be None), weight (D,) any float dtype. Math in fp32 (fp64
-when an input or residual_dtype is fp64).
+hidden, residual (..., D) contiguous (residual may be None), weight (D,); math in fp32 (fp64 stays fp64).
 
 A program owns BM rows with the whole last dim in registers. The norm reads the stored (rounded) residual, so
 the backward, which recomputes rstd from residual_out, sees the same numbers. Backward, with xhat = x * rstd and
@@ -76,8 +75,7 @@ def _fwd_kernel(h_ptr, r_ptr, w_ptr, y_ptr, res_ptr, M, D, eps,
 def _bwd_kernel(dy_ptr, dres_ptr, x_ptr, w_ptr, dh_ptr, dr_ptr, dw_ptr, M, D, eps, rows_per_program,
                 HAS_DRES: tl.constexpr, HAS_DR: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
                 BD: tl.constexpr):
-    """dhidden (and dresidual) for `rows_per_program` rows (a multiple of BM), and their share of dweight in
-    row pid of the (programs, D) buffer dw; grid (cdiv(M, rows_per_program),)."""
+    """dhidden (and dresidual) for `rows_per_program` rows, and their dweight in row pid of dw."""
     pid = tl.program_id(0)
     cols = tl.arange(0, BD)
     mask_d = cols < D

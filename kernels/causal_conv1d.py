@@ -8,8 +8,7 @@ Backend interface (same as kernels/causal_conv1d_reference.py, which states the 
 x (B, L, E) with unit channel stride (other strides free: the in_proj half of a (B, L, 2E) tensor is read
 in place); weight (K, E, k) and bias (K, E) contiguous, any float dtype; reverse K bools. u (B, K, L, E)
 direction-major in x's dtype (u.transpose(0, 1) contiguous): u.transpose(2, 3) is the channels-last view the
-scan kernels read fastest, and each direction's (B * L, E) rows are one matrix for the x_proj matmul.
-fp32 accumulation throughout.
+scan kernels read fastest. fp32 accumulation.
 
 A program owns a rows x channels tile; the k tap-shifted loads overlap in L1/L2, so x comes from DRAM about
 once, and a reversed direction is the same loop with the shift negated. The backward writes g_i = du_i *
@@ -67,8 +66,7 @@ def _conv_rows(x_row, s_xl, rows, cols, mask_e, L, E, w_ptr, i, c, sign,
 def _fwd_kernel(x_ptr, w_ptr, b_ptr, u_ptr, L, E, s_xb, s_xl, s_ub, s_uk,
                 K: tl.constexpr, KW: tl.constexpr, REV: tl.constexpr, HAS_BIAS: tl.constexpr,
                 SILU: tl.constexpr, BL: tl.constexpr, BE: tl.constexpr):
-    """u[b, i, rows, cols] for every direction i; grid (B, L blocks, E blocks). REV: bit i set when
-    direction i is reversed."""
+    """u[b, i, rows, cols] for every direction i; grid (B, L blocks, E blocks). REV bit i: direction i reversed."""
     b = tl.program_id(0).to(tl.int64)
     rows = tl.program_id(1) * BL + tl.arange(0, BL)
     cols = tl.program_id(2) * BE + tl.arange(0, BE)
@@ -138,7 +136,6 @@ def _bwd_grad_kernel(du_ptr, x_ptr, w_ptr, b_ptr, g_ptr, dw_ptr, db_ptr, L, E, s
     du_row = du_ptr + b * s_gb + i * s_gk
     g_row = g_ptr + (b * K + i) * L * E
     c = _bias(b_ptr, i, E, cols, mask_e, HAS_BIAS)[None, :]
-    # the taps, loaded once (loop invariants)
     w0 = _tap_or_zero(w_ptr, i, 0, E, cols, mask_e, KW)
     w1 = _tap_or_zero(w_ptr, i, 1, E, cols, mask_e, KW)
     w2 = _tap_or_zero(w_ptr, i, 2, E, cols, mask_e, KW)
