@@ -128,8 +128,7 @@ def causal_conv1d(
         backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" = "auto".
 
     Returns:
-        u (B, K, L, E) in x's dtype, direction-major: u.transpose(2, 3) is the channels-last view the scan
-        reads fastest.
+        u (B, K, L, E) in x's dtype, direction-major (u.transpose(2, 3) is the scan's fastest layout).
     """
     proxy = fx_proxy((x, weight, bias))
     if proxy is not None:

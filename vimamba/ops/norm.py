@@ -1,8 +1,5 @@
-"""`add_rms_norm`: the pre-norm block's residual add and RMSNorm in one pass, returning (normed, residual_out).
-
-Built as the scan is; under "auto" a dim the Triton kernel declines falls back to the reference. No FLOP formula:
-fvcore leaves elementwise work uncounted.
-"""
+"""`add_rms_norm`: the pre-norm block's residual add and RMSNorm in one pass (no FLOP formula: fvcore leaves
+elementwise work uncounted)."""
 from typing import Optional, Tuple
 
 import torch
@@ -108,10 +105,10 @@ def add_rms_norm(
 ) -> Tuple[Tensor, Tensor]:
     """The pre-norm block's residual add and RMSNorm over the last dim, in one pass:
 
-        residual_out = residual + hidden (hidden when residual is None), summed in fp32, stored in residual_dtype
-        normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight, in fp32, returned in out_dtype
+        residual_out = residual + hidden (hidden when residual is None), stored in residual_dtype
+        normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight, returned in out_dtype
 
-    (fp64 when an input or residual_dtype is fp64.)
+    in fp32 (fp64 when an input or residual_dtype is fp64).
 
     Args:
         hidden: (..., D); residual: like hidden, or None (the first block); weight: (D,). Any float dtypes.

@@ -37,7 +37,7 @@ def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
 def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend, order_grid=None):
     batch, K, d, _ = u.shape
     if index is not None:
-        # Ties a traced length to the scan order's, so that torch.export never drops an order built for one size.
+        # Ties a traced length to the order's, so torch.export keeps an order built for one size.
         torch._check(index.shape[-1] == u.shape[-1], lambda: f"order: index of length {index.shape[-1]} for a "
                      f"sequence of {u.shape[-1]} tokens")
     return torch.empty_like(u), u.new_empty((batch, K, d, A.shape[-1]), dtype=torch.float32)
@@ -281,10 +281,9 @@ def selective_scan(
     """Selective scan over K directions (see the module docstring for the recurrence).
 
     Args:
-        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1 (y is then 3-D too). Token order. With
-            `merge`, z is (batch, d, L): one gate applied after the merge.
-        A: (K, d, N) (or (d, N)). B, C: (batch, K, N, L) (or (batch, N, L)). D, delta_bias: (K, d)
-            (or (d,)). u, delta, z, B, C share one float dtype; A, D, delta_bias are any float dtype.
+        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1; with `merge`, z is (batch, d, L). Token order.
+        A: (K, d, N); B, C: (batch, K, N, L); D, delta_bias: (K, d); without K for K = 1. u, delta, z, B, C share
+            one float dtype; A, D, delta_bias are any float dtype.
         delta_softplus: delta <- softplus(delta + delta_bias).
         order: a `vimamba.scans.ScanOrder` (or a pattern's `GridOrder`), a (K, L) long tensor (direction k visits
             token index[k, t] at step t), or None (0..L-1). y is returned in token order either way.
