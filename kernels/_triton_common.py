@@ -1,8 +1,7 @@
 """@triton.jit helpers shared by the Triton kernels.
 
-Only tl builtins inside (tl.reduce, tl.exp2, tl.inline_asm_elementwise): the tl.standard helpers (tl.sum,
-tl.sigmoid) are themselves @triton.jit functions, which Triton's interpreter cannot call when triton was imported
-before TRITON_INTERPRET was set (a test session).
+Only tl builtins inside: Triton's interpreter cannot call tl.standard's jit helpers (tl.sum, tl.sigmoid) when
+triton was imported before TRITON_INTERPRET was set (a test session).
 """
 import triton
 import triton.language as tl

@@ -6,32 +6,12 @@ Backend interface (same as kernels/add_rms_norm_reference.py, which states the e
     add_rms_norm_bwd(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype)
         -> (dhidden, dresidual, dweight)
 
-hidden, residual (..., D) contiguous (residual may be None), weight (D,) any float dtype. Math in fp32 (fp64
-when an input or residual_dtype is fp64).
+hidden, residual (..., D) contiguous (residual may be None), weight (D,); math in fp32 (fp64 stays fp64).
 
-Why a kernel: as aten ops the add, the fp32 cast, pow, mean, rsqrt and two multiplies each read and write the
-whole (rows, D) stream; in Vim-T's bf16 inference profile they were about a quarter of the step. Here a row is
-read once and its two outputs written once.
-
-How it works. A program owns a block of BM rows with the whole last dim in registers (D padded to a power of two
-BD, masked). Forward: x = hidden + residual in fp32, stored in residual_dtype; the norm is computed from the
-stored (rounded) value, so the backward, which recomputes rstd from residual_out, sees the same numbers.
-
-Backward, per row, with xhat = x * rstd and gw = dnormed * weight:
-
-    dx = dresidual_out + rstd * (gw - xhat * mean(gw * xhat))
-
-dhidden = dresidual = dx in their dtypes (dresidual is only written when it differs from hidden's dtype; the
-ops layer hands dhidden to both otherwise). dweight = sum over rows of dnormed * xhat: each program walks
-several row blocks, keeps the running sum as a [BM, BD] tile (summed over its rows once, after the loop, so no
-layout change inside the loop) and writes it to its own row of a (programs, D) fp32 buffer; the host sums that
-buffer (deterministic, unlike atomics).
-
-Only tl builtins in the kernels (tl.full, tl.reduce, tl.sqrt): the tl.standard helpers (tl.zeros, tl.sum) are
-themselves @triton.jit functions, which Triton's interpreter cannot call when triton was imported before
-TRITON_INTERPRET was set (a test session).
-
-Block sizes: `_CFG`, sized from an offline sm_90 compile; no autotuning at run time.
+A program owns BM rows with the whole last dim in registers. The norm reads the stored (rounded) residual, so
+the backward, which recomputes rstd from residual_out, sees the same numbers. Backward, with xhat = x * rstd and
+gw = dnormed * weight: dx = dresidual_out + rstd * (gw - xhat * mean(gw * xhat)); dweight is summed per program
+into a (programs, D) buffer that the host sums (deterministic, unlike atomics).
 """
 from typing import Optional, Tuple
 
@@ -44,8 +24,7 @@ from ._triton_common import _col_sum
 
 __all__ = ["add_rms_norm_fwd", "add_rms_norm_bwd", "pick_config", "MAX_DIM"]
 
-# The whole row lives in registers: past this the backward would spill (declined with NotImplementedError, and
-# the ops layer falls back to the reference under "auto").
+# A row lives in registers: past this the backward would spill (NotImplementedError; "auto" falls back).
 MAX_DIM = 8192
 
 
@@ -63,8 +42,7 @@ def _rstd(x, D, eps):
 
 @triton.jit
 def _tile(r0, M, D, BM: tl.constexpr, BD: tl.constexpr):
-    """int32 offsets (from row r0's start), mask, column mask and columns of the [BM, BD] tile at row r0: the
-    64-bit row offset goes into the base pointers once, so every element needs no 64-bit address arithmetic."""
+    """int32 offsets from row r0 (its 64-bit offset goes into the base pointers), mask, column mask, columns."""
     rows = tl.arange(0, BM)
     cols = tl.arange(0, BD)
     mask_d = cols < D
@@ -97,8 +75,7 @@ def _fwd_kernel(h_ptr, r_ptr, w_ptr, y_ptr, res_ptr, M, D, eps,
 def _bwd_kernel(dy_ptr, dres_ptr, x_ptr, w_ptr, dh_ptr, dr_ptr, dw_ptr, M, D, eps, rows_per_program,
                 HAS_DRES: tl.constexpr, HAS_DR: tl.constexpr, ACC: tl.constexpr, BM: tl.constexpr,
                 BD: tl.constexpr):
-    """dhidden (and dresidual) for `rows_per_program` rows (a multiple of BM), and their share of dweight in
-    row pid of the (programs, D) buffer dw; grid (cdiv(M, rows_per_program),)."""
+    """dhidden (and dresidual) for `rows_per_program` rows, and their dweight in row pid of dw."""
     pid = tl.program_id(0)
     cols = tl.arange(0, BD)
     mask_d = cols < D
@@ -124,15 +101,8 @@ def _bwd_kernel(dy_ptr, dres_ptr, x_ptr, w_ptr, dh_ptr, dr_ptr, dw_ptr, M, D, ep
     tl.store(dw_ptr + pid.to(tl.int64) * D + cols, _col_sum(dw_acc), mask=mask_d)
 
 
-# ----------------------------------------------------------------------------------------------
-# host side
-# ----------------------------------------------------------------------------------------------
-# Elements of a [BM, BD] tile per program (rows = elements / BD, at least 1) and num_warps. The backward keeps
-# more tiles live (x, dnormed, xhat, dx, the dweight sum, and a 64-bit pointer per element for each of five
-# tensors), so it takes half the tile of the forward with twice the warps: 8 elements a thread (register counts:
-# docs/kernels.md). The backward programs walk row blocks until the grid is down to `programs_bwd`: one
-# (programs, D) partial dweight row each. The interpreter takes tiny tiles so that the tests' short shapes span
-# several blocks.
+# Tile elements and warps per program; the backward keeps more tiles live, so half the tile with twice the warps.
+# The interpreter's tiny tiles make the tests' short shapes span several blocks.
 _CFG = dict(elems_fwd=4096, warps_fwd=4, elems_bwd=2048, warps_bwd=8, programs_bwd=1024)
 _CFG_INTERPRETER = dict(elems_fwd=32, warps_fwd=1, elems_bwd=32, warps_bwd=1, programs_bwd=3)
 

@@ -1,23 +1,16 @@
-"""Plain-PyTorch residual add + RMSNorm: the ground truth for kernels/add_rms_norm.py.
+"""Plain-PyTorch residual add + RMSNorm: the ground truth for kernels/add_rms_norm.py, on any device.
 
-Runs on any device, in fp32 whatever the input dtype (fp64 inputs stay fp64, so gradcheck works). The backend
-interface (shared with the Triton module) is two functions over normalised arguments:
+Backend interface (shared with the Triton module):
 
     add_rms_norm_fwd(hidden, residual, weight, eps, residual_dtype, out_dtype) -> (normed, residual_out)
     add_rms_norm_bwd(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype)
         -> (dhidden, dresidual, dweight)
 
-hidden (..., D) and residual (same shape, or None) contiguous; weight (D,). Over the last dim:
-
-    residual_out = hidden + residual   (hidden alone when residual is None), summed in the compute dtype and
-                                       stored in residual_dtype
-    normed = residual_out * rsqrt(mean(residual_out^2) + eps) * weight, from the stored residual_out, in out_dtype
-
-This is MambaBlock's `residual + hidden`, `at_least_fp32` and `MambaRmsNorm(...).to(hidden.dtype)` in one step.
-The backward takes the gradients of both outputs (`dresidual_out` may be None: no gradient reached it) and
-recomputes the norm from residual_out with autograd: dhidden = dresidual = dresidual_out + dnorm/dresidual_out,
-dhidden in hidden_dtype; dresidual is None when residual was None (residual_in_dtype None) or when it has
-hidden's dtype (dhidden is then its gradient too, as the ops layer's contract says); dweight in weight's dtype.
+hidden (..., D) and residual (same shape, or None) contiguous; weight (D,). Math in fp32 (fp64 stays fp64).
+residual_out = hidden + residual in residual_dtype; normed = residual_out * rsqrt(mean(residual_out^2) + eps) *
+weight, from the stored residual_out, in out_dtype. `dresidual_out` may be None (no gradient reached it).
+dhidden = dresidual = dresidual_out + dnormed/dresidual_out; dresidual is None when residual was None or has
+hidden's dtype (dhidden is then its gradient too); dweight in weight's dtype.
 """
 from typing import Optional, Tuple
 

@@ -8,36 +8,12 @@ Backend interface (same as kernels/causal_conv1d_reference.py, which states the 
 x (B, L, E) with unit channel stride (other strides free: the in_proj half of a (B, L, 2E) tensor is read
 in place); weight (K, E, k) and bias (K, E) contiguous, any float dtype; reverse K bools. u (B, K, L, E)
 direction-major in x's dtype (u.transpose(0, 1) contiguous): u.transpose(2, 3) is the channels-last view the
-scan kernels read fastest, and each direction's (B * L, E) rows are one matrix for the x_proj matmul.
-fp32 accumulation throughout.
+scan kernels read fastest. fp32 accumulation.
 
-Why a kernel: the conv is 4 taps per element, so it should cost what reading x and writing u costs. As a
-(1, k) conv2d per direction, then a stack and a SiLU, it was half of Vim-T's training step.
-
-How it works. A program owns a tile of rows x channels of one batch element; a token's channels are
-contiguous, so every load and store coalesces. For each direction and tap it loads the tile shifted by the
-tap's offset (masked to zero outside 0..L-1): the k shifted loads overlap and hit L1/L2, so x comes from
-DRAM about once. The reversed direction is the same loop with the shift negated (a sign per direction),
-so both directions run in one launch from one read of x.
-
-The backward is two launches. With g_i = du_i * act'(y_i) (SiLU' = s (1 + y (1 - s)), s = sigmoid(y)):
-
-1. `_bwd_grad_kernel`, one direction per program (grid B * K, row stretches, channel blocks): recomputes y_i
-   from the k shifted x tiles like the forward, writes g_i into a (B, K, L, E) buffer (fp32 by default),
-   and sums dbias[i] = sum g_i[l] and dweight[i, :, j] = sum g_i[l] x[l + sign_i (j - (k-1))] (the same
-   shifted x tiles) into k + 1 [rows, channels] register tiles over the program's stretch of rows, reduced
-   over the rows once at the end and added with one fp32 atomic per element into fp32 buffers: their
-   rounding depends on the order the atomics land in, so they are not bitwise reproducible from run to run.
-   The k tap sums are separate variables (a0..a7, k <= 8, unused ones compiled away), so no where-over-slots
-   tiles and no per-block reductions.
-2. `_bwd_dx_kernel` gathers dx[m] = sum_i sum_j w_i[j] * g_i[m - sign_i (j - (k-1))] from that buffer (zero
-   outside 0..L-1): K * k shifted tile loads that overlap and hit L1/L2, so g comes from DRAM about once.
-
-Traffic per (b, l, e), bf16, K = 2: the ideal is 8 bytes (read x and du, write dx); this design moves 24
-with g in fp32 (g written and read back, 8 bytes a direction) or 16 with g in x's dtype (`g_fp32` off;
-dweight and dbias still sum the fp32 g).
-
-Block sizes: `_CFG` (sized by register counts; counts and timings in docs/kernels.md); no autotuning at run time.
+A program owns a rows x channels tile; the k tap-shifted loads overlap in L1/L2, so x comes from DRAM about
+once, and a reversed direction is the same loop with the shift negated. The backward writes g_i = du_i *
+act'(y_i) to a buffer while summing dweight and dbias (fp32 atomics: not bitwise reproducible run to run), then
+gathers dx from g.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -51,9 +27,7 @@ from ._triton_common import _col_sum, _sigmoid
 __all__ = ["causal_conv1d_fwd", "causal_conv1d_bwd", "pick_config"]
 
 
-# Only tl builtins in the kernels (tl.full, tl.reduce): the tl.standard helpers (tl.zeros, tl.sum, tl.sigmoid) are
-# themselves @triton.jit functions, which Triton's interpreter cannot call when triton was imported before
-# TRITON_INTERPRET was set (a test session).
+# Only tl builtins in the kernels: the interpreter cannot call tl.standard's jit helpers (see _triton_common).
 @triton.jit
 def _load_rows(row_ptr, s_l, rows, cols, mask_e, L):
     """The [rows, cols] tile of a (L, E) matrix with unit channel stride, fp32, zero outside 0..L-1."""
@@ -92,8 +66,7 @@ def _conv_rows(x_row, s_xl, rows, cols, mask_e, L, E, w_ptr, i, c, sign,
 def _fwd_kernel(x_ptr, w_ptr, b_ptr, u_ptr, L, E, s_xb, s_xl, s_ub, s_uk,
                 K: tl.constexpr, KW: tl.constexpr, REV: tl.constexpr, HAS_BIAS: tl.constexpr,
                 SILU: tl.constexpr, BL: tl.constexpr, BE: tl.constexpr):
-    """u[b, i, rows, cols] for every direction i; grid (B, L blocks, E blocks). REV: bit i set when
-    direction i is reversed."""
+    """u[b, i, rows, cols] for every direction i; grid (B, L blocks, E blocks). REV bit i: direction i reversed."""
     b = tl.program_id(0).to(tl.int64)
     rows = tl.program_id(1) * BL + tl.arange(0, BL)
     cols = tl.program_id(2) * BE + tl.arange(0, BE)
@@ -122,8 +95,7 @@ def _tap_or_zero(w_ptr, i, j: tl.constexpr, E, cols, mask_e, KW: tl.constexpr):
 
 @triton.jit
 def _tap_term(x_row, s_xl, rows, cols, mask_e, L, sign, w, y, j: tl.constexpr, KW: tl.constexpr):
-    """Tap j at `rows`: (x shifted by the tap's offset, y + w * that); for j >= k, (y, y) untouched (a
-    placeholder the caller never uses)."""
+    """Tap j at `rows`: (shifted x, y + w * shifted x); for j >= k, (y, y), never used."""
     if j < KW:
         xs = _load_rows(x_row, s_xl, rows + sign * (j - (KW - 1)), cols, mask_e, L)
         y_out = y + w * xs
@@ -152,11 +124,8 @@ def _bwd_grad_kernel(du_ptr, x_ptr, w_ptr, b_ptr, g_ptr, dw_ptr, db_ptr, L, E, s
                      rows_per_program,
                      K: tl.constexpr, KW: tl.constexpr, REV: tl.constexpr, HAS_BIAS: tl.constexpr,
                      SILU: tl.constexpr, BL: tl.constexpr, BE: tl.constexpr):
-    """g_i = du_i * act'(y_i) into the (B, K, L, E) buffer g (fp32 or x's dtype), this stretch's dweight[i],
-    dbias[i]; grid (B * K, row stretches of `rows_per_program` rows (a multiple of BL), E blocks). One
-    direction per program (the sign a run-time value), so a block holds the k shifted x tiles, du, g and
-    k + 1 [BL, BE] sums (the k taps' sums as separate variables: k <= 8), summed over the rows only once at
-    the end, then one fp32 atomic per element."""
+    """g_i = du_i * act'(y_i) into the buffer g, and this row stretch's dweight[i], dbias[i]; grid (B * K, row
+    stretches, E blocks). The k tap sums are separate variables (k <= 8), reduced over the rows once at the end."""
     pid = tl.program_id(0)
     b = (pid // K).to(tl.int64)
     i = pid % K
@@ -167,7 +136,6 @@ def _bwd_grad_kernel(du_ptr, x_ptr, w_ptr, b_ptr, g_ptr, dw_ptr, db_ptr, L, E, s
     du_row = du_ptr + b * s_gb + i * s_gk
     g_row = g_ptr + (b * K + i) * L * E
     c = _bias(b_ptr, i, E, cols, mask_e, HAS_BIAS)[None, :]
-    # the taps, loaded once (loop invariants)
     w0 = _tap_or_zero(w_ptr, i, 0, E, cols, mask_e, KW)
     w1 = _tap_or_zero(w_ptr, i, 1, E, cols, mask_e, KW)
     w2 = _tap_or_zero(w_ptr, i, 2, E, cols, mask_e, KW)
@@ -228,8 +196,7 @@ def _bwd_grad_kernel(du_ptr, x_ptr, w_ptr, b_ptr, g_ptr, dw_ptr, db_ptr, L, E, s
 @triton.jit
 def _bwd_dx_kernel(g_ptr, w_ptr, dx_ptr, L, E,
                    K: tl.constexpr, KW: tl.constexpr, REV: tl.constexpr, BL: tl.constexpr, BE: tl.constexpr):
-    """dx[b, rows, cols] = sum_i sum_j w_i[j] g_i[rows - sign_i (j - (k-1))] from the fp32 g buffer (zero
-    outside 0..L-1); grid (B, L blocks, E blocks). The K * k shifted tiles overlap and hit L1/L2."""
+    """dx[b, rows, cols] = sum_i sum_j w_i[j] g_i[rows - sign_i (j - (k-1))]; grid (B, L blocks, E blocks)."""
     b = tl.program_id(0).to(tl.int64)
     rows = tl.program_id(1) * BL + tl.arange(0, BL)
     cols = tl.program_id(2) * BE + tl.arange(0, BE)
@@ -245,17 +212,8 @@ def _bwd_dx_kernel(g_ptr, w_ptr, dx_ptr, L, E,
     tl.store(dx_ptr + b * L * E + rows[:, None] * E + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
-# ----------------------------------------------------------------------------------------------
-# host side
-# ----------------------------------------------------------------------------------------------
-# Tiles: rows x channels per block and num_warps; the forward's channels are 256 bytes of a row (64 fp32 or
-# 128 bf16). The backward's g/dweight/dbias kernel (one direction per program) takes 8 x 64 tiles whatever
-# the dtype: 4 values a thread, so bf16 loads and fp32 g stores get the same layout (16 x 64 put a
-# shared-memory layout conversion of g inside the row loop); it walks several
-# row blocks per program until the grid would drop below `programs_bwd` programs per direction (fewer
-# programs: fewer fp32 atomics on each dweight/dbias address; 1024 is a guess). `g_fp32`: the g buffer in
-# fp32 (else in x's dtype). The dx kernel: 8 x 64 tiles (no spills under triton 3.6 and 3.8). The
-# interpreter takes small tiles so that the tests' short shapes still span several blocks.
+# Backward tiles 8 x 64 whatever the dtype: bf16 loads and fp32 g stores then share a layout (docs/kernels.md).
+# `programs_bwd` caps the grid so fewer atomics hit each dweight/dbias address. Interpreter: small tiles.
 _CFG = dict(rows_fwd=16, row_bytes_fwd=256, warps_fwd=4, rows_bwd=8, channels_bwd=64, warps_bwd=4,
             programs_bwd=1024, g_fp32=True, rows_dx=8, channels_dx=64, warps_dx=4)
 _CFG_INTERPRETER = dict(rows_fwd=8, row_bytes_fwd=64, warps_fwd=1, rows_bwd=8, channels_bwd=16, warps_bwd=1,
@@ -268,8 +226,7 @@ def _cfg(device_type: str) -> dict:
 
 def pick_config(B: int, L: int, E: int, itemsize: int, backward: bool, device_type: str = "cuda"
                 ) -> Tuple[int, int, int, int]:
-    """(rows per block, channels per block, row blocks per program, num_warps) for x (B, L, E) with
-    elements of `itemsize` bytes: the forward kernel's, or (backward) the g/dweight/dbias kernel's."""
+    """(rows per block, channels per block, row blocks per program, num_warps) of the forward or grad kernel."""
     cfg = _cfg(device_type)
     which = "bwd" if backward else "fwd"
     rows = min(cfg["rows_" + which], _next_pow2(L))
@@ -278,7 +235,6 @@ def pick_config(B: int, L: int, E: int, itemsize: int, backward: bool, device_ty
     blocks = triton.cdiv(L, rows)
     per_program = 1
     if backward:
-        # Enough programs along the rows to reach the target, each walking an equal share of the blocks.
         row_programs = min(blocks, max(1, triton.cdiv(cfg["programs_bwd"], B * triton.cdiv(E, channels))))
         per_program = triton.cdiv(blocks, row_programs)
     return rows, channels, per_program, cfg["warps_" + which]
@@ -328,8 +284,7 @@ def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
 def causal_conv1d_bwd(du: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                       reverse: Sequence[bool], silu: bool
                       ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """(dx (B, L, E) contiguous in x's dtype, dweight, dbias in the parameters' dtypes; dbias None without
-    bias)."""
+    """(dx (B, L, E) contiguous in x's dtype, dweight, dbias or None in the parameters' dtypes)."""
     _check(x, weight, bias, reverse)
     B, L, E = x.shape
     K, _, k = weight.shape
@@ -339,8 +294,7 @@ def causal_conv1d_bwd(du: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, b
     dw = torch.zeros((K, E, k), device=x.device, dtype=torch.float32)
     db = None if bias is None else torch.zeros((K, E), device=x.device, dtype=torch.float32)
     if x.numel() > 0:
-        # g_i = du_i * act'(y_i): fp32 whatever the dtype (dx sums K * k products of it), or with g_fp32 off
-        # in x's dtype (a third less traffic for bf16; dweight and dbias still sum the fp32 g)
+        # fp32 g: dx sums K * k products of it
         g_dtype = torch.float32 if _cfg(x.device.type)["g_fp32"] else x.dtype
         g = _out_like(x, g_dtype, (B, K, L, E))
         BL, BE, per_program, nw = pick_config(B, L, E, x.element_size(), True, x.device.type)

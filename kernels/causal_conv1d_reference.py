@@ -1,7 +1,6 @@
 """Plain-PyTorch causal depthwise conv over K directions: the ground truth for kernels/causal_conv1d.py.
 
-Runs on any device, in fp32 whatever the input dtype (fp64 inputs stay fp64, so gradcheck works).
-The backend interface (shared with the Triton module) is two functions over normalised arguments:
+Runs on any device, in fp32 (fp64 stays fp64, so gradcheck works). Backend interface (shared with Triton):
 
     causal_conv1d_fwd(x, weight, bias, reverse, silu) -> u
     causal_conv1d_bwd(du, x, weight, bias, reverse, silu) -> (dx, dweight, dbias)
@@ -13,11 +12,8 @@ for direction i with w = weight[i, e], c = bias[i, e] and x read as 0 outside 0.
     reverse[i] False (causal):   y[l, e] = c + sum_j w[j] * x[l + j - (k-1), e]
     reverse[i] True:             y[l, e] = c + sum_j w[k-1-j] * x[l + j, e]
 
-The reversed direction is the causal conv of the time-flipped sequence, flipped back: a scan that runs
-L-1 .. 0 sees only the current and later tokens, without anyone materialising the flipped copy. An fp32
-forward without autograd runs the same conv as F.conv1d (`conv_forward`); gradients and fp64 take the tap sum. The
-backward recomputes the forward with autograd and differentiates it; dx is in x's dtype, dweight and
-dbias in the parameters' dtypes, dbias None when bias is None.
+The reversed direction is the causal conv of the time-flipped sequence, flipped back, without the flipped copy.
+An fp32 forward without autograd runs F.conv1d (`conv_forward`); gradients and fp64 take the tap sum.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -35,8 +31,6 @@ def _compute_dtype(*tensors) -> torch.dtype:
 def _direction(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], reverse: bool) -> torch.Tensor:
     """y (B, L, E) of one direction: x (B, L, E), weight (E, k), bias (E,) or None, all in the compute dtype."""
     k, length = weight.shape[-1], x.shape[1]
-    # Zeros on the side the taps reach past: before the sequence for the causal conv, after it for the
-    # reversed one, whose taps run in the opposite order.
     padded = F.pad(x, (0, 0, 0, k - 1) if reverse else (0, 0, k - 1, 0))
     taps = weight.flip(-1) if reverse else weight
     y = sum(taps[:, j] * padded[:, j:j + length] for j in range(k))
@@ -44,15 +38,13 @@ def _direction(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
 
 
 def conv_forward(x, weight, bias, reverse: Sequence[bool], silu: bool) -> torch.Tensor:
-    """The same conv as one depthwise F.conv1d per direction (u in the compute dtype): the inference path, several
-    times faster on CPU than the tap sum, and the form torch.onnx.export writes as a `Conv`."""
+    """The conv as one depthwise F.conv1d per direction: faster on CPU than the tap sum, and an ONNX `Conv`."""
     dtype = _compute_dtype(x, weight, bias)
     channels, k = x.shape[-1], weight.shape[-1]
     xt = x.to(dtype).transpose(1, 2)
     outs = []
     for i, rev in enumerate(reverse):
         w = weight[i].to(dtype)
-        # The reversed direction sees tokens l .. l+k-1: pad after the sequence and flip the taps.
         padded = F.pad(xt, (0, k - 1) if rev else (k - 1, 0))
         outs.append(F.conv1d(padded, (w.flip(-1) if rev else w)[:, None],
                              None if bias is None else bias[i].to(dtype), groups=channels))
@@ -80,10 +72,7 @@ def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torc
 def causal_conv1d_bwd(du: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                       reverse: Sequence[bool], silu: bool
                       ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """Gradients of sum(du * u) w.r.t. (x, weight, bias); dbias None when bias is None.
-
-    Recomputes the forward under autograd, so memory is that of one forward with its graph.
-    """
+    """Gradients of sum(du * u) w.r.t. (x, weight, bias) in their dtypes (dbias None without bias), by autograd."""
     with torch.enable_grad():
         leaves = [None if t is None else t.detach().requires_grad_(True) for t in (x, weight, bias)]
         u = _forward(*leaves, reverse, silu)

@@ -1,15 +1,9 @@
 """The `mamba_ssm` backend: the selective scan computed the way the official codes do it.
 
-One `mamba_ssm.ops.selective_scan_interface.selective_scan_fn` call per direction on a gathered copy of
-u, delta, z, B and C (Vim flips its inputs, VMamba-style codes permute them), and the output scattered
-back to token order. It exists for side-by-side runs (benchmarks, checkpoint parity) and needs the
-`mamba_ssm` package with its CUDA extension; it is imported on first use.
-
-Same interface as kernels/selective_scan_reference.py. The backward recomputes each direction's forward under autograd
-and differentiates it (the interface passes only the inputs), so through this backend a training step
-runs the CUDA forward twice; tools/bench_kernels.py times the official way directly (forward once,
-backward once) for the anchor figures. LBMamba's `local_window` is not supported here: it needs the
-LBMamba fork of the CUDA kernel, which is a different package.
+One `selective_scan_fn` call per direction on a gathered copy of the inputs, the output scattered back to token
+order; for side-by-side runs, needs `mamba_ssm` with its CUDA extension. Same interface as
+kernels/selective_scan_reference.py; the backward recomputes the forward under autograd (the interface passes
+only the inputs). No `local_window`: that needs LBMamba's fork of the CUDA kernel.
 """
 import importlib
 from typing import Optional, Tuple

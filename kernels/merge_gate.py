@@ -8,11 +8,7 @@ Backend interface (same as kernels/merge_gate_reference.py, which states the exa
 y (b, K, d, L) is the scan's per-direction output; z (b, d, L) the gate or None; out, merged, dout, dy, dz
 (b, d, L) in the layout of y without its K axis (channels-last y gives channels-last outputs). Any strides.
 
-Why a kernel: in eager mode the models ran the merge (`mean`/`sum` over K), `silu(z)` and the product as three
-aten kernels, each reading and writing a (b, L, d) tensor; here y and z are read once and out written once (and
-`merged`, the ungated sum the backward needs for dz, when autograd will want it).
-
-A program owns a [BT tokens, BC channels] tile of one image; fp32 arithmetic, outputs in y's dtype.
+One pass instead of three aten kernels: y and z read once, out (and `merged`, for dz) written once; fp32 arithmetic.
 """
 from typing import Optional, Tuple
 

@@ -13,34 +13,11 @@ index (K, L) int64 or None (0..L-1 for every direction). Tensors are in token or
 states are contiguous (stride(-2) == 1, the channels-last views the models pass); outputs and gradients take
 their input's layout.
 
-The kernels (`_fwd_step_kernel`, `_bwd_step_kernel`): one warp of 32 channels per program, a channel's N
-states in one thread's registers ([BD, N] tiles), one token per step, the per-channel work done once per channel
-and the sum over the states in registers. Every tensor load and store in their loops is a row of channels, so
-Triton cannot choose different layouts for them (it did, differently in triton 3.6 and 3.8, for the tiled kernels
-these replaced, at the cost of shuffles or shared memory every step); B and C come in as scalar loads, two bf16
-states per 32-bit word where the offsets allow. The backward stores the state entering every chunk of two
-tokens, rebuilds the middle one and runs the two tokens' backward right to left; dB and dC (sums over the warp's
-channels) use a recursive-halving lane sum.
-
-LBMamba's local window (W > 1; windows of W scanned steps from step 0) runs in the same kernels, one extra
-recurrence per sweep direction, each run the way its sweep walks. Forward: each window is scanned forward as
-without one (its steps' C h + D u, delta, delta u and gate to an L1 scratch row), then backward over the same
-steps for the window's reverse state r (exp(delta A) recomputed: W x N values per thread would not fit the
-registers), adding C a r to y. Backward: the first pass also carries the window's adjoint from the left (sig)
-and stores it entering each chunk like the state; the second rebuilds it at the chunk's middle step and carries
-r right to left with the global adjoint. With a window, B and C are staged once per call in fp32, a token's 2N
-values contiguous (`_bc_fp32`), and read with 16-byte loads (inline PTX) where they are read again.
-
-Both passes read the tokens through `index` inside the kernel (no permuted copies; K directions in one launch)
-and write y back in token order, with fp32 accumulation; gradients of B and C (summed over channels) and of A, D
-and the delta bias (summed over batch and steps) are accumulated in fp32 with atomics. Long sequences with few
-rows are cut into segments scanned in parallel (`pick_segments`; whole windows per segment): end states and
-total decays from a zero state, `_combine_kernel` chains them, then each segment is rescanned from its entering
-state; in the backward, the adjoint alone per segment (PASS 3), a right to left combine, then the whole backward
-per segment (PASS 4).
-
-Kernel configs: `_CFG` (from an H100 sweep, tools/bench_kernels.py --sweep); no run-time autotuning.
-Results, profile and limits: docs/kernels.md; `tools/kernel_sass.py` shows what the compiler makes of them.
+The step kernels (`_fwd_step_kernel`, `_bwd_step_kernel`) run one warp of 32 channels per program, a channel's
+N states in one thread's registers, one token per step, reading tokens through `index` and accumulating in fp32
+(parameter gradients with atomics). LBMamba's window (W > 1) runs in the same kernels as one extra recurrence
+per sweep. Long sequences with few rows are cut into segments scanned in parallel (`pick_segments`,
+`_combine_kernel`). Design, configs (`_CFG`, no run-time autotuning), results and limits: docs/kernels.md.
 """
 import math
 from typing import Optional, Tuple

@@ -1,30 +1,19 @@
 """Plain-PyTorch selective scan: the ground truth every other backend is tested against.
 
-Runs on any device, in fp32 whatever the input dtype (fp64 inputs stay fp64, so gradcheck works).
-The backend interface (shared with the Triton module) is two functions over normalised arguments:
+Runs on any device, in fp32 (fp64 stays fp64, so gradcheck works). Backend interface (shared with Triton):
 
     selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
         -> (y, last_state)
     selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)
 
-Shapes: u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D, delta_bias (K, d); index (K, L)
-long or None; D, z, delta_bias may be None. Everything is contiguous and in token order; direction k
-visits token index[k, t] at step t. y is (b, K, d, L) in u's dtype and token order; last_state is the
-forward state after the last scanned step, (b, K, d, N) fp32. The backward recomputes the forward with
-autograd and differentiates it; the gradient of last_state is not part of the interface.
+u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D, delta_bias (K, d); D, z, delta_bias may be None;
+index (K, L) long or None (direction k visits token index[k, t] at step t). Token order in and out; last_state
+(b, K, d, N) fp32 is the state after the last step and gets no gradient. The backward recomputes by autograd.
 
-How the recurrence h_t = a_t * h_{t-1} + b_t is evaluated: `_scan_time_major`, a loop over time vectorised
-over batch, K, d and N. The LBMamba window-local reverse recurrence is the same scan run right to left
-over the windows, all windows at once (a loop of W steps).
-
-Two paths evaluate it. Gradients (the backward's recompute) and fp64 inputs take the plain one (`_forward`),
-the ground truth the kernels are tested against. An fp32 / half forward without autograd (inference, and the
-op's forward) takes `_forward_inference`: the same recurrence in the same order, in blocks of 16 steps whose
-buffers are reused (large per-call temporaries cost more in page faults than in arithmetic on CPU), the state
-laid out (T, b, K, N, d) so that every elementwise op runs over d contiguous channels, exp(x) as
-exp2(x * log2 e) (torch's exp2 is several times faster on CPU), the scan in place in its input buffer and the
-C contraction as one einsum.
+Gradients and fp64 take the plain path (`_forward`, a loop over time); an fp32 / half forward without autograd
+takes `_forward_inference`, the same recurrence in the same order, tuned for CPU: reused per-block buffers (large
+temporaries cost more in page faults than arithmetic), d innermost, exp as exp2 (several times faster on CPU).
 """
 import math
 from typing import Optional, Tuple
@@ -38,13 +27,7 @@ _BLOCK = 16  # time steps per block of the inference path
 
 
 def _scan_time_major(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0 of contiguous a, b (T, ...), with a zero
-    state outside.
-
-    A loop over time, each step one fused multiply-add over everything else. On a CPU this beats
-    parallel (chunked) formulations by about 10x at Vim-T's shape: their strided slices and
-    concatenations cost more than the loop's Python overhead.
-    """
+    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0 (on CPU 10x faster than chunked scans)."""
     steps = a.shape[0]
     if steps == 0:
         return b
@@ -59,8 +42,7 @@ def _scan_time_major(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) ->
 
 
 def _local_reverse_scan(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.Tensor:
-    """r_t = a_t * r_{t+1} + b_t inside each window of `window` steps (windows start at step 0), r = 0
-    past a window's last step. a, b time-major (L, ...); the last window may be partial."""
+    """r_t = a_t * r_{t+1} + b_t inside each window of `window` steps from step 0; a, b time-major (L, ...)."""
     steps = a.shape[0]
     windows = -(-steps // window)
     pad = windows * window - steps
@@ -68,7 +50,6 @@ def _local_reverse_scan(a: torch.Tensor, b: torch.Tensor, window: int) -> torch.
         # Padded steps are the identity (a, b) = (1, 0): they leave the reverse state at zero.
         a = torch.cat([a, a.new_ones((pad,) + a.shape[1:])])
         b = torch.cat([b, b.new_zeros((pad,) + b.shape[1:])])
-    # (windows * W, ...) -> (W, windows, ...): one loop of W steps runs every window at once.
     a = a.reshape((windows, window) + a.shape[1:]).transpose(0, 1).contiguous()
     b = b.reshape((windows, window) + b.shape[1:]).transpose(0, 1).contiguous()
     r = _scan_time_major(a, b, reverse=True)
@@ -99,7 +80,7 @@ def _delta(delta, delta_bias, delta_softplus, acc):
 
 
 def _output(y, u, D, z, acc):
-    """y (b, K, d, L) in token order -> the op's y: D skip, z gate, one copy into u's layout."""
+    """The op's y from y (b, K, d, L) in token order: D skip, z gate, u's layout."""
     if D is not None:
         y = y + D.to(acc)[None, :, :, None] * u.to(acc)
     if z is not None:
@@ -108,14 +89,13 @@ def _output(y, u, D, z, acc):
 
 
 def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window):
-    """`_forward` in fp32 without autograd, several times faster on CPU (see the module docstring)."""
+    """`_forward` in fp32 without autograd, several times faster on CPU."""
     acc = torch.float32
     batch, K, d, steps = u.shape
     N = A.shape[-1]
     A2 = (A.to(acc) * math.log2(math.e)).transpose(-1, -2).contiguous()  # (K, N, d); exp(x) = exp2(x log2 e)
     window = min(local_window, steps)
-    # Blocks of whole windows; every temporary is per block, so that none is large enough for the allocator to
-    # hand back to the OS and fault in again at the next call (that cost more than the scan itself).
+    # Blocks of whole windows; per-block temporaries stay small enough that the allocator keeps them.
     block = window * max(1, _BLOCK // window) if window > 0 else _BLOCK
     out = torch.empty_like(u)
     carry = u.new_zeros((batch, K, N, d), dtype=acc)
@@ -138,7 +118,6 @@ def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, inde
         if delta_softplus:
             dt = F.softplus(dt)
         u_s = take(u)
-        # (n, b, K, N, d): decay = exp(delta * A), inp = delta * u * B
         decay = torch.mul(dt[..., None, :], A2, out=decay_buf[:n])
         torch.exp2(decay, out=decay)
         inp = torch.mul((dt * u_s)[..., None, :], take(B)[..., None], out=inp_buf[:n])
@@ -165,9 +144,7 @@ def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, inde
 
 def _window_reverse(decay: torch.Tensor, inp: torch.Tensor, window: int, offset: int, r: torch.Tensor
                     ) -> torch.Tensor:
-    """r_t = decay_t * r_{t+1} + inp_t inside windows of `window` scan steps counted from step 0, written into r,
-    for a block of steps starting at `offset` (a multiple of the window) holding whole windows (the last may be
-    partial)."""
+    """r_t = decay_t * r_{t+1} + inp_t inside windows from step 0, into r, for a block starting at `offset`."""
     r_steps, decay_steps, inp_steps = r.unbind(0), decay.unbind(0), inp.unbind(0)
     for t in reversed(range(inp.shape[0])):
         if (offset + t + 1) % window == 0 or t == inp.shape[0] - 1:
@@ -178,14 +155,12 @@ def _window_reverse(decay: torch.Tensor, inp: torch.Tensor, window: int, offset:
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window):
-    # fp32 accumulation for half inputs; fp64 stays fp64 (gradcheck, test oracles).
     acc = torch.float64 if u.dtype == torch.float64 else torch.float32
     if acc == torch.float32 and not torch.is_grad_enabled():
         return _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
     dt = _delta(delta, delta_bias, delta_softplus, acc)
 
-    # Scan order and time-major from here on: (L, b, K, d) per channel, (L, b, K, d, N) per state,
-    # so that every step of the loop reads one contiguous slice.
+    # Scan order, time-major: every step of the loop reads one contiguous slice.
     def steps_first(x):
         return _gather_steps(x.to(acc), index).permute(3, 0, 1, 2).contiguous()
 
@@ -199,7 +174,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_w
     else:
         last_state = h.new_zeros(h.shape[1:], dtype=torch.float32)
     if local_window > 0 and h.shape[0] > 0:
-        # LBMamba: add the window-local reverse recurrence and count the current input once.
+        # LBMamba: add the window's reverse recurrence, counting the current input once
         r = _local_reverse_scan(decay, inp, min(local_window, h.shape[0]))
         h = h + r - inp
     y = (h * C_s[:, :, :, None, :]).sum(-1).permute(1, 2, 3, 0)
@@ -239,10 +214,7 @@ def selective_scan_bwd(
     index: Optional[torch.Tensor],
     local_window: int,
 ) -> Tuple[Optional[torch.Tensor], ...]:
-    """Gradients of sum(dy * y) w.r.t. (u, delta, A, B, C, D, z, delta_bias), None for absent inputs.
-
-    Recomputes the forward under autograd, so memory is that of one forward with its graph.
-    """
+    """Gradients of sum(dy * y) w.r.t. (u, delta, A, B, C, D, z, delta_bias), None for absent ones, by autograd."""
     inputs = (u, delta, A, B, C, D, z, delta_bias)
     with torch.enable_grad():
         leaves = [None if t is None else t.detach().requires_grad_(True) for t in inputs]

@@ -5,31 +5,11 @@
     python tools/bench_downstream.py --task change --dtype fp32 bf16 --backends triton mamba_ssm
     python tools/bench_downstream.py --tiny --device cpu --out /tmp/bench    # CPU smoke test (CI)
 
-Rows (batch 1, inference, whole image in one forward):
-- restoration (issues #9): MaIR SR x2 (`mair_sr_x2`) and MaIR-S x2 (`mair_light_s_x2`) restoring one image.
-  The main row is 640x360 -> 1280x720: the MaIR protocol (FLOPs "@720p out") fixes the
-  output at 1280x720 and the LR input at 1280x720 / scale. The issue's "320x180 to 1280x720 with x2" cannot
-  hold at once (320x180 x2 is 640x360), so a 320x180 -> 640x360 row is reported as well.
-- change (issue #10): AWMambaBCD-T, the binary change network of `configs/change/_base_/models/awmamba_bcd_tiny.py`
-  (AtrousMamba-T encoder with ChangeMamba's tiny depths, change decoder width 128), on one 256x256 and one
-  1024x1024 image pair.
-Sizes are written width x height, as images are.
-
-How it is measured: every row runs once per backend of `vimamba.ops.selective_scan` (`--backends`; routed through
-the VIMAMBA_BACKEND variable that `vimamba.ops` reads on every call, so the models stay untouched and an
-unsupported shape fails instead of falling back silently) and per precision (`--dtype`: fp32, or bf16 through
-autocast; fp32 by default, as MaIR and ChangeMamba report their speeds). Under `torch.inference_mode`, `--warmup`
-untimed forwards (they also run Triton's autotuning) and then `--iters` timed ones: CUDA events around each
-forward, read after one synchronize (CPU: time.perf_counter); the median is reported. Peak memory is
-`torch.cuda.max_memory_allocated` over the timed forwards, reset before them, so it includes the weights and the
-inputs of the row (CPU: not measured). Out-of-memory is caught per row and reported as OOM. Weights are a fixed-
-seed random initialisation and the images fixed-seed noise: no checkpoint is needed, and the speed of these
-networks does not depend on the values. The column "triton vs mamba_ssm" is ms(mamba_ssm) / ms(triton) on the
-triton row: above 1 means our kernels are faster.
-
-`--tiny` replaces the models by the tiny test variants at 32..128 pixels (and the backends by `reference` on a
-CPU) so that CI can run the whole script in seconds. `--out DIR` writes results.md (one table per task, ready
-for the README) and results.json (rows, device, torch / triton versions, command line, date).
+Batch 1, inference, whole image per forward, sizes width x height: MaIR SR x2 and MaIR-S x2 at 640x360 ->
+1280x720 (MaIR's "@720p out" protocol) and 320x180 -> 640x360; AWMambaBCD-T (its config under configs/change) on
+256x256 and 1024x1024 pairs. Each row runs per backend through VIMAMBA_BACKEND (an unsupported shape fails rather
+than falls back) and per `--dtype` (bf16 through autocast); median of CUDA-event times, peak memory including
+weights and inputs, random weights (speed does not depend on them). `--out DIR` writes results.md and results.json.
 """
 import argparse
 import contextlib
@@ -89,7 +69,7 @@ class Row:
 
 
 def cases(task: str, tiny: bool) -> List[Case]:
-    """The rows of the issues (#9 item 5, #10 item 5), or their tiny stand-ins for a CPU smoke test."""
+    """The benchmark rows, or their tiny stand-ins for a CPU smoke test."""
     if tiny:
         table = [
             Case('restoration', 'MaIR (test_mair) x2', 'test_mair', (64, 64), 2),
@@ -109,16 +89,13 @@ def cases(task: str, tiny: bool) -> List[Case]:
     return [c for c in table if task in ('all', c.task)]
 
 
-# ------------------------------------------------------------------------------------------------------
-# Models and inputs
-# ------------------------------------------------------------------------------------------------------
 def bcd_net_kwargs(tiny: bool) -> Dict:
     """BinaryChangeNet arguments: those of the AWMambaBCD-T config, or the tiny network of the tests."""
     if tiny:
         return dict(encoder=dict(model_name='test_atrousmamba', model_kwargs=dict(depths=(1, 1, 1, 1))),
                     decoder=dict(width=16, window_size=4, decoder_atrous_rates=(1, 2)))
     model = dict(runpy.run_path(str(BCD_TINY_MODEL))['model'])
-    # Training-only keys of the detector wrapper; the checkpoint would be ImageNet weights, not needed for speed.
+    # Training-only keys; the ImageNet checkpoint does not change speed.
     for key in ('type', 'lovasz_weight', 'ignore_index', 'test_cfg', 'data_preprocessor', 'init_cfg'):
         model.pop(key, None)
     model['encoder'] = {k: v for k, v in model['encoder'].items() if k != 'checkpoint'}
@@ -143,9 +120,6 @@ def make_inputs(case: Case, device: torch.device) -> Tuple[torch.Tensor, ...]:
     return tuple(torch.rand(1, 3, height, width, generator=generator).to(device) for _ in range(count))
 
 
-# ------------------------------------------------------------------------------------------------------
-# Measurement
-# ------------------------------------------------------------------------------------------------------
 def precision(device: torch.device, dtype: str):
     if DTYPES[dtype] is None:
         return contextlib.nullcontext()
@@ -164,8 +138,7 @@ def timed_peak(step: Callable[[], object], device: torch.device, iters: int) -> 
 
 def measure(model: torch.nn.Module, inputs: Sequence[torch.Tensor], row: Row, device: torch.device,
             warmup: int, iters: int, tile: int) -> Row:
-    """Fill `row` with the timing of `model(*inputs)` on `row.backend` in `row.dtype`; OOM and errors land
-    in `row.status` so that one failing backend does not stop the others."""
+    """Fill `row` with the timing of `model(*inputs)`; OOM and errors land in `row.status`, not stopping the others."""
     if tile and row.task == 'restoration':
         def step():
             return model.forward_tiled(inputs[0], tile)
@@ -215,9 +188,6 @@ def run_case(case: Case, args, device: torch.device) -> List[Row]:
     return rows
 
 
-# ------------------------------------------------------------------------------------------------------
-# Reporting
-# ------------------------------------------------------------------------------------------------------
 HEADER = ('model', 'input', 'output', 'params (M)', 'dtype', 'backend', 'ms', 'peak MiB', RATIO)
 
 
@@ -272,12 +242,8 @@ def print_table(rows: Sequence[Row]) -> None:
             print('  '.join('-' * w for w in widths))
 
 
-# ------------------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------------------
 def mamba_ssm_available() -> bool:
-    """Whether mamba_ssm and its CUDA extension load (vimamba.ops lists the backend as soon as our wrapper
-    module imports, which it does without the package)."""
+    """Whether mamba_ssm and its CUDA extension load (vimamba.ops lists the backend even without the package)."""
     from vimamba.kernels import mamba_ssm_backend
     return mamba_ssm_backend.available()
 

@@ -2,21 +2,11 @@
 
     python tools/bench_kernels.py [--out DIR] [--dtypes bf16,fp32] [--shapes vim_t,...] [--no-reference]
 
-On a CUDA device, in one run: it measures the GPU's copy bandwidth (1 GiB device-to-device copy, bytes read
-plus written) and exp2 rate (a Triton kernel of independent tl.exp2 chains), then times, per shape, dtype and
-pass (forward; forward + backward):
-
-- `triton`: vimamba.ops.selective_scan(backend="triton"), K directions in one call, plus the caller's merge
-  (sum over K) when K > 1; forward + backward through autograd.
-- `reference`: the same op with backend="reference" (plain PyTorch).
-- `mamba_ssm` (when importable): the way the official codes call mamba-ssm: per direction a gathered copy of
-  u, delta, z, B, C (Vim: `flip`), one `selective_scan_fn`, the output put back in token order, then summed.
-
-Each row prints the median ms (triton.testing.do_bench, L2 flushed), the floor (forward: max(bytes / copy
-bandwidth, exponentials / exp2 rate) with bytes = u, delta, z, B, C read once and y written once; forward +
-backward: that plus the backward's own floor, which reads u, delta, z, B, C, dy, writes du, ddelta, dz, dB, dC
-and recomputes the exponentials once), our percentage of the floor, and the ratio mamba_ssm / triton.
-Writes bench_kernels.md and bench_kernels.json under --out.
+Measures the GPU's copy bandwidth and exp2 rate, then times per shape, dtype and pass (forward; forward +
+backward) `triton` (one call for K directions, plus the merge), `reference`, and `mamba_ssm` called the way the
+official codes do (a gathered copy per direction). Each row: median ms (do_bench, L2 flushed), the floor
+(max(bytes / bandwidth, exps / exp2 rate), every input read and output written once), our share of it, and
+mamba_ssm / triton. Writes bench_kernels.md and bench_kernels.json under --out.
 """
 import argparse
 import json
@@ -48,9 +38,6 @@ SHAPES = {
 }
 
 
-# ----------------------------------------------------------------------------------------------
-# GPU limits
-# ----------------------------------------------------------------------------------------------
 def measure_copy_bandwidth():
     import triton.testing as tt
     n = 1 << 30
@@ -87,9 +74,6 @@ def measure_exp2_rate():
     return 4 * iters * block * programs / (ms * 1e-3)
 
 
-# ----------------------------------------------------------------------------------------------
-# inputs
-# ----------------------------------------------------------------------------------------------
 def make_index(order, K, L, grid, device):
     ar = torch.arange(L, device=device)
     if order == "raster":
@@ -104,9 +88,7 @@ def make_index(order, K, L, grid, device):
 
 
 def make_inputs(b, K, d, L, dtype, device="cuda", seed=0, layout="channels_last", N=16):
-    """layout "channels_last": u, delta, z transposed views of (b, K, L, d) tensors and B, C transposed slices
-    of one (b, K, L, R + 2N) projection output, as vimamba's models hand them to the op; "contiguous":
-    (b, K, d, L) and (b, K, N, L) tensors, the layout the official codes pass to mamba-ssm."""
+    """layout "channels_last": the transposed views vimamba's models pass; "contiguous": what mamba-ssm gets."""
     g = torch.Generator(device=device).manual_seed(seed)
     r = lambda *s: torch.randn(*s, device=device, generator=g)
     if layout == "channels_last":
@@ -142,9 +124,6 @@ def floors(b, K, d, L, dtype, bw, exp_rate, N=16):
     return f, fb, fwd_bytes, exps
 
 
-# ----------------------------------------------------------------------------------------------
-# the three ways
-# ----------------------------------------------------------------------------------------------
 def ours(x, index, W, backend):
     from vimamba.ops import selective_scan
 
@@ -153,8 +132,7 @@ def ours(x, index, W, backend):
     def fwd(xs):
         y = selective_scan(xs["u"], xs["delta"], xs["A"], xs["B"], xs["C"], xs["D"], xs["z"], xs["delta_bias"],
                            True, order=index, local_window=W, backend=backend)
-        # the merge the models do: over the (b, K, L, d) view, which is contiguous for channels-last y (so is
-        # the gradient autograd hands back; a (b, d, L) one would make every dy load a strided one)
+        # the models' merge, over the (b, K, L, d) view, so the gradient stays channels-last
         y = y.transpose(-1, -2)
         return y.sum(1) if K > 1 else y[:, 0]
     return fwd
@@ -221,9 +199,6 @@ def time_way(make_fwd, x, backward, rep_ms):
     return tt.do_bench(run, warmup=max(10, rep_ms // 4), rep=rep_ms, return_mode="median")
 
 
-# ----------------------------------------------------------------------------------------------
-# config sweep (kernel tunables)
-# ----------------------------------------------------------------------------------------------
 def sweep(shape_names, dtype, layout, passes=("fwd", "bwd")):
     import triton.testing as tt
     from vimamba.kernels import selective_scan as ss
@@ -281,7 +256,6 @@ def sweep(shape_names, dtype, layout, passes=("fwd", "bwd")):
     return results
 
 
-# ----------------------------------------------------------------------------------------------
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "docs"))

@@ -2,20 +2,15 @@
 would run: registers, spills, shared memory, layout conversions, and the instruction mix of every loop
 (instructions per state update in the loop body).
 
-This is how the step kernels were designed: the number of SASS instructions per state update and the
-register count (occupancy) predicted the H100 timings well (26 -> 12.5 instructions per update in the forward,
-185 -> ~50 in the backward, 2.1x and 2.3x faster), and the `ttg.convert_layout` count inside loops shows
-when Triton's layout choices cost shuffles or shared memory every step. Triton versions lay tensors out
-differently (the device runs triton 3.6, this repository's set-up 3.8): put another Triton first on
-PYTHONPATH to compile with it (`pip install --target DIR triton==3.6.0`).
+Instructions per state update and registers predict the H100 timings (docs/kernels.md). Triton versions lay
+tensors out differently: put another Triton first on PYTHONPATH to compile with it.
 
     python tools/kernel_sass.py step_fwd                          # the forward step kernel, bf16, Vim's flags
     python tools/kernel_sass.py step_bwd --maxnreg 168            # the backward step kernel under a register cap
     python tools/kernel_sass.py step_fwd --window 8               # with LBMamba's local window (W = 8)
     PYTHONPATH=/tmp/t36 python tools/kernel_sass.py step_fwd --keep out/sass   # with triton 3.6, keep PTX/SASS
 
-The strides a channels-last input has equal to 1 are compiled as constants, as Triton specialises them at run
-time; everything else is a run-time integer.
+Strides equal to 1 are compiled as constants, as Triton specialises them at run time.
 """
 import argparse
 import collections

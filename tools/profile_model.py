@@ -4,11 +4,7 @@
     python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 128 --amp --train    # + backward
     python tools/profile_model.py --model mobilemamba_t2 --out docs/profile                      # md + json
 
-It answers the question issue #4 item 6 asks before any small kernel is written: how much of a block is the
-selective scan, and how much the causal conv, the norms, the matmuls and the elementwise glue around it.
-Each operator's *self* time (on CUDA: of the kernels it launched itself) is charged to one group; everything
-that runs inside the scan op (the Triton kernels, or the reference backend's PyTorch ops on a CPU) counts as
-`selective_scan`. Summed over `--iters` profiled steps after `--warmup` untimed ones.
+Each operator's self time is charged to one group; everything inside the scan op counts as `selective_scan`.
 """
 import argparse
 import json

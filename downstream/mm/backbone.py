@@ -1,16 +1,9 @@
 """`VimambaBackbone`: any vimamba timm model as an OpenMMLab backbone (mmseg and mmdet alike).
 
-The wrapper builds the model by name without its classifier, keeps only the blocks / stages that feed the
-requested outputs (so DDP sees no unused parameter), and returns a tuple of NCHW maps:
-- plain families (Vim, LBVim, ShuffleMamba: one token stride) return the maps of the blocks in `out_indices`,
-  usually through a feature pyramid (`pyramid='deconv'`): transposed convs up (x4: ConvT-norm-GELU-ConvT, x2:
-  ConvT), identity, max-pool down, towards `pyramid_strides` (Vim's segmentation adapter).
-  With one index the pyramid is built from that single map (ViTDet's simple feature pyramid).
-- hierarchical families (MobileMamba, ...) return their levels in `out_indices`; `pyramid='deconv'` also works
-  there and adds the finer strides from the finest level (MobileMamba's detection neck).
-
-Inputs of any size: plain models resample their position embedding per forward (`dynamic_img_size`) and the
-input is zero-padded on the right / bottom so that the patches cover it.
+Keeps only the blocks / stages that feed the outputs (DDP sees no unused parameter) and returns a tuple of NCHW
+maps: plain families' blocks in `out_indices`, usually through a deconv feature pyramid (Vim's segmentation
+adapter; ViTDet's simple pyramid from one index); hierarchical families' levels (the pyramid then adds finer
+strides, MobileMamba's detection neck). Inputs of any size: plain models resample their position embedding.
 """
 import logging
 import math
@@ -79,32 +72,24 @@ class VimambaBackbone(BaseModule):
 
     Args:
         model_name: a vimamba timm model (`vimamba.list_models()`; tiny `test_*` ones too).
-        out_indices: blocks (plain families, 0..depth-1) or feature levels (hierarchical: indices of the model's
-            `feature_info`, e.g. MobileMamba 0 = stem, 1..3 = stages) whose maps are returned. Default: four
-            evenly spaced blocks ending at the last one (plain), every stage, the stem left out (hierarchical).
-        img_size: size the position embedding is built for (plain families; inputs of other sizes resample it);
-            default the model's pretraining size.
+        out_indices: blocks (plain families) or `feature_info` levels (hierarchical) whose maps are returned.
+            Default: four evenly spaced blocks ending at the last (plain), every stage without the stem.
+        img_size: size the position embedding is built for (plain families); default the pretraining size.
         drop_path_rate: stochastic depth of the model.
         frozen_stages: -1: train everything; 0: freeze the stem (patch / stem convs, position embedding, class
             and register tokens); k > 0: also the first k levels (hierarchical: the first k stages after the
             stem; plain: the blocks up to and including out_indices[k - 1]). Frozen parts stay in eval mode.
         norm_eval: keep the model's BatchNorms in eval mode while training (BN families: MobileMamba).
         with_cp: gradient checkpointing of the blocks.
-        pyramid: 'deconv' (transposed convs / identity / max-pool to `pyramid_strides`), 'none' (the maps as
-            they are), 'auto' ('deconv' for plain families, 'none' for hierarchical ones).
-        pyramid_strides: output strides of the pyramid. With as many maps as strides, map i goes to stride i;
-            otherwise each stride comes from the finest map whose stride is >= it (upsampled), or, past the
-            coarsest map, from that one (max-pooled).
+        pyramid: 'deconv' (transposed convs / identity / max-pool), 'none', 'auto' ('deconv' for plain families).
+        pyramid_strides: output strides; map i goes to stride i when the counts match, else each stride comes from
+            the finest map of stride >= it (upsampled) or, past the coarsest, from that one (max-pooled).
         pyramid_norm_cfg: the norm between two transposed convs (mm style dict: 'BN', 'SyncBN', 'GN', 'LN2d').
         out_norm: a LayerNorm on every returned map before the pyramid (LBVim's and VMamba's `outnorm`).
-        model_kwargs: more arguments for `timm.create_model` (e.g. `feature_source='residual'` for Vim-S's
-            residual-stream features, `shuffle_rate=0.` for ShuffleMamba).
-        pretrained: an ImageNet checkpoint (file or URL) to start from: short for
-            `init_cfg=dict(type='Pretrained', checkpoint=pretrained)`, and what `--cfg-options
-            model.backbone.pretrained=PATH` sets (mmseg's `model.pretrained` passes it here too).
-        init_cfg: `dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None)`: loaded in `init_weights`
-            through the family's `checkpoint_filter_fn` (official checkpoints, converted safetensors, mm
-            checkpoints with `prefix='backbone.model.'`); every missing or unexpected key is an error.
+        model_kwargs: more arguments for `timm.create_model` (e.g. `feature_source='residual'`).
+        pretrained: a checkpoint (file or URL), short for `init_cfg=dict(type='Pretrained', checkpoint=...)`.
+        init_cfg: `dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None)`, loaded through the family's
+            `checkpoint_filter_fn` (mm checkpoints: `prefix='backbone.model.'`); any missing or unexpected key errs.
     """
 
     def __init__(
@@ -215,7 +200,6 @@ class VimambaBackbone(BaseModule):
         self._frozen_prefixes = self._frozen_module_prefixes()
         self._freeze()
 
-    # -- freezing ----------------------------------------------------------------------------------------
 
     def _stem_regex(self, model: Optional[nn.Module] = None) -> str:
         return (self.model if model is None else model).group_matcher()['stem']
@@ -260,15 +244,9 @@ class VimambaBackbone(BaseModule):
                     module.eval()
         return self
 
-    # -- weights -----------------------------------------------------------------------------------------
 
     def init_weights(self) -> None:
-        """Load the pretrained checkpoint of `init_cfg` (if any) through the family's filter; never re-draw.
-
-        The model was initialised as its family does when it was built; the pyramid keeps PyTorch's default
-        init. Marking the module initialised stops mmengine from calling the timm model's own `init_weights`
-        afterwards, which would overwrite the loaded weights.
-        """
+        """Load `init_cfg`'s checkpoint (if any); never re-draw (marked initialised, so mmengine won't either)."""
         if self.init_cfg is not None:
             cfg = self.init_cfg
             self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
@@ -303,12 +281,10 @@ class VimambaBackbone(BaseModule):
                   + (f' ({len(skipped)} unused by the backbone: classifier, final norm, pruned blocks)'
                      if skipped else ''), logger='current', level=logging.INFO)
 
-    # -- layer-wise lr decay interface (used by LayerDecayOptimWrapperConstructor) -------------------------
 
     def get_layer_depth(self, param_name: str) -> Tuple[int, int]:
-        """(layer id, number of layers) of a parameter name relative to this module, from the model's timm
-        `group_matcher`: 0 = stem, then blocks / stages in order; the pyramid and out norms are above the top
-        (layer id == number of layers, scale 1)."""
+        """(layer id, number of layers) of a parameter name from the timm `group_matcher`: 0 = stem, then blocks /
+        stages; the pyramid and out norms are at the top (layer id == number of layers)."""
         layer_map = self._layer_map()
         num_layers = max(layer_map.values()) + 1
         if param_name.startswith('model.'):
@@ -321,11 +297,9 @@ class VimambaBackbone(BaseModule):
         return self._layer_map_cache
 
     def no_weight_decay(self) -> Set[str]:
-        """Names or fnmatch patterns (relative to this module, timm's convention) of parameters that must not
-        decay: the model's `no_weight_decay()` (position embeddings, class / register tokens, A_log, D)."""
+        """The model's `no_weight_decay()` names or fnmatch patterns, relative to this module."""
         return {'model.' + n for n in self.model.no_weight_decay()}
 
-    # -- forward -----------------------------------------------------------------------------------------
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pad right / bottom so that the patch grid covers the whole image (plain families)."""

@@ -1,19 +1,11 @@
 """`LayerDecayOptimWrapperConstructor`: layer-wise lr decay from the backbone's timm `group_matcher`.
 
-One rule for every family: the backbone (`VimambaBackbone`, or any backbone with `get_layer_depth(name) ->
-(layer_id, num_layers)`) numbers its parameters 0 = stem, 1.. = blocks / stages in order; everything above the
-backbone (pyramid, neck, heads) sits at `num_layers`. A parameter of layer i gets `lr * rate ** (num_layers - i)`
-(BEiT's rule: the stem `rate ** num_layers`, the last block `rate`, the heads 1).
+A parameter of layer i (`get_layer_depth(name) -> (layer_id, num_layers)`; above the backbone: num_layers) gets
+`lr * rate ** (num_layers - i)` (BEiT's rule). No weight decay on the backbone's `no_weight_decay()` and on norms;
+biases decay (as the official configs). `custom_keys` work as in mmengine's default constructor, on top.
 
-No weight decay on position embeddings, class / register tokens, `A_log` and `D` (the backbone's
-`no_weight_decay()`: its model's names or fnmatch patterns, timm's convention) and on the parameters of every norm
-layer anywhere in the model. Biases keep the weight decay unless `bias_decay_mult` says otherwise (the official
-configs decay them). `custom_keys` work as in mmengine's default constructor (substring match, longest key first)
-and multiply on top.
-
-Official quirk NOT reproduced: Vim's and LBVim's mm constructors look for `blocks.N` in names that are
-`layers.N`, so only the patch embedding and the position embedding were ever decayed;
-here every block gets its own rate.
+Official quirk NOT reproduced: Vim's and LBVim's constructors match `blocks.N` in names that are `layers.N`, so
+their blocks got no layer decay; here every block gets its own rate.
 """
 import fnmatch
 import logging
@@ -30,7 +22,7 @@ _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.m
 
 
 def _is_norm(module: nn.Module) -> bool:
-    # our fp32 RMSNorm / LayerNorm wrappers and timm's LayerNorm2d are caught by the class name
+    # the class name catches vimamba's fp32 norm wrappers and timm's LayerNorm2d
     return isinstance(module, _NORM_TYPES) or 'norm' in type(module).__name__.lower()
 
 

@@ -1,12 +1,7 @@
 """Training and testing any mmengine config with the Runner: what `tools/train.py` and `tools/test.py` run.
 
-Generic on purpose: segmentation, detection, restoration and change-detection configs all go through here. A
-config brings its own modules with `custom_imports`; nothing task-specific is imported.
-
-Distributed runs follow OpenMMLab: `torchrun --nproc-per-node N tools/train.py CONFIG --launcher pytorch`
-(or `tools/dist_train.sh CONFIG N`), or `--launcher slurm` under srun. Without CUDA (CPU processes, e.g. CI)
-the process group is gloo, DDP holds CPU modules and SyncBN becomes BN (each rank normalises its own batch):
-mmengine's own set-up assumes one GPU per process.
+A config brings its own modules with `custom_imports`; nothing task-specific is imported. Distributed runs follow
+OpenMMLab (`--launcher pytorch` / `slurm`); without CUDA the group is gloo and SyncBN becomes BN.
 """
 import argparse
 import json
@@ -190,11 +185,8 @@ def _jsonable(metrics: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def _load_local_checkpoint(filename: str, map_location=None) -> Any:
-    """mmengine's local-file loader, through vimamba's checkpoint reader (no pickled code runs).
-
-    The message hub's history buffers come back as plain containers and are rebuilt here, so `--resume` keeps
-    the logged history.
-    """
+    """mmengine's local-file loader, through vimamba's checkpoint reader (no pickled code runs); rebuilds the message
+    hub's history buffers so `--resume` keeps the logged history."""
     checkpoint = read_checkpoint(osp.expanduser(filename), 'checkpoint')
     hub = checkpoint.get('message_hub') if isinstance(checkpoint, dict) else None
     scalars = hub.get('log_scalars', {}) if isinstance(hub, dict) else {}

@@ -1,9 +1,5 @@
-"""Image restoration on mmengine alone: `Restorer` model, `PairedImageDataset`, `PSNR` / `SSIM` metrics.
-
-Configs import this module (`custom_imports=dict(imports=['vimamba.downstream.restoration'])`), which
-registers the model and losses in mmengine's MODELS, the dataset in DATASETS and the metrics in METRICS.
-`functional` and `datasets` need no mmengine (the `tools/restore.py` demo and the tests use them alone).
-"""
+"""Image restoration on mmengine alone: `Restorer` model, `PairedImageDataset`, `PSNR` / `SSIM` metrics, registered
+on import; `functional` and `datasets` need no mmengine."""
 from ..common import load_image
 from .datasets import PairedImageDataset
 from .functional import bicubic_degrade, imresize, psnr, ssim

@@ -1,22 +1,9 @@
-"""Paired restoration datasets (LQ and GT folders) for mmengine, with on-the-fly degradations.
+"""Paired restoration datasets (LQ and GT folders, or GT degraded on the fly) for mmengine.
 
-One class covers the layouts of MaIR's benchmarks; the config names the folders:
-
-| task | gt_dir | lq_dir | filename_tmpl | degradation |
-|---|---|---|---|---|
-| DIV2K / DF2K SR (train) | DIV2K_train_HR (DF2K/HR) | DIV2K_train_LR_bicubic/X2 (DF2K/X2) | '{}x2' | - or bicubic |
-| Set5 / Set14 / B100 / Urban100 / Manga109 | Set5/HR | Set5/LR_bicubic/X2 | '{}' | - or bicubic |
-| colour denoising (DFWB, CBSD68, Kodak24, McMaster) | clean images | - | - | gaussian_noise, sigma 15 / 25 / 50 |
-| SIDD (crops) | train/target_crops | train/input_crops | '{}' | - |
-| GoPro | train/target (test/target) | train/input (test/input) | '{}' | - |
-| RESIDE ITS / OTS / SOTS | gt (clear) | hazy | pairing='haze' (`1_1_0.9.png` -> `1.png`) | - |
-
-('- or bicubic': the LQ folder, or `degradation=dict(type='bicubic')` without `lq_dir`.)
-Training crops a random `gt_patch_size` patch (with its LQ patch) and applies the paired flips / rotation;
-evaluation returns whole images, the GT cropped to `scale` times the LQ size (as the official loaders).
-Synthetic degradations: `dict(type='bicubic')` builds the LQ image from the GT image by MATLAB bicubic
-downscaling (the DIV2K / benchmark protocol); `dict(type='gaussian_noise', sigma=25)` adds white noise, fresh
-each time in training and seeded per image in evaluation (seed 0 for every image: the official noise).
+The configs under configs/restoration name each benchmark's folders. Training crops a random `gt_patch_size` patch
+with paired flips / rotations; evaluation returns whole images, the GT cropped to `scale` times the LQ size (as the
+official loaders). `dict(type='bicubic')` makes LQ by MATLAB bicubic downscaling; `dict(type='gaussian_noise',
+sigma=25)` adds noise, fresh in training and seeded per image in evaluation (seed 0: the official noise).
 """
 import os
 import os.path as osp
@@ -146,7 +133,7 @@ class PairedImageDataset(Dataset):
         gt = load_image(sample['gt_path'])
         kind = self.degradation['type'] if self.degradation else None
         if self.gt_patch_size is not None and kind == 'gaussian_noise':
-            # Noise is i.i.d. per pixel: cropping first gives the same distribution for much less work.
+            # i.i.d. noise: cropping first gives the same distribution for less work.
             gt, _ = self._crop(gt, gt)
         if kind == 'bicubic':
             lq, gt = bicubic_degrade(gt, self.scale)
@@ -156,7 +143,6 @@ class PairedImageDataset(Dataset):
         else:
             lq = load_image(sample['lq_path'])
             if self.test_mode:
-                # As the official loaders: the GT cropped to scale x the LQ size.
                 gt = gt[:, :lq.shape[1] * self.scale, :lq.shape[2] * self.scale]
         if self.gt_patch_size is not None:
             if kind != 'gaussian_noise':

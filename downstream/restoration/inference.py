@@ -3,12 +3,8 @@
     python tools/restore.py IMAGE [IMAGE ...] --model mair_sr_x2 [--checkpoint FILE] [--tile N]
                             [--self-ensemble] [--device cuda] [--gt GT [GT ...]] --out DIR
 
-Each image is read as RGB in [0, 1], restored (tile by tile with `--tile`, the official protocol: about N px
-tiles with a tenth of overlap), clamped, rounded to 8 bits and written to DIR/<name>.png. `--checkpoint` takes
-an official BasicSR file or one of ours (converted by the model's `checkpoint_filter_fn`). With `--gt`, each
-output is scored against its ground truth (PSNR / SSIM as the evaluation does: Y channel and a border of the
-scale for super-resolution, RGB otherwise) beside the bicubic upscaling (or, at scale 1, the input itself).
-Progress bars run over the images and, when tiling, over the tiles of each image. Needs no mmengine.
+Outputs go to DIR/<name>.png (8 bits). `--checkpoint`: an official BasicSR file or one of ours. With `--gt`, each
+output is scored (PSNR / SSIM as the evaluation does) beside the bicubic upscaling (at scale 1, the input).
 """
 import argparse
 import os
@@ -113,8 +109,7 @@ def _check_model(name: str) -> int:
 
 
 def _gt_paths(gt: Sequence[str], images: Sequence[str], scale_names: Sequence[str]) -> List[str]:
-    """One ground-truth file per image: the files as given (in the images' order), or from one folder the
-    file of the same name (or the same stem with any image extension, or without an `x<scale>` suffix)."""
+    """One ground-truth file per image: the files as given, or from one folder by name, stem or stem less `x<scale>`."""
     if len(gt) == 1 and osp.isdir(gt[0]):
         folder, found = gt[0], []
         files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
@@ -135,9 +130,7 @@ def _gt_paths(gt: Sequence[str], images: Sequence[str], scale_names: Sequence[st
 
 def score_files(restored: Sequence[str], gt_paths: Sequence[str], inputs: Sequence[str],
                 scale: int) -> List[Dict[str, float]]:
-    """PSNR / SSIM of each restored file and of its bicubic baseline (the input itself at scale 1) against the
-    ground truth: Y channel with a border of `scale` for super-resolution, RGB without border otherwise. A
-    ground truth up to `scale - 1` px larger than the output is cropped to it (the usual mod-crop)."""
+    """PSNR / SSIM of each restored file and of its bicubic baseline against the ground truth (mod-cropped)."""
     from .functional import imresize, psnr, ssim
 
     border, y_channel = (scale, True) if scale > 1 else (0, False)

@@ -1,8 +1,6 @@
-"""PSNR and SSIM as mmengine metrics, computed per image as the restoration literature does (see
-`functional.psnr` / `functional.ssim`) and averaged over the dataset.
+"""PSNR and SSIM as mmengine metrics, per image (`functional.psnr` / `functional.ssim`), averaged over the dataset.
 
-Configs: `dict(type='PSNR', crop_border=scale, test_y_channel=True)` for super-resolution (Y channel,
-border = scale), `crop_border=0, test_y_channel=False` for denoising / deblurring / dehazing (RGB).
+Super-resolution: `crop_border=scale, test_y_channel=True`; other tasks: `crop_border=0, test_y_channel=False`.
 """
 from typing import Any, Dict, List, Optional, Sequence
 

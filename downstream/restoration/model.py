@@ -1,17 +1,10 @@
 """The restorer: an mmengine `BaseModel` around any timm image-to-image network (MaIR, MaIRUNet).
 
-`forward(inputs, data_samples, mode)` follows mmengine: 'loss' returns the pixel loss, 'predict' one dict
-per image (`pred`, `gt`, `name`) for the metrics, 'tensor' the raw output. Inputs come from
-`PairedImageDataset` through mmengine's default `pseudo_collate` (lists of (C, H, W) tensors).
-
-Training options (`train_cfg`), both from the official recipes of the MaIRUNet tasks (Restormer's):
-- `progressive=dict(iters=[...], patch_sizes=[...], batch_sizes=[...])`: phase i lasts iters[i] iterations
-  and trains on a random `batch_sizes[i]` subset of each loaded batch, cropped to `patch_sizes[i]` (the
-  loader delivers the largest batch at the largest patch).
-- `mixup_beta=B`: with probability 1/2 (the identity counts as one of two choices), mix the batch with a
-  permutation of itself, weight ~ Beta(B, B), on both LQ and GT.
-Test options (`test_cfg`): `tile_size` (official tiled inference; None: whole images), `self_ensemble`
-(x8, MaIR+). Predictions are clamped to [0, 1].
+Training options (`train_cfg`, MaIRUNet's Restormer recipes):
+- `progressive=dict(iters=[...], patch_sizes=[...], batch_sizes=[...])`: phase i lasts iters[i] iterations on a
+  random `batch_sizes[i]` subset of each loaded batch (the largest), cropped to `patch_sizes[i]`.
+- `mixup_beta=B`: with probability 1/2, mix LQ and GT with a permutation of the batch, weight ~ Beta(B, B).
+Test options (`test_cfg`): `tile_size` (official tiled inference; None: whole images), `self_ensemble` (x8).
 """
 import random
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
@@ -66,11 +59,7 @@ def build_generator(cfg: Dict[str, Any]) -> nn.Module:
 
 
 def unbatch_samples(data_samples: Any, batch: int) -> List[Dict[str, Any]]:
-    """One dict per image from what a collate function made of the datasets' per-image dicts.
-
-    mmengine's `pseudo_collate` turns a list of dicts into a dict of lists and `default_collate` into a dict of
-    stacked tensors / lists; a plain list of dicts passes through.
-    """
+    """One dict per image from a collated batch (a dict of lists or of stacked tensors, or a list of dicts)."""
     if data_samples is None:
         return [{} for _ in range(batch)]
     if isinstance(data_samples, Mapping):
@@ -88,8 +77,7 @@ class Restorer(BaseModel):
         pixel_loss: `dict(type='L1Loss' | 'CharbonnierLoss', loss_weight=1.0)` (built from MODELS).
         scale: The task's scale; must equal the generator's `upscale` (catches a x2 model on x4 data).
         init_checkpoint: Official (BasicSR) or our checkpoint loaded into the generator when the model is built.
-        init_strict: False skips the entries whose shape differs (fine-tuning x3 / x4 from x2, as the
-            official recipes); True requires the variant to match.
+        init_strict: False skips entries whose shape differs (fine-tuning x3 / x4 from x2).
         train_cfg / test_cfg: see the module docstring.
     """
 
@@ -125,12 +113,11 @@ class Restorer(BaseModel):
                                  f'length >= 1, got lengths {lengths}')
         if init_checkpoint:
             self.load_generator(init_checkpoint, strict=init_strict)
-        # `load_from` / `tools/test.py CONFIG CHECKPOINT` may name an official BasicSR file: convert it on load.
+        # `load_from` may name an official BasicSR file: convert it on load.
         self._register_load_state_dict_pre_hook(self._convert_official_checkpoint)
 
     def init_weights(self) -> None:
-        """Nothing to do: the generator initialised itself when built (timm) and `init_checkpoint` was loaded
-        then. mmengine's default would call the generator's `init_weights` again and wipe that checkpoint."""
+        """No-op: mmengine's default would re-initialise the generator and wipe `init_checkpoint`."""
 
     def _convert_official_checkpoint(self, state_dict, prefix, *args) -> None:
         official = None
@@ -150,7 +137,6 @@ class Restorer(BaseModel):
             print_log(f'Restorer: loaded {path} non-strictly; kept initial values for {sorted(result.missing_keys)}',
                       logger='current')
 
-    # ---------------------------------------------------------------------------------------------
     def _phase(self) -> Optional[Dict[str, int]]:
         progressive = self.train_cfg.get('progressive')
         if progressive is None:

@@ -1,8 +1,6 @@
-"""`causal_conv1d`: Mamba's depthwise conv before the scan, K directions from one (B, L, E) input into u
-(B, K, L, E), SiLU fused (kernels/causal_conv1d_reference.py states it exactly).
+"""`causal_conv1d`: Mamba's depthwise conv before the scan, K directions from one input, SiLU fused.
 
-Built as the scan is: `torch.ops.vimamba.causal_conv1d` and `torch.ops.vimamba.causal_conv1d_bwd`, backends
-"reference" and "triton" ("mamba_ssm", a scan-only backend, means "auto" here), a FLOP formula and an fvcore handle.
+Built as the scan is; backends "reference" and "triton" ("mamba_ssm", scan-only, means "auto" here).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -23,9 +21,7 @@ def _flags(reverse) -> Tuple[bool, ...]:
 @torch.library.custom_op("vimamba::causal_conv1d", mutates_args=())
 def _causal_conv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int], silu: bool,
                       backend: str) -> Tensor:
-    """Normalised causal conv: x (B, L, E) with unit channel stride, weight (K, E, k) and bias (K, E)
-    contiguous, reverse K ints 0 / 1 (torch.jit traces no bool lists, and FLOP counters trace). Returns
-    u (B, K, L, E) direction-major (u.transpose(0, 1) contiguous) in x's dtype."""
+    """Normalised causal conv; reverse as K ints 0 / 1 (torch.jit, which FLOP counters use, traces no bool lists)."""
     u = run("causal_conv1d", "fwd", backend, x, weight, bias, _flags(reverse), silu)
     return u.transpose(0, 1).contiguous().transpose(0, 1)
 
@@ -65,14 +61,12 @@ _causal_conv1d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def causal_conv1d_flops(batch: int, K: int, L: int, E: int, k: int) -> int:
-    """Multiply-accumulates of one forward, fvcore style (one MAC = one FLOP): batch * K * L * E * k.
-    The bias and the SiLU are elementwise, which fvcore's convention leaves out."""
+    """Multiply-accumulates of one forward, fvcore style (one MAC = one FLOP; bias and SiLU not counted)."""
     return batch * K * L * E * k
 
 
 def causal_conv1d_flop_jit(inputs, outputs) -> int:
-    """fvcore / mmengine handle for the traced `vimamba::causal_conv1d` node: (batch, L, E) from x,
-    (K, E, k) from weight."""
+    """fvcore / mmengine handle for the traced `vimamba::causal_conv1d` node."""
     batch, length, channels = jit_sizes(inputs[0])
     K, _, k = jit_sizes(inputs[1])
     return causal_conv1d_flops(batch, K, length, channels, k)
@@ -124,26 +118,17 @@ def causal_conv1d(
 ) -> Tensor:
     """Depthwise conv over the tokens of x, causal in each of K scan directions, SiLU fused.
 
-    u[:, i] = act(y_i), act SiLU when `silu` (else identity), with x read as 0 outside 0..L-1 and for
-    direction i (w = weight[i, e], c = bias[i, e]):
-        reverse[i] False:  y[l, e] = c + sum_j w[j] * x[l + j - (k-1), e]      (sees tokens <= l)
-        reverse[i] True:   y[l, e] = c + sum_j w[k-1-j] * x[l + j, e]          (sees tokens >= l)
-    The reversed direction is what a causal conv gives on the flipped sequence, flipped back; no flipped
-    copy is made. Accumulates in fp32.
+    A reversed direction sees tokens >= l; kernels/causal_conv1d_reference.py states the sums. Accumulates in fp32.
 
     Args:
-        x: (B, L, E), any float dtype; a token's channels contiguous (other strides free; otherwise a
-            contiguous copy is made).
-        weight: (K, E, k), k from 1 to 8 (nn.Conv1d's depthwise weight (E, 1, k), stacked over directions
-            without the 1). bias: (K, E) or None. Any float dtypes; gradients come back in theirs.
+        x: (B, L, E), any float dtype; copied unless a token's channels are contiguous.
+        weight: (K, E, k), k from 1 to 8; bias: (K, E) or None. Any float dtypes; gradients come back in theirs.
         reverse: K bools, True where the direction scans L-1 .. 0.
         silu: apply SiLU to the conv output.
-        backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm"
-            (a scan-only backend) means "auto" for this op.
+        backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" = "auto".
 
     Returns:
-        u (B, K, L, E) in x's dtype, direction-major (u.transpose(0, 1) contiguous): u.transpose(2, 3) is the
-        channels-last (B, K, E, L) view the selective scan reads fastest, and u[:, k] one (B * L, E) matrix.
+        u (B, K, L, E) in x's dtype, direction-major (u.transpose(2, 3) is the scan's fastest layout).
     """
     proxy = fx_proxy((x, weight, bias))
     if proxy is not None:

@@ -1,6 +1,4 @@
-"""What the ops share: backend tables, backend choice (`resolve_backend`), the call of a backend function from a
-custom op (`run`, with the fallback under "auto"), the custom ops' gradient outputs, the guards of the public
-functions (symbolic and jit tracing) and argument checks."""
+"""What the ops share: backend tables and choice, the backend call with its "auto" fallback, tracing guards, checks."""
 import contextlib
 import importlib
 import os
@@ -81,16 +79,14 @@ def backend_argument(backend, op: str) -> str:
 
 
 def resolve_backend(backend: Optional[str], device: torch.device, op: str = "selective_scan") -> str:
-    """The concrete backend of `op` ("selective_scan", "merge_gate", "causal_conv1d" or "add_rms_norm") for `backend` ("auto"/None
-    follow VIMAMBA_BACKEND, else triton on CUDA when its module imports, else reference) and tensors on
-    `device`."""
+    """The concrete backend of `op` for `backend` and tensors on `device` ("auto"/None: VIMAMBA_BACKEND, else
+    triton on CUDA when its module imports, else reference)."""
     name = "auto" if backend is None else backend
     if name == "auto":
         name = os.environ.get(ENV_BACKEND, "auto") or "auto"
         _check_backend_name(name, f"environment variable {ENV_BACKEND}", op)
     if name not in BACKENDS[op]:
-        # mamba_ssm brings only the scan: the ops around it take what "auto" would, so that one setting
-        # (VIMAMBA_BACKEND=mamba_ssm) runs a whole model.
+        # mamba_ssm brings only the scan: the other ops take "auto", so VIMAMBA_BACKEND=mamba_ssm runs a whole model
         name = "auto"
     if name == "auto":
         name = "reference"
@@ -112,12 +108,7 @@ def resolve_backend(backend: Optional[str], device: torch.device, op: str = "sel
 
 @contextlib.contextmanager
 def _autograd_dispatch():
-    """Re-enable autograd inside a custom-op implementation.
-
-    A custom op's implementation runs below the autograd dispatch keys (torch excludes them), so a
-    backend backward that differentiates a recomputed forward with torch.autograd.grad (the reference
-    does) would see no graph. This guard lifts that exclusion for the duration of the call.
-    """
+    """Re-enable autograd inside a custom-op implementation, for backwards that differentiate a recomputed forward."""
     keys = [getattr(torch._C.DispatchKey, k, None)
             for k in ("AutogradFunctionality", "AutogradOther", "AutogradNestedTensor")]
     guard = getattr(torch._C, "_SetExcludeDispatchKeyGuard", None)
@@ -131,15 +122,8 @@ def _autograd_dispatch():
 
 
 def run(op: str, direction: str, backend: str, *args):
-    """`<op>_<direction>` ("fwd" or "bwd", the backward with autograd re-enabled: see `_autograd_dispatch`) of the
-    backend that `backend` resolves to for args[0]'s device (an input in the forward, an output gradient in the
-    backward: both on the op's device).
-
-    Under "auto" (no explicit choice, no VIMAMBA_BACKEND), a kernel that declines a shape with NotImplementedError
-    (the scan's Triton kernel with a d_state that is not a power of two, the norm's with a row too long for
-    registers) falls back to the reference, with one warning per reason; the backward resolves the same way, so
-    forward and backward use the same backend.
-    """
+    """`<op>_<direction>` of `backend` for args[0]'s device; under "auto", a NotImplementedError falls back to the
+    reference with one warning per reason (the backward resolves as the forward did)."""
     function = f"{op}_{direction}"
     with _autograd_dispatch() if direction == "bwd" else contextlib.nullcontext():
         name = resolve_backend(backend, args[0].device, op)
@@ -156,11 +140,7 @@ def run(op: str, direction: str, backend: str, *args):
 
 
 def in_layout_of(out: Tensor, like: Tensor) -> Tensor:
-    """`out` with the strides of `torch.empty_like(like)`, the layout the fake implementations promise.
-
-    Outputs follow their input's layout, so channels-last inputs (a token's channels contiguous, as the
-    linear layers make them) give channels-last outputs and gradients without a transpose copy.
-    """
+    """`out` with the strides of `torch.empty_like(like)`, the layout the fake implementations promise."""
     if out.stride() == torch.empty_like(like, device="meta").stride():
         return out
     return torch.empty_like(like, dtype=out.dtype).copy_(out)
@@ -182,19 +162,13 @@ def present_grads(grads: Sequence[Tensor], inputs: Sequence[Optional[Tensor]]) -
 
 
 def fx_proxy(args: Sequence) -> Optional[torch.fx.Proxy]:
-    """The first torch.fx.Proxy in args, or None.
-
-    Under symbolic tracing (torch.fx, timm's FX feature extraction) a public op records one leaf call whatever
-    module the caller imported it from, the op itself as the node's target (`torch.fx.wrap` would patch one module's
-    global only); its arguments are checked when the traced graph runs.
-    """
+    """The first torch.fx.Proxy in args, or None: the public op then records itself as one leaf call (`torch.fx.wrap`
+    would patch only one module's global)."""
     return next((a for a in args if isinstance(a, torch.fx.Proxy)), None)
 
 
 def checked(check: Callable, *args):
-    """`check(*args)`, without TracerWarnings under torch.jit tracing: the FLOP counters (fvcore, mmengine) trace
-    with torch.jit, where the checks compare traced sizes, which is right for the one concrete run but warns at
-    every call."""
+    """`check(*args)`, without the TracerWarnings its size comparisons raise under the FLOP counters' jit trace."""
     if not torch.jit.is_tracing():
         return check(*args)
     with warnings.catch_warnings():
@@ -222,7 +196,6 @@ def check_tensor(name: str, t, shape: Tuple[int, ...], shape_text: str, device: 
 
 
 def jit_sizes(value) -> Optional[List[int]]:
-    """The sizes of a torch.jit graph value (the inputs a FLOP handle of fvcore / mmengine gets), None for a value
-    that is not a tensor (an absent optional)."""
+    """The sizes of a torch.jit graph value (a FLOP handle's input), None for an absent optional."""
     kind = value.type()
     return kind.sizes() if isinstance(kind, torch._C.TensorType) else None

@@ -1,11 +1,5 @@
-"""`add_rms_norm`: the pre-norm block's residual add and RMSNorm in one pass (kernels/add_rms_norm_reference.py
-states it exactly), returning (normed, residual_out).
-
-Built as the scan is: `torch.ops.vimamba.add_rms_norm` and `torch.ops.vimamba.add_rms_norm_bwd`, backends
-"reference" and "triton" ("mamba_ssm", a scan-only backend, means "auto" here); under "auto" a dim the Triton
-kernel declines (a row too long for registers) falls back to the reference. No FLOP formula: a norm is elementwise
-work, which the fvcore convention leaves uncounted (vimamba.benchmark ignores the node).
-"""
+"""`add_rms_norm`: the pre-norm block's residual add and RMSNorm in one pass (no FLOP formula: fvcore leaves
+elementwise work uncounted)."""
 from typing import Optional, Tuple
 
 import torch
@@ -17,8 +11,7 @@ from .dispatch import FLOAT_DTYPES, backend_argument, check_tensor, checked, des
 @torch.library.custom_op("vimamba::add_rms_norm", mutates_args=())
 def _add_rms_norm_op(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps: float,
                      residual_dtype: torch.dtype, out_dtype: torch.dtype, backend: str) -> Tuple[Tensor, Tensor]:
-    """Normalised add + RMSNorm: hidden and residual (..., D) contiguous, weight (D,) contiguous. Returns
-    (normed in out_dtype, residual_out in residual_dtype), contiguous in hidden's shape."""
+    """Normalised add + RMSNorm over contiguous inputs."""
     normed, residual_out = run("add_rms_norm", "fwd", backend, hidden, residual, weight, eps, residual_dtype,
                                out_dtype)
     return normed.contiguous(), residual_out.contiguous()
@@ -33,9 +26,7 @@ def _(hidden, residual, weight, eps, residual_dtype, out_dtype, backend):
 def _add_rms_norm_bwd_op(dnormed: Tensor, dresidual_out: Optional[Tensor], residual_out: Tensor, weight: Tensor,
                          eps: float, hidden_dtype: torch.dtype, residual_in_dtype: Optional[torch.dtype],
                          backend: str) -> Tuple[Tensor, Tensor, Tensor]:
-    """Gradients (dhidden, dresidual, dweight). dresidual is an empty tensor when there was no residual
-    (residual_in_dtype None) or when it has hidden's dtype: dhidden is then its gradient too (the op schema has
-    no optional outputs, and outputs may not alias)."""
+    """(dhidden, dresidual, dweight); dresidual empty when dhidden is its gradient too (outputs may not alias)."""
     dhidden, dresidual, dweight = run("add_rms_norm", "bwd", backend, dnormed, dresidual_out, residual_out, weight,
                                       eps, hidden_dtype, residual_in_dtype)
     return (dhidden.contiguous(), residual_out.new_empty(0) if dresidual is None else dresidual.contiguous(),
@@ -114,22 +105,16 @@ def add_rms_norm(
 ) -> Tuple[Tensor, Tensor]:
     """The pre-norm block's residual add and RMSNorm over the last dim, in one pass:
 
-        residual_out = residual + hidden (hidden when residual is None), summed in fp32, stored in residual_dtype
-        normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight, in fp32, returned in out_dtype
+        residual_out = residual + hidden (hidden when residual is None), stored in residual_dtype
+        normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight, returned in out_dtype
 
-    (fp64 instead of fp32 when an input or residual_dtype is fp64.) Gradients flow to hidden, residual and
-    weight.
+    in fp32 (fp64 when an input or residual_dtype is fp64).
 
     Args:
-        hidden: (..., D), any float dtype (the previous mixer's output).
-        residual: like hidden (any float dtype), or None (the first block).
-        weight: (D,), any float dtype.
-        eps: added to the mean square.
-        residual_dtype: the dtype of residual_out; None: hidden's and residual's dtypes promoted (torch's add).
-            MambaBlock passes at least fp32 for `residual_in_fp32`.
-        out_dtype: the dtype of normed; None: hidden's.
-        backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" (a
-            scan-only backend) means "auto" for this op.
+        hidden: (..., D); residual: like hidden, or None (the first block); weight: (D,). Any float dtypes.
+        residual_dtype: of residual_out; None: hidden's and residual's dtypes promoted (torch's add).
+        out_dtype: of normed; None: hidden's.
+        backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" = "auto".
 
     Returns:
         (normed, residual_out), contiguous, in hidden's shape.

@@ -4,18 +4,11 @@
     h_t = exp(delta_t * A[k, d, n]) * h_{t-1} + delta_t * B_t[n] * u_t
     y_t = sum_n C_t[n] * h_t[n] + D[k, d] * u_t,   then y_t *= silu(z_t) when z is given
 
-with fp32 accumulation whatever the input dtype. `local_window = W > 0` switches to LBMamba's locally
-bi-directional scan: h_t is replaced by h_t + r_t - delta_t * B_t * u_t, r being the reverse recurrence
-r_t = exp(delta_t * A) * r_{t+1} + delta_t * B_t * u_t restricted to the window of W scanned steps
-holding t (windows start at step 0 of the scan; the last one may be partial).
+with fp32 accumulation. `local_window = W > 0` (LBMamba) replaces h_t by h_t + r_t - delta_t * B_t * u_t, with
+r_t = exp(delta_t * A) * r_{t+1} + delta_t * B_t * u_t inside windows of W scanned steps from step 0.
 
-With `merge` ("mean" or "sum") the op returns the merged and gated output instead of the K directions' outputs:
-out = merge_k(y_k) * silu(z), with one gate z (batch, d, L) shared by the directions (the merge and the gate run as
-one pass, `torch.ops.vimamba.merge_gate`; kernels/merge_gate_reference.py states it exactly).
-
-The argument checks are cheap (shapes, dtypes, devices): the permutation check of a raw `order` tensor is the only
-host sync, and `ScanOrder` objects skip it. The backward recomputes the forward, so the saved state is just the
-inputs. `last_state` (`return_last_state=True`) is for inference and inspection: it is not differentiable.
+With `merge` ("mean" or "sum") the op returns out = merge_k(y_k) * silu(z) in one pass (`vimamba::merge_gate`).
+The permutation check of a raw `order` tensor is the checks' only host sync; `ScanOrder` objects skip it.
 """
 from typing import List, Optional, Tuple
 
@@ -28,17 +21,12 @@ from .dispatch import (FLOAT_DTYPES, backend_argument, check_tensor, checked, de
                        grad_outputs, in_layout_of, jit_sizes, present_grads, run)
 
 
-# ----------------------------------------------------------------------------------------------
-# The custom ops
-# ----------------------------------------------------------------------------------------------
 @torch.library.custom_op("vimamba::selective_scan", mutates_args=())
 def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                        z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor], delta_softplus: bool,
                        local_window: int, backend: str, order_grid: Optional[List[int]] = None
                        ) -> Tuple[Tensor, Tensor]:
-    """Normalised selective scan: u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D,
-    delta_bias (K, d); index (K, L) long or None, or `order_grid` [pattern key, h, w] naming a cached order.
-    Returns y (b, K, d, L) in u's dtype and the last forward state (b, K, d, N) fp32."""
+    """Normalised selective scan; `order_grid` [pattern key, h, w] names a cached order in place of index."""
     index = _grid_index(order_grid, u.device) if order_grid else index
     y, last_state = run("selective_scan", "fwd", backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                         index, local_window)
@@ -49,7 +37,7 @@ def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
 def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, backend, order_grid=None):
     batch, K, d, _ = u.shape
     if index is not None:
-        # Ties a traced length to the scan order's, so that torch.export never drops an order built for one size.
+        # Ties a traced length to the order's, so torch.export keeps an order built for one size.
         torch._check(index.shape[-1] == u.shape[-1], lambda: f"order: index of length {index.shape[-1]} for a "
                      f"sequence of {u.shape[-1]} tokens")
     return torch.empty_like(u), u.new_empty((batch, K, d, A.shape[-1]), dtype=torch.float32)
@@ -77,8 +65,7 @@ def _grid_index(order_grid: List[int], device: torch.device) -> Tensor:
     return pattern_by_key(key).order(h, w, device).index
 
 
-# The op's tensor inputs come first (u, delta, A, B, C, D, z, delta_bias: differentiable; index): they are saved for
-# the backward op, which takes them after dy, and then the op's other arguments as they are.
+# The op's tensor inputs (8 differentiable, then index) are saved for the backward op, which takes them after dy.
 _SAVED = 9
 
 
@@ -89,7 +76,6 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, dy, dlast_state):
-    # last_state is marked non-differentiable: dlast_state is always None or zeros.
     saved = ctx.saved_tensors
     grads = torch.ops.vimamba.selective_scan_bwd(dy, *saved, *ctx.options)
     return present_grads(grads, saved[:8]) + (None,) * (1 + len(ctx.options))
@@ -99,8 +85,7 @@ _selective_scan_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _merged_like(y: Tensor) -> Tensor:
-    """An empty (b, d, L) tensor with the dimension order of y (b, K, d, L) without K, on the meta device: the layout
-    of the merged output (channels-last y, channels-last out)."""
+    """An empty meta (b, d, L) tensor with y's dimension order without K: the merged output's layout."""
     one = y[:, 0]
     dims = sorted(range(3), key=lambda i: (one.stride(i), -i), reverse=True)
     return torch.empty([one.shape[i] for i in dims], device="meta", dtype=y.dtype).permute(
@@ -110,8 +95,7 @@ def _merged_like(y: Tensor) -> Tensor:
 @torch.library.custom_op("vimamba::merge_gate", mutates_args=())
 def _merge_gate_op(y: Tensor, z: Optional[Tensor], scale: float, save_merged: bool, backend: str
                    ) -> Tuple[Tensor, Tensor]:
-    """out = scale * sum_k y[:, k] * silu(z) (no gate without z), y (b, K, d, L), z (b, d, L). Returns out and, with
-    save_merged and z, the ungated merge the backward needs (else an empty tensor)."""
+    """(out, the ungated merge the backward needs with save_merged and z, else an empty tensor)."""
     out, merged = run("merge_gate", "fwd", backend, y, z, scale, save_merged)
     like = _merged_like(y)
 
@@ -159,18 +143,12 @@ def _merge_backward(ctx, dout, dmerged):
 _merge_gate_op.register_autograd(_merge_backward, setup_context=_merge_setup_context)
 
 
-# ----------------------------------------------------------------------------------------------
-# FLOPs
-# ----------------------------------------------------------------------------------------------
 def selective_scan_flops(batch: int, K: int, d: int, L: int, N: int, has_D: bool = True,
                          has_z: bool = False) -> int:
     """Multiply-accumulate count of one forward, fvcore style (one MAC = one FLOP).
 
-    9 * batch * K * d * L * N for the recurrence and the C contraction (the figure VMamba, MaIR and
-    MobileMamba register for their scan, after mamba issue #110), plus batch * K * d * L for the D skip
-    and as much again for the z gate. The LBMamba window-local reverse pass (about 3 more per state
-    and step) is not added, so figures stay comparable with the VMamba-style count (LBVim's own fvcore
-    figures leave the scan out altogether).
+    9 * batch * K * d * L * N (the figure VMamba, MaIR and MobileMamba register), plus batch * K * d * L each for
+    the D skip and the z gate. LBMamba's window pass is not added, so figures stay comparable.
     """
     flops = 9 * batch * K * d * L * N
     if has_D:
@@ -181,9 +159,7 @@ def selective_scan_flops(batch: int, K: int, d: int, L: int, N: int, has_D: bool
 
 
 def selective_scan_flop_jit(inputs, outputs) -> int:
-    """fvcore / mmengine handle for the traced `vimamba::selective_scan` node:
-    `FlopCountAnalysis(model, x).set_op_handle("vimamba::selective_scan", selective_scan_flop_jit)`.
-    Reads (batch, K, d, L) from u, N from A, and whether D and z are tensors (not None)."""
+    """fvcore / mmengine handle: `FlopCountAnalysis(...).set_op_handle("vimamba::selective_scan", this)`."""
     batch, K, d, L = jit_sizes(inputs[0])
     return selective_scan_flops(batch, K, d, L, jit_sizes(inputs[2])[-1], jit_sizes(inputs[5]) is not None,
                                 jit_sizes(inputs[6]) is not None)
@@ -195,9 +171,6 @@ def _flops(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *a
     return selective_scan_flops(batch, K, d, L, A_shape[-1], D_shape is not None, z_shape is not None)
 
 
-# ----------------------------------------------------------------------------------------------
-# The public function
-# ----------------------------------------------------------------------------------------------
 def _normalise_order(order, local_window: int, K: int, L: int, device: torch.device):
     """(index (K, L) long or None, local_window) from `order` and the `local_window` argument."""
     if order is None or isinstance(order, GridOrder):
@@ -224,7 +197,6 @@ def _normalise_order(order, local_window: int, K: int, L: int, device: torch.dev
     if index.device != device:
         raise ValueError(f"order: expected an index on {device} (the device of u), got {describe(index)}")
     if not trusted and index.device.type != "meta" and not torch.compiler.is_compiling():
-        # The one host sync of the checks; ScanOrder objects are permutations by construction.
         steps = torch.arange(L, device=index.device)
         if not torch.equal(index.sort(dim=1).values, steps.expand(K, L)):
             raise ValueError(f"order: every row of the index must be a permutation of 0..{L - 1}, "
@@ -234,9 +206,7 @@ def _normalise_order(order, local_window: int, K: int, L: int, device: torch.dev
 
 def _check_arguments(u, delta, A, B, C, D, z, delta_bias, delta_softplus, order, local_window,
                      return_last_state, backend, merge=None):
-    """The argument checks of `selective_scan`; returns (3-D layout?, index or None, local window,
-    backend name)."""
-    # ---- shapes and dtypes
+    """The argument checks of `selective_scan`; returns (3-D layout?, index or None, local window, backend)."""
     if not isinstance(u, Tensor):
         raise TypeError(f"u: expected a tensor (batch, K, d, L) or (batch, d, L), got {describe(u)}")
     if u.dim() not in (3, 4):
@@ -277,7 +247,6 @@ def _check_arguments(u, delta, A, B, C, D, z, delta_bias, delta_softplus, order,
             raise TypeError(f"{name}: expected dtype {u.dtype} (the dtype of u; u, delta, z, B and C "
                             f"must share one), got {describe(t)}")
 
-    # ---- flags
     if not isinstance(delta_softplus, bool):
         raise TypeError(f"delta_softplus: expected a bool, got {describe(delta_softplus)}")
     if not isinstance(return_last_state, bool):
@@ -312,19 +281,14 @@ def selective_scan(
     """Selective scan over K directions (see the module docstring for the recurrence).
 
     Args:
-        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1 (y is then 3-D too). Token order. With
-            `merge`, z is (batch, d, L): one gate applied after the merge.
-        A: (K, d, N) (or (d, N)). B, C: (batch, K, N, L) (or (batch, N, L)). D, delta_bias: (K, d)
-            (or (d,)). u, delta, z, B, C share one float dtype; A, D, delta_bias are any float dtype.
+        u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1; with `merge`, z is (batch, d, L). Token order.
+        A: (K, d, N); B, C: (batch, K, N, L); D, delta_bias: (K, d); without K for K = 1. u, delta, z, B, C share
+            one float dtype; A, D, delta_bias are any float dtype.
         delta_softplus: delta <- softplus(delta + delta_bias).
-        order: a `vimamba.scans.ScanOrder` (or the `GridOrder` naming one that a pattern's `op_order` gives
-            under torch.compile), a (K, L) long tensor (direction k visits token
-            index[k, t] at step t; each row a permutation), or None (every direction scans 0..L-1).
-            y is returned in token order either way.
-        local_window: W > 0 for LBMamba's window-local reverse scan, 0 for the plain scan. A
-            ScanOrder's own `local_window` applies when this is 0.
-        return_last_state: also return the forward state after the last scanned step, (batch, K, d, N)
-            fp32 (not differentiable).
+        order: a `vimamba.scans.ScanOrder` (or a pattern's `GridOrder`), a (K, L) long tensor (direction k visits
+            token index[k, t] at step t), or None (0..L-1). y is returned in token order either way.
+        local_window: W > 0 for LBMamba's window scan; 0: the plain scan, or a ScanOrder's own `local_window`.
+        return_last_state: also return the last forward state, (batch, K, d, N) fp32, not differentiable.
         backend: "auto" (None), "reference", "triton" or "mamba_ssm"; VIMAMBA_BACKEND overrides "auto".
         merge: None (the K outputs), "mean" or "sum": the directions' outputs merged, then gated by silu(z) when z
             is given, in one pass; y is then (batch, d, L) in the layout of u[:, 0].
@@ -336,7 +300,6 @@ def selective_scan(
     proxy = fx_proxy(args)
     if proxy is not None:
         if isinstance(order, ScanOrder):
-            # Pass the index tensor; its window goes to local_window (same meaning at run time).
             if order.local_window and not local_window:
                 local_window = order.local_window
             order = order.index
@@ -350,14 +313,12 @@ def selective_scan(
     if merge is not None:
         gate, z = z, None
 
-    # ---- normalise to the K-explicit layout and call the op
     if squeeze:
         u, delta, B, C, A = u[:, None], delta[:, None], B[:, None], C[:, None], A[None]
         z = None if z is None else z[:, None]
         D = None if D is None else D[None]
         delta_bias = None if delta_bias is None else delta_bias[None]
-    # u, delta, z, B, C keep their strides (the kernels read any layout); the small parameters are made
-    # contiguous.
+    # The kernels read u, delta, z, B, C in any layout.
     A, D, delta_bias = [None if t is None else t.contiguous() for t in (A, D, delta_bias)]
     grid = None
     if isinstance(index, GridOrder):

@@ -1,8 +1,4 @@
-"""Scan patterns: pure index maps over token grids (no kernels, no models).
-
-`get_pattern(name, **params).order(h, w, device)` gives the cached `ScanOrder` a mixer hands to
-`vimamba.ops.selective_scan`. 1-D families scan a (1, L) grid.
-"""
+"""Scan patterns: index maps over token grids; `get_pattern(name).order(h, w, device)` gives a cached `ScanOrder`."""
 from .base import ScanOrder, ScanPattern, clear_cache, get_pattern, list_patterns, register_pattern
 from .basic import BidirectionalScan, CrossScan, RasterScan
 from .local import LocallyBidirectionalScan, lbmamba_window

@@ -1,5 +1,4 @@
-"""Atrous-window scans for AtrousMamba's AWVSS block and the rate schedule over a stack of blocks (proposals,
-docs/families.md#atrousmamba)."""
+"""Atrous-window scans for AtrousMamba's AWVSS block and their rate schedule (docs/families.md#atrousmamba)."""
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple, Union
 
@@ -10,11 +9,8 @@ from .base import ScanPattern, check_grid, check_int, from_transposed, get_patte
 
 def atrous_window_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
     """Raster indices of an h x w grid in atrous-window order, shape (h*w,).
-
-    The grid is cut into blocks of span = rate*window rows and columns (blocks in raster order). Inside a block
-    the rate x rate dilation phases (p, q) come in raster order, and each phase is one atrous window: the
-    window x window tokens (p + rate*a, q + rate*b), a and b in raster order, so consecutive tokens are `rate`
-    apart. Blocks cut by the grid border are clipped, not padded, so every grid is covered exactly once.
+    Blocks of span = rate*window (raster order); inside a block the rate x rate dilation phases (p, q), each one
+    window of tokens (p + rate*a, q + rate*b) in raster order. Border blocks are clipped, not padded.
     """
     span = rate * window
     i = torch.arange(h)[:, None]
@@ -22,7 +18,6 @@ def atrous_window_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
     block_i, phase_i, step_i = i // span, (i % span) % rate, (i % span) // rate
     block_j, phase_j, step_j = j // span, (j % span) % rate, (j % span) // rate
     blocks_per_row = -(-w // span)
-    # Lexicographic key (block_i, block_j, phase_i, phase_j, step_i, step_j): one distinct integer per token.
     key = block_i * blocks_per_row + block_j
     key = (key * rate + phase_i) * rate + phase_j
     key = (key * window + step_i) * window + step_j
@@ -32,15 +27,10 @@ def atrous_window_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
 @register_pattern
 @dataclass(frozen=True)
 class AtrousWindowScan(ScanPattern):
-    """Four atrous-window directions in VMamba's cross2d order: windows row-major, windows column-major, then the
-    reverse of each.
-
-    `window` (w, default 8: divides the 64/32/16/8 grids of 256-px crops) and `rate` (r, default 1: plain
-    LocalMamba-style windows). Every grid fits: partial blocks at the border are clipped, so the model, not the
-    pattern, decides whether a rate is worth using on a small grid (AtrousMamba clips r*w <= max(H, W)).
-
-    Directions in cross2d order, [k, k^T, reverse(k), reverse(k^T)], because AWVSS loads VMamba checkpoints
-    whose per-direction parameters were trained for that order. With r = 1 and w >= max(H, W) it equals `cross`.
+    """Four atrous-window directions in VMamba's cross2d order (row-major, column-major, reverses).
+    `window` (w, default 8: divides 256-px crops' grids) and `rate` (r, default 1). Every grid fits (border blocks
+    clipped); the model decides whether a rate suits a small grid. Cross2d order because AWVSS loads VMamba
+    checkpoints. With r = 1 and w >= max(H, W) it equals `cross`.
     """
     window: int = 8
     rate: int = 1
@@ -63,17 +53,14 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def atrous_phase_outer_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
-    """Raster indices of an h x w grid in phase-outer atrous order (alternative (a)), shape (h*w,).
-
-    The rate x rate dilation phases (p, q) come first, in raster order; each phase is the whole-image sub-lattice
-    (p + rate*a, q + rate*b), cut into window x window windows (windows in raster order, tokens in raster order
-    inside a window, partial windows at the border clipped). `rate = 1` equals the window-outer order.
+    """Raster indices of an h x w grid in phase-outer atrous order, shape (h*w,).
+    The dilation phases (p, q) first; each phase's sub-lattice (p + rate*a, q + rate*b) is cut into window x window
+    windows, all in raster order, border windows clipped. `rate = 1` equals the window-outer order.
     """
     i = torch.arange(h)[:, None]
     j = torch.arange(w)[None, :]
     phase_i, phase_j = i % rate, j % rate
     a, b = i // rate, j // rate
-    # Window counts of the largest sub-lattice (phase 0): enough digits for every phase's window index.
     windows_per_col = _ceil_div(_ceil_div(h, rate), window)
     windows_per_row = _ceil_div(_ceil_div(w, rate), window)
     key = phase_i * rate + phase_j
@@ -85,8 +72,7 @@ def atrous_phase_outer_order(h: int, w: int, window: int, rate: int) -> torch.Te
 @register_pattern
 @dataclass(frozen=True)
 class AtrousPhaseOuterScan(ScanPattern):
-    """Four phase-outer atrous directions in cross2d order (rows first, columns first, reverses), like
-    'atrous_window' but with the dilation phases outermost (`atrous_phase_outer_order`)."""
+    """'atrous_window' with the dilation phases outermost (`atrous_phase_outer_order`)."""
     window: int = 8
     rate: int = 1
 
@@ -109,11 +95,8 @@ ATROUS_MODES = ("cycle", "parallel")
 
 
 def effective_atrous_rate(height: int, width: int, window: int, rate: int, rate_overflow: str = "clip") -> int:
-    """The rate an atrous window scan uses on a height x width grid (proposed: r*w <= max(H, W)).
-
-    'clip' lowers the rate to the largest r with r*w <= max(H, W), and never below 1 (a window larger than
-    the grid is clipped by the pattern itself); 'error' raises when r*w > max(H, W).
-    """
+    """The rate an atrous window scan uses on a grid: 'clip' lowers it to the largest r >= 1 with r*w <= max(H, W);
+    'error' raises when r*w > max(H, W)."""
     span = rate * window
     if span <= max(height, width):
         return rate
@@ -133,11 +116,7 @@ def _check_choice(owner: str, name: str, value, accepted: tuple) -> None:
 @register_pattern
 @dataclass(frozen=True)
 class AtrousWindowRateScan(ScanPattern):
-    """'atrous_window' (or 'atrous_phase_outer') whose rate adapts to the grid it scans (`effective_atrous_rate`).
-
-    One object per block: the block's nominal rate is fixed, the grid (hence the effective rate) is only known
-    in forward.
-    """
+    """'atrous_window' (or 'atrous_phase_outer') whose rate adapts to the grid it scans (`effective_atrous_rate`)."""
     window: int = 8
     rate: int = 1
     rate_overflow: str = "clip"
@@ -168,12 +147,8 @@ class AtrousWindowRateScan(ScanPattern):
 @register_pattern
 @dataclass(frozen=True)
 class MultiRateAtrousScan(ScanPattern):
-    """Alternative (b), ASPP-like: the four atrous directions at every rate of `rates` in one pattern
-    (4 * len(rates) directions, rate after rate), each rate clipped to the grid like `AtrousWindowRateScan`.
-
-    Meant for a mixer with `shared_groups=len(rates)` (`weight_groups`): the rates share one set of per-direction
-    weights (so VMamba checkpoints still load) and their outputs are averaged.
-    """
+    """ASPP-like: the four atrous directions at every rate of `rates`, rate after rate, each clipped to the grid;
+    for a mixer with `shared_groups=len(rates)`, so the rates share VMamba's per-direction weights."""
     window: int = 8
     rates: Tuple[int, ...] = (1, 2, 4)
     rate_overflow: str = "clip"
@@ -213,13 +188,9 @@ def atrous_block_scans(
         owner: str = "atrous_block_scans",
         rates_arg: str = "rates",
 ) -> List[List[ScanPattern]]:
-    """The scan pattern of every block, stage by stage, for a stack of VSS blocks (AtrousMamba's stages, the
-    change-detection decoders).
-
-    With `scan='atrous_window'` the rates cycle over the blocks of each stage (`mode='cycle'`: one
-    `AtrousWindowRateScan` per block) or every block scans all of them (`mode='parallel'`: one
-    `MultiRateAtrousScan`); `rates` is one sequence for all stages or one per stage. Any other `scan` is used
-    unchanged by every block. `owner` and `rates_arg` name the caller and its rates argument in errors.
+    """The scan pattern of every block, stage by stage, for a stack of VSS blocks.
+    With `scan='atrous_window'` the rates cycle over each stage's blocks (`mode='cycle'`) or every block scans all
+    of them (`mode='parallel'`); `rates`: one sequence, or one per stage. Other scans are used as they are.
     """
     _check_choice(owner, "rate_overflow", rate_overflow, RATE_OVERFLOW)
     _check_choice(owner, "atrous_order", order, ATROUS_ORDERS)

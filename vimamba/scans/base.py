@@ -15,12 +15,8 @@ DeviceLike = Union[torch.device, str, int, None]
 @dataclass(frozen=True, eq=False)
 class ScanOrder:
     """Token visiting order of K scan directions over a sequence of L tokens.
-
     `index[k, t]` is the token that direction k visits at step t; `inverse[k, index[k, t]] == t`.
     `local_window` is the LBMamba window the op should use with this order (0: plain scan).
-    The selective-scan op reads through `index` and writes back in token order, so nobody materialises
-    permuted copies of the activations.
-
     Orders returned by `ScanPattern.order` are cached and shared: never modify their tensors in place.
     """
     index: torch.Tensor
@@ -44,10 +40,7 @@ class ScanOrder:
 
     @classmethod
     def from_index(cls, index: torch.Tensor, local_window: int = 0) -> "ScanOrder":
-        """The order whose direction k visits token `index[k, t]` at step t ((L,) or (K, L)).
-
-        Every row must be a permutation of 0..L-1: the op trusts `ScanOrder` objects and skips its own check.
-        """
+        """The order of `index` ((L,) or (K, L)), checked: the op trusts `ScanOrder` objects to be permutations."""
         index = torch.as_tensor(index)
         if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
             raise TypeError(f"ScanOrder.from_index: index must be an integer tensor, got dtype {index.dtype}")
@@ -63,7 +56,7 @@ class ScanOrder:
 
     @classmethod
     def _from_permutation(cls, index: torch.Tensor, local_window: int = 0) -> "ScanOrder":
-        # For callers whose rows are permutations by construction (torch.randperm): no check, no host sync.
+        # Rows that are permutations by construction: no check, no host sync.
         return cls(index=index, inverse=inverse_permutation(index), local_window=local_window)
 
 
@@ -77,7 +70,6 @@ def _check_permutation(index: torch.Tensor) -> None:
     """A ValueError naming the first row of `index` (K, L) that is not a permutation of 0..L-1."""
     length = index.shape[1]
     rows = index.cpu()
-    # O(K*L): in range, and every (row, token) pair counted exactly once.
     if rows.min() >= 0 and rows.max() < length:
         offsets = torch.arange(rows.shape[0])[:, None] * length
         if bool((torch.bincount((rows + offsets).flatten(), minlength=rows.numel()) == 1).all()):
@@ -96,8 +88,6 @@ def _check_permutation(index: torch.Tensor) -> None:
                              f"(tokens {details})")
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Argument checks shared by the patterns: each error names the argument, the value and what is accepted.
 
 def check_int(owner: str, name: str, value, minimum: int) -> int:
     # bool is an int subclass; `window=True` is a bug, not a window of 1.
@@ -113,7 +103,7 @@ def check_int(owner: str, name: str, value, minimum: int) -> int:
 
 
 def check_depths(owner: str, name: str, depths) -> tuple:
-    """Blocks per stage: ints >= 0 with at least one block in all (a model of no blocks is a mistake)."""
+    """Blocks per stage: ints >= 0, at least one block in all."""
     try:
         depths = tuple(depths)
     except TypeError:
@@ -147,21 +137,16 @@ def _normalise_device(device: DeviceLike) -> torch.device:
     return device
 
 
-# ----------------------------------------------------------------------------------------------------------
 
 class ScanPattern:
-    """Base of every pattern. Subclasses are frozen dataclasses whose fields are the pattern's parameters.
-
-    A subclass sets `name` and `num_directions` and implements `_index(h, w) -> (K, h*w) long` on the CPU;
-    `_local_window(h, w)` is 0 unless the pattern asks the op for LBMamba's local reverse scan.
-    """
+    """Base of every pattern: a frozen dataclass of its parameters, with `name`, `num_directions` and
+    `_index(h, w) -> (K, h*w) long` on the CPU (`_local_window(h, w)`: LBMamba's window, 0 by default)."""
     name: ClassVar[str]
     num_directions: ClassVar[int]
 
     def __new__(cls, *args, **kwargs):
         self = super().__new__(cls)
-        # Compiled graphs name the pattern by this number (`GridOrder`, `_constant_index`): dynamo passes only
-        # plain constants across (torch 2.11: no frozen dataclass, no other object).
+        # Compiled graphs name the pattern by this number: dynamo passes only plain constants across.
         object.__setattr__(self, '_key', next(_KEYS))
         _BY_KEY[self._key] = self
         return self
@@ -171,18 +156,14 @@ class ScanPattern:
 
     def order(self, h: int, w: int, device: DeviceLike = None, *, training: bool = False,
               generator: Optional[torch.Generator] = None) -> ScanOrder:
-        """The cached `ScanOrder` of an h x w grid (tokens in raster order, `p = i*w + j`) on `device`.
-
-        `training` and `generator` matter only to randomised patterns (`shuffle`); the others ignore them, so a
-        mixer can call every pattern the same way.
-        """
+        """The cached `ScanOrder` of an h x w grid (tokens in raster order) on `device`; `training` and `generator`
+        matter only to randomised patterns."""
         h, w = check_grid(type(self).__name__ + ".order", h, w)
         return _cached_order(self, h, w, _normalise_device(device))
 
     def op_order(self, h: int, w: int, device: DeviceLike = None) -> Union[ScanOrder, 'GridOrder', torch.Tensor]:
-        """What a mixer hands the op as `order` (with `local_window=self.local_window(h, w)`): the cached
-        `ScanOrder`; under torch.compile a `GridOrder` that the op resolves when it runs (no index tensor in the
-        graph); under torch.export the index, a constant of the exported program."""
+        """What a mixer hands the op as `order`: the `ScanOrder`; a `GridOrder` under torch.compile (no index tensor
+        in the graph); under torch.export the index, a constant of the program."""
         if not torch.compiler.is_compiling():
             return self.order(h, w, device)
         if _is_exporting():
@@ -200,12 +181,9 @@ class ScanPattern:
         return 0
 
 
-# Keyed by (pattern, h, w, device): patterns are frozen dataclasses, so equal parameters share an entry.
 @functools.lru_cache(maxsize=256)
 def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) -> ScanOrder:
-    # The cache outlives the call: an order first built under torch.inference_mode() would otherwise hold
-    # inference tensors that autograd refuses to save in every later training step, and one built while
-    # torch.export traces (fake tensor and proxy modes) would hand fake tensors to every later eager call.
+    # The cache outlives the call: no inference tensors (autograd refuses them later), no export's fake tensors.
     with torch.inference_mode(False), _disable_current_modes():
         if device.type != "cpu":
             return _cached_order(pattern, h, w, torch.device("cpu")).to(device)
@@ -243,7 +221,6 @@ def clear_cache() -> None:
     _cached_order.cache_clear()
 
 
-# ----------------------------------------------------------------------------------------------------------
 
 _PATTERNS: Dict[str, Type[ScanPattern]] = {}
 
@@ -261,10 +238,7 @@ def list_patterns() -> List[str]:
 
 
 def get_pattern(name: Union[str, ScanPattern], **params) -> ScanPattern:
-    """Build the pattern registered as `name` from its parameters (a built pattern passes through unchanged).
-
-    With no parameters each pattern takes the official default of the family that uses it.
-    """
+    """Build the pattern registered as `name` (defaults: the official ones); a built pattern passes through."""
     if isinstance(name, ScanPattern):
         if params:
             raise TypeError(f"get_pattern: parameters {sorted(params)} given with an already built {name!r}")
@@ -281,8 +255,5 @@ def get_pattern(name: Union[str, ScanPattern], **params) -> ScanPattern:
 
 
 def from_transposed(order: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Map an order built on the transposed (w x h) grid back to raster indices of the h x w grid.
-
-    Position `t = j*h + i` of the transposed grid is token `(i, j)`, i.e. `i*w + j`.
-    """
+    """Map an order built on the transposed (w x h) grid back to raster indices of the h x w grid."""
     return (order % h) * w + order // h

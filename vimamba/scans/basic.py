@@ -39,11 +39,7 @@ class BidirectionalScan(ScanPattern):
 @register_pattern
 @dataclass(frozen=True)
 class CrossScan(ScanPattern):
-    """VMamba's cross2d: raster, column-major, then the reverses of both.
-
-    The direction order is the one VMamba's weights are trained with (direction k owns x_proj_weight[k], ...),
-    so it must not be reshuffled.
-    """
+    """VMamba's cross2d: raster, column-major, then the reverses of both (the order its weights are trained with)."""
     name = "cross"
     num_directions = 4
 

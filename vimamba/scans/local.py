@@ -8,11 +8,7 @@ from .base import ScanPattern, check_int, register_pattern
 
 
 def lbmamba_window(length: int) -> int:
-    """LBMamba's window for a sequence of `length` scanned tokens (docs/ops.md#local-window).
-
-    The official kernel has no window argument: W is the per-thread item count of the launch configuration, which
-    grows with L. Checkpoints were trained with it (W = 8 at 196 tokens), so we reproduce the rule.
-    """
+    """LBMamba's window for `length` scanned tokens: its kernel's per-thread item count, which grows with L."""
     if length <= 128:
         return 4
     if length <= 256:
@@ -24,10 +20,8 @@ def lbmamba_window(length: int) -> int:
 @dataclass(frozen=True)
 class LocallyBidirectionalScan(ScanPattern):
     """Raster order with `local_window` set, so the op adds a reverse recurrence inside each window of W steps.
-
     `window`: W, or None for LBMamba's rule on L = h*w (`lbmamba_window`).
-    `reverse`: scan the reversed raster order. LBVim flips the sequence after every layer, so odd layers scan
-    right-to-left and their windows start at the last token (windows are aligned to the scanned order).
+    `reverse`: scan the reversed raster order (LBVim's odd layers; windows are aligned to the scanned order).
     """
     window: Optional[int] = None
     reverse: bool = False

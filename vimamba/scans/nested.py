@@ -9,15 +9,11 @@ from .base import ScanPattern, check_int, from_transposed, register_pattern
 def nested_s_order(h: int, w: int, scan_len: int, shift: int) -> torch.Tensor:
     """Raster indices of an h x w grid in NSS order over vertical stripes, shape (h*w,).
 
-    Stripes: columns [0, shift) when shift > 0, then [shift, shift + scan_len), ... the last clipped at w.
-    Stripe m is walked downward for even m and upward for odd m; rows alternate direction inside the stripe
-    (boustrophedon), so consecutive tokens of one stripe are 4-neighbours. The step from one stripe to the next
-    is not always adjacent (for even h a stripe ends on its left edge and the next one starts on its left edge):
-    that is MaIR's scan, reproduced as is.
+    Stripes: columns [0, shift) when shift > 0, then [shift, shift + scan_len), ..., the last clipped at w;
+    even stripes walk down, odd ones up, rows alternating inside (MaIR's scan, stripe joins not always adjacent).
     """
     if 0 < shift and w < shift:
-        # MaIR's generator degenerates to plain raster when the grid is narrower than the shift; the checkpoints
-        # were trained (and evaluated on small maps) that way, so we keep it.
+        # MaIR's generator degenerates to raster here, and its checkpoints were trained so.
         return torch.arange(h * w)
     col = torch.arange(w)
     if shift > 0:
@@ -33,7 +29,6 @@ def nested_s_order(h: int, w: int, scan_len: int, shift: int) -> torch.Tensor:
     row = torch.arange(h)[:, None]
     row_step = torch.where(stripe % 2 == 0, row, h - 1 - row)              # (h, w)
     offset = torch.where(row_step % 2 == 0, col - start, stop - 1 - col)
-    # Stripes before this one cover columns [0, start) entirely: h*start earlier steps.
     position = h * start + row_step * width + offset
     order = torch.empty(h * w, dtype=torch.long)
     order[position.flatten()] = torch.arange(h * w)
@@ -43,12 +38,9 @@ def nested_s_order(h: int, w: int, scan_len: int, shift: int) -> torch.Tensor:
 @register_pattern
 @dataclass(frozen=True)
 class NestedSScan(ScanPattern):
-    """MaIR's four NSS directions: vertical stripes, the same on the 180-degree rotated image, horizontal bands
-    (the transposed grid) and the same rotated.
-
-    `scan_len`: stripe width s (default 8, MaIR's constructor default and the SR / light-T / dehaze setting; the
-    light-S, colour-denoising and real-denoising models use 4). `shift`: stripe offset o, 0 <= o < scan_len; MaIR's
-    odd blocks use o = scan_len // 2 ("shift-stripe"). Every grid fits: the last stripe is clipped.
+    """MaIR's four NSS directions: vertical stripes, them rotated 180 degrees, horizontal bands, them rotated.
+    `scan_len`: stripe width (default 8; MaIR's light-S and denoising models use 4). `shift`: stripe offset,
+    0 <= shift < scan_len (MaIR's odd blocks: scan_len // 2).
 
     k1 and k3 are `L-1-k`, the scan of the rotated image, NOT the reversed sequence of k0 and k2.
     """

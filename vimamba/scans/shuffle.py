@@ -12,9 +12,7 @@ from .base import DeviceLike, ScanOrder, ScanPattern, _normalise_device, check_g
 class ShuffleScan(ScanPattern):
     """A fresh random permutation of all L tokens on every training call; raster order (identity) in eval.
 
-    Scanning through the permutation and writing back in token order is what ShuffleMamba does by permuting
-    the layer's input and un-permuting its output. Whether a layer shuffles at all (its Bernoulli draw with
-    rate p_l) is the model's decision; call this pattern only for layers that do.
+    Equals ShuffleMamba's permute / un-permute of the layer; whether a layer shuffles at all is the model's draw.
     """
     name = "shuffle"
     num_directions = 1
