@@ -7,11 +7,5 @@ train_dataloader = dict(
     sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
 )
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-)
+val_dataloader = dict(train_dataloader, batch_size=1, num_workers=2, sampler=dict(type='DefaultSampler', shuffle=False))
 test_dataloader = dict(val_dataloader)
