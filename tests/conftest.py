@@ -24,3 +24,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def scan_calls(monkeypatch):
+    """(input shape, order) of every `vimamba.ops.selective_scan` call the test makes, in call order."""
+    from vimamba import ops
+
+    calls = []
+    real = ops.selective_scan
+
+    def spy(u, *args, order=None, **kwargs):
+        calls.append((tuple(u.shape), order))
+        return real(u, *args, order=order, **kwargs)
+
+    monkeypatch.setattr(ops, 'selective_scan', spy)
+    return calls

@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from vimamba import ops
 from vimamba.downstream.change_detection import (
     BinaryChangeDataset, BinaryChangeNet, SemanticChangeDataset, SemanticChangeNet, binary_change_metrics,
     confusion_matrix, lovasz_softmax, scd_loss, semantic_change_hist, semantic_change_metrics, slide_inference)
@@ -179,23 +178,16 @@ def test_parameter_counts_equal_changemamba():
     assert count(scd) == 37_125_641
 
 
-def test_decoder_scans_atrous_windows_on_double_width_grids(monkeypatch, one_thread):
+def test_decoder_scans_atrous_windows_on_double_width_grids(scan_calls, one_thread):
     net = BinaryChangeNet(encoder=TINY_ENCODER, decoder=TINY_DECODER).eval()
     scans = [m.mixer.pattern for m in net.decoder.modules() if hasattr(m, 'mixer')]
     assert all(isinstance(s, AtrousWindowRateScan) for s in scans)
     dec = net.decoder
     build_order = [dec.st_concat[3], dec.st_interleave[3], dec.st_side[3], dec.st_concat[2]]  # deepest level first
     assert [b.block.mixer.pattern.rate for b in build_order] == [1, 2, 1, 2]  # rates cycle in build order
-    seen = []
-    real = ops.selective_scan
-
-    def spy(*args, order=None, **kwargs):
-        seen.append(order.index)
-        return real(*args, order=order, **kwargs)
-
-    monkeypatch.setattr(ops, 'selective_scan', spy)
     with torch.no_grad():
         net(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
+    seen = [order.index for _, order in scan_calls]
     # Level 0 (16x16) is decoded last: concat (16x16), interleaved (16x32), side by side (16x32) blocks.
     st = [net.decoder.st_concat[0], net.decoder.st_interleave[0], net.decoder.st_side[0]]
     for index, block, grid in zip(seen[-3:], st, ((16, 16), (16, 32), (16, 32))):

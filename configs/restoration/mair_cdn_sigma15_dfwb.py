@@ -6,44 +6,19 @@
 # test files say Y, their training files RGB).
 # Layout: data/DFWB/*.png (clean images, any names); data/Denoise/{CBSD68,Kodak24,McMaster,Urban100}/*.png
 # Other benchmarks: --cfg-options test_dataloader.dataset.gt_dir=data/Denoise/Kodak24
-_base_ = ['./_base_/runtime.py']
+_base_ = ['./_base_/paired.py']
 
 sigma = 15
-model = dict(
-    type='Restorer',
-    generator=dict(model_name='mair_cdn'),
-    pixel_loss=dict(type='CharbonnierLoss', loss_weight=1.0),
-    scale=1,
-    test_cfg=dict(tile_size=200, self_ensemble=False),
-)
+model = dict(generator=dict(model_name='mair_cdn'), pixel_loss=dict(type='CharbonnierLoss'))
 
 train_dataloader = dict(
     batch_size=1,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/DFWB', degradation=dict(type='gaussian_noise', sigma=sigma),
-                 gt_patch_size=128, use_hflip=True, use_rot=True),
+    dataset=dict(gt_dir='data/DFWB', degradation=dict(type='gaussian_noise', sigma=sigma), gt_patch_size=128),
 )
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/Denoise/McMaster',
-                 degradation=dict(type='gaussian_noise', sigma=sigma), test_mode=True),
-)
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/Denoise/CBSD68',
-                 degradation=dict(type='gaussian_noise', sigma=sigma), test_mode=True),
-)
-val_evaluator = [dict(type='PSNR', crop_border=0, test_y_channel=False),
-                 dict(type='SSIM', crop_border=0, test_y_channel=False)]
-test_evaluator = val_evaluator
+val_dataloader = dict(dataset=dict(gt_dir='data/Denoise/McMaster',
+                                   degradation=dict(type='gaussian_noise', sigma=sigma)))
+test_dataloader = dict(dataset=dict(gt_dir='data/Denoise/CBSD68', degradation=val_dataloader['dataset']['degradation']))
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=3200000, val_interval=50000)
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=2e-4, betas=(0.9, 0.99), weight_decay=0.))
+train_cfg = dict(max_iters=3200000)
 param_scheduler = dict(type='MultiStepLR', by_epoch=False, milestones=[1600000, 2100000, 2500000, 2800000, 3000000],
                        gamma=0.5)

@@ -1,5 +1,5 @@
-# MaIR classical SR x2: DF2K (DIV2K + Flickr2K) with MATLAB-bicubic LR images,
-# 128 px GT patches with flips / rotations, batch 4 per GPU x 8 GPUs, Adam 2e-4 (0.9, 0.99), L1,
+# MaIR classical SR x2, mair_light_s_x2_div2k.py with the full network: DF2K (DIV2K + Flickr2K) with MATLAB-bicubic
+# LR images, 128 px GT patches with flips / rotations, batch 4 per GPU x 8 GPUs, Adam 2e-4 (0.9, 0.99), L1,
 # 500k iterations halving at 250k / 400k / 450k / 475k. Validation Set14, test Set5 (Y channel, border = scale,
 # official 200 px tiles). Layout:  data/DF2K/HR/0001.png  data/DF2K/X2/0001x2.png
 #                                  data/SR/Set5/HR/baby.png  data/SR/Set5/LR_bicubic/X2/baby.png
@@ -7,42 +7,9 @@
 # Other benchmarks: --cfg-options test_dataloader.dataset.gt_dir=data/SR/Urban100/HR
 #                   test_dataloader.dataset.lq_dir=data/SR/Urban100/LR_bicubic/X2   (Set14, B100, Manga109 alike)
 # MaIR+ (x8 self-ensemble): --cfg-options model.test_cfg.self_ensemble=True
-_base_ = ['./_base_/runtime.py']
+_base_ = ['./mair_light_s_x2_div2k.py']
 
-model = dict(
-    type='Restorer',
-    generator=dict(model_name='mair_sr_x2'),
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-    scale=2,
-    test_cfg=dict(tile_size=200, self_ensemble=False),
-)
+model = dict(generator=dict(model_name='mair_sr_x2'))
 
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/DF2K/HR', lq_dir='data/DF2K/X2', filename_tmpl='{}x2',
-                 scale=2, gt_patch_size=128, use_hflip=True, use_rot=True),
-)
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/SR/Set14/HR', lq_dir='data/SR/Set14/LR_bicubic/X2',
-                 scale=2, test_mode=True),
-)
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/SR/Set5/HR', lq_dir='data/SR/Set5/LR_bicubic/X2',
-                 scale=2, test_mode=True),
-)
-val_evaluator = [dict(type='PSNR', crop_border=2, test_y_channel=True),
-                 dict(type='SSIM', crop_border=2, test_y_channel=True)]
-test_evaluator = val_evaluator
-
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=500000, val_interval=25000)
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=2e-4, betas=(0.9, 0.99), weight_decay=0.))
-param_scheduler = dict(type='MultiStepLR', by_epoch=False, milestones=[250000, 400000, 450000, 475000], gamma=0.5)
+train_dataloader = dict(batch_size=4, dataset=dict(gt_dir='data/DF2K/HR', lq_dir='data/DF2K/X2'))
+val_dataloader = dict(dataset=dict(gt_dir='data/SR/Set14/HR', lq_dir='data/SR/Set14/LR_bicubic/X2'))

@@ -1,17 +1,8 @@
 # MaIR classical SR x3: fine-tuned from the x2 model (the upsampler, whose shape differs, starts fresh), 192 px GT
 # patches, 250k iterations halving at 125k / 200k / 225k / 237.5k; otherwise as mair_sr_x2_df2k.py.
 # Layout: data/DF2K/X3/0001x3.png, data/SR/Set5/LR_bicubic/X3/baby.png; the x2 weights in checkpoints/.
+# The import stays below _base_: above it, mmengine would read a lazy-import config.
 _base_ = ['./mair_sr_x2_df2k.py']
+from vimamba.downstream.restoration.recipes import sr_rescale  # noqa: E402
 
-model = dict(generator=dict(model_name='mair_sr_x3'), scale=3,
-             init_checkpoint='checkpoints/MaIR_SR_x2.pth', init_strict=False)
-
-train_dataloader = dict(dataset=dict(lq_dir='data/DF2K/X3', filename_tmpl='{}x3', scale=3, gt_patch_size=192))
-val_dataloader = dict(dataset=dict(lq_dir='data/SR/Set14/LR_bicubic/X3', scale=3))
-test_dataloader = dict(dataset=dict(lq_dir='data/SR/Set5/LR_bicubic/X3', scale=3))
-val_evaluator = [dict(type='PSNR', crop_border=3, test_y_channel=True),
-                 dict(type='SSIM', crop_border=3, test_y_channel=True)]
-test_evaluator = val_evaluator
-
-train_cfg = dict(max_iters=250000)
-param_scheduler = dict(milestones=[125000, 200000, 225000, 237500])
+globals().update(sr_rescale(_base_, 3, 'checkpoints/MaIR_SR_x2.pth', max_iters=250000))

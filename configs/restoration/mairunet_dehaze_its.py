@@ -3,37 +3,18 @@
 # then cosine to 1e-6 over 516k. Test SOTS indoor, RGB PSNR / SSIM without border. Hazy files pair with their clear
 # image by the number before the first underscore (hazy/1_1_0.90179.png -> gt/1.png).
 # Layout: data/RESIDE/ITS/{hazy,gt}/   data/RESIDE/SOTS/indoor/{hazy,gt}/
-_base_ = ['./_base_/runtime.py']
+_base_ = ['./_base_/paired.py']
 
-model = dict(
-    type='Restorer',
-    generator=dict(model_name='mairunet_dehaze'),
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-    scale=1,
-    test_cfg=dict(tile_size=None, self_ensemble=False),
-)
+model = dict(generator=dict(model_name='mairunet_dehaze'), test_cfg=dict(tile_size=None))
 
 train_dataloader = dict(
     batch_size=6,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/RESIDE/ITS/gt', lq_dir='data/RESIDE/ITS/hazy', pairing='haze',
-                 gt_patch_size=256, use_hflip=True, use_rot=True),
+    dataset=dict(gt_dir='data/RESIDE/ITS/gt', lq_dir='data/RESIDE/ITS/hazy', pairing='haze', gt_patch_size=256),
 )
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/RESIDE/SOTS/indoor/gt', lq_dir='data/RESIDE/SOTS/indoor/hazy',
-                 pairing='haze', test_mode=True),
-)
+val_dataloader = dict(dataset=dict(gt_dir='data/RESIDE/SOTS/indoor/gt', lq_dir='data/RESIDE/SOTS/indoor/hazy',
+                                   pairing='haze'))
 test_dataloader = val_dataloader
-val_evaluator = [dict(type='PSNR', crop_border=0, test_y_channel=False),
-                 dict(type='SSIM', crop_border=0, test_y_channel=False)]
-test_evaluator = val_evaluator
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=700000, val_interval=50000)
-optim_wrapper = dict(type='OptimWrapper', clip_grad=dict(max_norm=0.01),
-                     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=1e-4))
+train_cfg = dict(max_iters=700000)
+optim_wrapper = dict(clip_grad=dict(max_norm=0.01), optimizer=dict(type='AdamW', betas=(0.9, 0.999), weight_decay=1e-4))
 param_scheduler = dict(type='CosineAnnealingLR', by_epoch=False, begin=184000, end=700000, T_max=516000, eta_min=1e-6)

@@ -5,42 +5,26 @@
 # 718,250 iterations: 3e-4 for 184k, then cosine to 1e-6 over 544k. Validation / test on the SIDD validation
 # crops, RGB PSNR / SSIM without border; the model pads to a multiple of 8 and crops back (no tiling).
 # Layout: data/SIDD/train/{input_crops,target_crops}/*.png   data/SIDD/val/{input_crops,target_crops}/*.png
-_base_ = ['./_base_/runtime.py']
+_base_ = ['./_base_/paired.py']
 
 model = dict(
-    type='Restorer',
     generator=dict(model_name='mairunet_realdn'),
-    pixel_loss=dict(type='L1Loss', loss_weight=1.0),
-    scale=1,
     train_cfg=dict(
         progressive=dict(iters=[184000, 160000, 192000, 182250], patch_sizes=[128, 160, 192, 256],
                          batch_sizes=[4, 2, 1, 1]),
         mixup_beta=1.2),
-    test_cfg=dict(tile_size=None, self_ensemble=False),
+    test_cfg=dict(tile_size=None),
 )
 
 train_dataloader = dict(
     batch_size=4,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/SIDD/train/target_crops', lq_dir='data/SIDD/train/input_crops',
-                 gt_patch_size=256, use_hflip=True, use_rot=True),
+    dataset=dict(gt_dir='data/SIDD/train/target_crops', lq_dir='data/SIDD/train/input_crops', gt_patch_size=256),
 )
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='PairedImageDataset', gt_dir='data/SIDD/val/target_crops', lq_dir='data/SIDD/val/input_crops',
-                 test_mode=True),
-)
+val_dataloader = dict(dataset=dict(gt_dir='data/SIDD/val/target_crops', lq_dir='data/SIDD/val/input_crops'))
 test_dataloader = val_dataloader
-val_evaluator = [dict(type='PSNR', crop_border=0, test_y_channel=False),
-                 dict(type='SSIM', crop_border=0, test_y_channel=False)]
-test_evaluator = val_evaluator
 
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=718250, val_interval=50000)
-optim_wrapper = dict(type='OptimWrapper', clip_grad=dict(max_norm=0.01),
+train_cfg = dict(max_iters=718250)
+optim_wrapper = dict(clip_grad=dict(max_norm=0.01),
                      optimizer=dict(type='AdamW', lr=3e-4, betas=(0.9, 0.999), weight_decay=1e-4))
 # CosineAnnealingRestartCyclicLR(periods=[184000, 544000], eta_mins=[3e-4, 1e-6]): flat, then one cosine.
 param_scheduler = dict(type='CosineAnnealingLR', by_epoch=False, begin=184000, end=728000, T_max=544000, eta_min=1e-6)

@@ -1,19 +1,8 @@
-# ShuffleMamba-large + UperNet, ADE20K 512x512 (plain backbone).
-# Official recipe kept: mixer outputs of blocks (9, 19, 29, 39), drop path 0.2, UPerHead channels 512, auxiliary FCN on
-# the last map (index 3), AdamW lr 3e-5, grad clip 3, wd 0.01, no weight decay on pos_embed / cls_token / norms /
-# A_log / D, 1500 warm-up iterations then poly to 160k, 8 GPUs x 2 images, slide test 512/341, no layer shuffle in
-# fine-tuning (shuffle_rate 0).
-# Deliberate differences:
-# - the four maps go through the deconv / identity / max-pool pyramid (strides 4-32); the official plain config
-#   feeds four stride-16 maps (pyramid='none' reproduces that).
-# - the last map is the mixer output like the others (the official one is norm_f(residual + hidden)).
-# - the backbone keeps the pretraining RMSNorm (the official L40 config builds LayerNorm over it: an untrained bias).
-_base_ = ['./_base_/upernet_vimamba_ade20k-512x512.py']
+# ShuffleMamba-large + UperNet, ADE20K 512x512 (plain backbone):
+# upernet_shufflemamba-base_8xb2-160k_ade20k-512x512.py (the official settings and deliberate differences)
+# with the large backbone, mixer outputs of blocks (9, 19, 29, 39), AdamW lr 3e-5 and grad clip 3 (official).
+_base_ = ['./upernet_shufflemamba-base_8xb2-160k_ade20k-512x512.py']
 
-model = dict(
-    backbone=dict(model_name='shufflemamba_large_patch16_224', out_indices=(9, 19, 29, 39), drop_path_rate=0.2,
-                  model_kwargs=dict(shuffle_rate=0.)),
-    decode_head=dict(in_channels=[1024, 1024, 1024, 1024]),
-    auxiliary_head=dict(in_channels=1024, in_index=3),
-)
+model = dict(backbone=dict(model_name='shufflemamba_large_patch16_224', out_indices=(9, 19, 29, 39)),
+             decode_head=dict(in_channels=[1024] * 4), auxiliary_head=dict(in_channels=1024))
 optim_wrapper = dict(optimizer=dict(lr=3e-5), clip_grad=dict(max_norm=3.0, norm_type=2))

@@ -17,12 +17,10 @@ The model class is `VisionMamba` (vim.py); this file holds the variants, their c
 from typing import Any, Dict
 
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
-from ..checkpoint import prepare_pretrained, fit_state_dict
-from ..registry import reject_retired_kwargs
-from .vim import RETIRED_KWARGS, VisionMamba, remap_official_state_dict
+from ..checkpoint import fit_state_dict
+from .vim import VisionMamba, _cfg as _vim_cfg, build_vim_variant, remap_official_state_dict
 
 __all__ = []
 
@@ -38,28 +36,19 @@ def checkpoint_filter_fn(
     return fit_state_dict(remap_official_state_dict(state_dict, model), model, strict)
 
 
+# Vim's cfg with this family's paper and source.
+_ORIGIN = dict(
+    # The official repository has no license file.
+    license='other',
+    paper_ids='arXiv:2506.15976',
+    paper_name='LBMamba: Locally Bi-directional Mamba',
+    origin_url='https://github.com/cvlab-stonybrook/LBMamba',
+    notes=('No official weights released (the README link is empty).',),
+)
+
+
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
-    return {
-        'url': url,
-        'num_classes': 1000,
-        'input_size': (3, 224, 224),
-        'pool_size': None,
-        'crop_pct': 0.875,
-        'interpolation': 'bicubic',
-        'fixed_input_size': True,
-        'mean': IMAGENET_DEFAULT_MEAN,
-        'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'patch_embed.proj',
-        'classifier': 'head',
-        # The official repository has no license file.
-        'license': 'other',
-        'paper_ids': 'arXiv:2506.15976',
-        'paper_name': 'LBMamba: Locally Bi-directional Mamba',
-        'origin_url': 'https://github.com/cvlab-stonybrook/LBMamba',
-        'notes': ('No official weights released (the README link is empty).',),
-        'custom_load': 'hf',  # every source (file, url, Hugging Face) is read by vimamba.checkpoint
-        **kwargs,
-    }
+    return _vim_cfg(url, **dict(_ORIGIN, **kwargs))
 
 
 default_cfgs = generate_default_cfgs({
@@ -72,17 +61,7 @@ default_cfgs = generate_default_cfgs({
 
 
 def _create_lbvim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
-    reject_retired_kwargs(variant, kwargs, RETIRED_KWARGS)
-    out_indices = kwargs.pop('out_indices', 3)
-    prepare_pretrained(variant, pretrained, kwargs)
-    return build_model_with_cfg(
-        VisionMamba,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-        **kwargs,
-    )
+    return build_vim_variant(variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 @register_model

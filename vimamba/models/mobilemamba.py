@@ -685,6 +685,10 @@ _RETIRED_KWARGS = {'depth': 'pass depths (blocks per stage)', 'frozen_stages': _
                    'norm_eval': _BACKBONE_OPTION}
 
 
+# B2 and B4 are the B1 network trained and evaluated at larger sizes.
+_B_ARGS = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
+
+
 def _create_mobilemamba(variant: str, pretrained: bool = False, **kwargs) -> MobileMamba:
     reject_retired_kwargs(variant, kwargs, _RETIRED_KWARGS)
     out_indices = kwargs.pop('out_indices', (1, 2, 3))
@@ -723,22 +727,19 @@ def mobilemamba_s6(pretrained: bool = False, **kwargs) -> MobileMamba:
 @register_model
 def mobilemamba_b1(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-B1 @ 256: 17.1M params, 79.9 top-1, 82.2 with KD."""
-    model_args = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
-    return _create_mobilemamba('mobilemamba_b1', pretrained=pretrained, **dict(model_args, **kwargs))
+    return _create_mobilemamba('mobilemamba_b1', pretrained=pretrained, **dict(_B_ARGS, **kwargs))
 
 
 @register_model
 def mobilemamba_b2(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-B2 = B1 trained and evaluated @ 384: 81.6 top-1, 83.3 with KD."""
-    model_args = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
-    return _create_mobilemamba('mobilemamba_b2', pretrained=pretrained, **dict(model_args, **kwargs))
+    return _create_mobilemamba('mobilemamba_b2', pretrained=pretrained, **dict(_B_ARGS, **kwargs))
 
 
 @register_model
 def mobilemamba_b4(pretrained: bool = False, **kwargs) -> MobileMamba:
     """MobileMamba-B4 = B1 trained and evaluated @ 512: 82.5 top-1, 83.6 with KD."""
-    model_args = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
-    return _create_mobilemamba('mobilemamba_b4', pretrained=pretrained, **dict(model_args, **kwargs))
+    return _create_mobilemamba('mobilemamba_b4', pretrained=pretrained, **dict(_B_ARGS, **kwargs))
 
 
 @register_model

@@ -24,7 +24,7 @@ Differences from the official code, all by design:
   where they are (middle, head, interleaved), not around index 0 as the official Vim resize does.
 """
 from functools import partial
-from typing import Any, Dict, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 import math
 import torch
@@ -572,7 +572,10 @@ default_cfgs = generate_default_cfgs({
 RETIRED_KWARGS = {'expand': 'pass ssm_ratio (inner width int(ssm_ratio * embed_dim), as every family spells it)'}
 
 
-def _create_vim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
+def build_vim_variant(
+        variant: str, pretrained: bool, filter_fn: Callable[..., Dict[str, torch.Tensor]], **kwargs) -> VisionMamba:
+    """Build a `VisionMamba` variant (Vim and the families on its model): retired arguments rejected, the
+    pretrained source prepared, official checkpoints read through `filter_fn`, features by getter."""
     reject_retired_kwargs(variant, kwargs, RETIRED_KWARGS)
     out_indices = kwargs.pop('out_indices', 3)
     prepare_pretrained(variant, pretrained, kwargs)
@@ -580,10 +583,14 @@ def _create_vim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba
         VisionMamba,
         variant,
         pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
+        pretrained_filter_fn=filter_fn,
         feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs,
     )
+
+
+def _create_vim(variant: str, pretrained: bool = False, **kwargs) -> VisionMamba:
+    return build_vim_variant(variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 @register_model

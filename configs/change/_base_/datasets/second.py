@@ -3,6 +3,7 @@
 # train / test split (the release has no test labels; ChangeMamba's lists split the 2,968 labelled pairs):
 #          data/SECOND/list/train.txt, data/SECOND/list/test.txt (one name per line, extension optional).
 # Labels are mapped to classes by SECOND's palette (class 0 = no change, white); the change mask is label1 != 0.
+_base_ = ['./loaders.py']
 dataset_type = 'SemanticChangeDataset'
 data_root = 'data/SECOND'
 crop_size = 256
@@ -10,23 +11,10 @@ classes = ('unchanged', 'water', 'ground', 'low vegetation', 'tree', 'building',
 palette = ((255, 255, 255), (0, 0, 255), (128, 128, 128), (0, 128, 0), (0, 255, 0), (128, 0, 0), (255, 0, 0))
 _folders = dict(img_dirs=('im1', 'im2'), label_dirs=('label1', 'label2'), palette=palette, classes=classes)
 
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='InfiniteSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split_file='list/train.txt', crop_size=crop_size,
-                 **_folders),
-)
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(type=dataset_type, data_root=data_root, split_file='list/test.txt', test_mode=True, **_folders),
-)
+train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root, split_file='list/train.txt',
+                                     crop_size=crop_size, **_folders))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root, split_file='list/test.txt', test_mode=True,
+                                   **_folders))
 test_dataloader = val_dataloader
 # 'per_date': SECOND's protocol (both dates' 7-class maps in one matrix); 'from_to' scores ChangeMamba's way.
 val_evaluator = dict(type='SemanticChangeMetric', num_classes=len(classes), mode='per_date')
