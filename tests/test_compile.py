@@ -83,3 +83,17 @@ def test_compiled_scan_order_is_a_graph_constant(one_thread):
     gc.collect()
     x = _input(twin)
     torch.testing.assert_close(torch.compile(twin, backend='eager', fullgraph=True)(x), twin(x))
+
+
+def test_compile_is_not_taken_for_export():
+    """torch.compile takes the GridOrder path and torch.export the constant index (torch 2.11's dynamo answers True
+    to torch.compiler.is_exporting() under torch.compile too)."""
+    from vimamba.scans.base import _is_exporting
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            return x + 1 if _is_exporting() else x - 1
+
+    torch._dynamo.reset()
+    assert torch.compile(Probe(), backend='eager', fullgraph=True)(torch.zeros(1)).item() == -1
+    assert torch.export.export(Probe(), (torch.zeros(1),)).module()(torch.zeros(1)).item() == 1

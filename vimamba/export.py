@@ -49,6 +49,8 @@ def selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, index, del
         # it over the op's fake implementation once the batch is dynamic), where a scan over time cannot trace.
         return torch.empty_like(u), u.new_empty((*u.shape[:3], A.shape[-1]), dtype=torch.float32)
 
+    if order_grid:
+        index = _scan_base.pattern_by_key(order_grid[0]).order(order_grid[1], order_grid[2], u.device).index
     acc = torch.float64 if u.dtype == torch.float64 else torch.float32
     dt = delta.to(acc)
     if delta_bias is not None:

@@ -207,8 +207,9 @@ def pattern_by_key(key: int) -> 'ScanPattern':
 
 
 def _is_exporting() -> bool:
-    is_exporting = getattr(torch.compiler, 'is_exporting', None)
-    return bool(is_exporting and is_exporting())
+    # torch.export traces without dynamo (non-strict, its default); torch 2.11's dynamo also answers True to
+    # is_exporting() under torch.compile. A strict export takes the GridOrder path, which export's decomposition resolves.
+    return torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling()
 
 
 @torch.compiler.assume_constant_result
