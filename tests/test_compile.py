@@ -97,3 +97,20 @@ def test_compile_is_not_taken_for_export():
     torch._dynamo.reset()
     assert torch.compile(Probe(), backend='eager', fullgraph=True)(torch.zeros(1)).item() == -1
     assert torch.export.export(Probe(), (torch.zeros(1),)).module()(torch.zeros(1)).item() == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('name', ['test_vim', 'test_atrousmamba'])
+def test_cuda_graphs_before_any_eager_call_gpu(name):
+    """The scan orders first reach the GPU inside CUDA-graph trees' warm-up (no eager call before): the cached
+    index must not live in their private pool (they refuse live allocations that are not outputs)."""
+    from vimamba.scans import clear_cache
+    torch._dynamo.reset()
+    clear_cache()
+    model = timm.create_model(name).cuda().eval()
+    x = _input(model, 4).cuda()
+    compiled = torch.compile(model, mode='reduce-overhead', fullgraph=True)
+    with torch.no_grad():
+        for _ in range(3):
+            got = compiled(x).clone()
+        torch.testing.assert_close(got, model(x), rtol=1e-3, atol=1e-4)

@@ -185,10 +185,24 @@ class ScanPattern:
 def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) -> ScanOrder:
     # The cache outlives the call: no inference tensors (autograd refuses them later), no export's fake tensors.
     with torch.inference_mode(False), _disable_current_modes():
+        if device.type == "cuda" and not torch.cuda.is_current_stream_capturing():
+            return _copy_off_graph_pool(_cached_order(pattern, h, w, torch.device("cpu")), device)
         if device.type != "cpu":
             return _cached_order(pattern, h, w, torch.device("cpu")).to(device)
         index = pattern._index(h, w)
         return ScanOrder.from_index(index, local_window=pattern._local_window(h, w))
+
+
+def _copy_off_graph_pool(order: ScanOrder, device: torch.device) -> ScanOrder:
+    # CUDA-graph trees route the compiled model's allocations on its stream (warm-up included) to their private pool,
+    # where a tensor the cache keeps alive fails their check; a side stream allocates from the default pool.
+    current = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(current)
+    with torch.cuda.stream(side):
+        order = order.to(device)
+    current.wait_stream(side)
+    return order
 
 
 _KEYS = itertools.count()
