@@ -12,7 +12,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.model import is_model_wrapper

@@ -7,7 +7,7 @@ sigma=25)` adds noise, fresh in training and seeded per image in evaluation (see
 """
 import os
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F

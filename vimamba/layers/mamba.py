@@ -16,7 +16,6 @@ from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import DropPath
 
 from ..ops import add_rms_norm, causal_conv1d

@@ -42,7 +42,7 @@ stripes (its blocks are built without a shift); the shifted scan degenerates to 
 narrower than the shift, as the official generator does.
 """
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 import torch.nn as nn

@@ -23,7 +23,6 @@ Differences from the official code, all by design:
 - Other input sizes: `dynamic_img_size` / `set_input_size` resize the position embedding around the token slots
   where they are (middle, head, interleaved), not around index 0 as the official Vim resize does.
 """
-from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 import math
