@@ -1,4 +1,5 @@
 """What every scan pattern returns (`ScanOrder`), the pattern base class, its cache and the name registry."""
+import concurrent.futures
 import functools
 import itertools
 import operator
@@ -194,15 +195,10 @@ def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) ->
 
 
 def _copy_off_graph_pool(order: ScanOrder, device: torch.device) -> ScanOrder:
-    # CUDA-graph trees route the compiled model's allocations on its stream (warm-up included) to their private pool,
-    # where a tensor the cache keeps alive fails their check; a side stream allocates from the default pool.
-    current = torch.cuda.current_stream(device)
-    side = torch.cuda.Stream(device)
-    side.wait_stream(current)
-    with torch.cuda.stream(side):
-        order = order.to(device)
-    current.wait_stream(side)
-    return order
+    # CUDA-graph trees send every allocation of the compiling thread (warm-up included) to their private pool, where a
+    # tensor the cache keeps alive fails their check; another thread allocates from the default pool.
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        return worker.submit(order.to, device).result()
 
 
 _KEYS = itertools.count()
