@@ -44,11 +44,14 @@ def test_compiled_training_step_matches_eager(name, one_thread):
 @pytest.mark.gpu
 @pytest.mark.parametrize('mode', ['default', 'reduce-overhead'])
 @pytest.mark.parametrize('name', TEST_MODELS)
-def test_compiled_matches_eager_gpu(name, mode):
+def test_compiled_matches_eager_gpu(name, mode, monkeypatch):
     """Inductor around the Triton kernels, and CUDA graphs: the same outputs and gradients as eager."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = timm.create_model(name).cuda()
+    # Inductor draws its own random numbers (drop path), and picks other TF32 conv algorithms than eager.
+    model = timm.create_model(name, drop_path_rate=0.).cuda()
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, 'allow_tf32', False)
     if hasattr(model, 'shuffle_rates'):  # random token shuffles draw differently under Inductor
         model.shuffle_rates = [0.] * len(model.shuffle_rates)
     x = _input(model, 4).cuda()
