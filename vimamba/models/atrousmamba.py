@@ -4,16 +4,13 @@ AtrousMamaba (sic): An Atrous-Window Scanning Visual State Space Model for Remot
 - paper: https://arxiv.org/abs/2507.16172 (2025)
 - code: none public; it builds on VMamba https://github.com/MzeroMiko/VMamba (MIT) and ChangeMamba
   https://github.com/ChenHongruixuan/MambaCD (Apache-2.0).
-
-VMamba v2 whose four scan directions follow atrous windows: w x w tokens taken every r cells inside blocks of
-r*w x r*w cells, the rate r growing with depth. Only the abstract is public, so these are PROPOSALS
-(docs/families.md#atrousmamba), each a constructor argument:
+VMamba v2 whose four scan directions follow atrous windows (w x w tokens every r cells, r growing with depth). Only
+the abstract is public, so these are PROPOSALS (docs/families.md#atrousmamba), each a constructor argument:
 - AWVSS = VMamba's VSS block with only the scan swapped, so VMamba checkpoints load -> `scan` ('cross' = VMamba).
 - Order: blocks, then dilation phases, then tokens; directions in VMamba's cross2d order -> 'atrous_window'.
 - Window w = 8 (divides 256-px crops' grids) -> `window_size`; rates (1, 2, 4) cycling over a stage -> `atrous_rates`.
 - A rate too large for the grid is clipped to the largest r with r*w <= max(H, W) -> `rate_overflow`.
-- Alternatives: (a) dilation phases outermost -> `atrous_order='phase'`; (b) every rate in every block, shared
-  weights, outputs averaged -> `atrous_mode='parallel'`.
+- Alternatives: (a) phases outer (`atrous_order='phase'`); (b) all rates per block, averaged (`atrous_mode='parallel'`).
 - Tiny / small / base = VMamba v2 T / S / B (s2); the "s1" variants are registered too.
 
 Differences from VMamba's code, by design: the downsample opens the next stage (timm style); modules are named for
@@ -104,15 +101,13 @@ class AtrousMamba(PretrainedMixin, nn.Module):
 
     Args:
         in_chans, num_classes, global_pool: Input channels; classes (0: none, `forward` pools); 'avg' or ''.
-        embed_dim: Width of the first stage (doubling per stage) or of every stage.
-        depths: VSS blocks per stage.
+        embed_dim, depths: Width of the first stage (doubling per stage) or of every stage; VSS blocks per stage.
         d_state, ssm_ratio, dt_rank: SSM state size, inner width ratio, dt rank ('auto' = ceil(width / 16)).
         d_conv, conv_bias: Mixer depthwise conv kernel and bias.
         gate, mlp_ratio: Gate the mixer output with SiLU(z) (False: VMamba v2's "noz"); MLP hidden width ratio.
         scan: A pattern of `vimamba.scans` ('atrous_window': AWVSS; 'cross': VMamba).
         window_size, atrous_rates: Window side w; rates per stage (one tuple for all stages, or one per stage).
-        rate_overflow: 'clip' or 'error' on grids too small for a rate.
-        atrous_order, atrous_mode: 'window' or 'phase'; 'cycle' or 'parallel' (see the module docstring).
+        rate_overflow, atrous_order, atrous_mode: 'clip' / 'error'; 'window' / 'phase'; 'cycle' / 'parallel'.
         drop_rate, drop_path_rate: Dropout before the classifier; stochastic depth, linear from 0.
         img_size, dynamic_img_size: Nominal input size; accept any size (else only `img_size`).
     """
@@ -372,7 +367,7 @@ def checkpoint_filter_fn(
         if new_key in expected and value.dim() == 2 and expected[new_key].dim() == 4:
             value = value.reshape(expected[new_key].shape)
         converted[new_key] = value
-    if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
+    if isinstance(model.head, nn.Identity):
         converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
     return fit_state_dict(converted, model, strict)
 

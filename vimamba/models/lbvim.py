@@ -2,7 +2,6 @@
 
 Paper: `LBMamba: Locally Bi-directional Mamba` (TMLR) - https://arxiv.org/abs/2506.15976
 Official code: https://github.com/cvlab-stonybrook/LBMamba
-
 One scan per layer: the forward recurrence plus a reverse one within windows of W steps (the official kernel's rule),
 on Vim's single-direction parameters; no class token. Difference from the official code: odd layers scan reversed
 instead of flipping the sequence after every layer. The model class is `VisionMamba` (vim.py).

@@ -3,18 +3,15 @@
 MaIR: A Locality- and Continuity-Preserving Mamba for Image Restoration
 - paper: https://arxiv.org/abs/2412.20066 (CVPR 2025)
 - code: https://github.com/XLearning-SCU/2025-CVPR-MaIR (no license file)
-
 SwinIR-shaped MaIR and Restormer-shaped MaIRUNet on one block, whose mixer scans four nested S-shaped paths weighed by
 Sequence Shuffle Attention. RGB in [0, 1] in and out (unclamped); MaIR runs at any size (stripes clipped at the
 border, as official), MaIRUNet reflect-pads to a multiple of 8; `forward_tiled` follows the official test.
 
 Differences from the official code, on purpose:
-- One `selective_scan` call (K = 4) reads the tokens through the `nested_s` order, without permuted copies;
-  x_proj and dt_proj are token-wise, so they run once in image order.
+- One `selective_scan` call (K = 4) reads the `nested_s` order (no copies); token-wise x_proj / dt_proj run once.
 - Modules are named for what they are; `checkpoint_filter_fn` maps the BasicSR names and refuses other variants.
 - Scan orders are cached per grid on any device (the official MaIRUNet rebuilds them per forward, GPU only).
-Kept on purpose: DropPath on the mixer branch only; LayerNorm eps 1e-5; MaIRUNet never shifts stripes; the shifted
-scan is raster order on maps narrower than the shift.
+Kept on purpose: mixer-only DropPath, LayerNorm eps 1e-5, unshifted MaIRUNet stripes, raster order for a shift > width.
 """
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
@@ -188,11 +185,10 @@ class MaIR(PretrainedMixin, nn.Module):
     """MaIR for super-resolution (`upscale` 2, 3, 4) and denoising (`upscale` 1, `upsampler` None).
 
     Args:
-        upscale: Output scale: 2, 3 or 4 with an upsampler, 1 without.
         in_chans: Image channels (the DIV2K mean is subtracted only for 3, as official).
         embed_dim, depths: Width C; blocks per residual group.
         d_state, ssm_ratio, mlp_ratio, scan_len: SSM state size N; mixer and MLP width ratios; NSS stripe width.
-        upsampler: 'pixelshuffle' (classical SR), 'pixelshuffledirect' (light SR) or None (denoising).
+        upscale, upsampler: 2-4 with 'pixelshuffle' (classical SR) / 'pixelshuffledirect' (light SR); 1 with None.
         img_range, num_feat: Multiplier applied after the mean subtraction; width of the pixel-shuffle tail.
         drop_path_rate: Stochastic depth, linear from 0 over all blocks.
     """

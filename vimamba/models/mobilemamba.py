@@ -3,18 +3,15 @@
 MobileMamba: Lightweight Multi-Receptive Visual Mamba Network
 - paper: https://arxiv.org/abs/2411.15941 (CVPR 2025)
 - code: https://github.com/lewandofskee/MobileMamba (MIT license)
-
 Three conv stages (strides 16 / 32 / 64) of residual blocks whose MRFFI mixer splits channels into a wavelet +
 two-direction Mamba branch, a k x k depthwise branch and an identity part; `fuse()` folds every BatchNorm.
 
 Differences from the official code, on purpose:
-- The Haar filters are computed non-persistent buffers, not frozen parameters, so they are in neither
-  `parameters()` nor the state dict (official counts include them: T2 8,836,890, T4 14,176,090, S6 15,036,632,
-  B 17,122,849); `checkpoint_filter_fn` checks the official ones and drops them.
+- The Haar filters are computed non-persistent buffers, not frozen parameters: in neither `parameters()` (official
+  counts include them) nor the state dict; `checkpoint_filter_fn` checks the official ones and drops them.
 - The scan reads tokens through the 'bidirectional' index map of `vimamba.scans` (no flipped copies).
 - Modules are named for what they are; `checkpoint_filter_fn` maps the official names.
-- Dense prediction goes through `VimambaBackbone`, whose `frozen_stages=0` freezes the stem (the official
-  backbone indexes a nonexistent `blocks0`).
+- `VimambaBackbone(frozen_stages=0)` freezes the stem (the official backbone indexes a nonexistent `blocks0`).
 - The official CPU merge (`cross_merge_fwd`) mixes a batch's samples (a shape error); otherwise logits match to 3e-6.
 Kept on purpose: the block's outer skip wraps an already-residual chain (identity counted twice).
 """
@@ -106,8 +103,7 @@ class MobileMambaSelectiveScan2d(SelectiveScan2dCore):
     Args:
         dim, d_state, ssm_ratio: Channels; SSM state size N; inner width Di = int(ssm_ratio * dim).
         dt_rank: dt projection rank; 'auto' = ceil(dim / 16) (from `dim`, not Di, as VMamba).
-        d_conv, conv_bias: Depthwise conv kernel size (< 2: no conv) and bias.
-        scan: Scan pattern of `vimamba.scans` (name or object); fixes K.
+        d_conv, conv_bias, scan: Depthwise conv kernel (< 2: none) and bias; a `vimamba.scans` pattern (fixes K).
     """
 
     def __init__(
@@ -308,8 +304,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
     """MobileMamba classifier / backbone; features 0 = stem, 1..3 = stages, as the official backbone numbers them.
 
     Args:
-        in_chans, num_classes: Input channels; classes (0: no classifier, `forward` returns pooled features).
-        global_pool: 'avg' or '' (no pooling; only with num_classes=0).
+        in_chans, num_classes, global_pool: Input channels; classes (0: none, `forward` pools); 'avg' or ''.
         embed_dim, depths: Width and number of blocks of each stage.
         global_ratio, local_ratio: Per stage, channel shares of the global and local branches.
         kernel_size, ssm_ratio: Per-stage kernel of the local branch and wavelet conv; selective-scan expansion.
@@ -576,7 +571,7 @@ def checkpoint_filter_fn(
                 raise KeyError(f'checkpoint_filter_fn: {key}: distilled-head checkpoints are not supported '
                                f'(the released MobileMamba weights have no distillation head)')
             converted[_convert_official_key(key)] = value
-    if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
+    if isinstance(model.head, nn.Identity):
         converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
     return fit_state_dict(converted, model, strict)
 
@@ -647,28 +642,28 @@ def _create_mobilemamba(variant: str, pretrained: bool = False, **kwargs) -> Mob
 
 @register_model
 def mobilemamba_t2(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-T2 @ 192: 8.8M params, 73.6 top-1 (EMA, 300 epochs), 76.9 with KD."""
+    """MobileMamba-T2 @ 192: 8.81M params (official count 8.84M), 73.6 top-1 (EMA, 300 epochs), 76.9 with KD."""
     model_args = dict(embed_dim=(144, 272, 368), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_t2', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_t4(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-T4 @ 192: 14.2M params, 76.1 top-1, 78.9 with KD."""
+    """MobileMamba-T4 @ 192: 14.14M params (official count 14.18M), 76.1 top-1, 78.9 with KD."""
     model_args = dict(embed_dim=(176, 368, 448), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_t4', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_s6(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-S6 @ 224: 15.0M params, 78.0 top-1, 80.7 with KD."""
+    """MobileMamba-S6 @ 224: 15.00M params (official count 15.04M), 78.0 top-1, 80.7 with KD."""
     model_args = dict(embed_dim=(192, 384, 448), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_s6', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_b1(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-B1 @ 256: 17.1M params, 79.9 top-1, 82.2 with KD."""
+    """MobileMamba-B1 @ 256: 17.07M params (official count 17.12M), 79.9 top-1, 82.2 with KD."""
     return _create_mobilemamba('mobilemamba_b1', pretrained=pretrained, **dict(_B_ARGS, **kwargs))
 
 

@@ -3,7 +3,6 @@
 Paper: `Stochastic Layer-Wise Shuffle: A Good Practice to Improve Vision Mamba Training` (ICML 2025)
     - https://arxiv.org/abs/2408.17081
 Official code: https://github.com/huangzizheng01/ShuffleMamba
-
 SLWS (training only): layer l permutes the sequence with probability shuffle_rate * l / (depth - 1), shared by the
 batch, and restores both streams after the block. Backbones: Vim's stack with a head class token, or Mamba-Reg's
 interleaved registers pooled through a Linear neck. The model class is `VisionMamba` (vim.py).
@@ -18,7 +17,6 @@ from .vim import VisionMamba, _cfg as _vim_cfg, build_vim_variant, remap_officia
 
 __all__ = []
 
-# shuffle_rate: the official training values (0.5 for B, 0.1 for Reg) and constructor default (0.1).
 _SHUFFLE_ARGS = dict(class_token=True, cls_position='head', weight_init='shufflemamba', shuffle_rate=0.1)
 _REG_ARGS = dict(class_token=False, weight_init='vim', shuffle_rate=0.1)
 

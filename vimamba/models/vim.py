@@ -3,7 +3,6 @@
 Paper: `Vision Mamba: Efficient Visual Representation Learning with Bidirectional State Space Model` (ICML 2024)
     - https://arxiv.org/abs/2401.09417
 Official code: https://github.com/hustvl/Vim (Apache-2.0)
-
 A ViT-like stack of bidirectional Mamba blocks, class token in the middle; lbvim.py and shufflemamba.py reuse it.
 
 Differences from the official code, all by design:
@@ -54,18 +53,15 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
     Args:
         img_size, patch_size, stride: input size, patch kernel and stride (stride < patch_size overlaps).
-        in_chans, num_classes: input channels, classes (0: no classifier).
+        in_chans, num_classes, embed_dim, depth: input channels; classes (0: no classifier); width C; blocks.
         global_pool: 'token', 'avg', 'map' (latent attention) or ''; None: 'token' if there are extra tokens.
-        embed_dim, depth: width C and number of blocks.
         d_state, d_conv, ssm_ratio, dt_rank: state size N, conv kernel, E = int(ssm_ratio * C), dt rank.
         class_token, cls_position: one class token, 'middle' (Vim) or 'head' (ShuffleMamba).
         reg_tokens, reg_reduction: Mamba-Reg interleaved registers, pooled through a Linear neck C -> C / r.
-        bimamba: two scan directions per layer (Vim v2).
+        bimamba, alternate_direction: two scan directions per layer (Vim v2); odd layers scan right to left (LBVim).
         local_window: LBMamba reverse-scan window (0: off; None: the official rule on the sequence length).
-        alternate_direction: odd layers scan right to left (LBVim).
         norm_layer, norm_eps, residual_in_fp32: 'rmsnorm' or 'layernorm', computed in fp32; an fp32 residual stream.
-        attn_pool_heads: heads of the latent attention pool.
-        shuffle_rate: ShuffleMamba's shuffle probability at the last layer (linear from 0).
+        attn_pool_heads, shuffle_rate: attention pool heads; ShuffleMamba's last-layer shuffle probability.
         drop_rate, pos_drop_rate, drop_path_rate: head dropout, pos_embed dropout (official `drop_rate`), drop path.
         dynamic_img_size, dynamic_img_pad: any input size (pos_embed resized); zero-pad uncovered bottom / right.
         feature_source: intermediates from the 'mixer' output or the 'residual' stream (Vim-S).

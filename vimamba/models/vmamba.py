@@ -2,7 +2,6 @@
 
 VMamba: Visual State Space Model - https://arxiv.org/abs/2401.10166 (NeurIPS 2024)
 - code: https://github.com/MzeroMiko/VMamba (MIT)
-
 `AtrousMamba` with `scan='cross'` (see atrousmamba.py). "s2" / "s1": ssm_ratio 2 / 1; "lN": N blocks in stage 3.
 `.in1k`: the checkpoints of VMamba's ImageNet-1k table (224 px), whose GFLOPs and top-1 the variants quote.
 """
