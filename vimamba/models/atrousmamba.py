@@ -1,53 +1,20 @@
 """AtrousMamba: a hierarchical VMamba backbone whose blocks scan atrous windows (AWVSS)
 
-AtrousMamaba: An Atrous-Window Scanning Visual State Space Model for Remote Sensing Change Detection
-(the arXiv title spells it so; the model is called AtrousMamba in the text)
+AtrousMamaba (sic): An Atrous-Window Scanning Visual State Space Model for Remote Sensing Change Detection
 - paper: https://arxiv.org/abs/2507.16172 (2025)
-- code: none public. Reference code of the parts it builds on: VMamba https://github.com/MzeroMiko/VMamba
-  (MIT), ChangeMamba https://github.com/ChenHongruixuan/MambaCD (Apache-2.0).
+- code: none public; it builds on VMamba https://github.com/MzeroMiko/VMamba (MIT) and ChangeMamba
+  https://github.com/ChenHongruixuan/MambaCD (Apache-2.0).
+VMamba v2 whose four scan directions follow atrous windows (w x w tokens every r cells, r growing with depth). Only
+the abstract is public, so these are PROPOSALS (docs/families.md#atrousmamba), each a constructor argument:
+- AWVSS = VMamba's VSS block with only the scan swapped, so VMamba checkpoints load -> `scan` ('cross' = VMamba).
+- Order: blocks, then dilation phases, then tokens; directions in VMamba's cross2d order -> 'atrous_window'.
+- Window w = 8 (divides 256-px crops' grids) -> `window_size`; rates (1, 2, 4) cycling over a stage -> `atrous_rates`.
+- A rate too large for the grid is clipped to the largest r with r*w <= max(H, W) -> `rate_overflow`.
+- Alternatives: (a) phases outer (`atrous_order='phase'`); (b) all rates per block, averaged (`atrous_mode='parallel'`).
+- Tiny / small / base = VMamba v2 T / S / B (s2); the "s1" variants are registered too.
 
-VMamba v2 with the scan swapped: a stride-4 conv stem, four stages at strides 4 / 8 / 16 / 32 with widths
-C, 2C, 4C, 8C (3x3 stride-2 conv + LayerNorm between stages), pre-norm VSS blocks (selective-scan mixer + GELU
-MLP), a final LayerNorm and a linear head. In each block the four scan directions follow atrous windows
-instead of whole rows / columns: the grid is cut into blocks of r*w x r*w cells, each block holds r*r dilated
-windows of w x w tokens taken every r cells, and consecutive tokens of a scan are r cells apart; the
-directions are windows row-major, windows column-major and the reverse of each (`vimamba.scans`
-'atrous_window'). The rate grows with depth, so the scan range widens gradually.
-
-Only the paper's abstract is reachable, so the following are PROPOSALS (docs/families.md#atrousmamba), each a
-constructor argument so that it can be changed when the paper's details are known:
-- AWVSS = VMamba's VSS block unchanged except for the scan index maps; same parameters as VMamba, so VMamba
-  ImageNet checkpoints load one to one (`checkpoint_filter_fn`) -> `scan='atrous_window'` (any pattern of
-  `vimamba.scans` is accepted; 'cross' gives VMamba itself).
-- The window order (blocks outer, dilation phases, tokens inside a window) with four directions in
-  VMamba's cross2d order -> the 'atrous_window' pattern.
-- Window size w = 8 (divides the 64 / 32 / 16 / 8 grids of 256-px crops) -> `window_size`.
-- Rates per stage cycling over the blocks of a stage, default (1, 2, 4) in every stage, so the span grows
-  with depth -> `atrous_rates` (one sequence for all stages, or one per stage).
-- On a grid too small for a rate the rate is clipped to the largest r with r*w <= max(H, W) (at least 1) ->
-  `rate_overflow='clip'`; `rate_overflow='error'` raises instead, naming the grid, window and rate.
-- Blocks of span r*w outermost, dilation phases inside them -> `atrous_order='window'`; the alternative
-  (a), dilation phases outermost over the whole image, each cut into windows, is `atrous_order='phase'`;
-  alternative (b), all rates in every block (ASPP-like, shared weights, outputs averaged) is
-  `atrous_mode='parallel'`.
-- Tiny / small / base = VMamba v2 T / S / B ("s2": ssm_ratio 2, d_state 1, "noz" mixer, init v0); the "s1"
-  VMamba variants (ssm_ratio 1, deeper third stage) are registered too.
-
-| variant | C | depths | ssm_ratio | params (= VMamba v2) |
-|---|---|---|---|---|
-| atrousmamba_tiny | 96 | 2, 2, 5, 2 | 2 | 30,705,832 |
-| atrousmamba_small | 96 | 2, 2, 15, 2 | 2 | 50,147,752 |
-| atrousmamba_base | 128 | 2, 2, 15, 2 | 2 | 88,557,800 |
-| atrousmamba_tiny_s1l8 | 96 | 2, 2, 8, 2 | 1 | 30,249,064 |
-| atrousmamba_small_s1l20 | 96 | 2, 2, 20, 2 | 1 | 49,012,840 |
-| atrousmamba_base_s1l20 | 128 | 2, 2, 20, 2 | 1 | 86,614,504 |
-
-Differences from VMamba's code, by design: the downsample conv sits at the start of the next stage (timm
-style; VMamba's `layers.i.downsample` ends stage i), modules are named for what they are (`stem`, `stages`,
-`mixer`, `norm`, `head`); `checkpoint_filter_fn` maps VMamba's names and reshapes its Linear weights.
-Checked against the official VMamba code (vmamba.py @2ed52ea, pure-PyTorch scan) with `scan='cross'` and
-perturbed random weights: same logits (max abs diff 3e-7, fp32) for its channel-first ("ln2d") and channel-last
-("ln") layouts, square and non-square inputs.
+Differences from VMamba's code, by design: the downsample opens the next stage (timm style); modules are named for
+what they are; `checkpoint_filter_fn` maps VMamba's names and Linear weights. `scan='cross'` matches it to 3e-7 (fp32).
 """
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -130,36 +97,19 @@ class AtrousMambaStage(nn.Module):
 
 
 class AtrousMamba(PretrainedMixin, nn.Module):
-    """AtrousMamba (AWVSS) classifier / backbone; with `scan='cross'` it is VMamba v2.
-
-    Feature levels (`feature_info`, `forward_intermediates`): 0..3 = stages at strides 4, 8, 16, 32.
+    """AtrousMamba (AWVSS) classifier / backbone (VMamba v2 with `scan='cross'`); features at strides 4 to 32.
 
     Args:
-        in_chans: Input image channels.
-        num_classes: Classifier outputs (0: no classifier, `forward` returns pooled features).
-        global_pool: 'avg' or '' (no pooling; only with num_classes=0).
-        embed_dim: Width of the first stage (an int; stage i has embed_dim * 2**i) or of every stage.
-        depths: VSS blocks per stage.
-        d_state: SSM state size N.
-        ssm_ratio: Mixer inner width = ssm_ratio * stage width.
-        dt_rank: dt projection rank ('auto' = ceil(width / 16)).
-        d_conv: Mixer depthwise conv kernel.
-        conv_bias: Bias on the mixer's depthwise conv.
-        gate: Gate the mixer output with SiLU(z) (False = VMamba v2's "noz" form).
-        mlp_ratio: MLP hidden width ratio.
-        scan: 'atrous_window' (AWVSS, PROPOSED) or any other pattern of `vimamba.scans` ('cross' = VMamba).
-        window_size: Atrous window side w (PROPOSED default 8).
-        atrous_rates: Rates cycling over the blocks of each stage: one tuple for all stages, or one per stage
-            (PROPOSED default (1, 2, 4)).
-        rate_overflow: 'clip' (PROPOSED: largest r with r*w <= max(H, W)) or 'error' on grids too small for a rate.
-        atrous_order: 'window' (PROPOSED: span blocks outer, dilation phases inside) or 'phase' (alternative
-            (a): whole-image dilation phases outer, each cut into windows).
-        atrous_mode: 'cycle' (PROPOSED: one rate per block, cycling) or 'parallel' (alternative (b): every
-            block scans all its stage's rates with shared weights and averages them; same parameters).
-        drop_rate: Dropout before the classifier.
-        drop_path_rate: Stochastic depth, linear from 0 over all blocks.
-        img_size: Nominal input size (the model works at any size; it sets the size `dynamic_img_size=False` checks).
-        dynamic_img_size: Accept any input size (True: default; False: only `img_size`).
+        in_chans, num_classes, global_pool: Input channels; classes (0: none, `forward` pools); 'avg' or ''.
+        embed_dim, depths: Width of the first stage (doubling per stage) or of every stage; VSS blocks per stage.
+        d_state, ssm_ratio, dt_rank: SSM state size, inner width ratio, dt rank ('auto' = ceil(width / 16)).
+        d_conv, conv_bias: Mixer depthwise conv kernel and bias.
+        gate, mlp_ratio: Gate the mixer output with SiLU(z) (False: VMamba v2's "noz"); MLP hidden width ratio.
+        scan: A pattern of `vimamba.scans` ('atrous_window': AWVSS; 'cross': VMamba).
+        window_size, atrous_rates: Window side w; rates per stage (one tuple for all stages, or one per stage).
+        rate_overflow, atrous_order, atrous_mode: 'clip' / 'error'; 'window' / 'phase'; 'cycle' / 'parallel'.
+        drop_rate, drop_path_rate: Dropout before the classifier; stochastic depth, linear from 0.
+        img_size, dynamic_img_size: Nominal input size; accept any size (else only `img_size`).
     """
 
     def __init__(
@@ -246,7 +196,6 @@ class AtrousMamba(PretrainedMixin, nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
-        # VMamba's optimiser skips A_logs and Ds (`_no_weight_decay` flags); D is 1-D and skipped anyway.
         return {'*.A_log', '*.D'}
 
     @torch.jit.ignore
@@ -369,8 +318,7 @@ class AtrousMamba(PretrainedMixin, nn.Module):
         return self.forward_head(x)
 
 
-# VMamba state-dict names -> ours. Stem: Sequential(conv, -, LN, -, GELU, conv, -, LN); downsample "v3":
-# Sequential(-, conv, -, LN) at the END of stage i (here: the start of stage i + 1).
+# VMamba's Sequential indices -> our names; its downsample ends stage i, ours starts stage i + 1.
 _VMAMBA_STEM = {'0': 'conv1', '2': 'norm1', '5': 'conv2', '7': 'norm2'}
 _VMAMBA_MIXER = {
     'conv2d.': 'dwconv.', 'A_logs': 'A_log', 'Ds': 'D', 'dt_projs_weight': 'dt_proj_weight',
@@ -379,7 +327,7 @@ _VMAMBA_MIXER = {
 
 
 def _convert_vmamba_key(key: str) -> Optional[str]:
-    """One VMamba / ChangeMamba-encoder key in our names; None for keys with no counterpart (outnorm*)."""
+    """One VMamba / ChangeMamba-encoder key in our names; None for ChangeMamba's per-level `outnorm*`."""
     parts = key.split('.')
     if parts[0] == 'patch_embed':
         return '.'.join(['stem', _VMAMBA_STEM.get(parts[1], parts[1])] + parts[2:])
@@ -397,7 +345,7 @@ def _convert_vmamba_key(key: str) -> Optional[str]:
                     rest = new + rest[len(old):]
                     break
         return '.'.join(['stages', parts[1], 'blocks', parts[3], child] + ([rest] if rest else []))
-    if parts[0].startswith('outnorm'):  # ChangeMamba's Backbone_VSSM per-level norms: no counterpart here
+    if parts[0].startswith('outnorm'):
         return None
     return key
 
@@ -407,13 +355,8 @@ def checkpoint_filter_fn(
         model: AtrousMamba,
         strict: bool = True,
 ) -> Dict[str, torch.Tensor]:
-    """Convert a VMamba (v2, channel-first or -last) or AtrousMamba checkpoint to `model`'s names and shapes.
-
-    Takes the official training checkpoints ({'model', 'model_ema', 'config', ...}: 'model', the weights VMamba's
-    own loader takes), other containers, raw dicts and our own names. Linear weights (out, in) become 1x1 conv
-    weights (out, in, 1, 1). `strict=False` keeps only matching keys (e.g. ChangeMamba's tiny encoder, depths
-    (2, 2, 4, 2), from VMamba-T weights with depths (2, 2, 5, 2)).
-    """
+    """Convert a VMamba v2 or AtrousMamba checkpoint to `model`'s names, Linear weights as 1x1 convs.
+    `strict=False` keeps only matching keys (e.g. ChangeMamba's tiny encoder from VMamba-T weights)."""
     state_dict = unwrap_state_dict(state_dict)
     expected = model.state_dict()
     converted = {}
@@ -424,7 +367,7 @@ def checkpoint_filter_fn(
         if new_key in expected and value.dim() == 2 and expected[new_key].dim() == 4:
             value = value.reshape(expected[new_key].shape)
         converted[new_key] = value
-    if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
+    if isinstance(model.head, nn.Identity):
         converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
     return fit_state_dict(converted, model, strict)
 
@@ -446,9 +389,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
     }
 
 
-# VMamba v2 ImageNet-1k checkpoints, GitHub release assets of MzeroMiko/VMamba (release tag '#v2cls'), per size:
-# (file, variant, top-1 with the cross scan). `vmamba_*` loads them as `.in1k`; no AtrousMamba weights exist, and
-# the paper starts from the VMamba weights of the same size, which `atrousmamba_*.vmamba_in1k` loads.
+# VMamba v2 ImageNet-1k release checkpoints (file, variant, top-1); the paper starts from them (no AtrousMamba weights).
 VMAMBA_RELEASE = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/'
 VMAMBA_CHECKPOINTS = {
     'tiny': ('vssm_tiny_0230_ckpt_epoch_262.pth', 'T s2l5', 82.5),

@@ -2,17 +2,9 @@
 
 Paper: `LBMamba: Locally Bi-directional Mamba` (TMLR) - https://arxiv.org/abs/2506.15976
 Official code: https://github.com/cvlab-stonybrook/LBMamba
-
-Each layer runs ONE scan instead of Vim's two: the forward recurrence h_t plus a reverse recurrence r_t confined to
-windows of W scanned steps, H_t = h_t + r_t - Δ_t B_t u_t (the token counted once), both reusing the same Δ, A, B,
-C and conv output, so the mixer has Vim's single-direction parameters only. W is the official kernel's per-thread
-item count, a function of the sequence length (8 at 196 tokens, 16 from 257): `local_window=None` follows that rule.
-The official network flips the token sequence after every layer so that layers alternate direction; here odd
-layers scan in reversed order instead (`alternate_direction=True`), with the windows aligned to the scan as the
-kernel aligns them. No class token: the head mean-pools every token, or (LBVim-528) pools with one learned latent
-query through a 6-head attention, LayerNorm, Linear.
-
-The model class is `VisionMamba` (vim.py); this file holds the variants, their cfgs and the checkpoint filter.
+One scan per layer: the forward recurrence plus a reverse one within windows of W steps (the official kernel's rule),
+on Vim's single-direction parameters; no class token. Difference from the official code: odd layers scan reversed
+instead of flipping the sequence after every layer. The model class is `VisionMamba` (vim.py).
 """
 from typing import Any, Dict
 
@@ -24,19 +16,16 @@ from .vim import VisionMamba, _cfg as _vim_cfg, build_vim_variant, remap_officia
 
 __all__ = []
 
-# The LBVim block: one direction, LBMamba window from the sequence length, direction alternating with depth.
 _LBVIM_ARGS = dict(
     class_token=False, bimamba=False, local_window=None, alternate_direction=True, global_pool='avg')
 
 
 def checkpoint_filter_fn(
         state_dict: Dict[str, Any], model: VisionMamba, strict: bool = True) -> Dict[str, torch.Tensor]:
-    """Load official LBVim checkpoints: `layers.*` (no `_b` parameters), `norm_f`, a patch-only pos_embed, and for
-    the 528 model the `head.0.*` attention pool / `head.1.*` classifier."""
+    """Load official LBVim checkpoints (no `_b` parameters; LBVim-528's `head.0` pool and `head.1` classifier)."""
     return fit_state_dict(remap_official_state_dict(state_dict, model), model, strict)
 
 
-# Vim's cfg with this family's paper and source.
 _ORIGIN = dict(
     # The official repository has no license file.
     license='other',

@@ -3,43 +3,15 @@
 MaIR: A Locality- and Continuity-Preserving Mamba for Image Restoration
 - paper: https://arxiv.org/abs/2412.20066 (CVPR 2025)
 - code: https://github.com/XLearning-SCU/2025-CVPR-MaIR (no license file)
+SwinIR-shaped MaIR and Restormer-shaped MaIRUNet on one block, whose mixer scans four nested S-shaped paths weighed by
+Sequence Shuffle Attention. RGB in [0, 1] in and out (unclamped); MaIR runs at any size (stripes clipped at the
+border, as official), MaIRUNet reflect-pads to a multiple of 8; `forward_tiled` follows the official test.
 
-MaIR is a SwinIR-shaped restoration network: a 3x3 conv, residual groups of Mamba blocks at full
-resolution, a 3x3 conv with a long skip, then a reconstruction tail (pixel-shuffle upsampler for super-
-resolution, a residual output conv for denoising). The block mixer scans the map along four nested
-S-shaped paths (stripes of `scan_len` columns walked boustrophedon, the same on the 180-degree rotated
-map, and both on the transposed map) and merges the four outputs with Sequence Shuffle Attention: a
-per-channel 4x4 gate computed from the pooled outputs of the four directions. MaIRUNet is the
-Restormer-style encoder-decoder built from the same block for real denoising, deblurring and dehazing.
-
-| variant | embed / dim | depths | d_state | ssm_ratio | mlp_ratio | scan_len | params |
-|---|---|---|---|---|---|---|---|
-| mair_sr_x2 / x3 / x4 | 180 | 6 x 6 | 16 | 2.0 | 2.5 | 8 | 19,444,247 / 19,628,887 / 19,591,959 |
-| mair_light_s_x2 / x3 / x4 | 60 | 6 x 4 | 16 | 1.4 | 1.6 | 4 | 1,354,680 / 1,362,795 / 1,374,156 |
-| mair_light_t_x2 / x3 / x4 | 60 | 6 x 4 | 1 | 1.1 | 1.6 | 8 | 877,752 / 885,867 / 897,228 |
-| mair_cdn (sigma 15 / 25 / 50) | 180 | 6 x 6 | 16 | 1.3 | 2.0 | 4 | 14,089,035 |
-| mairunet_dehaze | 24 | 2, 2, 3, 4 (+2) | 4 .. 32 | 1.2 | 2.0 | 8 | 3,404,376 |
-| mairunet_realdn / mairunet_deblur | 48 | 4, 6, 6, 8 (+4) | 4 .. 32 | 2.0 | 1.5 (4.0 level 1) | 4 | 26,293,296 |
-
-Inputs are RGB in [0, 1]; outputs likewise (not clamped, as the official models). MaIR runs on any
-size: stripes are clipped at the border, exactly as the official index maps, so no padding is needed
-and results on odd sizes match the official code. MaIRUNet downsamples three times, so it pads the
-input (reflect, bottom / right) to a multiple of 8 and crops back, as the official test does. Large
-images go through `forward_tiled` (the official split: `size // 200 + 1` tiles per side, a tenth of a
-tile of overlap, centres stitched) and `forward_self_ensemble` (MaIR+, eight flips / transposes).
-
-What differs from the official code, on purpose:
-- The scan is one `vimamba.ops.selective_scan` call with K = 4 reading the tokens through the `nested_s`
-  order of `vimamba.scans`; nothing is gathered into permuted copies. Token-wise projections (x_proj,
-  dt_proj) commute with the order, so they run once in image order.
-- Modules are named for what they are (`groups.g.blocks.i.mixer`, `mixer.gate`, `norm1`, `mlp`);
-  `checkpoint_filter_fn` maps the official BasicSR names and refuses a checkpoint of another variant
-  with a list of the mismatching keys and shapes.
-- The scan orders are cached per grid by `vimamba.scans` for any device (the official MaIRUNet rebuilds
-  them every evaluation forward and cannot evaluate on CPU).
-Kept on purpose: DropPath only on the mixer branch; LayerNorm eps 1e-5; MaIRUNet never uses shifted
-stripes (its blocks are built without a shift); the shifted scan degenerates to raster order on maps
-narrower than the shift, as the official generator does.
+Differences from the official code, on purpose:
+- One `selective_scan` call (K = 4) reads the `nested_s` order (no copies); token-wise x_proj / dt_proj run once.
+- Modules are named for what they are; `checkpoint_filter_fn` maps the BasicSR names and refuses other variants.
+- Scan orders are cached per grid on any device (the official MaIRUNet rebuilds them per forward, GPU only).
+Kept on purpose: mixer-only DropPath, LayerNorm eps 1e-5, unshifted MaIRUNet stripes, raster order for a shift > width.
 """
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
@@ -77,12 +49,7 @@ def channel_rearrange(gate: torch.Tensor, num_directions: int) -> torch.Tensor:
 
 
 class SequenceShuffleGate(nn.Module):
-    """Sequence Shuffle Attention: a sigmoid gate per (direction, channel) from the pooled scan outputs.
-
-    The four directions of each channel are brought together (channel shuffle), mixed by a 4x4 linear
-    map of that channel (a grouped 1x1 conv, one group per channel), squashed and put back in direction-
-    major order. The gate is constant over the map: it weighs how much each direction contributes.
-    """
+    """Sequence Shuffle Attention: a sigmoid gate per (direction, channel), a 4x4 mix per channel of pooled outputs."""
 
     def __init__(self, d_inner: int, num_directions: int = 4, device=None, dtype=None):
         super().__init__()
@@ -101,16 +68,11 @@ class SequenceShuffleGate(nn.Module):
 
 @register_notrace_module  # FX leaf: the scan order depends on the concrete grid size
 class MaIRSelectiveScan2d(SelectiveScan2dCore):
-    """MaIR's mixer (the official VMM): Linear in-proj to (x, z) -> dwconv + SiLU -> 4-direction NSS selective
-    scan -> SSA gate and sum -> LayerNorm * SiLU(z) -> Linear out-proj (`SelectiveScan2dCore`, channel-last:
-    (B, H, W, C) in and out), with Mamba's "v0" init of the SSM tensors.
+    """MaIR's mixer (official VMM): 4-direction NSS scan, SSA-weighted sum, gated by SiLU(z); channel-last.
 
     Args:
-        dim: Input and output channels C.
-        d_state: SSM state size N.
-        ssm_ratio: Inner width D = int(ssm_ratio * C).
-        scan_len: NSS stripe width.
-        shift: Stripe offset (MaIR's odd blocks use scan_len // 2).
+        dim, d_state, ssm_ratio: Channels C, SSM state size N, inner width D = int(ssm_ratio * C).
+        scan_len, shift: NSS stripe width and offset (MaIR's odd blocks: scan_len // 2).
     """
     channels_last = True
 
@@ -146,8 +108,7 @@ class MaIRSelectiveScan2d(SelectiveScan2dCore):
         self.reset_ssm_parameters()
 
     def scan_merged(self, u: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        # The direction weights are pooled from y itself, so the op returns the K outputs; one contraction weighs
-        # and sums them, reading y as (B, K, L, D), its memory layout when the op returns it channels-last.
+        # The weights pool y itself, so the op returns all K outputs; y is read as (B, K, L, D), its memory layout.
         y = self.scan_directions(u, height, width)
         return torch.einsum('bkld,bkd->bld', y.transpose(-1, -2), self.gate(y).to(y.dtype)).transpose(1, 2)
 
@@ -224,19 +185,12 @@ class MaIR(PretrainedMixin, nn.Module):
     """MaIR for super-resolution (`upscale` 2, 3, 4) and denoising (`upscale` 1, `upsampler` None).
 
     Args:
-        upscale: Output scale: 2, 3 or 4 with an upsampler, 1 without.
-        in_chans: Image channels (3: the DIV2K mean is subtracted; other counts: no mean, as official).
-        embed_dim: Width C of every block.
-        depths: Blocks per residual group.
-        d_state: SSM state size N.
-        ssm_ratio: Mixer inner width D = int(ssm_ratio * C).
-        mlp_ratio: MLP hidden width int(mlp_ratio * C).
-        scan_len: NSS stripe width.
-        upsampler: 'pixelshuffle' (classical SR: conv + LeakyReLU, conv + PixelShuffle stages, conv),
-            'pixelshuffledirect' (light SR: one conv + PixelShuffle) or None (denoising: residual output).
-        img_range: Multiplier applied after the mean subtraction (1 for [0, 1] images).
+        in_chans: Image channels (the DIV2K mean is subtracted only for 3, as official).
+        embed_dim, depths: Width C; blocks per residual group.
+        d_state, ssm_ratio, mlp_ratio, scan_len: SSM state size N; mixer and MLP width ratios; NSS stripe width.
+        upscale, upsampler: 2-4 with 'pixelshuffle' (classical SR) / 'pixelshuffledirect' (light SR); 1 with None.
+        img_range, num_feat: Multiplier applied after the mean subtraction; width of the pixel-shuffle tail.
         drop_path_rate: Stochastic depth, linear from 0 over all blocks.
-        num_feat: Width of the pixel-shuffle tail.
     """
 
     def __init__(
@@ -266,7 +220,7 @@ class MaIR(PretrainedMixin, nn.Module):
             raise ValueError(f'MaIR: upscale={upscale!r} is not supported with upsampler={upsampler!r}; '
                              f'accepted: {accepted}')
         self.in_chans = in_chans
-        self.num_classes = 0  # image-to-image: no classifier
+        self.num_classes = 0
         self.upscale = upscale
         self.upsampler = upsampler
         self.img_range = img_range
@@ -378,12 +332,7 @@ class MaIR(PretrainedMixin, nn.Module):
 
 class MaIRUNet(PretrainedMixin, nn.Module):
     """MaIRUNet: Restormer's four-level encoder-decoder with MaIR blocks (real denoising, deblurring, dehazing).
-
-    Level l (0..3) has width embed_dim * 2^l and d_state base_d_state * 2^l; level 1 of the encoder uses
-    `flp_ratio` for its MLPs, every other block `mlp_ratio`. The decoder's first level and the refinement
-    blocks run at width 2 * embed_dim (the level-1 skip is concatenated without a channel reduction). The output
-    is a residual on the input image.
-    """
+    Level l: width embed_dim * 2^l, d_state base_d_state * 2^l; `flp_ratio` MLPs in encoder level 1 only."""
 
     def __init__(
             self,
@@ -411,14 +360,13 @@ class MaIRUNet(PretrainedMixin, nn.Module):
             raise ValueError(f'MaIRUNet: the output is a residual on the input, so out_chans must equal '
                              f'in_chans={in_chans}, got out_chans={out_chans}')
         self.in_chans = in_chans
-        self.num_classes = 0  # image-to-image: no classifier
+        self.num_classes = 0
         self.upscale = 1
         self.scan_len = scan_len
         self.num_features = 2 * embed_dim
         self.grad_checkpointing = False
 
         def level(width: int, d_state: int, depth: int, ratio: float) -> nn.ModuleList:
-            # Shift is never set in the official MaIRUNet: every block scans unshifted stripes.
             return nn.ModuleList([
                 MaIRBlock(width, d_state, ssm_ratio, ratio, scan_len, 0, drop_path_rate, **dd) for _ in range(depth)])
 
@@ -524,9 +472,6 @@ def crop_like(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return x[..., :reference.shape[-2], :reference.shape[-1]]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Inference protocol of the official test scripts
-
 def _tile_slices(size: int, parts: int) -> Tuple[int, int, List[Tuple[slice, slice]]]:
     """(tile, shave, [(input slice, output slice within the tile's result)]) along one axis of a padded size."""
     tile = size // parts
@@ -548,14 +493,8 @@ def forward_tiled(
         tile_size: int = 200,
         progress: Optional[Callable[[int, int], None]] = None,
 ) -> torch.Tensor:
-    """Restore `x` (B, C, H, W) tile by tile, as MaIR's official test does.
-
-    Each side is cut into `size // tile_size + 1` equal parts (the image is reflect-padded at the bottom /
-    right so that the parts are equal, then cropped back); every tile is extended by a tenth of a part into
-    its neighbours, restored alone, and only its centre (the part itself) is written to the output. With
-    `size < tile_size` there is one tile: the result equals `model(x)`. Memory is bounded by one tile.
-    `progress(done, total)` is called after each tile.
-    """
+    """Restore `x` tile by tile as the official test: `size // tile_size + 1` reflect-padded parts per side, each run
+    with a tenth of a part of overlap, centres kept; `progress(done, total)` is called after each tile."""
     if tile_size < 1:
         raise ValueError(f'forward_tiled: tile_size must be an int >= 1, got {tile_size!r}')
     _, _, height, width = x.shape
@@ -583,8 +522,7 @@ def forward_tiled(
 
 
 def forward_self_ensemble(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """x8 self-ensemble (MaIR+): average `model` over {identity, vflip, hflip, both} x {-, transpose},
-    each output mapped back before averaging."""
+    """x8 self-ensemble (MaIR+): mean of `model` over four flips x {-, transpose}, each output mapped back."""
     outputs = []
     for transpose in (False, True):
         for flips in ((), (-2,), (-1,), (-2, -1)):
@@ -596,14 +534,9 @@ def forward_self_ensemble(model: Callable[[torch.Tensor], torch.Tensor], x: torc
     return torch.stack(outputs).mean(dim=0)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Official checkpoints
-
 _KEY_RENAMES = (
-    # MaIR body
     ('patch_embed.norm.', 'embed_norm.'),
     ('.residual_group.blocks.', '.blocks.'),
-    # blocks (both networks)
     ('.self_attention.', '.mixer.'),
     ('.ln_1.', '.norm1.'),
     ('.ln_2.', '.norm2.'),
@@ -613,7 +546,6 @@ _KEY_RENAMES = (
     ('.mixer.A_logs', '.mixer.A_log'),
     ('.mixer.Ds', '.mixer.D'),
     ('.mixer.gating.gating.1.', '.mixer.gate.conv.'),
-    # MaIRUNet
     ('patch_embed.proj.', 'patch_embed.'),
     ('.body.', '.'),
 )
@@ -649,27 +581,18 @@ def _describe_checkpoint(state_dict: Dict[str, torch.Tensor]) -> str:
 
 def checkpoint_filter_fn(
         state_dict: Dict[str, Any], model: nn.Module, strict: bool = True) -> Dict[str, torch.Tensor]:
-    """Convert an official MaIR / MaIRUNet BasicSR checkpoint to this model's names.
-
-    Accepts BasicSR files (`params_ema`, preferred when present, else `params`), our restoration trainer's
-    mmengine checkpoints, other containers and raw state dicts in the official or in our names. A checkpoint
-    of another variant (other width, d_state, scale or depth) is refused with what it holds; `strict=False`
-    instead drops those entries (fine-tuning x3 / x4 from x2, as the official recipes).
-    """
+    """Convert an official MaIR / MaIRUNet BasicSR checkpoint (`params_ema` preferred) to this model's names.
+    Another variant's is refused; `strict=False` drops mismatching entries (x3 / x4 fine-tuned from x2, as official)."""
     converted = {_convert_official_key(k): v for k, v in unwrap_state_dict(state_dict, prefer_ema=True).items()}
     expected = model.state_dict()
     hint = f'the checkpoint is {_describe_checkpoint(converted)}, the model {_describe_checkpoint(expected)}'
     return fit_state_dict(converted, model, strict, hint=hint)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Registration
-
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
     return {
         'url': url,
-        # Image-to-image: no classifier (num_classes None keeps timm from passing one to the model); the models
-        # take [0, 1] RGB and normalise inside.
+        # num_classes None: timm passes no classifier size; the models take [0, 1] RGB and normalise inside.
         'num_classes': None, 'input_size': (3, 64, 64), 'crop_pct': 1.0, 'interpolation': 'bicubic',
         'mean': (0., 0., 0.), 'std': (1., 1., 1.),
         'first_conv': 'conv_first',
@@ -682,8 +605,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
     }
 
 
-# The official weights are in a Google Drive folder (not fetchable by timm): download the .pth, then
-# `create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))`; the filter converts it.
+# Official weights: Google Drive (not fetchable by timm); pass the .pth as `pretrained_cfg_overlay=dict(file=path)`.
 _DRIVE = 'https://drive.google.com/drive/folders/1YYmIVTyynLg-Kfu-mviq24WdVkJu-S3M'
 
 

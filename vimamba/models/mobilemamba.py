@@ -3,38 +3,17 @@
 MobileMamba: Lightweight Multi-Receptive Visual Mamba Network
 - paper: https://arxiv.org/abs/2411.15941 (CVPR 2025)
 - code: https://github.com/lewandofskee/MobileMamba (MIT license)
+Three conv stages (strides 16 / 32 / 64) of residual blocks whose MRFFI mixer splits channels into a wavelet +
+two-direction Mamba branch, a k x k depthwise branch and an identity part; `fuse()` folds every BatchNorm.
 
-A three-stage convolutional network (stem of stride 16, stages at strides 16 / 32 / 64) whose blocks are
-depthwise conv -> FFN -> MRFFI mixer -> depthwise conv -> FFN, each residual. The MRFFI mixer splits the
-channels three ways: a global branch (WTE-Mamba: a two-direction selective scan with d_state 1 plus a
-one-level Haar wavelet conv), a local branch (a k x k depthwise conv, k = 7 / 5 / 3 per stage) and an
-untouched remainder, then mixes them with a 1x1 conv. Every BatchNorm folds into its conv (`fuse()`).
-
-| variant | img | embed_dim | depths | params | + Haar filters (official count) | BN folded (+ filters) |
-|---|---|---|---|---|---|---|
-| mobilemamba_t2 | 192 | 144, 272, 368 | 1, 2, 2 | 8,806,682 | 8,836,890 | 8,779,236 (8,809,444) |
-| mobilemamba_t4 | 192 | 176, 368, 448 | 1, 2, 2 | 14,137,690 | 14,176,090 | 14,102,692 (14,141,092) |
-| mobilemamba_s6 | 224 | 192, 384, 448 | 1, 2, 2 | 14,996,696 | 15,036,632 | 14,960,520 (15,000,456) |
-| mobilemamba_b1/b2/b4 | 256/384/512 | 200, 376, 448 | 2, 3, 2 | 17,070,625 | 17,122,849 | 17,027,200 (17,079,424) |
-
-What differs from the official code, on purpose:
-- The Haar filters are non-persistent buffers (computed, no pywavelets), not frozen parameters: they are not
-  in `parameters()` (the official counts include them; both numbers are in the table) nor in the state
-  dict; `checkpoint_filter_fn` checks the official `wt_filter` / `iwt_filter` entries and drops them.
-- The scan is `vimamba.ops.selective_scan` over the 'bidirectional' pattern of `vimamba.scans` (the op
-  reads tokens through the index map; no flipped copies).
-- Modules are named for what they are (`stem`, `stages.i.downsample`, `stages.i.blocks.j.mixer.global_branch`,
-  ...); `checkpoint_filter_fn` maps the official names.
-- Dense prediction goes through `vimamba.downstream.mm.VimambaBackbone`, as for every family (`out_indices`,
-  `frozen_stages`, `norm_eval`); its `frozen_stages=0` freezes the stem (the official detection backbone indexes
-  a nonexistent `blocks0`).
-Kept on purpose: the block returns `x + drop_path(F(x))` where F is itself a chain of residual units, so
-the identity is counted twice; the official weights depend on it.
-
-Checked against the official code with converted random weights: same logits (max abs diff 3e-6 in fp32 for
-B1 and T2, odd and non-square sizes) at batch size 1. For batch > 1 the official pure-PyTorch merge of the
-two directions (`cross_merge_fwd`, used on CPU) adds a (B, D, L) tensor to a (B, 1, D, L) one and sums
-over the broadcast axis, mixing the samples of a batch; that is a shape error, not reproduced here.
+Differences from the official code, on purpose:
+- The Haar filters are computed non-persistent buffers, not frozen parameters: in neither `parameters()` (official
+  counts include them) nor the state dict; `checkpoint_filter_fn` checks the official ones and drops them.
+- The scan reads tokens through the 'bidirectional' index map of `vimamba.scans` (no flipped copies).
+- Modules are named for what they are; `checkpoint_filter_fn` maps the official names.
+- `VimambaBackbone(frozen_stages=0)` freezes the stem (the official backbone indexes a nonexistent `blocks0`).
+- The official CPU merge (`cross_merge_fwd`) mixes a batch's samples (a shape error); otherwise logits match to 3e-6.
+Kept on purpose: the block's outer skip wraps an already-residual chain (identity counted twice).
 """
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -119,19 +98,12 @@ class DepthwiseConvBranch(nn.Module):
 
 
 class MobileMambaSelectiveScan2d(SelectiveScan2dCore):
-    """MobileMamba's SS2D (VMamba's forward type "v052d"): 1x1 Conv-BN in-proj to (x, z) -> dwconv + SiLU ->
-    K-direction selective scan (summed) -> LayerNorm * SiLU(z) -> 1x1 Conv-BN out-proj (`SelectiveScan2dCore`),
-    with the "v2" init (A = -1, D = 1, dt weights and bias U[0, 0.1)) and PyTorch's defaults elsewhere, as the
-    official code. The Conv-BN projections fold with `fuse()`.
+    """MobileMamba's SS2D (VMamba "v052d"): Conv-BN projections (folded by `fuse()`), K summed directions, "v2" init.
 
     Args:
-        dim: Input and output channels.
-        d_state: SSM state size N.
-        ssm_ratio: Inner width Di = int(ssm_ratio * dim).
-        dt_rank: Rank R of the dt projection; 'auto' = ceil(dim / 16) (from `dim`, not Di, as VMamba).
-        d_conv: Depthwise conv kernel size (< 2: no conv).
-        conv_bias: Bias on the depthwise conv.
-        scan: Scan pattern name in `vimamba.scans` (or a pattern object); fixes K. MobileMamba: 'bidirectional'.
+        dim, d_state, ssm_ratio: Channels; SSM state size N; inner width Di = int(ssm_ratio * dim).
+        dt_rank: dt projection rank; 'auto' = ceil(dim / 16) (from `dim`, not Di, as VMamba).
+        d_conv, conv_bias, scan: Depthwise conv kernel (< 2: none) and bias; a `vimamba.scans` pattern (fixes K).
     """
 
     def __init__(
@@ -162,12 +134,7 @@ class MobileMambaSelectiveScan2d(SelectiveScan2dCore):
 
 
 class WaveletMambaBranch(nn.Module):
-    """MRFFI global branch (WTE-Mamba): `ssm_scale * SS2D(x) + WaveletConv(x)`, both at full resolution.
-
-    The selective scan (two directions, d_state 1) sees the whole map for long-range context; the
-    wavelet conv adds a k x k receptive field at half resolution on all four Haar sub-bands, which
-    boosts the high-frequency detail the scan tends to smooth out.
-    """
+    """MRFFI global branch (WTE-Mamba): `ssm_scale * SS2D(x) + WaveletConv(x)`, both at full resolution."""
 
     def __init__(
             self,
@@ -194,12 +161,7 @@ class WaveletMambaBranch(nn.Module):
 
 
 class MultiReceptiveFieldMixer(nn.Module):
-    """MRFFI: split channels into global (wavelet-Mamba), local (depthwise k x k) and identity parts.
-
-    Widths: global = round16(global_ratio * C); local = int(local_ratio * C), or what is left when that
-    would overflow C; identity = the rest ("eliminate redundant identity" keeps some channels untouched).
-    The parts are concatenated, ReLU'd and mixed by a 1x1 Conv-BN whose BN starts at zero.
-    """
+    """MRFFI: round16(global_ratio * C) wavelet-Mamba, int(local_ratio * C) depthwise, identity rest; 1x1 conv mix."""
 
     def __init__(
             self,
@@ -232,11 +194,7 @@ class MultiReceptiveFieldMixer(nn.Module):
 
 
 class MobileMambaBlock(nn.Module):
-    """Residual dw3x3 -> FFN -> MRFFI -> dw3x3 -> FFN, then an outer skip with stochastic depth.
-
-    The outer skip wraps a chain that is already residual, so the output is 2x + ... at init; this is
-    the official block and its weights depend on it.
-    """
+    """Residual dw3x3 -> FFN -> MRFFI -> dw3x3 -> FFN in an outer drop-path skip (the identity twice, as official)."""
 
     def __init__(
             self,
@@ -343,23 +301,14 @@ class MobileMambaStage(nn.Module):
 
 
 class MobileMamba(PretrainedMixin, nn.Module):
-    """MobileMamba classifier / backbone.
-
-    Feature levels (indices of `feature_info`, `forward_intermediates`): 0 = stem (stride 16), 1..3 = stages
-    (strides 16, 32, 64), as the official detection / segmentation backbone numbers them.
+    """MobileMamba classifier / backbone; features 0 = stem, 1..3 = stages, as the official backbone numbers them.
 
     Args:
-        in_chans: Input image channels.
-        num_classes: Classifier outputs (0: no classifier, `forward` returns pooled features).
-        global_pool: 'avg' or '' (no pooling; only with num_classes=0).
-        embed_dim: Width of each stage.
-        depths: MobileMamba blocks per stage.
-        global_ratio: Share of channels in each stage's global (wavelet-Mamba) branch.
-        local_ratio: Share of channels in each stage's local (depthwise) branch.
-        kernel_size: Kernel of the local branch and of the wavelet conv, per stage.
-        ssm_ratio: Inner expansion of the selective scan.
-        drop_rate: Dropout between the head's BatchNorm and its Linear.
-        drop_path_rate: Stochastic depth, linear from 0 over all blocks.
+        in_chans, num_classes, global_pool: Input channels; classes (0: none, `forward` pools); 'avg' or ''.
+        embed_dim, depths: Width and number of blocks of each stage.
+        global_ratio, local_ratio: Per stage, channel shares of the global and local branches.
+        kernel_size, ssm_ratio: Per-stage kernel of the local branch and wavelet conv; selective-scan expansion.
+        drop_rate, drop_path_rate: Dropout in the head (after its BatchNorm); stochastic depth, linear from 0.
     """
 
     def __init__(
@@ -397,7 +346,6 @@ class MobileMamba(PretrainedMixin, nn.Module):
 
         self.stem = Stem(in_chans, embed_dim[0], **dd)
         self.feature_info = [dict(num_chs=embed_dim[0], reduction=16, module='stem')]
-        # Per-block rates rising linearly over all blocks, grouped per stage (the official schedule).
         dpr = calculate_drop_path_rates(drop_path_rate, list(depths), stagewise=True)
         stages = []
         reduction = 16
@@ -423,10 +371,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
 
     @torch.jit.ignore
     def init_weights(self) -> None:
-        """Re-initialise every parameter and rebuild the wavelet filters (after `to_empty()` of a meta build).
-
-        Children are reset before their parents so a parent's own init (BN weight 0, v2 SSM init) wins.
-        """
+        """Re-initialise every parameter and the wavelet filters; children first, so a parent's own init wins."""
         for m in reversed(list(self.modules())):
             if m is not self and hasattr(m, 'reset_parameters'):
                 m.reset_parameters()
@@ -435,8 +380,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
-        # A_log and D exempt as for every family; the official recipe decayed the 2-D A_logs (its grouping skips
-        # only 1-D tensors), a deliberate difference (configs/cls/mobilemamba_*.yaml).
+        # As every family; the official recipe decayed the 2-D A_logs (configs/cls/mobilemamba_*.yaml).
         return {'*.A_log', '*.D'}
 
     @torch.jit.ignore
@@ -481,8 +425,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
 
         Args:
             x: Input image tensor.
-            indices: Take last n levels if int, all if None, select matching indices if sequence
-                (0 = stem, 1..3 = stages).
+            indices: Take last n levels (0 = stem, 1..3 = stages) if int, all if None, matching indices if sequence.
             norm: Ignored: the model has no final norm outside the classifier.
             stop_early: Stop iterating over stages when the last desired intermediate is hit.
             output_fmt: 'NCHW' or 'NHWC'.
@@ -558,7 +501,7 @@ class MobileMamba(PretrainedMixin, nn.Module):
 
 
 def _convert_official_key(key: str) -> str:
-    """Official MobileMamba state-dict name -> this module's name (see the module docstring)."""
+    """Official MobileMamba state-dict name -> this module's name."""
     parts = key.split('.')
     if parts[0] == 'patch_embed':  # Sequential(conv, relu, conv, relu, ...): convs at 0, 2, 4, 6
         parts[:2] = ['stem', f'conv{int(parts[1]) // 2 + 1}']
@@ -606,17 +549,13 @@ def _convert_official_key(key: str) -> str:
 
 def checkpoint_filter_fn(
         state_dict: Dict[str, Any], model: MobileMamba, strict: bool = True) -> Dict[str, torch.Tensor]:
-    """Convert an official MobileMamba checkpoint to this model's names.
-
-    Accepts the trainer's files (`net_E` = EMA weights, which the reported top-1 uses, preferred over
-    `net`), other containers and raw state dicts. The fixed wavelet filters are compared with the Haar
-    filters and dropped.
-    """
+    """Convert an official MobileMamba checkpoint (`net_E`, the EMA weights reported, preferred) to our names.
+    The fixed wavelet filters are checked against the Haar filters and dropped."""
     state_dict = unwrap_state_dict(state_dict, prefer_ema=True)
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError('checkpoint_filter_fn: the model is already fused; load into an unfused model, then fuse()')
 
-    if 'stem.conv1.conv.weight' in state_dict:  # already in our format
+    if 'stem.conv1.conv.weight' in state_dict:
         converted = dict(state_dict)
     else:
         converted = {}
@@ -632,7 +571,7 @@ def checkpoint_filter_fn(
                 raise KeyError(f'checkpoint_filter_fn: {key}: distilled-head checkpoints are not supported '
                                f'(the released MobileMamba weights have no distillation head)')
             converted[_convert_official_key(key)] = value
-    if isinstance(model.head, nn.Identity):  # num_classes=0: the classifier weights have no target
+    if isinstance(model.head, nn.Identity):
         converted = {k: v for k, v in converted.items() if not k.startswith('head.')}
     return fit_state_dict(converted, model, strict)
 
@@ -653,8 +592,7 @@ def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
     }
 
 
-# The official weights are Google Drive files (not fetchable by timm): download one, then
-# `create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=path))`; the filter reads it.
+# Official weights: Google Drive (not fetchable by timm); pass the file as `pretrained_cfg_overlay=dict(file=path)`.
 _DRIVE = 'https://drive.google.com/file/d/{}/view'
 _T2 = dict(input_size=(3, 192, 192), pool_size=(3, 3))
 _S6 = dict(input_size=(3, 224, 224), pool_size=(4, 4))
@@ -685,7 +623,6 @@ _RETIRED_KWARGS = {'depth': 'pass depths (blocks per stage)', 'frozen_stages': _
                    'norm_eval': _BACKBONE_OPTION}
 
 
-# B2 and B4 are the B1 network trained and evaluated at larger sizes.
 _B_ARGS = dict(embed_dim=(200, 376, 448), depths=(2, 3, 2), drop_path_rate=0.03)
 
 
@@ -705,28 +642,28 @@ def _create_mobilemamba(variant: str, pretrained: bool = False, **kwargs) -> Mob
 
 @register_model
 def mobilemamba_t2(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-T2 @ 192: 8.8M params, 73.6 top-1 (EMA, 300 epochs), 76.9 with KD."""
+    """MobileMamba-T2 @ 192: 8.81M params (official count 8.84M), 73.6 top-1 (EMA, 300 epochs), 76.9 with KD."""
     model_args = dict(embed_dim=(144, 272, 368), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_t2', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_t4(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-T4 @ 192: 14.2M params, 76.1 top-1, 78.9 with KD."""
+    """MobileMamba-T4 @ 192: 14.14M params (official count 14.18M), 76.1 top-1, 78.9 with KD."""
     model_args = dict(embed_dim=(176, 368, 448), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_t4', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_s6(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-S6 @ 224: 15.0M params, 78.0 top-1, 80.7 with KD."""
+    """MobileMamba-S6 @ 224: 15.00M params (official count 15.04M), 78.0 top-1, 80.7 with KD."""
     model_args = dict(embed_dim=(192, 384, 448), depths=(1, 2, 2))
     return _create_mobilemamba('mobilemamba_s6', pretrained=pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def mobilemamba_b1(pretrained: bool = False, **kwargs) -> MobileMamba:
-    """MobileMamba-B1 @ 256: 17.1M params, 79.9 top-1, 82.2 with KD."""
+    """MobileMamba-B1 @ 256: 17.07M params (official count 17.12M), 79.9 top-1, 82.2 with KD."""
     return _create_mobilemamba('mobilemamba_b1', pretrained=pretrained, **dict(_B_ARGS, **kwargs))
 
 

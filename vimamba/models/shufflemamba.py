@@ -3,19 +3,9 @@
 Paper: `Stochastic Layer-Wise Shuffle: A Good Practice to Improve Vision Mamba Training` (ICML 2025)
     - https://arxiv.org/abs/2408.17081
 Official code: https://github.com/huangzizheng01/ShuffleMamba
-
-SLWS is a training-only regulariser: layer l (of depth) shuffles the whole token sequence, class token or registers
-included, with probability shuffle_rate * l / (depth - 1); one Bernoulli draw and one permutation per layer and
-forward, shared by the batch. The block's mixer sees the permuted order (scan and causal conv), and both the hidden
-and residual streams are put back in place afterwards, so nothing changes at inference and no parameter is added.
-
-The backbone is Vim's bidirectional stack with a HEAD class token (`shufflemamba_{middle,base,large}`), or the
-Mamba-Reg layout (`*_reg{n}`): n registers interleaved with the patches, each with its own position embedding,
-pooled together through a Linear neck (C -> C / r) and a norm for the head. The plain models re-initialise every
-Linear with trunc_normal(.02) and zero bias (so the dt bias starts at 0) and keep the class token at zero
-(`weight_init='shufflemamba'`); the register models follow Vim's init.
-
-The model class is `VisionMamba` (vim.py); this file holds the variants, their cfgs and the checkpoint filter.
+SLWS (training only): layer l permutes the sequence with probability shuffle_rate * l / (depth - 1), shared by the
+batch, and restores both streams after the block. Backbones: Vim's stack with a head class token, or Mamba-Reg's
+interleaved registers pooled through a Linear neck. The model class is `VisionMamba` (vim.py).
 """
 from typing import Any, Dict
 
@@ -27,20 +17,16 @@ from .vim import VisionMamba, _cfg as _vim_cfg, build_vim_variant, remap_officia
 
 __all__ = []
 
-# shuffle_rate defaults are the official training values: 0.5 for B (run.sh), 0.1 for the Reg recipe (run_reg.sh)
-# and the official constructor default 0.1 elsewhere. Downstream configs train with 0; it is a no-op in eval anyway.
 _SHUFFLE_ARGS = dict(class_token=True, cls_position='head', weight_init='shufflemamba', shuffle_rate=0.1)
 _REG_ARGS = dict(class_token=False, weight_init='vim', shuffle_rate=0.1)
 
 
 def checkpoint_filter_fn(
         state_dict: Dict[str, Any], model: VisionMamba, strict: bool = True) -> Dict[str, torch.Tensor]:
-    """Load official ShuffleMamba checkpoints: Vim's key names with a head-cls pos_embed (models_shuffle.py), or
-    Mamba-Reg's `cls_token` / `pos_embed_cls` registers, `neck` and `norm_neck` (models_reg.py)."""
+    """Load official ShuffleMamba (head-cls pos_embed) or Mamba-Reg (`pos_embed_cls`, `neck`, `norm_neck`) weights."""
     return fit_state_dict(remap_official_state_dict(state_dict, model), model, strict)
 
 
-# Vim's cfg with this family's paper and source.
 _ORIGIN = dict(
     # The official repository has no license file.
     license='other',

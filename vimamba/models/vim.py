@@ -3,25 +3,12 @@
 Paper: `Vision Mamba: Efficient Visual Representation Learning with Bidirectional State Space Model` (ICML 2024)
     - https://arxiv.org/abs/2401.09417
 Official code: https://github.com/hustvl/Vim (Apache-2.0)
-
-A plain (single-stride) stack like ViT: a conv patch embedding, a learned absolute position embedding over every
-token, `depth` pre-norm Mamba blocks carrying (hidden, residual) with the residual in fp32, a final norm and a
-linear head. Vim's mixer scans the tokens both ways (bimamba v2) and its class token sits in the MIDDLE of the
-sequence (after M // 2 patches), which is also the token the head reads: the "final_pool_mean" in the official
-names is ignored when a class token exists.
-
-`VisionMamba` also hosts the two siblings built on the same block (their files register their variants):
-LBVim (`lbvim.py`: one locally bi-directional scan per layer, direction alternating with depth, no class token,
-mean pool or latent attention pool) and ShuffleMamba (`shufflemamba.py`: head class token or Mamba-Reg's
-interleaved registers, stochastic layer-wise shuffle in training).
+A ViT-like stack of bidirectional Mamba blocks, class token in the middle; lbvim.py and shufflemamba.py reuse it.
 
 Differences from the official code, all by design:
-- Keys follow timm: `layers.{i}` -> `blocks.{i}`, `norm_f` -> `norm` (`checkpoint_filter_fn` maps the official
-  names, so official checkpoints load strictly).
-- LBVim's flip of the sequence after every layer is a reversed scan order on odd layers (same result, no copies),
-  so every block sees and returns tokens in raster order and intermediates need no un-flipping.
-- Other input sizes: `dynamic_img_size` / `set_input_size` resize the position embedding around the token slots
-  where they are (middle, head, interleaved), not around index 0 as the official Vim resize does.
+- Keys follow timm (`layers.{i}` -> `blocks.{i}`, `norm_f` -> `norm`), mapped by `checkpoint_filter_fn`.
+- LBVim's sequence flip after every layer is a reversed scan on odd layers (same result; tokens stay in raster order).
+- `dynamic_img_size` / `set_input_size` resize pos_embed around the token slots, not around index 0 as official.
 """
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
@@ -52,12 +39,7 @@ __all__ = ['VisionMamba', 'checkpoint_filter_fn', 'remap_official_state_dict', '
 @torch.fx.wrap
 @register_notrace_function
 def layer_shuffle_order(x: torch.Tensor, prob: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """ShuffleMamba's stochastic layer-wise shuffle for one layer of a training forward.
-
-    One Bernoulli(prob) draw and one permutation of all L tokens for the whole batch (as the official code):
-    returns (index, inverse) to gather the layer's input with and its output back with; both are the identity
-    when the draw says "keep". Always returning indices keeps the graph static (FX, torch.compile, no host sync).
-    """
+    """ShuffleMamba's layer shuffle: (index, inverse) for the batch; identity on "keep" keeps the graph static."""
     length = x.shape[1]
     identity = torch.arange(length, device=x.device)
     index = torch.randperm(length, device=x.device)
@@ -70,32 +52,20 @@ class VisionMamba(PretrainedMixin, nn.Module):
     """Plain Vision Mamba backbone (Vim, LBVim, ShuffleMamba).
 
     Args:
-        img_size: input size; patch_size / stride: patch embedding kernel and stride (stride < patch overlaps).
-        in_chans, num_classes: input channels, classes (0: no classifier).
-        global_pool: 'token' (the class token, or the registers through the neck), 'avg' (mean of the patch
-            tokens), 'map' (latent attention pool) or '' (no pooling). None picks 'token' when the model has
-            class or register tokens, else 'avg'.
-        embed_dim, depth: width C and number of blocks.
-        d_state, d_conv, ssm_ratio, dt_rank: mixer sizes (N, conv kernel, E = int(ssm_ratio * C), step-size
-            rank).
-        class_token: one class token at `cls_position` ('middle': Vim; 'head': ShuffleMamba).
-        reg_tokens: Mamba-Reg registers interleaved with the patches, each with its own position embedding;
-            pooled together through `neck` (Linear C -> C / reg_reduction) and `fc_norm` when reg_reduction > 1.
-        bimamba: two scan directions per layer (Vim v2); False for one.
-        local_window: LBMamba's local reverse scan window (0: off; None: the official rule on the sequence length).
-        alternate_direction: odd layers scan right to left (LBVim's flip after every layer).
-        norm_layer: 'rmsnorm' or 'layernorm' (blocks, final norm and register fc_norm), computed in fp32.
-        residual_in_fp32: keep the residual stream in fp32.
-        attn_pool_heads: heads of the latent attention pool (global_pool='map').
-        shuffle_rate: ShuffleMamba's layer shuffle probability of the last layer (linear from 0 at layer 0).
-        drop_rate: head dropout; pos_drop_rate: dropout after adding the position embedding (the official
-            `drop_rate`); drop_path_rate: stochastic depth, linear from 0 to this over the mixer outputs.
-        dynamic_img_size: accept any input size, resizing the position embedding on the fly.
-        dynamic_img_pad: zero-pad the bottom / right of inputs the patches do not cover (else they are refused).
-        feature_source: what `forward_intermediates` returns per block: 'mixer' (the block's mixer output: Vim-T,
-            LBVim and ShuffleMamba downstream) or 'residual' (the residual stream after adding it: Vim-S).
-        weight_init: 'vim' (Vim / LBVim / Mamba-Reg) or 'shufflemamba' (every Linear trunc_normal(.02) with zero
-            bias, class token zero, as ShuffleMamba's models_shuffle.py).
+        img_size, patch_size, stride: input size, patch kernel and stride (stride < patch_size overlaps).
+        in_chans, num_classes, embed_dim, depth: input channels; classes (0: no classifier); width C; blocks.
+        global_pool: 'token', 'avg', 'map' (latent attention) or ''; None: 'token' if there are extra tokens.
+        d_state, d_conv, ssm_ratio, dt_rank: state size N, conv kernel, E = int(ssm_ratio * C), dt rank.
+        class_token, cls_position: one class token, 'middle' (Vim) or 'head' (ShuffleMamba).
+        reg_tokens, reg_reduction: Mamba-Reg interleaved registers, pooled through a Linear neck C -> C / r.
+        bimamba, alternate_direction: two scan directions per layer (Vim v2); odd layers scan right to left (LBVim).
+        local_window: LBMamba reverse-scan window (0: off; None: the official rule on the sequence length).
+        norm_layer, norm_eps, residual_in_fp32: 'rmsnorm' or 'layernorm', computed in fp32; an fp32 residual stream.
+        attn_pool_heads, shuffle_rate: attention pool heads; ShuffleMamba's last-layer shuffle probability.
+        drop_rate, pos_drop_rate, drop_path_rate: head dropout, pos_embed dropout (official `drop_rate`), drop path.
+        dynamic_img_size, dynamic_img_pad: any input size (pos_embed resized); zero-pad uncovered bottom / right.
+        feature_source: intermediates from the 'mixer' output or the 'residual' stream (Vim-S).
+        weight_init: 'vim' or 'shufflemamba' (Linear trunc_normal(.02), zero bias, zero class token).
     """
 
     def __init__(
@@ -158,7 +128,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
         self.global_pool = global_pool
         self.num_features = self.embed_dim = embed_dim
         self.depth = depth
-        self.num_tokens = 1 if class_token else reg_tokens  # extra (non-patch) tokens in the sequence
+        self.num_tokens = 1 if class_token else reg_tokens
         self.token_layout = 'none' if not has_tokens else ('interleaved' if reg_tokens else cls_position)
         self.has_class_token = class_token
         self.num_reg_tokens = reg_tokens
@@ -205,7 +175,6 @@ class VisionMamba(PretrainedMixin, nn.Module):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0. else nn.Identity()
         self.norm = norm_layer(embed_dim, eps=norm_eps, **dd)
 
-        # Head: pool -> (register neck) -> fc_norm -> dropout -> Linear.
         self.attn_pool = LatentAttentionPool(embed_dim, attn_pool_heads, **dd) if global_pool == 'map' else None
         if reg_tokens and global_pool == 'token' and reg_reduction > 1:
             self.neck = nn.Linear(embed_dim, embed_dim // reg_reduction, bias=False, **dd)
@@ -234,13 +203,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
     @torch.no_grad()
     def init_weights(self, mode: str = '', needs_reset: bool = True) -> None:
-        """Initialise every parameter as the official family does (docs/families.md#plain-stack-vim-lbvim-shufflemamba).
-
-        'vim': mamba-ssm's mixer init, lecun-normal patch conv, trunc_normal(.02) head, position embedding and
-        tokens, every other Linear bias zeroed except the forward dt bias, out_proj re-drawn kaiming-uniform / sqrt(depth).
-        'shufflemamba': the same, but every Linear (dt_proj included) gets trunc_normal(.02) weights and zero bias
-        first, and the class token stays zero.
-        """
+        """The official init (docs/families.md#plain-stack-vim-lbvim-shufflemamba), 'vim' or 'shufflemamba'."""
         mode = mode or self.weight_init_mode
         for blk in self.blocks:
             blk.mixer.reset_parameters(needs_reset=needs_reset)
@@ -320,7 +283,6 @@ class VisionMamba(PretrainedMixin, nn.Module):
             if global_pool != 'map':
                 self.attn_pool = None
             if global_pool != 'token':
-                # the register neck and its norm only serve token pooling
                 self.neck, self.fc_norm = nn.Identity(), nn.Identity()
             self.global_pool = global_pool
             self.head_hidden_size = self._pooled_width(global_pool)
@@ -355,7 +317,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
         """Image -> token sequence with the extra tokens in place and the position embedding added."""
         x = check_image(x, self.in_chans, self.patch_embed.proj.weight, type(self).__name__)
         img_size = x.shape[-2:]
-        x = self.patch_embed(x)  # checks (or pads) the size before the position embedding is resized to it
+        x = self.patch_embed(x)
         pos_embed = self.pos_embed
         if self.dynamic_img_size:
             grid = self.patch_embed.dynamic_feat_size(img_size)
@@ -413,8 +375,6 @@ class VisionMamba(PretrainedMixin, nn.Module):
             stop_early: Stop iterating over blocks when last desired intermediate hit
             output_fmt: 'NCHW' maps or 'NLC' tokens, in raster order without class / register tokens
             intermediates_only: Only return intermediate features
-        Returns:
-            (final features as forward_features, intermediates) or the intermediates only.
         """
         if output_fmt not in ('NCHW', 'NLC'):
             raise ValueError(f"output_fmt: expected 'NCHW' or 'NLC', got {output_fmt!r}")
@@ -485,12 +445,7 @@ class VisionMamba(PretrainedMixin, nn.Module):
 
 
 def remap_official_state_dict(state_dict: Dict[str, Any], model: VisionMamba) -> Dict[str, torch.Tensor]:
-    """Official Vim / LBVim / ShuffleMamba key names -> ours, pos_embed resized to the model's grid.
-
-    Takes a training checkpoint ({'model', 'model_ema', 'args', ...}: 'model', the weights the official evaluation
-    reports first) or a bare state dict, in the official names or ours. RoPE buffers of the detection checkpoints
-    are dropped.
-    """
+    """Official Vim / LBVim / ShuffleMamba names -> ours (a checkpoint's 'model', RoPE dropped), pos_embed resized."""
     state_dict = unwrap_state_dict(state_dict)
     official = any(k.startswith(('layers.', 'norm_f.')) for k in state_dict)
     out = {}
@@ -506,7 +461,7 @@ def remap_official_state_dict(state_dict: Dict[str, Any], model: VisionMamba) ->
                 k = 'attn_pool.' + k[len('head.0.'):].replace('post_norm.', 'norm.')
             elif k.startswith('head.1.'):
                 k = 'head.' + k[len('head.1.'):]
-            elif k.startswith('norm_neck.'):  # Mamba-Reg
+            elif k.startswith('norm_neck.'):
                 k = 'fc_norm.' + k[len('norm_neck.'):]
             elif model.reg_token is not None and k == 'cls_token':
                 k = 'reg_token'
@@ -567,14 +522,12 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-# Keywords VisionMamba took under another name (Vim, LBVim and ShuffleMamba creators check them).
 RETIRED_KWARGS = {'expand': 'pass ssm_ratio (inner width int(ssm_ratio * embed_dim), as every family spells it)'}
 
 
 def build_vim_variant(
         variant: str, pretrained: bool, filter_fn: Callable[..., Dict[str, torch.Tensor]], **kwargs) -> VisionMamba:
-    """Build a `VisionMamba` variant (Vim and the families on its model): retired arguments rejected, the
-    pretrained source prepared, official checkpoints read through `filter_fn`, features by getter."""
+    """Build a `VisionMamba` variant, reading official checkpoints through `filter_fn`."""
     reject_retired_kwargs(variant, kwargs, RETIRED_KWARGS)
     out_indices = kwargs.pop('out_indices', 3)
     prepare_pretrained(variant, pretrained, kwargs)
