@@ -1,9 +1,5 @@
 """vimamba: Vision Mamba backbones for timm and OpenMMLab.
-
-Importing the package registers every model with timm, so `timm.create_model('vim_tiny_patch16_224')`
-works after `import vimamba`. It also gives fvcore's `FlopCountAnalysis` and mmengine's `get_model_complexity_info`
-handles for our ops (`vimamba.flops`). OpenMMLab integration lives in `vimamba.downstream` and is never imported here.
-"""
+Importing it registers every model with timm and our ops' FLOP handles with fvcore and mmengine."""
 __version__ = "0.1.0"
 
 from . import models  # noqa: F401  registers every model with timm

@@ -1,31 +1,12 @@
-"""The vimamba benchmark: parameters, FLOPs that count the selective scan, throughput and peak memory of
-every family next to timm baselines, optionally against resolution, as a table, markdown, JSON and PNG plots.
+"""The vimamba benchmark (`tools/benchmark.py` calls `main(argv)`): parameters, FLOPs, throughput and peak
+memory of every family next to timm baselines, optionally against resolution; table, markdown, JSON, PNG.
 
-`tools/benchmark.py` is the command-line entry point; `main(argv)` here does the work.
-
-What is measured, and how:
-- FLOPs: fvcore's jit analysis at batch 1, one multiply-accumulate = one FLOP (the convention of the papers),
-  with handles for `vimamba::selective_scan` (`vimamba.ops.selective_scan_flop_jit`: 9*B*K*d*L*N for the
-  recurrence and the C contraction, plus B*K*d*L each for the D skip and the z gate), for
-  `vimamba::causal_conv1d` (`vimamba.ops.causal_conv1d_flop_jit`: B*K*L*E*k, the Mamba mixers' conv, which
-  fvcore used to count as a convolution), for `aten::scaled_dot_product_attention` (the two matmuls:
-  B*heads*Lq*Lk*(E + Ev)) and for
-  `aten::_convolution_mode` (convolutions with string padding). The official repositories trace their
-  fused scans as opaque Python ops and leave them out; these numbers include them. Ops fvcore saw but could
-  not count are listed after the run (elementwise ops are uncounted by convention). Without fvcore the
-  counts come from `torch.utils.flop_counter.FlopCounterMode` (matmul and conv FLOPs halved into MACs, the
-  scan and the causal conv by the formulas registered in `vimamba.ops`, already in MACs), marked as such.
-- Throughput: a fixed synthetic batch, warm-up iterations (which also run Triton's autotuning), then timed
-  iterations: CUDA events around each iteration on the GPU, `time.perf_counter` on the CPU; the median is
-  reported as ms per batch and images per second. Inference runs in eval mode under `torch.no_grad()`;
-  the training step is forward + mean-square loss + backward + SGD step in train mode. Precision: fp32,
-  or bf16 autocast with `--amp`. Channels-last memory format is used where it helps (convolution-heavy
-  models on CUDA, `--channels-last auto`).
-- Peak memory: `torch.cuda.max_memory_allocated` over the warm-up and timed iterations (weights included)
-  on the GPU; on the CPU the growth of the process' peak resident set (VmHWM, reset through
-  /proc/self/clear_refs) over the resident set before the model was built.
-- Out-of-memory is caught: in the main table the batch is halved until it fits (the batch used is
-  reported); in the resolution sweep the batch stays fixed and the entry reads OOM.
+- FLOPs: fvcore at batch 1, one MAC = one FLOP (the papers' convention), with handles for our ops, SDPA and
+  string-padded convs; unlike the official repositories, the scan is counted. Fallback: FlopCounterMode.
+- Throughput: median of timed iterations after warm-up (which also autotunes Triton); inference in eval mode
+  under no_grad, training as forward + MSE + backward + SGD step; fp32 or bf16 autocast (`--amp`).
+- Peak memory: CUDA allocator peak (weights included), or on the CPU the growth of VmHWM.
+- OOM: the main table halves the batch until it fits; the resolution sweep reports OOM.
 """
 import argparse
 import contextlib
@@ -74,8 +55,7 @@ SWEEP_BASELINES = ('deit_tiny_patch16_224', 'deit_small_patch16_224')
 # 224 to 1248 like the Vim paper's figure; every size a multiple of 32 (patch 16, Swin's stride 32).
 SWEEP_SIZES = (224, 384, 512, 640, 768, 1024, 1248)
 
-# Ops fvcore's convention leaves uncounted (elementwise, reductions, data movement): listed in the
-# closing note but not flagged.
+# Ops fvcore's convention leaves uncounted: listed in the closing note but not flagged.
 ELEMENTWISE_OPS = frozenset(f'aten::{op}' for op in (
     'add', 'add_', 'sub', 'sub_', 'rsub', 'mul', 'mul_', 'div', 'div_', 'neg', 'exp', 'log', 'pow', 'sqrt',
     'rsqrt', 'reciprocal', 'abs', 'clamp', 'clamp_min', 'sigmoid', 'sigmoid_', 'silu', 'silu_', 'gelu',
@@ -89,9 +69,7 @@ ELEMENTWISE_OPS = frozenset(f'aten::{op}' for op in (
     'topk', 'randperm'))
 
 
-# ------------------------------------------------------------------------------------------------------
-# FLOPs
-# ------------------------------------------------------------------------------------------------------
+# --- FLOPs ---
 @dataclass
 class FlopCount:
     total: int                       # MACs for one forward of the given input
@@ -129,8 +107,7 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor, method: str = 'auto') -
 
 
 def _register_cpu_sdpa_formula() -> None:
-    """FlopCounterMode knows the CUDA attention kernels but not the CPU flash kernel that SDPA
-    dispatches to on the CPU; give it the same formula (once)."""
+    """Give FlopCounterMode the SDPA formula for the CPU flash kernel, which it lacks (once)."""
     op = getattr(torch.ops.aten, '_scaled_dot_product_flash_attention_for_cpu', None)
     try:
         from torch.utils import flop_counter
@@ -145,10 +122,8 @@ def _register_cpu_sdpa_formula() -> None:
 
 
 def flop_counter_macs(model: torch.nn.Module, x: torch.Tensor) -> FlopCount:
-    """The same count through `torch.utils.flop_counter.FlopCounterMode`. It counts 2 FLOPs per
-    multiply-accumulate for matmuls, convolutions and attention, so those are halved; the scan and the
-    causal conv come from the formulas `vimamba.ops` registers, which are already in MACs. Norms and pools, which fvcore
-    counts, are not counted here (a fraction of a percent for these models)."""
+    """The same count through FlopCounterMode: aten FLOPs halved into MACs (our ops' formulas are MACs already);
+    norms and pools, which fvcore counts, are left out (a fraction of a percent here)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     _register_cpu_sdpa_formula()
@@ -167,9 +142,7 @@ def flop_counter_macs(model: torch.nn.Module, x: torch.Tensor) -> FlopCount:
     return FlopCount(sum(by_operator.values()), by_operator, scan, {}, 'torch.utils.flop_counter')
 
 
-# ------------------------------------------------------------------------------------------------------
-# Timing and memory
-# ------------------------------------------------------------------------------------------------------
+# --- Timing and memory ---
 def _rss_bytes(field_name: str = 'VmRSS') -> Optional[int]:
     try:
         with open('/proc/self/status') as f:
@@ -219,9 +192,8 @@ class PeakMemory:
 
 def time_step(step: Callable[[], object], device: torch.device, warmup: int, iters: int,
               max_time: float = float('inf'), min_iters: int = 1) -> List[float]:
-    """Milliseconds of each timed call of `step` after `warmup` untimed ones. Stops after `iters` calls,
-    or earlier once `max_time` seconds have passed and `min_iters` calls are done. CUDA: one event pair
-    per call, read after a final synchronize; CPU: perf_counter around each call."""
+    """Milliseconds of each timed call of `step` after `warmup` untimed ones: `iters` calls, or fewer (at least
+    `min_iters`) once `max_time` seconds have passed. CUDA events on the GPU, perf_counter on the CPU."""
     cuda = device.type == 'cuda'
     for _ in range(warmup):
         step()
@@ -268,9 +240,7 @@ def free_memory(device: torch.device) -> None:
             pass
 
 
-# ------------------------------------------------------------------------------------------------------
-# Jobs and results
-# ------------------------------------------------------------------------------------------------------
+# --- Jobs and results ---
 @dataclass
 class Job:
     model: str
@@ -404,8 +374,7 @@ def _use_channels_last(model: torch.nn.Module, mode: str, device: torch.device) 
         return mode == 'on'
     if device.type != 'cuda':
         return False
-    # Where most weights are in 2-D convolutions (ResNet, MobileMamba), NHWC lets cuDNN use its fast
-    # kernels; token models only have their patch embedding as a conv.
+    # NHWC helps cuDNN where most weights are in 2-D convolutions (ResNet, MobileMamba).
     conv = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d) for p in m.parameters(False))
     total = sum(p.numel() for p in model.parameters())
     return total > 0 and conv / total >= 0.5
@@ -575,8 +544,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
             with autocast():
                 return infer_model(x)
 
-        # torch.no_grad, not inference_mode: tensors cached during inference (scan orders) must stay
-        # usable by a later training step in the same process.
+        # Not inference_mode: cached scan orders must stay usable by a later training step.
         with torch.no_grad(), PeakMemory(device, rss0) as mem:
             times = time_step(infer_step, device, warmup, s.iters, s.max_time, s.min_iters)
         r.infer_ms, r.infer_ms_min, r.infer_ms_max = statistics.median(times), min(times), max(times)
@@ -589,9 +557,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         torch._dynamo.reset()  # compiled graphs and their CUDA graph pools go with the model
 
 
-# ------------------------------------------------------------------------------------------------------
-# Output: terminal table, markdown, JSON, plots
-# ------------------------------------------------------------------------------------------------------
+# --- Output: terminal table, markdown, JSON, plots ---
 def _fmt(value, spec: str = '.1f', none: str = '-') -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return none
@@ -781,9 +747,8 @@ def _plain_ticks(axis) -> None:
 
 
 def place_labels(ax, points: Sequence[Tuple[float, float]], labels: Sequence[str], fontsize: float = 7):
-    """Label each point (data coordinates) at the nearest offset where the text overlaps no other label and no
-    point and stays inside the axes; labels moved away from their point get a leader line. Call after the
-    layout is final. Returns the text boxes in display coordinates."""
+    """Label each point at the nearest free offset inside the axes, with a leader line when moved away.
+    Call after the layout is final; returns the text boxes in display coordinates."""
     from matplotlib.transforms import Bbox
 
     renderer = ax.figure.canvas.get_renderer()
@@ -948,9 +913,7 @@ def print_table(results: Sequence[Result], title: str = '') -> None:
         console.print(table)
 
 
-# ------------------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------------------
+# --- Command line ---
 def default_device() -> torch.device:
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 

@@ -1,11 +1,7 @@
-"""Checkpoints: one reader for every file vimamba's tools and the official repositories write, the family's
-`checkpoint_filter_fn`, and a strict load. Everything that loads weights (timm's `pretrained=True`, the
-classification, OpenMMLab, restoration and change-detection code, `tools/`) goes through this module.
-
-Torch files are read with `weights_only=True`. The extra objects official and mmengine checkpoints pickle next to
-the tensors (argparse / yacs / mmengine configs, mmengine's message hub, numpy scalars and arrays) are allowed by
-name for the duration of one read; the foreign ones are rebuilt as plain `OrderedDict`s (their items, and their
-pickled attributes in `__dict__`), so reading a file never imports or runs code of the package that wrote it.
+"""Checkpoints: one reader for every file vimamba and the official repositories write, the family's
+`checkpoint_filter_fn`, and a strict load; everything that loads weights goes through here.
+Torch files are read with `weights_only=True`; pickled foreign objects (configs, message hubs) are rebuilt as
+`OrderedDict`s, so reading never runs the writer's code.
 """
 import argparse
 import collections
@@ -29,9 +25,7 @@ __all__ = [
     'prepare_pretrained',
 ]
 
-# Containers of the trainers whose files we read: timm / ours (`state_dict[_ema]`), DeiT-style Vim and VMamba
-# (`model[_ema]`), MobileMamba (`net`, `net_E`), BasicSR (`params[_ema]`), mmengine (`state_dict`), DeepSpeed
-# (`module`).
+# State-dict containers: timm, DeiT-style (Vim, VMamba), MobileMamba, BasicSR, mmengine, DeepSpeed.
 EMA_KEYS = ('state_dict_ema', 'model_ema', 'net_E', 'params_ema')
 PLAIN_KEYS = ('state_dict', 'model', 'net', 'module', 'params')
 # Key prefixes of wrappers around a whole network: DDP / torch.compile, our Restorer (`generator.`) and change nets.
@@ -61,8 +55,7 @@ class CheckpointMismatchError(CheckpointError):
 # ---------------------------------------------------------------------------------------------------------
 # Reading
 
-# Pickled names rebuilt as OrderedDicts (the one container torch's safe unpickler fills item by item and
-# attribute by attribute); these objects carry metadata, never weights.
+# Pickled names rebuilt as OrderedDicts (metadata, never weights).
 _STAND_INS = (
     'yacs.config.CfgNode',
     'mmengine.config.config.ConfigDict',
@@ -71,8 +64,7 @@ _STAND_INS = (
 
 
 def _stand_in_getattr(obj: Any, name: str) -> str:
-    """`getattr` for the pickle's references to a stand-in's methods (mmengine pickles HistoryBuffer's
-    statistics methods): a placeholder string; anything else is refused."""
+    """A placeholder string for a pickled reference to a stand-in's method (mmengine's HistoryBuffer)."""
     if obj is collections.OrderedDict and isinstance(name, str):
         return f'<pickled method {name}>'
     raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
@@ -97,8 +89,7 @@ def allowed_globals() -> List[Any]:
 
 @contextlib.contextmanager
 def safe_unpickling() -> Iterator[None]:
-    """Allow `allowed_globals()` for the reads inside the block; the process' own safe globals are left as they
-    were (entries it had already are not added, so leaving the block cannot remove them)."""
+    """Allow `allowed_globals()` inside the block; the process' own safe globals are left as they were."""
     have = set(map(repr, torch.serialization.get_safe_globals()))
     extra = [g for g in allowed_globals() if repr(g) not in have]
     with torch.serialization.safe_globals(extra):
@@ -111,11 +102,8 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 
 
 def read_checkpoint(path: str, arg: str = 'checkpoint') -> Any:
-    """The object saved in `path` (safetensors or torch, zip or legacy), read without running pickled code.
-
-    Raises `CheckpointError` naming `arg` for a missing, empty, corrupt or foreign file, and for a torch file
-    that pickles an object outside `allowed_globals()`.
-    """
+    """The object saved in `path` (safetensors or torch), read without running pickled code.
+    Raises `CheckpointError` naming `arg` for a missing, empty, corrupt, foreign or unsafe file."""
     if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
         raise CheckpointError(f'{arg}: {path!r} is not a file')
     size = os.path.getsize(path)
@@ -166,9 +154,8 @@ def _strip_wrapper_prefix(state_dict: Dict[str, Any]) -> Dict[str, Any]:
 
 def unwrap_state_dict(checkpoint: Any, prefer_ema: bool = False, require_ema: bool = False,
                       arg: str = 'checkpoint') -> Dict[str, torch.Tensor]:
-    """The state dict inside a checkpoint: the first container of `PLAIN_KEYS` (`EMA_KEYS` first with
-    `prefer_ema`; only those with `require_ema`), else the checkpoint itself when it maps names to tensors.
-    A prefix every key shares (`module.`, `generator.`, `net.`) is removed."""
+    """The state dict inside a checkpoint (`EMA_KEYS` first with `prefer_ema`, only with `require_ema`), with a
+    wrapper prefix every key shares removed."""
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{arg}: holds a {type(checkpoint).__name__}, not a state dict')
     keys = EMA_KEYS if require_ema else (EMA_KEYS + PLAIN_KEYS if prefer_ema else PLAIN_KEYS + EMA_KEYS)
@@ -204,13 +191,9 @@ def _cfg_names(model: nn.Module, key: str, default: Optional[str] = None) -> tup
 
 def fit_state_dict(state_dict: Dict[str, torch.Tensor], model: nn.Module, strict: bool = True,
                    hint: str = '') -> Dict[str, torch.Tensor]:
-    """The last step of every `checkpoint_filter_fn`: `state_dict` (in the model's names) checked against `model`.
-
-    `strict=True` raises `CheckpointMismatchError` listing every missing, unexpected and reshaped key, except
-    the classifier and first conv, whose shapes timm's loader adapts (new `num_classes`, `in_chans`); a
-    classifier the model does not have (`num_classes=0`) is dropped. `strict=False` keeps the entries that fit
-    by name and shape, for a `load_state_dict(..., strict=False)`.
-    """
+    """The last step of every `checkpoint_filter_fn`: `state_dict` checked against `model`.
+    `strict=True` raises `CheckpointMismatchError` (classifier and first conv may differ: timm adapts them);
+    `strict=False` keeps the entries that fit by name and shape."""
     expected = model.state_dict()
     heads = tuple(n + '.' for n in _cfg_names(model, 'classifier', 'head'))
     adapted = heads + tuple(n + '.weight' for n in _cfg_names(model, 'first_conv'))
@@ -231,11 +214,8 @@ def fit_state_dict(state_dict: Dict[str, torch.Tensor], model: nn.Module, strict
 
 def load_checkpoint(model: nn.Module, checkpoint: Any, strict: bool = True, use_ema: bool = False,
                     arg: str = 'checkpoint') -> Any:
-    """Load `checkpoint` (a path or an object read from one) into `model` through its family's filter.
-
-    `use_ema` requires the checkpoint's EMA weights; otherwise the family's own choice applies (the weights
-    the official results were reported with). Returns `model.load_state_dict`'s result.
-    """
+    """Load `checkpoint` (a path or a read object) into `model` through its family's filter.
+    `use_ema` requires EMA weights, else the family's choice applies. Returns `load_state_dict`'s result."""
     if not isinstance(checkpoint, dict):
         checkpoint = read_checkpoint(checkpoint, arg)
     if use_ema:
@@ -248,8 +228,7 @@ def load_checkpoint(model: nn.Module, checkpoint: Any, strict: bool = True, use_
 # timm's pretrained=True
 
 def load_pretrained(model: nn.Module, path: str) -> None:
-    """timm's `custom_load` hook (`model.load_pretrained(path)`, for `file`, `url` and Hugging Face sources):
-    `path` read here, then timm's own loader (family filter, input-channel and classifier adaptation)."""
+    """timm's `custom_load` hook: `path` read here, then timm's own loader (filter and adaptation)."""
     from timm.models import load_pretrained as timm_load_pretrained
 
     cfg = dict(model.pretrained_cfg, custom_load=False, state_dict=read_checkpoint(path, 'pretrained weights'))
@@ -270,10 +249,8 @@ _SOURCE_KEYS = ('state_dict', 'file', 'url', 'hf_hub_id')
 
 
 def prepare_pretrained(variant: str, pretrained: bool, kwargs: Dict[str, Any]) -> None:
-    """Before a model is built with `pretrained=True`: a weight source given in `pretrained_cfg_overlay`
-    (`file=...`, `url=...`) is read by `load_pretrained` too (timm would reset `custom_load` for it), and a
-    clear error is raised when the pretrained cfg names no weights timm can fetch (weights only on a
-    file-sharing drive, or none published)."""
+    """Before a `pretrained=True` build: route `pretrained_cfg_overlay` sources through `load_pretrained`, and
+    raise a clear error when the cfg names no weights timm can fetch."""
     if not pretrained:
         return
     from timm.models import resolve_pretrained_cfg

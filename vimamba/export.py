@@ -1,20 +1,9 @@
 """Deployment: `torch.export` and ONNX for every vimamba model.
 
-`import vimamba` imports this module, which registers a decomposition of each custom op into standard PyTorch ops
-in `torch._decomp.decomposition_table`, the table `torch.onnx.export` (the dynamo exporter, torch's default) decomposes
-with before it translates to ONNX:
-
-- `vimamba::selective_scan`: one `torch._higher_order_ops.scan` over time, which the exporter writes as an ONNX
-  `Scan` (the state h is the carry; each step makes exp(delta * A), updates h and contracts it with C). LBMamba's
-  window-local reverse scan is a second, reversed `Scan` over the W steps of a window, all windows at once.
-- `vimamba::merge_gate`: the mean or sum over the directions and the SiLU gate in plain ops.
-- `vimamba::causal_conv1d`: one depthwise `Conv` per direction (the reversed one padded on the right with flipped taps).
-- `vimamba::add_rms_norm`: the add and the norm in plain ops.
-
-torch.export itself keeps the ops opaque (their fake implementations give the shapes), so an `ExportedProgram` runs
-the vimamba kernels; `ep.run_decompositions(vimamba.export.decompositions())` swaps in the plain-op forms. The
-TorchScript-based exporter (`torch.onnx.export(..., dynamo=False)`, deprecated by torch) is not supported: its custom
-symbolic functions cannot build the scan's loop body, and it stops with an error that says so.
+Registers plain-op decompositions of the custom ops in `torch._decomp.decomposition_table`, which
+`torch.onnx.export` (dynamo) uses: the scan becomes an ONNX `Scan` over time (LBMamba's windows a second,
+reversed one), the conv one depthwise `Conv` per direction. torch.export keeps the ops opaque; use
+`ep.run_decompositions(decompositions())`. The TorchScript exporter (`dynamo=False`) is not supported.
 """
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -45,8 +34,7 @@ def selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, index, del
     from torch._higher_order_ops.scan import scan
 
     if torch.compiler.is_compiling() and not _scan_base._is_exporting():
-        # torch.compile keeps the op as one node and asks this table only for output shapes (fake tensors prefer
-        # it over the op's fake implementation once the batch is dynamic), where a scan over time cannot trace.
+        # torch.compile asks this table for output shapes only (dynamic batch), where a scan cannot trace.
         return torch.empty_like(u), u.new_empty((*u.shape[:3], A.shape[-1]), dtype=torch.float32)
 
     if order_grid:
@@ -82,8 +70,7 @@ def selective_scan_decomposition(u, delta, A, B, C, D, z, delta_bias, index, del
 
 
 def _local_reverse(xs, A: Tensor, window: int) -> Tensor:
-    """C_t . (r_t - delta_t B_t u_t) of LBMamba's reverse recurrence inside windows of `window` steps, (L, b, K, d):
-    one reversed scan over the steps of a window, every window at once."""
+    """C_t . (r_t - delta_t B_t u_t) of LBMamba's in-window reverse recurrence, (L, b, K, d), all windows at once."""
     from torch._higher_order_ops.scan import scan
 
     length = xs[0].shape[0]
@@ -171,9 +158,8 @@ def _register_torchscript_refusal() -> None:
 
 def export_program(model: torch.nn.Module, example: Tensor, *, dynamic_batch: bool = True
                    ) -> torch.export.ExportedProgram:
-    """`torch.export.export` of `model` (put in eval mode) for inputs like `example` (batch, C, H, W), the batch
-    dynamic unless `dynamic_batch=False`. The image size is fixed: the scan orders are per-grid index tables that
-    the graph holds as constants."""
+    """`torch.export.export` of `model` (eval mode) for inputs like `example` (B, C, H, W), dynamic batch.
+    The image size is fixed: scan orders are per-grid constants."""
     if not isinstance(example, Tensor) or example.dim() != 4:
         got = tuple(example.shape) if isinstance(example, Tensor) else type(example).__name__
         raise ValueError(f"example: expected an image batch tensor (batch, C, H, W), got {got}")
@@ -186,8 +172,7 @@ def export_program(model: torch.nn.Module, example: Tensor, *, dynamic_batch: bo
 
 def export_onnx(model: torch.nn.Module, example: Tensor, path: str, *, dynamic_batch: bool = True,
                 opset_version: Optional[int] = None, optimize: bool = True):
-    """Write `model` (eval mode) to the ONNX file `path` with `torch.onnx.export` (the dynamo exporter), input
-    "input" and output "output"; returns the `torch.onnx.ONNXProgram`."""
+    """Write `model` (eval mode) to ONNX `path` (dynamo exporter, "input" -> "output"); returns the ONNXProgram."""
     if not isinstance(path, str) or not path:
         raise ValueError(f"path: expected a file name, got {path!r}")
     program = export_program(model, example, dynamic_batch=dynamic_batch)

@@ -1,11 +1,5 @@
-"""FLOP handles of the jit-trace counters (fvcore's `FlopCountAnalysis`, mmengine's `get_model_complexity_info`)
-for the ops they have no handle for: our custom ops and two aten ops our models use.
-
-`import vimamba` puts these handles into fvcore's and mmengine's default tables (right away when the module is
-already imported, else the moment it is), so a plain `FlopCountAnalysis(model, x).total()` counts the selective
-scan and the causal conv with the formulas `vimamba.benchmark` uses. Handles already in a table are kept.
-Neither fvcore nor mmengine is imported by this.
-"""
+"""FLOP handles for fvcore's and mmengine's jit counters: our custom ops and two aten ops they miss.
+`import vimamba` adds them to the default tables (existing handles kept), without importing either package."""
 import importlib.abc
 import math
 import sys
@@ -24,16 +18,14 @@ def _shape(value) -> Optional[List[int]]:
 
 
 def sdpa_flop_jit(inputs, outputs) -> int:
-    """Handle for `aten::scaled_dot_product_attention`: q @ k^T and attn @ v, counted in full
-    (a causal mask is not discounted), B*heads*Lq*Lk*(E + Ev) multiply-accumulates."""
+    """Handle for `aten::scaled_dot_product_attention`: B*heads*Lq*Lk*(E + Ev) MACs (no causal discount)."""
     q, k, v = (_shape(t) for t in inputs[:3])
     batch = math.prod(q[:-2])
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
 def conv_mode_flop_jit(inputs, outputs) -> int:
-    """Handle for `aten::_convolution_mode` (a conv with padding='same'/'valid'), which the default tables
-    miss: batch * prod(weight shape) * prod(output spatial) MACs, like any conv."""
+    """Handle for `aten::_convolution_mode` (padding='same' / 'valid'), counted like any conv."""
     x, w, y = _shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0])
     return x[0] * math.prod(w) * math.prod(y[2:])
 

@@ -8,31 +8,25 @@ from timm.models import model_entrypoint
 
 
 def model_module(model: Union[str, nn.Module]) -> str:
-    """The module that defines `model`: a registered name's entrypoint module, or an instance's class module
-    (a `vmamba_*` name is `vimamba.models.vmamba`, its instance an AtrousMamba of `vimamba.models.atrousmamba`)."""
+    """The module that defines `model`: a name's entrypoint module, or an instance's class module."""
     return model_entrypoint(model).__module__ if isinstance(model, str) else type(model).__module__
 
 
 def family_of(model: Union[str, nn.Module]) -> Optional[str]:
-    """vimamba's family of `model` (a registered name or an instance): the name of its module under
-    `vimamba.models` ('vim', 'mobilemamba', ...); None for a model vimamba does not define."""
+    """vimamba's family ('vim', 'mobilemamba', ...) of a model name or instance; None if not ours."""
     module = model_module(model)
     return module.rsplit('.', 1)[-1] if module.startswith('vimamba.models.') else None
 
 
 def reject_retired_kwargs(variant: str, kwargs: Dict[str, Any], retired: Dict[str, str]) -> None:
-    """A TypeError (what timm gives for any unknown keyword) naming the first keyword of `kwargs` that `retired`
-    lists, with `retired[keyword]`: what to pass instead."""
+    """A TypeError (as timm's for unknown keywords) for the first `kwargs` key `retired` lists, with its advice."""
     for key, instead in retired.items():
         if key in kwargs:
             raise TypeError(f'{variant}: keyword argument {key!r} is no longer accepted; {instead}')
 
 
 def list_models(filter: str = '', include_test: bool = False) -> list[str]:
-    """Names registered by vimamba's families (timm's `filter` wildcard syntax).
-
-    The tiny `test_*` variants exist for the contract tests and are left out unless `include_test`.
-    """
+    """Names registered by vimamba's families (timm's `filter` syntax); `test_*` only with `include_test`."""
     import vimamba.models  # noqa: F401  registration is an import side effect
 
     names = [n for n in timm.list_models(filter) if family_of(n) is not None]
@@ -41,8 +35,7 @@ def list_models(filter: str = '', include_test: bool = False) -> list[str]:
 
 def check_model_name(name: str, arg: str = '--model', names: Optional[Sequence[str]] = None,
                      kind: str = 'registered model') -> str:
-    """`name` if timm has it (and it is in `names` when given); else a ValueError naming `arg`, the value and
-    the nearest accepted names."""
+    """`name` if timm has it (and `names` holds it); else a ValueError naming `arg` and the nearest names."""
     import vimamba.models  # noqa: F401
 
     if timm.is_model(name) and (names is None or name in names):

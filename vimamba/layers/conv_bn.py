@@ -1,9 +1,4 @@
-"""Convolution / linear layers followed by BatchNorm that fold into one layer for inference.
-
-`fuse()` returns the folded module (a plain `nn.Conv2d` / `nn.Linear` with bias), which is the contract
-of `timm.models.reparameterize_model`: it replaces every child that has `fuse()` by what it returns.
-Folding uses the running statistics, so the result equals the eval-mode module.
-"""
+"""Conv / linear layers with BatchNorm whose `fuse()` folds them into one (`timm.models.reparameterize_model`)."""
 import torch
 import torch.nn as nn
 
@@ -27,11 +22,7 @@ def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 class ConvBn2d(nn.Module):
-    """Conv2d without bias, then BatchNorm2d whose weight starts at `bn_weight_init`.
-
-    A zero `bn_weight_init` makes a residual branch start as the identity (the last layer of a
-    residual unit in EfficientViT / MobileMamba style networks).
-    """
+    """Conv2d without bias, then BatchNorm2d with weight `bn_weight_init` (0: residual branch starts as identity)."""
 
     def __init__(
             self,

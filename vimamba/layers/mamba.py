@@ -1,16 +1,6 @@
-"""The 1-D Mamba mixer and the pre-norm residual block of the plain Vision Mamba families (Vim, LBVim, ShuffleMamba).
-
-Mixer (mamba-ssm's `Mamba` with Vim's "bimamba v2"): `in_proj` makes x and a gate z; per scan direction, a
-causal depthwise conv (k=4) + SiLU gives u, `x_proj` gives the step-size rank input and the input-dependent B and C,
-`dt_proj` lifts the step size to every channel; the selective scan runs all directions in one
-`vimamba.ops.selective_scan` call; directions are averaged, gated by SiLU(z) and mapped back by `out_proj`.
-The two directions share in_proj and out_proj and own their conv, x_proj, dt_proj, A and D, stacked on a leading
-direction axis (the official `_b` keys of the backward copies load into its second slice).
-
-The backward direction never materialises a flipped copy: the op reads the tokens through the scan order, and the
-conv that is causal in the reversed order is the anti-causal conv with the kernel flipped in time. The same trick
-gives LBVim's odd layers, which the official code runs on a flipped sequence.
-"""
+"""Mamba mixer (Vim's "bimamba v2") and pre-norm block of the plain Vim families (Vim, LBVim, ShuffleMamba).
+Per-direction weights are stacked on a leading axis (official `_b` keys load into slice 1). Reversed directions
+read the tokens through the scan order, with the conv flipped in time: no flipped copies."""
 import math
 from typing import Dict, List, Optional, Tuple, Type
 
@@ -29,7 +19,7 @@ __all__ = ['MambaMixer', 'MambaBlock', 'DirectionWeights', 'init_dt_bias_', 'ini
 
 @torch.no_grad()
 def init_dt_bias_(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4):
-    """softplus^-1 of a step size drawn log-uniformly in [dt_min, dt_max] (floored), so the initial Δ spans that."""
+    """softplus^-1 of a step size drawn log-uniformly in [dt_min, dt_max] (floored)."""
     dt = torch.exp(torch.rand_like(bias, dtype=torch.float32) * (math.log(dt_max) - math.log(dt_min))
                    + math.log(dt_min)).clamp(min=dt_init_floor)
     bias.copy_(dt + torch.log(-torch.expm1(-dt)))
@@ -39,8 +29,7 @@ def init_dt_bias_(bias: torch.Tensor, dt_min: float = 1e-3, dt_max: float = 0.1,
 @torch.no_grad()
 def init_mamba_ssm_(A_log: torch.Tensor, D: torch.Tensor, dt_weight: torch.Tensor, dt_bias: torch.Tensor,
                     dt_std: float, dt_min: float = 1e-3, dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
-    """mamba-ssm's init (VMamba's "v0"): dt weight U(±dt_std), dt bias by `init_dt_bias_` (in that order: they
-    draw from the RNG), A = -[1..N] (S4D-real) in every row of A_log (..., N), D = 1."""
+    """mamba-ssm's init ("v0"): dt weight U(±dt_std), then dt bias (RNG order matters), A = -[1..N], D = 1."""
     nn.init.uniform_(dt_weight, -dt_std, dt_std)
     init_dt_bias_(dt_bias, dt_min, dt_max, dt_init_floor)
     a = torch.arange(1, A_log.shape[-1] + 1, dtype=torch.float32, device=A_log.device)
@@ -49,14 +38,12 @@ def init_mamba_ssm_(A_log: torch.Tensor, D: torch.Tensor, dt_weight: torch.Tenso
 
 
 def ssm_constants(A_log: torch.Tensor, D: torch.Tensor, dt_bias: torch.Tensor):
-    """The op's (A, D, delta_bias) from the parameters, fp32 or wider: the scan accumulates in fp32, and fp64
-    stays fp64 for gradient checks. dt_proj's bias is the op's delta_bias, added in fp32 before the softplus."""
+    """The op's (A, D, delta_bias), fp32 or wider (fp64 stays fp64 for gradient checks)."""
     return -torch.exp(at_least_fp32(A_log)), at_least_fp32(D), at_least_fp32(dt_bias)
 
 
 class DirectionWeights(nn.Module):
-    """A weight (K, *shape) and optional bias (K, shape[0]): one per scan direction, stacked so that a forward
-    reads them as they are. `reset_parameters` is nn.Linear's / nn.Conv1d's default for each direction's slice."""
+    """Weight (K, *shape) and optional bias (K, shape[0]), one slice per scan direction; nn.Linear's default init."""
 
     def __init__(self, num_dir: int, shape: Tuple[int, ...], fan_in: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -68,7 +55,7 @@ class DirectionWeights(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        bound = self.fan_in ** -0.5  # kaiming_uniform_(a=sqrt(5)) and the bias rule of nn.Linear / nn.Conv1d
+        bound = self.fan_in ** -0.5
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
@@ -77,7 +64,7 @@ class DirectionWeights(nn.Module):
         return f'{tuple(self.weight.shape)}, bias={self.bias is not None}'
 
 
-# Stacked parameter -> its per-direction key in the official (and our earlier) checkpoints; {s} is '' or '_b'.
+# Stacked parameter -> its per-direction key in official checkpoints; {s} is '' or '_b'.
 _PER_DIRECTION_KEYS = {
     'conv1d.weight': 'conv1d{s}.weight', 'conv1d.bias': 'conv1d{s}.bias', 'x_proj.weight': 'x_proj{s}.weight',
     'dt_proj.weight': 'dt_proj{s}.weight', 'dt_proj.bias': 'dt_proj{s}.bias', 'A_log': 'A{s}_log', 'D': 'D{s}',
@@ -85,9 +72,7 @@ _PER_DIRECTION_KEYS = {
 
 
 def stack_directions(state_dict: Dict[str, torch.Tensor], prefix: str, mixer: 'MambaMixer') -> Dict[str, List[str]]:
-    """Stack, in place, the per-direction tensors of the mixer at `prefix` (official layout: `conv1d_b.weight`,
-    `A_b_log`, ...) into its stacked parameters. A group with a direction absent is dropped; returns, for each,
-    the stacked key and the per-direction keys the state dict lacks."""
+    """Stack official per-direction tensors (`conv1d_b.weight`, ...) in place; returns {stacked key: missing keys}."""
     incomplete = {}
     for name, template in _PER_DIRECTION_KEYS.items():
         module, _, leaf = name.rpartition('.')
@@ -106,8 +91,6 @@ def stack_directions(state_dict: Dict[str, torch.Tensor], prefix: str, mixer: 'M
 
 
 def _report_incomplete_directions(mixer: 'MambaMixer', incompatible) -> None:
-    # Runs after the submodules loaded: a stacked key missing for want of one direction is reported by the
-    # file's own key names.
     for stacked, keys in getattr(mixer, '_incomplete_directions', {}).items():
         if stacked in incompatible.missing_keys:
             incompatible.missing_keys.remove(stacked)
@@ -126,12 +109,7 @@ class MambaMixer(nn.Module):
         dt_rank: rank R of the step-size projection ('auto': ceil(C / 16)).
         bidirectional: Vim's bimamba v2 (forward and reversed scans with separate conv, x_proj, dt_proj, A, D).
         reverse: single direction scanning right to left.
-        local_window: LBMamba's locally bi-directional scan with windows of this many steps; None for the
-            official window rule on the sequence length (4 / 8 / 16), 0 for the plain scan.
-
-    The per-direction parameters are stacked on a leading K axis (`conv1d.weight` (K, E, k), `x_proj.weight`
-    (K, R + 2N, E), `dt_proj.weight` (K, E, R), `A_log` (K, E, N), `D` (K, E), biases (K, E)); state dicts in
-    the official per-direction layout (`conv1d_b.weight`, `A_b_log`, ...) load as they are.
+        local_window: LBMamba's local bi-directional window; None: official rule by length (4 / 8 / 16), 0: none.
     """
 
     def __init__(
@@ -174,14 +152,13 @@ class MambaMixer(nn.Module):
             self.pattern = get_pattern('locally_bidirectional', window=local_window, reverse=reverse)
         else:
             self.pattern = get_pattern('raster', reverse=True) if reverse else None
-        # The conv of a direction is causal in its own scan order: the second direction's runs on reversed tokens.
         self.conv_reverse = tuple(reverse or k == 1 for k in range(num_dir))
 
         self.in_proj = nn.Linear(dim, 2 * d_inner, bias=bias, **dd)
         self.conv1d = DirectionWeights(num_dir, (d_inner, d_conv), d_conv, bias=conv_bias, **dd)
         self.x_proj = DirectionWeights(num_dir, (self.dt_rank + 2 * d_state, d_inner), d_inner, bias=False, **dd)
         self.dt_proj = DirectionWeights(num_dir, (d_inner, self.dt_rank), self.dt_rank, **dd)
-        # A and D stay fp32 whatever the model dtype, as in mamba-ssm (the scan accumulates in fp32).
+        # A and D stay fp32 whatever the model dtype, as in mamba-ssm.
         self.A_log = nn.Parameter(torch.empty(num_dir, d_inner, d_state, device=device))
         self.D = nn.Parameter(torch.empty(num_dir, d_inner, device=device))
         self.out_proj = nn.Linear(d_inner, dim, bias=bias, **dd)
@@ -189,9 +166,7 @@ class MambaMixer(nn.Module):
         self.register_load_state_dict_post_hook(_report_incomplete_directions)
 
     def reset_parameters(self, needs_reset: bool = True) -> None:
-        """mamba-ssm's init: A = -[1..N] (S4D-real), D = 1, forward dt_proj weight U(±R^-0.5) and bias so that
-        softplus(bias) is log-uniform in [dt_min, dt_max]. The backward direction's dt_proj keeps PyTorch's default
-        Linear init, as in Vim (the model-level init then zeroes its bias)."""
+        """mamba-ssm's init; the backward dt_proj keeps nn.Linear's default, as in Vim."""
         if needs_reset:
             for m in self.children():
                 m.reset_parameters()
@@ -203,22 +178,13 @@ class MambaMixer(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def scan_inputs(self, x: torch.Tensor):
-        """(u, delta, A, B, C, D, delta_bias, z) of the op for the normalised block input x (B, L, C).
-
-        u, delta (B, K, E, L); B, C (B, K, N, L); A (K, E, N) and D, delta_bias (K, E) in fp32 (or wider);
-        z (B, L, E). u, delta, B and C are channels-last views (`stride(-2) == 1`: a token's channels are
-        contiguous), the layout the scan kernels read fastest: the conv reads (B, L, E) and writes (K, B, L, E)
-        memory; the per-direction projections run as one batched matmul over the K directions on (K, B * L, E),
-        and B, C are transposed slices of x_dbl (K, B * L, R + 2N).
-        """
-        # in_proj through the module (hooks, LoRA-style wrappers and FLOP counters see it).
+        """x (B, L, C) -> u, delta (B, K, E, L); A (K, E, N); B, C (B, K, N, L); D, delta_bias (K, E); z (B, L, E).
+        u, delta, B, C are channels-last views (`stride(-2) == 1`), the layout the scan kernels read fastest."""
         x, z = self.in_proj(x).split(self.d_inner, dim=-1)
         u = causal_conv1d(x, self.conv1d.weight, self.conv1d.bias, reverse=self.conv_reverse, silu=True)
         batch, K, L, _ = u.shape
-        # One (B * L, E) matrix per direction (u is direction-major): a GEMM with B * L rows, not B * K small ones.
         x_dbl = torch.bmm(u.transpose(0, 1).reshape(K, batch * L, -1), self.x_proj.weight.transpose(1, 2))
         dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        # dt_proj's bias is the op's delta_bias: it is added in fp32 before the softplus, as in the kernel.
         delta = torch.bmm(dt, self.dt_proj.weight.transpose(1, 2))                      # (K, B * L, E)
         A, D, delta_bias = ssm_constants(self.A_log, self.D, self.dt_proj.bias)
 
@@ -228,8 +194,7 @@ class MambaMixer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u, delta, A, B, C, D, delta_bias, z = self.scan_inputs(x)
-        # Vim divides the sum of the directions by 2 ("if_divide_out"); the gate SiLU(z) is shared by both
-        # directions, so gating after the mean equals the official gate-then-average.
+        # Vim's "if_divide_out" mean; the gate is shared, so gating after the mean equals gate-then-average.
         y = pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, 1, x.shape[1], 'mean', z.transpose(1, 2))
         return self.out_proj(y.transpose(1, 2))
 
@@ -239,18 +204,8 @@ class MambaMixer(nn.Module):
 
 
 class MambaBlock(nn.Module):
-    """Add -> Norm -> Mixer, carrying (hidden, residual) like mamba-ssm's Block.
-
-    `hidden` is the previous mixer's output and `residual` the stream before it was added; the block adds them
-    (drop path on the hidden branch), keeps the sum in fp32 (`residual_in_fp32`), normalises it in fp32 and
-    hands the mixer the result in the activations' dtype. The first block gets residual=None. The drop path of
-    block i thus acts on block i-1's mixer output; the model adds the last one before its final norm.
-
-    With a norm that computes what `vimamba.ops.add_rms_norm` does (`fuses_add_rms_norm`: `MambaRmsNorm`, timm's
-    `RmsNormFp32`) and no active drop path (none configured, or eval mode) the add, the fp32 residual and the
-    norm run as one op (a Triton kernel on CUDA): same numbers, one pass over the stream instead of a chain of
-    elementwise kernels. Other norms (the LayerNorm variants) and training with drop path keep the unfused code.
-    """
+    """Add -> Norm -> Mixer, carrying (hidden, residual) like mamba-ssm's Block (first block: residual=None).
+    Drop path acts on the previous mixer's output; RMS norm without active drop path runs fused (`add_rms_norm`)."""
 
     def __init__(
             self,
@@ -275,7 +230,6 @@ class MambaBlock(nn.Module):
             hidden: torch.Tensor,
             residual: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        # The residual stream's dtype: what `residual + hidden` and at_least_fp32 below give.
         dtype = hidden.dtype if residual is None else torch.promote_types(residual.dtype, hidden.dtype)
         if self.residual_in_fp32:
             dtype = torch.promote_types(dtype, torch.float32)
@@ -289,6 +243,5 @@ class MambaBlock(nn.Module):
         return hidden, residual
 
     def _fused_add_norm(self, dtype: torch.dtype = torch.float32) -> bool:
-        """Whether forward runs the add and the norm as one op for a residual stream of `dtype`: a norm of
-        `fuses_add_rms_norm` and a drop path that is the identity here."""
+        """Whether forward fuses add and norm for a residual stream of `dtype`."""
         return fuses_add_rms_norm(self.norm, dtype) and (isinstance(self.drop_path, nn.Identity) or not self.training)

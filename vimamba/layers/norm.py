@@ -1,13 +1,5 @@
-"""Norms that compute in fp32 and return the input's dtype.
-
-The Vim-family blocks keep the residual stream in fp32 (`residual_in_fp32`) and normalise it with Triton's fused
-add-norm, which accumulates in fp32 whatever the parameter dtype. These modules do the same in plain PyTorch, so a
-model cast to bf16 (or run under autocast) normalises its fp32 residual without a dtype clash and without bf16
-accumulation. Parameter names (`weight`, `bias`) match `nn.LayerNorm` and mamba-ssm's RMSNorm.
-
-timm's `RmsNormFp32` / `LayerNormFp32` compute in exactly fp32 (an fp64 input is rounded to fp32); these compute
-in at least fp32, so fp64 gradient checks stay in fp64. Hence their own names.
-"""
+"""Norms that compute in at least fp32 and return the input's dtype.
+Unlike timm's `RmsNormFp32` / `LayerNormFp32`, fp64 stays fp64 (for gradient checks)."""
 from typing import Type, Union
 
 import torch
@@ -21,16 +13,12 @@ __all__ = ['MambaRmsNorm', 'MambaLayerNorm', 'get_fp32_norm_layer', 'at_least_fp
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """x in fp32, or as is when it is already fp32 or wider (fp64 stays fp64 for gradient checks)."""
     if isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.float64):
-        return x  # no op dispatched: the common case in every forward
+        return x
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 class MambaRmsNorm(nn.Module):
-    """RMSNorm `x * rsqrt(mean(x^2) + eps) * weight` over the last dim, weight only (no bias).
-
-    MambaBlock runs the residual add and this norm as one op, `vimamba.ops.add_rms_norm`, which computes the same
-    (the module's `weight` and `eps` are its arguments); keep the two in step when changing the math here.
-    """
+    """RMSNorm over the last dim, weight only. Keep in step with `vimamba.ops.add_rms_norm`, its fused twin."""
 
     def __init__(self, dim: int, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()
@@ -86,15 +74,7 @@ def get_fp32_norm_layer(norm_layer: Union[str, Type[nn.Module]]) -> Type[nn.Modu
 
 
 def fuses_add_rms_norm(norm: nn.Module, dtype: torch.dtype) -> bool:
-    """Whether `norm` applied to a (..., D) stream of `dtype` computes exactly the norm half of
-    `vimamba.ops.add_rms_norm(..., norm.weight, norm.eps)`: `x * rsqrt(mean(x^2, -1) + eps) * weight` in fp32
-    (fp64 for an fp64 stream), returned in the stream's dtype.
-
-    The set is explicit and by exact type, since a subclass may change the math:
-    - `MambaRmsNorm`: every dtype;
-    - timm's `RmsNormFp32` with a weight (`affine=True`) over the last dim only: every dtype but fp64, which it
-      rounds to fp32.
-    """
+    """Whether `norm` on `dtype` computes exactly `ops.add_rms_norm`'s norm (exact types: subclasses may differ)."""
     if type(norm) is MambaRmsNorm:
         return True
     if type(norm) is TimmRmsNormFp32:

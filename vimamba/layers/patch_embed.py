@@ -1,8 +1,4 @@
-"""Image to token sequence with a patch size and a (possibly smaller) stride.
-
-timm's `PatchEmbed` ties the stride to the patch size; Vim's "+" models patchify 16x16 patches every 8 pixels
-(overlapping), giving ((H - 16) // 8 + 1) x ((W - 16) // 8 + 1) tokens, so the plain families use this one.
-"""
+"""Image to token sequence with a patch size and a (possibly smaller) stride (Vim's "+" models: 16x16 every 8)."""
 from typing import Optional, Tuple, Union
 
 import torch
@@ -13,10 +9,9 @@ from timm.layers import register_notrace_function, to_2tuple
 __all__ = ['PatchEmbed', 'check_image']
 
 
-@register_notrace_function  # an FX leaf: checks concrete shapes and dtypes (FX wraps public names only)
+@register_notrace_function
 def check_image(x: torch.Tensor, in_chans: int, weight: torch.Tensor, owner: str) -> torch.Tensor:
-    """x unchanged, or an error when it is not a (B, in_chans, H, W) floating batch for a stem whose first
-    conv has `weight` (integer images and float64 into a lower-precision model fail here, not inside the conv)."""
+    """x unchanged, or an error when it is not a (B, in_chans, H, W) floating batch of `weight`'s dtype."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         what = f'shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f'{owner}: expected an image batch (B, {in_chans}, H, W), got {what}')
@@ -33,12 +28,7 @@ def check_image(x: torch.Tensor, in_chans: int, weight: torch.Tensor, owner: str
 
 
 class PatchEmbed(nn.Module):
-    """Conv2d(k=patch_size, stride=stride) -> (B, H' * W', C) tokens in raster order.
-
-    `strict_img_size` asserts the input is `img_size` (the official Vim does); models with `dynamic_img_size`
-    turn it off and resize their position embedding instead. Other sizes must be covered by the patches (no border
-    pixel dropped) unless `dynamic_img_pad` zero-pads the bottom / right up to the next covered size, as timm's.
-    """
+    """Conv2d(k=patch_size, stride=stride) -> (B, H' * W', C) tokens in raster order."""
 
     def __init__(
             self,
@@ -77,7 +67,7 @@ class PatchEmbed(nn.Module):
         return max(self.stride) if as_scalar else self.stride
 
     def dynamic_feat_size(self, img_size: Tuple[int, int]) -> Tuple[int, int]:
-        """Token grid (H', W') of an image of `img_size` (after the padding of `dynamic_img_pad`)."""
+        """Token grid (H', W') of an image of `img_size`."""
         pad = self.padding(img_size)
         return ((img_size[0] + pad[0] - self.patch_size[0]) // self.stride[0] + 1,
                 (img_size[1] + pad[1] - self.patch_size[1]) // self.stride[1] + 1)
@@ -99,7 +89,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.strict_img_size:
-            # Two asserts, not one `and`: under torch.fx the comparisons are proxies with no truth value.
+            # Two asserts, not one `and`: under torch.fx the comparisons have no truth value.
             torch._assert(x.shape[-2] == self.img_size[0], f"Input height must be {self.img_size[0]} (img_size "
                           f"{self.img_size}); build the model with dynamic_img_size=True for other sizes")
             torch._assert(x.shape[-1] == self.img_size[1], f"Input width must be {self.img_size[1]} (img_size "

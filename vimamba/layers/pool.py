@@ -1,5 +1,4 @@
-"""Pooling for the classification heads: the `global_pool` argument check every family uses, and attention pooling
-with one learned latent query (LBVim-528's head)."""
+"""Classification-head pooling: the `global_pool` check and latent-query attention pooling (LBVim-528)."""
 from typing import Optional, Sequence
 
 import torch
@@ -11,11 +10,7 @@ __all__ = ['LatentAttentionPool', 'check_global_pool']
 
 
 def check_global_pool(owner: str, global_pool: str, accepted: Sequence[str], num_classes: Optional[int] = None) -> str:
-    """`global_pool` when it is one of `accepted`; else a ValueError naming `owner`, the value and `accepted`.
-
-    With `num_classes` given, '' (no pooling) also needs num_classes=0: the family's classifier takes pooled
-    features only.
-    """
+    """`global_pool` if in `accepted`, else ValueError; with `num_classes` given, '' also needs num_classes=0."""
     if global_pool not in accepted:
         raise ValueError(f"{owner}: global_pool={global_pool!r}; accepted: {', '.join(map(repr, accepted))}")
     if num_classes is not None and not global_pool and num_classes:
@@ -24,11 +19,7 @@ def check_global_pool(owner: str, global_pool: str, accepted: Sequence[str], num
 
 
 class LatentAttentionPool(nn.Module):
-    """One learned query attends over the tokens; keys and values from one Linear; LayerNorm on the result.
-
-    Unlike timm's `AttentionPoolLatent` (SigLIP) there is no query projection, output projection or MLP: the
-    latent is used as the query directly (LBMamba's "att_qkv_onlyatt_pnorm_nomapq" head).
-    """
+    """Latent-query attention + LayerNorm, no q / out projection or MLP (LBMamba's "att_qkv_onlyatt_pnorm_nomapq")."""
 
     def __init__(self, dim: int, num_heads: int = 6, qkv_bias: bool = True, eps: float = 1e-5, device=None, dtype=None):
         super().__init__()

@@ -26,14 +26,9 @@ def pattern_scan(
         merge: Optional[str] = None,
         gate: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Selective scan (softplus step) in every direction of `pattern` over a height x width token grid.
-
-    u (b, K, d, L), or (b, d, L) shared by the K directions (expanded with stride 0, no copy); delta (b, K, d, L);
-    B, C (b, K, N, L); A (K, d, N); D, delta_bias (K, d). `pattern` None scans tokens 0..L-1 (K = 1).
-    Returns y (b, K, d, L) in token order, in the layout of u; with `merge` ("mean" or "sum") the directions merged
-    and gated by silu(gate) (b, d, L) when given: (b, d, L) in the layout of u[:, 0].
-    A leaf for FX tracing (timm's and plain torch.fx): the order depends on the concrete grid size.
-    """
+    """Selective scan in every direction of `pattern` (None: tokens 0..L-1) over a height x width grid (an FX leaf).
+    u (b, K, d, L) or (b, d, L) shared; delta (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D, delta_bias (K, d).
+    Returns y (b, K, d, L) in token order, or with `merge` ("mean" / "sum") (b, d, L) gated by silu(gate)."""
     args = (u, delta, A, B, C, D, delta_bias, pattern, height, width, merge, gate)
     proxy = next((a for a in args if isinstance(a, torch.fx.Proxy)), None)
     if proxy is not None:

@@ -1,24 +1,6 @@
-"""The state-space core of the 2-D selective-scan mixers (SS2D) of VMamba / AtrousMamba, MobileMamba and MaIR.
-
-Each mixer projects the map to an inner width Di = ssm_ratio * dim (and, gated, a second Di channels z), runs a
-depthwise conv and SiLU, then every direction k of a scan pattern runs an S6 selective scan over the H*W tokens
-with its own token-wise projections (dt, B, C from `x_proj_weight[k]`, dt lifted to Di by `dt_proj_weight[k]`).
-The K outputs come back in token order, are merged (summed; MaIR weighs them first), LayerNorm'd, gated by
-SiLU(z) when the mixer has z, and projected back to `dim`.
-
-`SelectiveScan2dCore` holds all of that but the projections, conv and norm, which each family's mixer builds:
-`VMambaSelectiveScan2d` (layers/vss.py), `MobileMambaSelectiveScan2d` (models/mobilemamba.py) and
-`MaIRSelectiveScan2d` (models/mair.py). The five SSM parameters sit on the mixer itself, with VMamba's names
-and shapes (`x_proj_weight` (K, R+2N, Di), `dt_proj_weight` (K, Di, R), `dt_proj_bias` (K, Di), `A_log` (K*Di, N),
-`D` (K*Di,)): the keys each family's checkpoints use, and the shapes an optimiser that skips 1-D tensors treats
-as the official recipes did. The scan is `vimamba.ops.selective_scan` reading the tokens through the pattern's
-index map: the token-wise projections run once, in image order, for all directions, and no permuted copies of
-the activations are made.
-
-Precision: the op accumulates in fp32 and returns y in the input dtype (VMamba's "oflex" kernel returns fp32 and
-casts after the LayerNorm); in fp32 the two agree exactly, under autocast y is rounded to the compute dtype once
-before the norm.
-"""
+"""State-space core of the 2-D selective-scan mixers (SS2D) of VMamba / AtrousMamba, MobileMamba and MaIR.
+SSM parameters keep VMamba's names and shapes, so checkpoints and 1-D no-weight-decay rules match the official.
+Difference from the official code: y is cast to the input dtype before out_norm ("oflex": after); same in fp32."""
 import math
 from typing import Optional, Union
 
@@ -33,20 +15,13 @@ from .scan import pattern_scan
 
 __all__ = ['SelectiveScan2dCore']
 
-# Initialisations of the SSM parameters, VMamba's names: "v0" is Mamba's (A = -[1..N], D = 1, dt weight
-# U(±R^-0.5), dt bias softplus^-1 of a log-uniform step); "v2" is A = -1, D = 1, dt weight and bias U[0, 0.1).
+# VMamba's SSM inits: "v0" is Mamba's; "v2" is A = -1, D = 1, dt weight and bias U[0, 0.1).
 SSM_INITS = ('v0', 'v2')
 
 
 class SelectiveScan2dCore(nn.Module):
-    """Base of the 2-D mixers: in_proj -> [split z] -> dwconv + SiLU -> K-direction selective scan -> merge ->
-    out_norm [* SiLU(z)] -> out_proj.
-
-    A subclass builds `in_proj` (Di or, gated, 2*Di channels), `act` (SiLU), `dwconv`, `out_norm` and `out_proj`
-    and calls `init_ssm` where the SSM parameters sit in its registration order. `channels_last = True` makes the
-    mixer map (B, H, W, C) to (B, H, W, C) (in_proj and out_proj then act on the last dim, out_norm on a
-    (B, H, W, Di) tensor); otherwise it maps (B, C, H, W) to (B, C, H, W) and out_norm gets a (B, Di, H, W) map.
-    """
+    """in_proj -> [split z] -> dwconv + SiLU -> K-direction scan -> merge -> out_norm [* SiLU(z)] -> out_proj.
+    Subclasses build the modules and call `init_ssm`; `channels_last`: (B, H, W, C) in and out, else (B, C, H, W)."""
     channels_last: bool = False
 
     def init_ssm(
@@ -68,15 +43,13 @@ class SelectiveScan2dCore(nn.Module):
         """Declares the SSM parameters (uninitialised; `reset_ssm_parameters` fills them).
 
         Args:
-            dim: The mixer's channels (sets dt_rank 'auto').
+            dim: The mixer's channels.
             d_inner: Inner width Di.
             d_state: SSM state size N.
-            dt_rank: Rank R of the dt projection; 'auto' = ceil(dim / 16) (from `dim`, not Di, as VMamba).
-            scan: A scan pattern (or its name in `vimamba.scans`) with any K.
-            gated: in_proj gives (x, z) and the normalised output is multiplied by SiLU(z).
-            shared_groups: The pattern's K directions are this many groups of K / shared_groups directions that
-                share one set of per-direction weights, and their outputs are averaged over the groups (e.g. one
-                cross2d-like set of 4 directions scanned at several atrous rates); 1 = every direction has its own.
+            dt_rank: Rank R of the dt projection; 'auto' = ceil(dim / 16) (from `dim`, as VMamba).
+            scan: A scan pattern or its name in `vimamba.scans`.
+            gated: in_proj gives (x, z); the output is multiplied by SiLU(z).
+            shared_groups: Groups of directions sharing one weight set, outputs averaged over groups.
             init: 'v0' or 'v2' (see `SSM_INITS`).
             dt_min, dt_max, dt_init_floor: Range of the initial step size ('v0').
         """
@@ -90,7 +63,6 @@ class SelectiveScan2dCore(nn.Module):
             raise ValueError(f'{owner}: shared_groups={shared_groups} must be >= 1 and divide the '
                              f'{self.pattern.num_directions} directions of {self.pattern}')
         self.shared_groups = shared_groups
-        # Directions with their own weights; the pattern's K = num_directions * shared_groups.
         self.num_directions = num_dir = self.pattern.num_directions // shared_groups
         self.d_inner = d_inner
         self.d_state = d_state
@@ -99,7 +71,6 @@ class SelectiveScan2dCore(nn.Module):
         self.ssm_init = init
         self.dt_range = (dt_min, dt_max, dt_init_floor)
         dd = {'device': device, 'dtype': dtype}
-        # Per direction: token-wise projection to (dt, B, C), then dt from rank R up to Di channels.
         self.x_proj_weight = nn.Parameter(torch.empty(num_dir, dt_rank + 2 * d_state, d_inner, **dd))
         self.dt_proj_weight = nn.Parameter(torch.empty(num_dir, d_inner, dt_rank, **dd))
         self.dt_proj_bias = nn.Parameter(torch.empty(num_dir, d_inner, **dd))
@@ -116,32 +87,23 @@ class SelectiveScan2dCore(nn.Module):
 
     @torch.no_grad()
     def reset_ssm_parameters(self) -> None:
-        """The SSM parameters by the mixer's init; x_proj gets nn.Linear's default bound for each direction, as
-        the official codes stack per-direction Linears."""
+        """The SSM parameters by the mixer's init; x_proj gets nn.Linear's default bound."""
         if self.A_log.is_meta:
-            return  # nothing to draw on the meta device
+            return
         bound = self.d_inner ** -0.5
         nn.init.uniform_(self.x_proj_weight, -bound, bound)
         if self.ssm_init == 'v2':
             nn.init.uniform_(self.dt_proj_weight, 0., 0.1)
             nn.init.uniform_(self.dt_proj_bias, 0., 0.1)
-            nn.init.zeros_(self.A_log)  # A = -exp(0) = -1
+            nn.init.zeros_(self.A_log)
             nn.init.ones_(self.D)
         else:
             init_mamba_ssm_(self.A_log, self.D, self.dt_proj_weight, self.dt_proj_bias, self.dt_rank ** -0.5,
                             *self.dt_range)
 
     def scan_inputs(self, u: torch.Tensor):
-        """u (b, Di, L) -> delta (b, K, Di, L), A (K, Di, N), B / C (b, K, N, L), D / delta_bias (K, Di), fp32 (or
-        wider) where the op accumulates. K is the directions with their own weights (`num_directions`).
-        Token-wise projections commute with any token order, so they run once, in image order, for all
-        directions; the op reads the tokens through each direction's index.
-
-        Layout: u should be channels-last (`u.stride(-2) == 1`, e.g. the flattened output of a conv on a
-        channels_last map); the projections then run as plain matmuls on (b, L, Di), and delta, B and C come back
-        as channels-last views (`stride(-2) == 1`: memory (b, K, L, Di) and slices of x_dbl (b, L, K, R+2N)), the
-        layout the scan kernels read fastest, without a copy.
-        """
+        """u (b, Di, L) -> delta (b, K, Di, L), A (K, Di, N), B / C (b, K, N, L), D / delta_bias (K, Di).
+        Projections run once in image order; a channels-last u gives channels-last outputs without a copy."""
         num_dir, rank_2n, d_inner = self.x_proj_weight.shape
         d_state = self.A_log.shape[-1]
         rank = rank_2n - 2 * d_state
@@ -154,13 +116,10 @@ class SelectiveScan2dCore(nn.Module):
         return delta.transpose(-1, -2), A, B.transpose(-1, -2), C.transpose(-1, -2), D, delta_bias
 
     def scan_directions(self, u: torch.Tensor, height: int, width: int, merge: Optional[str] = None) -> torch.Tensor:
-        """u (b, Di, L) channels-last -> y (b, K, Di, L) of the pattern's K directions in token order, or with
-        `merge` ("sum" / "mean") their merge (b, Di, L), taken by the op in one pass."""
+        """u (b, Di, L) -> y (b, K, Di, L) in token order, or with `merge` ("sum" / "mean") (b, Di, L)."""
         delta, A, B, C, D, delta_bias = self.scan_inputs(u)
         groups = self.shared_groups
         if groups > 1:
-            # Groups sharing weights read the same projections through different orders; repeated in the
-            # channels-last layout (memory (b, K, L, .)), as the op reads it fastest.
             delta, B, C = [t.transpose(-1, -2).repeat(1, groups, 1, 1).transpose(-1, -2) for t in (delta, B, C)]
             A, D, delta_bias = A.repeat(groups, 1, 1), D.repeat(groups, 1), delta_bias.repeat(groups, 1)
         return pattern_scan(u, delta, A, B, C, D, delta_bias, self.pattern, height, width, merge)
@@ -171,25 +130,22 @@ class SelectiveScan2dCore(nn.Module):
         return y / self.shared_groups if self.shared_groups > 1 else y
 
     def ssm_output(self, x: torch.Tensor, z: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The scan of x (b, Di, H, W), a channels_last map, merged, normalised and gated by SiLU(z) (None: no
-        gate), in the mixer's layout: what out_proj reads."""
+        """x (b, Di, H, W) channels_last -> scanned, merged, normalised, gated output in the mixer's layout."""
         batch, _, height, width = x.shape
         y = self.scan_merged(x.flatten(2), height, width)
-        y = y.reshape(batch, self.d_inner, height, width)  # a channels_last map: y is channels-last
+        y = y.reshape(batch, self.d_inner, height, width)
         if self.channels_last:
             y = y.permute(0, 2, 3, 1)
         y = self.out_norm(y)
-        # z first: the product keeps the layout of the input
+        # z first: the product keeps the input's layout
         return y if z is None else self.act(z) * y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Through the module (hooks, LoRA-style wrappers and FLOP counters see it).
         x = self.in_proj(x)
         z = None
         if self.gated:
             x, z = x.chunk(2, dim=-1 if self.channels_last else 1)
-        # A channels_last map into the dwconv, so that u is a channels-last view (see `scan_inputs`). A (B, H, W, Di)
-        # x is made dense before the permute: the other order trips torch.onnx.export with a dynamic batch.
+        # Dense before the permute: the other order trips torch.onnx.export with a dynamic batch.
         if self.channels_last:
             x = x.contiguous().permute(0, 3, 1, 2)
         else:

@@ -1,15 +1,6 @@
-"""Where the plain families put their extra tokens in the sequence, and a position-embedding resize that knows.
-
-A Mamba scan is order-sensitive, so an extra token's position is part of the architecture:
-- 'none': patches only (LBVim).
-- 'head': the tokens first (ShuffleMamba's cls token, timm ViT style).
-- 'middle': the tokens inserted after the first M // 2 of the M patches (Vim's middle cls token: 98 of 196,
-  364 of 729), so both scan directions reach it after the same number of steps.
-- 'interleaved': Mamba-Reg's registers, n groups of [G patches, 1 register] with G = M // (n + 1), then the
-  remaining patches; register i sits at i * (G + 1) + G.
-The helpers compute positions from the sequence length at run time (slices and reshapes only, so they trace
-under torch.fx and follow dynamic image sizes).
-"""
+"""Where the plain families put extra tokens in the (order-sensitive) sequence, and a matching pos-embed resize.
+Layouts: 'none' (LBVim); 'head' (ShuffleMamba); 'middle', after M // 2 of M patches (Vim); 'interleaved'
+(Mamba-Reg: n groups of [M // (n + 1) patches, 1 register], then the remaining patches)."""
 from typing import Optional, Tuple
 
 import torch
@@ -66,12 +57,8 @@ def resample_pos_embed(
         interpolation: str = 'bicubic',
         antialias: bool = True,
 ) -> torch.Tensor:
-    """Resize a position embedding (1, M + n, C) whose token slots sit where `layout` puts them.
-
-    The token slots are taken out, the patch grid is interpolated to `new_size` and the slots go back where the
-    new grid puts them (for 'middle', index M // 2 -> M' // 2). The official Vim resize treats index 0 as the
-    cls slot, which is wrong for its middle cls token. `old_size` defaults to a square grid.
-    """
+    """Resize a position embedding (1, M + n, C) with token slots placed by `layout`; `old_size` defaults to square.
+    Difference from the official Vim resize: that treats index 0 as the cls slot, wrong for its middle cls token."""
     patches, tokens = split_tokens(posemb, layout, num_tokens)
     if old_size is None:
         side = int(round(patches.shape[1] ** 0.5))

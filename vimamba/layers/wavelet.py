@@ -1,16 +1,4 @@
-"""One-level 2-D discrete wavelet transform as fixed depthwise convolutions, and the wavelet conv built on it.
-
-`WaveletTransform2d` splits every channel into four half-resolution sub-bands (LL, LH, HL, HH) with a
-stride-2 depthwise conv whose filters are the outer products of a wavelet filter bank, and inverts the
-split with the transposed conv of the reconstruction filters. The filters are constants: Haar ('db1', the
-one MobileMamba uses) is computed here, other wavelets come from pywavelets (`pip install pywavelets`); they
-are kept as non-persistent buffers (never trained, never saved) and rebuilt by
-`init_non_persistent_buffers()` after a meta-device build.
-
-`WaveletConv` (WTConv, Finder et al., ECCV 2024, one level) filters the four sub-bands with one depthwise
-k x k conv and a per-band-channel scale, then transforms back: a large receptive field at half resolution
-for the cost of a small kernel. MobileMamba's WTE-Mamba adds it to a 2-D selective scan.
-"""
+"""One-level 2-D DWT as fixed depthwise convs (Haar built in, others via pywavelets), and WTConv built on it."""
 from typing import Optional, Tuple
 
 import torch
@@ -25,16 +13,10 @@ def wavelet_filters(
         device=None,
         dtype=None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The 2-D analysis and synthesis filters of a wavelet filter bank (pywavelets' names), each (4, 1, k, k).
-
-    Band order LL, LH, HL, HH: outer products lo*lo, lo(cols)*hi(rows), hi*lo, hi*hi of the reversed
-    decomposition filters (conv2d correlates, so reversing turns it into the convolution pywt defines).
-    The synthesis filters are the reconstruction filters reversed twice, i.e. as pywt stores them.
-    For 'db1' (Haar) every tap is +-1/2 and synthesis == analysis, an orthogonal transform.
-    """
+    """2-D analysis and synthesis filters (4, 1, k, k), bands LL, LH, HL, HH, of a pywavelets wavelet.
+    Decomposition filters are reversed because conv2d correlates."""
     kw = dict(device=device, dtype=dtype if dtype is not None else torch.float32)
     if wavelet in ('db1', 'haar'):
-        # pywt.Wavelet('db1'): dec_lo = rec_lo = (r, r), dec_hi = (-r, r), rec_hi = (r, -r), r = 1/sqrt(2)
         r = 2 ** -0.5
         dec_lo, dec_hi, rec_lo, rec_hi = (r, r), (-r, r), (r, r), (r, -r)
     else:
@@ -60,15 +42,8 @@ def wavelet_filters(
 
 
 class WaveletTransform2d(nn.Module):
-    """Fixed one-level 2-D DWT over `channels` channels and its inverse.
-
-    The inverse is exact for 'db1' (Haar, the only wavelet MobileMamba uses). Longer filter banks are
-    applied with zero padding, as in the official code, so they reconstruct the interior exactly but
-    not the outermost rows and columns.
-
-    `forward(x)`: (B, C, H, W) -> (B, C, 4, ceil(H/2), ceil(W/2)); odd H / W are zero-padded by one
-    row / column at the bottom / right first. `inverse(bands, size)` undoes it and crops to `size`.
-    """
+    """Fixed one-level 2-D DWT: (B, C, H, W) -> (B, C, 4, ceil(H/2), ceil(W/2)); `inverse(bands, size)` undoes it.
+    Exact for 'db1'; longer banks use zero padding as the official code, so borders do not reconstruct."""
 
     def __init__(
             self,
@@ -82,8 +57,7 @@ class WaveletTransform2d(nn.Module):
         self.wavelet = wavelet
         dec, rec = wavelet_filters(wavelet, device=device, dtype=dtype)
         self.filter_size = dec.shape[-1]
-        # Constants: buffers, not parameters, so they get no gradient, no optimizer slot and no
-        # state-dict entry (the official checkpoints' `wt_filter` / `iwt_filter` are checked and dropped).
+        # Non-persistent: the official checkpoints' `wt_filter` / `iwt_filter` are checked and dropped.
         self.register_buffer('dwt_filter', dec.repeat(channels, 1, 1, 1), persistent=False)
         self.register_buffer('idwt_filter', rec.repeat(channels, 1, 1, 1), persistent=False)
 
@@ -96,12 +70,12 @@ class WaveletTransform2d(nn.Module):
 
     @property
     def num_filter_elements(self) -> int:
-        """Elements of the two fixed filter banks (what the official code counts as parameters)."""
+        """Elements of the fixed filters (the official code counts them as parameters)."""
         return self.dwt_filter.numel() + self.idwt_filter.numel()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        # Unconditional (a zero pad when even) so torch.fx can trace it without shape-dependent branches.
+        # Unconditional so torch.fx traces it.
         x = F.pad(x, (0, w % 2, 0, h % 2))
         pad = self.filter_size // 2 - 1
         bands = F.conv2d(x, self.dwt_filter.to(x.dtype), stride=2, padding=pad, groups=c)
@@ -122,11 +96,7 @@ class WaveletTransform2d(nn.Module):
 
 
 class WaveletConv(nn.Module):
-    """One-level wavelet convolution: DWT -> depthwise k x k on all 4*C sub-band maps -> scale -> IDWT.
-
-    The scale (one per sub-band channel, init 0.1) starts the branch small so it joins a residual sum
-    gently. The LL band goes through the same depthwise conv as the detail bands (single level).
-    """
+    """One-level wavelet conv (Finder et al., ECCV 2024): DWT -> depthwise k x k on 4*C bands -> scale -> IDWT."""
 
     def __init__(
             self,
@@ -143,7 +113,6 @@ class WaveletConv(nn.Module):
             raise ValueError(f'WaveletConv: kernel_size={kernel_size}; only odd sizes keep the sub-band size')
         self.init_scale = init_scale
         self.wavelet = WaveletTransform2d(channels, wavelet, **dd)
-        # 'same' padding (k // 2 on each side for odd k), stride 1, one filter per sub-band map.
         self.conv = nn.Conv2d(
             channels * 4, channels * 4, kernel_size, padding=kernel_size // 2, groups=channels * 4,
             bias=False, **dd)

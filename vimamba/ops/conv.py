@@ -1,7 +1,4 @@
-"""`causal_conv1d`: Mamba's depthwise conv before the scan, K directions from one input, SiLU fused.
-
-Built as the scan is; backends "reference" and "triton" ("mamba_ssm", scan-only, means "auto" here).
-"""
+"""`causal_conv1d`: Mamba's depthwise conv before the scan, K directions from one input, SiLU fused."""
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -79,7 +76,6 @@ def _flops(x_shape, weight_shape, *args, **kwargs):
 
 
 def _check_arguments(x, weight, bias, reverse, silu, backend) -> str:
-    """The argument checks of `causal_conv1d`; returns the backend name."""
     if not isinstance(x, Tensor):
         raise TypeError(f"x: expected a tensor (B, L, E), got {describe(x)}")
     if x.dim() != 3:
@@ -116,9 +112,7 @@ def causal_conv1d(
     silu: bool = True,
     backend: Optional[str] = None,
 ) -> Tensor:
-    """Depthwise conv over the tokens of x, causal in each of K scan directions, SiLU fused.
-
-    A reversed direction sees tokens >= l; kernels/causal_conv1d_reference.py states the sums. Accumulates in fp32.
+    """Depthwise conv over the tokens of x, causal in each of K scan directions (reversed: tokens >= l), in fp32.
 
     Args:
         x: (B, L, E), any float dtype; copied unless a token's channels are contiguous.
@@ -126,7 +120,6 @@ def causal_conv1d(
         reverse: K bools, True where the direction scans L-1 .. 0.
         silu: apply SiLU to the conv output.
         backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" = "auto".
-
     Returns:
         u (B, K, L, E) in x's dtype, direction-major (u.transpose(2, 3) is the scan's fastest layout).
     """

@@ -11,7 +11,6 @@ from torch import Tensor
 
 from ..kernels._common import _interpreting
 
-# op -> backend name -> module, imported on first use.
 BACKENDS = {
     "selective_scan": {
         "reference": "vimamba.kernels.selective_scan_reference",
@@ -162,8 +161,7 @@ def present_grads(grads: Sequence[Tensor], inputs: Sequence[Optional[Tensor]]) -
 
 
 def fx_proxy(args: Sequence) -> Optional[torch.fx.Proxy]:
-    """The first torch.fx.Proxy in args, or None: the public op then records itself as one leaf call (`torch.fx.wrap`
-    would patch only one module's global)."""
+    """The first torch.fx.Proxy in args, or None; the op then records itself as a leaf (`fx.wrap` is per-module)."""
     return next((a for a in args if isinstance(a, torch.fx.Proxy)), None)
 
 

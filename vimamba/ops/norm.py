@@ -1,5 +1,4 @@
-"""`add_rms_norm`: the pre-norm block's residual add and RMSNorm in one pass (no FLOP formula: fvcore leaves
-elementwise work uncounted)."""
+"""`add_rms_norm`: residual add and RMSNorm in one pass (no FLOP formula: fvcore skips elementwise work)."""
 from typing import Optional, Tuple
 
 import torch
@@ -44,7 +43,7 @@ def _(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_
 
 def _setup_context(ctx, inputs, output):
     hidden, residual, weight, eps, residual_dtype, out_dtype, backend = inputs
-    # residual_out (an output, kept anyway as the next block's input) and weight: the backward recomputes rstd.
+    # residual_out is kept anyway (the next block's input); the backward recomputes rstd.
     ctx.save_for_backward(output[1], weight)
     ctx.eps, ctx.backend = eps, backend
     ctx.hidden_dtype = hidden.dtype
@@ -75,7 +74,6 @@ def _check_dtype_argument(name: str, dtype) -> None:
 
 
 def _check_arguments(hidden, residual, weight, eps, residual_dtype, out_dtype, backend) -> str:
-    """The argument checks of `add_rms_norm`; returns the backend name."""
     if not isinstance(hidden, Tensor):
         raise TypeError(f"hidden: expected a tensor (..., D), got {describe(hidden)}")
     if hidden.dim() < 1 or hidden.shape[-1] < 1:
@@ -103,19 +101,14 @@ def add_rms_norm(
     out_dtype: Optional[torch.dtype] = None,
     backend: Optional[str] = None,
 ) -> Tuple[Tensor, Tensor]:
-    """The pre-norm block's residual add and RMSNorm over the last dim, in one pass:
-
-        residual_out = residual + hidden (hidden when residual is None), stored in residual_dtype
-        normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight, returned in out_dtype
-
-    in fp32 (fp64 when an input or residual_dtype is fp64).
+    """Residual add and RMSNorm over the last dim in one pass, computed in fp32 (fp64 if an input is):
+    residual_out = residual + hidden; normed = residual_out * rsqrt(mean(residual_out^2, -1) + eps) * weight.
 
     Args:
         hidden: (..., D); residual: like hidden, or None (the first block); weight: (D,). Any float dtypes.
         residual_dtype: of residual_out; None: hidden's and residual's dtypes promoted (torch's add).
         out_dtype: of normed; None: hidden's.
         backend: "auto" (None), "reference" or "triton"; VIMAMBA_BACKEND overrides "auto"; "mamba_ssm" = "auto".
-
     Returns:
         (normed, residual_out), contiguous, in hidden's shape.
     """

@@ -1,14 +1,9 @@
-"""`selective_scan`: the selective scan (S6) over K directions, each reading the tokens in its own order:
-
-    delta_t = softplus(delta_t + delta_bias)                    (bias and softplus when asked)
+"""`selective_scan`: S6 over K directions, each reading the tokens in its own order, fp32 accumulation:
+    delta_t = softplus(delta_t + delta_bias)                    (when asked)
     h_t = exp(delta_t * A[k, d, n]) * h_{t-1} + delta_t * B_t[n] * u_t
     y_t = sum_n C_t[n] * h_t[n] + D[k, d] * u_t,   then y_t *= silu(z_t) when z is given
-
-with fp32 accumulation. `local_window = W > 0` (LBMamba) replaces h_t by h_t + r_t - delta_t * B_t * u_t, with
-r_t = exp(delta_t * A) * r_{t+1} + delta_t * B_t * u_t inside windows of W scanned steps from step 0.
-
-With `merge` ("mean" or "sum") the op returns out = merge_k(y_k) * silu(z) in one pass (`vimamba::merge_gate`).
-The permutation check of a raw `order` tensor is the checks' only host sync; `ScanOrder` objects skip it.
+LBMamba's `local_window = W > 0` adds r_t - delta_t * B_t * u_t to h_t, r_t = exp(delta_t * A) * r_{t+1} +
+delta_t * B_t * u_t inside windows of W steps from step 0. Only a raw `order` tensor's permutation check syncs the host.
 """
 from typing import List, Optional, Tuple
 
@@ -145,11 +140,8 @@ _merge_gate_op.register_autograd(_merge_backward, setup_context=_merge_setup_con
 
 def selective_scan_flops(batch: int, K: int, d: int, L: int, N: int, has_D: bool = True,
                          has_z: bool = False) -> int:
-    """Multiply-accumulate count of one forward, fvcore style (one MAC = one FLOP).
-
-    9 * batch * K * d * L * N (the figure VMamba, MaIR and MobileMamba register), plus batch * K * d * L each for
-    the D skip and the z gate. LBMamba's window pass is not added, so figures stay comparable.
-    """
+    """MACs of one forward, fvcore style: 9 * bKdLN as VMamba, MaIR and MobileMamba, + bKdL each for D and z.
+    LBMamba's window pass is not added, so figures stay comparable."""
     flops = 9 * batch * K * d * L * N
     if has_D:
         flops += batch * K * d * L
@@ -181,7 +173,7 @@ def _normalise_order(order, local_window: int, K: int, L: int, device: torch.dev
             raise ValueError(f"local_window: got {local_window} while order.local_window is "
                              f"{order.local_window}; pass one of them, or equal values")
         local_window = local_window or order.local_window
-        trusted = True  # built and validated by vimamba.scans
+        trusted = True
     elif isinstance(order, Tensor):
         index = order
         trusted = False
@@ -278,23 +270,19 @@ def selective_scan(
     backend: Optional[str] = None,
     merge: Optional[str] = None,
 ):
-    """Selective scan over K directions (see the module docstring for the recurrence).
+    """Selective scan over K directions (recurrence in the module docstring).
 
     Args:
         u, delta, z: (batch, K, d, L), or (batch, d, L) for K = 1; with `merge`, z is (batch, d, L). Token order.
-        A: (K, d, N); B, C: (batch, K, N, L); D, delta_bias: (K, d); without K for K = 1. u, delta, z, B, C share
-            one float dtype; A, D, delta_bias are any float dtype.
+        A: (K, d, N); B, C: (batch, K, N, L); D, delta_bias: (K, d); no K for K = 1. u, delta, z, B, C: one dtype.
         delta_softplus: delta <- softplus(delta + delta_bias).
-        order: a `vimamba.scans.ScanOrder` (or a pattern's `GridOrder`), a (K, L) long tensor (direction k visits
-            token index[k, t] at step t), or None (0..L-1). y is returned in token order either way.
+        order: a `ScanOrder` / `GridOrder`, a (K, L) long tensor (step t visits token index[k, t]) or None (0..L-1).
         local_window: W > 0 for LBMamba's window scan; 0: the plain scan, or a ScanOrder's own `local_window`.
         return_last_state: also return the last forward state, (batch, K, d, N) fp32, not differentiable.
         backend: "auto" (None), "reference", "triton" or "mamba_ssm"; VIMAMBA_BACKEND overrides "auto".
-        merge: None (the K outputs), "mean" or "sum": the directions' outputs merged, then gated by silu(z) when z
-            is given, in one pass; y is then (batch, d, L) in the layout of u[:, 0].
-
+        merge: None, "mean" or "sum": merge the directions, then gate by silu(z), in one pass.
     Returns:
-        y in u's dtype and shape (without K when merged), or (y, last_state).
+        y in u's dtype and shape, in token order (merged: (batch, d, L), u[:, 0]'s layout), or (y, last_state).
     """
     args = (u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     proxy = fx_proxy(args)

@@ -8,10 +8,8 @@ from .base import ScanPattern, check_grid, check_int, from_transposed, get_patte
 
 
 def atrous_window_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
-    """Raster indices of an h x w grid in atrous-window order, shape (h*w,).
-    Blocks of span = rate*window (raster order); inside a block the rate x rate dilation phases (p, q), each one
-    window of tokens (p + rate*a, q + rate*b) in raster order. Border blocks are clipped, not padded.
-    """
+    """Raster indices (h*w,) in atrous-window order: blocks of span rate*window, inside each the rate x rate
+    dilation phases, each a window of tokens; all in raster order, border blocks clipped."""
     span = rate * window
     i = torch.arange(h)[:, None]
     j = torch.arange(w)[None, :]
@@ -27,11 +25,8 @@ def atrous_window_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
 @register_pattern
 @dataclass(frozen=True)
 class AtrousWindowScan(ScanPattern):
-    """Four atrous-window directions in VMamba's cross2d order (row-major, column-major, reverses).
-    `window` (w, default 8: divides 256-px crops' grids) and `rate` (r, default 1). Every grid fits (border blocks
-    clipped); the model decides whether a rate suits a small grid. Cross2d order because AWVSS loads VMamba
-    checkpoints. With r = 1 and w >= max(H, W) it equals `cross`.
-    """
+    """Four atrous-window directions in VMamba's cross2d order (AWVSS loads VMamba checkpoints).
+    Default window 8 divides 256-px crops' grids; rate 1 with window >= max(H, W) equals `cross`."""
     window: int = 8
     rate: int = 1
 
@@ -53,10 +48,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def atrous_phase_outer_order(h: int, w: int, window: int, rate: int) -> torch.Tensor:
-    """Raster indices of an h x w grid in phase-outer atrous order, shape (h*w,).
-    The dilation phases (p, q) first; each phase's sub-lattice (p + rate*a, q + rate*b) is cut into window x window
-    windows, all in raster order, border windows clipped. `rate = 1` equals the window-outer order.
-    """
+    """Raster indices (h*w,) in phase-outer atrous order: dilation phases first, each phase's sub-lattice cut
+    into window x window windows; all in raster order, border windows clipped."""
     i = torch.arange(h)[:, None]
     j = torch.arange(w)[None, :]
     phase_i, phase_j = i % rate, j % rate
@@ -188,10 +181,8 @@ def atrous_block_scans(
         owner: str = "atrous_block_scans",
         rates_arg: str = "rates",
 ) -> List[List[ScanPattern]]:
-    """The scan pattern of every block, stage by stage, for a stack of VSS blocks.
-    With `scan='atrous_window'` the rates cycle over each stage's blocks (`mode='cycle'`) or every block scans all
-    of them (`mode='parallel'`); `rates`: one sequence, or one per stage. Other scans are used as they are.
-    """
+    """Per-stage lists of block scan patterns. For 'atrous_window', `rates` (one sequence, or one per stage)
+    cycle over the blocks (`mode='cycle'`) or are all scanned by every block (`mode='parallel'`)."""
     _check_choice(owner, "rate_overflow", rate_overflow, RATE_OVERFLOW)
     _check_choice(owner, "atrous_order", order, ATROUS_ORDERS)
     _check_choice(owner, "atrous_mode", mode, ATROUS_MODES)

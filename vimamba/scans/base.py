@@ -15,11 +15,8 @@ DeviceLike = Union[torch.device, str, int, None]
 
 @dataclass(frozen=True, eq=False)
 class ScanOrder:
-    """Token visiting order of K scan directions over a sequence of L tokens.
-    `index[k, t]` is the token that direction k visits at step t; `inverse[k, index[k, t]] == t`.
-    `local_window` is the LBMamba window the op should use with this order (0: plain scan).
-    Orders returned by `ScanPattern.order` are cached and shared: never modify their tensors in place.
-    """
+    """Token visiting order of K directions over L tokens: `index[k, t]` is the token direction k visits at step t.
+    `local_window`: the LBMamba window for the op (0: plain). Cached and shared: never modify in place."""
     index: torch.Tensor
     inverse: torch.Tensor
     local_window: int = 0
@@ -130,7 +127,7 @@ def check_grid(owner: str, h, w) -> tuple:
 
 def _normalise_device(device: DeviceLike) -> torch.device:
     if isinstance(device, torch.device) and (device.index is not None or device.type != "cuda"):
-        return device  # a tensor's device: the common case, kept cheap
+        return device
     device = torch.device("cpu") if device is None else torch.device(device)
     # "cuda" and "cuda:0" must hit the same cache entry.
     if device.type == "cuda" and device.index is None:
@@ -195,8 +192,8 @@ def _cached_order(pattern: ScanPattern, h: int, w: int, device: torch.device) ->
 
 
 def _copy_off_graph_pool(order: ScanOrder, device: torch.device) -> ScanOrder:
-    # CUDA-graph trees send every allocation of the compiling thread (warm-up included) to their private pool, where a
-    # tensor the cache keeps alive fails their check; another thread allocates from the default pool.
+    # CUDA-graph trees put the compiling thread's allocations in their private pool, where a cached tensor fails
+    # their check; another thread allocates from the default pool.
     with concurrent.futures.ThreadPoolExecutor(1) as worker:
         return worker.submit(order.to, device).result()
 
@@ -217,8 +214,7 @@ def pattern_by_key(key: int) -> 'ScanPattern':
 
 
 def _is_exporting() -> bool:
-    # torch.export traces without dynamo (non-strict, its default); torch 2.11's dynamo also answers True to
-    # is_exporting() under torch.compile. A strict export takes the GridOrder path, which export's decomposition resolves.
+    # Non-strict export only (torch 2.11's dynamo says True under torch.compile); strict export takes GridOrder.
     return torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling()
 
 

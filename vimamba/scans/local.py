@@ -19,10 +19,8 @@ def lbmamba_window(length: int) -> int:
 @register_pattern
 @dataclass(frozen=True)
 class LocallyBidirectionalScan(ScanPattern):
-    """Raster order with `local_window` set, so the op adds a reverse recurrence inside each window of W steps.
-    `window`: W, or None for LBMamba's rule on L = h*w (`lbmamba_window`).
-    `reverse`: scan the reversed raster order (LBVim's odd layers; windows are aligned to the scanned order).
-    """
+    """Raster order plus a reverse recurrence inside each `window` (None: `lbmamba_window(h*w)`) steps.
+    `reverse`: the reversed raster order (LBVim's odd layers; windows align to the scanned order)."""
     window: Optional[int] = None
     reverse: bool = False
 

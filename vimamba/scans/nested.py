@@ -7,11 +7,8 @@ from .base import ScanPattern, check_int, from_transposed, register_pattern
 
 
 def nested_s_order(h: int, w: int, scan_len: int, shift: int) -> torch.Tensor:
-    """Raster indices of an h x w grid in NSS order over vertical stripes, shape (h*w,).
-
-    Stripes: columns [0, shift) when shift > 0, then [shift, shift + scan_len), ..., the last clipped at w;
-    even stripes walk down, odd ones up, rows alternating inside (MaIR's scan, stripe joins not always adjacent).
-    """
+    """Raster indices (h*w,) in NSS order: stripes [0, shift), then scan_len wide, clipped at w; even stripes
+    walk down, odd ones up, rows alternating inside (as MaIR: stripe joins not always adjacent)."""
     if 0 < shift and w < shift:
         # MaIR's generator degenerates to raster here, and its checkpoints were trained so.
         return torch.arange(h * w)
@@ -38,12 +35,9 @@ def nested_s_order(h: int, w: int, scan_len: int, shift: int) -> torch.Tensor:
 @register_pattern
 @dataclass(frozen=True)
 class NestedSScan(ScanPattern):
-    """MaIR's four NSS directions: vertical stripes, them rotated 180 degrees, horizontal bands, them rotated.
-    `scan_len`: stripe width (default 8; MaIR's light-S and denoising models use 4). `shift`: stripe offset,
-    0 <= shift < scan_len (MaIR's odd blocks: scan_len // 2).
-
-    k1 and k3 are `L-1-k`, the scan of the rotated image, NOT the reversed sequence of k0 and k2.
-    """
+    """MaIR's four NSS directions: vertical stripes, rotated 180 degrees, horizontal bands, rotated.
+    `scan_len`: stripe width; `shift`: stripe offset < scan_len (MaIR's odd blocks: scan_len // 2).
+    k1 and k3 are `L-1-k` (the rotated image's scan), NOT the reversed sequences of k0 and k2."""
     scan_len: int = 8
     shift: int = 0
 

@@ -10,10 +10,7 @@ from .base import DeviceLike, ScanOrder, ScanPattern, _normalise_device, check_g
 @register_pattern
 @dataclass(frozen=True)
 class ShuffleScan(ScanPattern):
-    """A fresh random permutation of all L tokens on every training call; raster order (identity) in eval.
-
-    Equals ShuffleMamba's permute / un-permute of the layer; whether a layer shuffles at all is the model's draw.
-    """
+    """A fresh random permutation of the L tokens on every training call, raster order in eval."""
     name = "shuffle"
     num_directions = 1
 
