@@ -1,7 +1,5 @@
-"""@triton.jit helpers shared by the Triton kernels.
-
-Only tl builtins inside: Triton's interpreter cannot call tl.standard's jit helpers (tl.sum, tl.sigmoid) when
-triton was imported before TRITON_INTERPRET was set (a test session).
+"""@triton.jit helpers of the kernels. Only tl builtins: Triton's interpreter cannot call tl.standard's jit helpers
+(tl.sum, tl.sigmoid) when triton was imported before TRITON_INTERPRET was set (a test session).
 """
 import triton
 import triton.language as tl

@@ -1,17 +1,14 @@
 """Triton residual add + RMSNorm: MambaBlock's add, fp32 residual and norm in one pass over the rows.
 
-Backend interface (same as kernels/add_rms_norm_reference.py, which states the exact semantics):
-
     add_rms_norm_fwd(hidden, residual, weight, eps, residual_dtype, out_dtype) -> (normed, residual_out)
     add_rms_norm_bwd(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype)
         -> (dhidden, dresidual, dweight)
+Semantics: kernels/add_rms_norm_reference.py. hidden, residual (..., D) contiguous, weight (D,); fp32 math.
 
-hidden, residual (..., D) contiguous (residual may be None), weight (D,); math in fp32 (fp64 stays fp64).
-
-A program owns BM rows with the whole last dim in registers. The norm reads the stored (rounded) residual, so
-the backward, which recomputes rstd from residual_out, sees the same numbers. Backward, with xhat = x * rstd and
-gw = dnormed * weight: dx = dresidual_out + rstd * (gw - xhat * mean(gw * xhat)); dweight is summed per program
-into a (programs, D) buffer that the host sums (deterministic, unlike atomics).
+A program owns BM rows, the whole last dim in registers. The norm reads the stored (rounded) residual, so the
+backward, which recomputes rstd from residual_out, sees the same numbers. With xhat = x rstd, gw = dnormed weight:
+dx = dresidual_out + rstd (gw - xhat mean(gw xhat)); dweight goes per program into a (programs, D) buffer that
+the host sums (deterministic, unlike atomics).
 """
 from typing import Optional, Tuple
 
@@ -30,7 +27,6 @@ MAX_DIM = 8192
 
 @triton.jit
 def _row_sum(x):
-    """Sum over the columns of a [rows, cols] tile -> [rows]."""
     return tl.reduce(x, 1, tl.standard._sum_combine)
 
 

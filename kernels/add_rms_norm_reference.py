@@ -1,16 +1,12 @@
 """Plain-PyTorch residual add + RMSNorm: the ground truth for kernels/add_rms_norm.py, on any device.
 
-Backend interface (shared with the Triton module):
-
     add_rms_norm_fwd(hidden, residual, weight, eps, residual_dtype, out_dtype) -> (normed, residual_out)
     add_rms_norm_bwd(dnormed, dresidual_out, residual_out, weight, eps, hidden_dtype, residual_in_dtype)
         -> (dhidden, dresidual, dweight)
-
-hidden (..., D) and residual (same shape, or None) contiguous; weight (D,). Math in fp32 (fp64 stays fp64).
+hidden (..., D), residual (same shape or None) contiguous, weight (D,); fp32 math (fp64 stays fp64).
 residual_out = hidden + residual in residual_dtype; normed = residual_out * rsqrt(mean(residual_out^2) + eps) *
-weight, from the stored residual_out, in out_dtype. `dresidual_out` may be None (no gradient reached it).
-dhidden = dresidual = dresidual_out + dnormed/dresidual_out; dresidual is None when residual was None or has
-hidden's dtype (dhidden is then its gradient too); dweight in weight's dtype.
+weight in out_dtype. dhidden = dresidual = dresidual_out (0 if None) + the norm's gradient; dresidual is None when
+residual_in_dtype is None or hidden's dtype (dhidden is then its gradient too).
 """
 from typing import Optional, Tuple
 
@@ -24,7 +20,6 @@ def _compute_dtype(*dtypes) -> torch.dtype:
 
 
 def _norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm of x (already in the compute dtype) with weight cast to it."""
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.to(x.dtype)
 
 
@@ -44,7 +39,6 @@ def add_rms_norm_bwd(dnormed: torch.Tensor, dresidual_out: Optional[torch.Tensor
                      weight: torch.Tensor, eps: float, hidden_dtype: torch.dtype,
                      residual_in_dtype: Optional[torch.dtype]
                      ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
-    """(dhidden, dresidual or None, dweight); see the module docstring."""
     dtype = _compute_dtype(residual_out.dtype, hidden_dtype, residual_in_dtype)
     with torch.enable_grad():
         x = residual_out.detach().to(dtype).requires_grad_(True)

@@ -1,19 +1,14 @@
 """Triton causal depthwise conv over K directions with the SiLU fused: Mamba's conv before the scan.
 
-Backend interface (same as kernels/causal_conv1d_reference.py, which states the exact semantics):
-
     causal_conv1d_fwd(x, weight, bias, reverse, silu) -> u
     causal_conv1d_bwd(du, x, weight, bias, reverse, silu) -> (dx, dweight, dbias)
+Semantics: kernels/causal_conv1d_reference.py. x (B, L, E), unit channel stride (an in_proj half is read in place);
+weight (K, E, k), bias (K, E) contiguous. u (B, K, L, E) direction-major in x's dtype: u.transpose(2, 3) is the
+channels-last view the scan reads fastest. fp32 accumulation.
 
-x (B, L, E) with unit channel stride (other strides free: the in_proj half of a (B, L, 2E) tensor is read
-in place); weight (K, E, k) and bias (K, E) contiguous, any float dtype; reverse K bools. u (B, K, L, E)
-direction-major in x's dtype (u.transpose(0, 1) contiguous): u.transpose(2, 3) is the channels-last view the
-scan kernels read fastest. fp32 accumulation.
-
-A program owns a rows x channels tile; the k tap-shifted loads overlap in L1/L2, so x comes from DRAM about
-once, and a reversed direction is the same loop with the shift negated. The backward writes g_i = du_i *
-act'(y_i) to a buffer while summing dweight and dbias (fp32 atomics: not bitwise reproducible run to run), then
-gathers dx from g.
+A program owns a rows x channels tile; the k shifted loads overlap in L1/L2, so x comes from DRAM about once; a
+reversed direction negates the shift. The backward writes g_i = du_i * act'(y_i) while summing dweight and dbias
+(fp32 atomics: not bitwise reproducible), then gathers dx from g.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -27,7 +22,6 @@ from ._triton_common import _col_sum, _sigmoid
 __all__ = ["causal_conv1d_fwd", "causal_conv1d_bwd", "pick_config"]
 
 
-# Only tl builtins in the kernels: the interpreter cannot call tl.standard's jit helpers (see _triton_common).
 @triton.jit
 def _load_rows(row_ptr, s_l, rows, cols, mask_e, L):
     """The [rows, cols] tile of a (L, E) matrix with unit channel stride, fp32, zero outside 0..L-1."""
@@ -114,7 +108,6 @@ def _acc_tap(acc, g, xs, j: tl.constexpr, KW: tl.constexpr):
 
 @triton.jit
 def _store_tap_sum(dw_ptr, i, E, cols, mask_e, acc, j: tl.constexpr, KW: tl.constexpr):
-    # dweight (K, E, k) fp32 contiguous
     if j < KW:
         tl.atomic_add(dw_ptr + (i * E + cols) * KW + j, _col_sum(acc), mask=mask_e, sem="relaxed")
 
@@ -129,7 +122,7 @@ def _bwd_grad_kernel(du_ptr, x_ptr, w_ptr, b_ptr, g_ptr, dw_ptr, db_ptr, L, E, s
     pid = tl.program_id(0)
     b = (pid // K).to(tl.int64)
     i = pid % K
-    sign = 1 - 2 * ((REV >> i) & 1)  # 1 causal, -1 reversed
+    sign = 1 - 2 * ((REV >> i) & 1)
     cols = tl.program_id(2) * BE + tl.arange(0, BE)
     mask_e = cols < E
     x_row = x_ptr + b * s_xb
@@ -190,7 +183,7 @@ def _bwd_grad_kernel(du_ptr, x_ptr, w_ptr, b_ptr, g_ptr, dw_ptr, db_ptr, L, E, s
     _store_tap_sum(dw_ptr, i, E, cols, mask_e, a6, 6, KW)
     _store_tap_sum(dw_ptr, i, E, cols, mask_e, a7, 7, KW)
     if HAS_BIAS:
-        tl.atomic_add(db_ptr + i * E + cols, _col_sum(ab), mask=mask_e, sem="relaxed")  # dbias (K, E) fp32
+        tl.atomic_add(db_ptr + i * E + cols, _col_sum(ab), mask=mask_e, sem="relaxed")
 
 
 @triton.jit
@@ -203,7 +196,7 @@ def _bwd_dx_kernel(g_ptr, w_ptr, dx_ptr, L, E,
     mask_e = cols < E
     dx = tl.full([BL, BE], 0.0, tl.float32)
     for i in tl.static_range(K):
-        sign = 1 - 2 * ((REV >> i) & 1)  # a constexpr here
+        sign = 1 - 2 * ((REV >> i) & 1)
         g_row = g_ptr + (b * K + i) * L * E
         for j in tl.static_range(KW):
             g = _load_rows(g_row, E, rows - sign * (j - (KW - 1)), cols, mask_e, L)
@@ -241,7 +234,6 @@ def pick_config(B: int, L: int, E: int, itemsize: int, backward: bool, device_ty
 
 
 def _dx_config(L: int, E: int, device_type: str) -> Tuple[int, int, int]:
-    """(rows per block, channels per block, num_warps) of the dx kernel."""
     cfg = _cfg(device_type)
     return min(cfg["rows_dx"], _next_pow2(L)), min(cfg["channels_dx"], _next_pow2(E)), cfg["warps_dx"]
 

@@ -1,19 +1,13 @@
 """Plain-PyTorch causal depthwise conv over K directions: the ground truth for kernels/causal_conv1d.py.
 
-Runs on any device, in fp32 (fp64 stays fp64, so gradcheck works). Backend interface (shared with Triton):
-
     causal_conv1d_fwd(x, weight, bias, reverse, silu) -> u
     causal_conv1d_bwd(du, x, weight, bias, reverse, silu) -> (dx, dweight, dbias)
-
-x (B, L, E) with unit channel stride; weight (K, E, k); bias (K, E) or None; reverse K bools. u is
-(B, K, L, E) direction-major (u.transpose(0, 1) contiguous) in x's dtype, u[:, i] = act(y_i) with act SiLU when `silu` (else identity) and,
-for direction i with w = weight[i, e], c = bias[i, e] and x read as 0 outside 0..L-1:
-
-    reverse[i] False (causal):   y[l, e] = c + sum_j w[j] * x[l + j - (k-1), e]
-    reverse[i] True:             y[l, e] = c + sum_j w[k-1-j] * x[l + j, e]
-
-The reversed direction is the causal conv of the time-flipped sequence, flipped back, without the flipped copy.
-An fp32 forward without autograd runs F.conv1d (`conv_forward`); gradients and fp64 take the tap sum.
+x (B, L, E), unit channel stride; weight (K, E, k); bias (K, E) or None; reverse K bools. u (B, K, L, E)
+direction-major in x's dtype, u[:, i] = act(y_i) (SiLU when `silu`), with w = weight[i, e], c = bias[i, e], x = 0
+outside 0..L-1:
+    causal:      y[l, e] = c + sum_j w[j] * x[l + j - (k-1), e]
+    reverse[i]:  y[l, e] = c + sum_j w[k-1-j] * x[l + j, e]   (the flipped sequence's conv, flipped back)
+fp32 math (fp64 stays fp64, for gradcheck); an fp32 forward without autograd runs F.conv1d (`conv_forward`).
 """
 from typing import Optional, Sequence, Tuple
 
@@ -65,7 +59,6 @@ def _forward(x, weight, bias, reverse: Sequence[bool], silu: bool) -> torch.Tens
 
 def causal_conv1d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                       reverse: Sequence[bool], silu: bool) -> torch.Tensor:
-    """u (B, K, L, E) direction-major in x's dtype (see the module docstring)."""
     return _forward(x, weight, bias, reverse, silu).to(x.dtype).transpose(0, 1).contiguous().transpose(0, 1)
 
 

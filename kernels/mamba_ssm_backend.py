@@ -1,9 +1,7 @@
-"""The `mamba_ssm` backend: the selective scan computed the way the official codes do it.
+"""The `mamba_ssm` backend: the selective scan the way the official codes call it, for side-by-side runs.
 
-One `selective_scan_fn` call per direction on a gathered copy of the inputs, the output scattered back to token
-order; for side-by-side runs, needs `mamba_ssm` with its CUDA extension. Same interface as
-kernels/selective_scan_reference.py; the backward recomputes the forward under autograd (the interface passes
-only the inputs). No `local_window`: that needs LBMamba's fork of the CUDA kernel.
+One `selective_scan_fn` (mamba_ssm's CUDA extension) per direction on a gathered copy, scattered back to token
+order; interface of kernels/selective_scan_reference.py, backward by autograd. No `local_window` (LBMamba's fork).
 """
 import importlib
 from typing import Optional, Tuple

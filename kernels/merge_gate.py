@@ -1,14 +1,9 @@
-"""Triton direction merge and gate: the selective scan's merged output mode in one pass over the tokens.
-
-Backend interface (same as kernels/merge_gate_reference.py, which states the exact semantics):
+"""Triton direction merge and gate: the scan's merged output mode in one pass (y, z read once, out written once).
 
     merge_gate_fwd(y, z, scale, save_merged) -> (out, merged)
     merge_gate_bwd(dout, z, merged, scale) -> (dy, dz)
-
-y (b, K, d, L) is the scan's per-direction output; z (b, d, L) the gate or None; out, merged, dout, dy, dz
-(b, d, L) in the layout of y without its K axis (channels-last y gives channels-last outputs). Any strides.
-
-One pass instead of three aten kernels: y and z read once, out (and `merged`, for dz) written once; fp32 arithmetic.
+Semantics: kernels/merge_gate_reference.py. y (b, K, d, L), z (b, d, L) or None, any strides; out, merged, dout,
+dy, dz (b, d, L) in y's layout without its K axis. fp32 arithmetic; `merged` is saved for dz.
 """
 from typing import Optional, Tuple
 

@@ -1,15 +1,10 @@
-"""Plain-PyTorch direction merge and gate, the semantics of the selective scan's merged output mode:
+"""Plain-PyTorch direction merge and gate, the selective scan's merged output mode:
 
     merged = scale * sum_k y[:, k]          (scale 1/K for a mean)
     out = merged * silu(z)                  (out = merged when z is None)
-
-Backend interface (shared with kernels/merge_gate.py):
-
     merge_gate_fwd(y, z, scale, save_merged) -> (out, merged or None)
     merge_gate_bwd(dout, z, merged, scale) -> (dy, dz or None)
-
-y (b, K, d, L); z, out, merged, dout, dy, dz (b, d, L). dy is the gradient of every direction's y (the same
-for all K). Arithmetic in fp32 (fp64 stays fp64), results in y's dtype.
+y (b, K, d, L); the rest (b, d, L); dy is every direction's gradient. fp32 math (fp64 stays fp64), y's dtype out.
 """
 from typing import Optional, Tuple
 

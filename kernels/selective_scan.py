@@ -1,23 +1,15 @@
-"""Triton selective scan: forward and backward, K directions in one launch, gather through the scan order.
+"""Triton selective scan: forward and backward, K directions in one launch, tokens read in scan order.
 
-Backend interface (same as kernels/selective_scan_reference.py):
-
-    selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
-        -> (y, last_state)
+    selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window) -> (y, last_state)
     selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)
+Semantics: kernels/selective_scan_reference.py. u, delta, z (b, K, d, L), B, C (b, K, N, L) in token order, any
+strides (loads coalesce when stride(-2) == 1); A (K, d, N), D, delta_bias (K, d) fp32 and index (K, L) int64 or
+None, contiguous. Outputs and gradients take their input's layout.
 
-u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N) fp32; D, delta_bias (K, d) fp32 or None;
-index (K, L) int64 or None (0..L-1 for every direction). Tensors are in token order, with any strides
-(A, D, delta_bias, index contiguous). Loads coalesce for every scan order when a token's channels and its
-states are contiguous (stride(-2) == 1, the channels-last views the models pass); outputs and gradients take
-their input's layout.
-
-The step kernels (`_fwd_step_kernel`, `_bwd_step_kernel`) run one warp of 32 channels per program, a channel's
-N states in one thread's registers, one token per step, reading tokens through `index` and accumulating in fp32
-(parameter gradients with atomics). LBMamba's window (W > 1) runs in the same kernels as one extra recurrence
-per sweep. Long sequences with few rows are cut into segments scanned in parallel (`pick_segments`,
-`_combine_kernel`). Design, configs (`_CFG`, no run-time autotuning), results and limits: docs/kernels.md.
+A program is one warp of 32 channels, a channel's N states in one thread's registers, one token per step, fp32
+accumulation, parameter gradients by atomics. The local window (W > 1) is one more recurrence per sweep in the
+same kernels. Long sequences with few rows are cut into segments scanned in parallel. Design: docs/kernels.md.
 """
 import math
 from typing import Optional, Tuple
@@ -39,8 +31,7 @@ def _softplus(x, FAST: tl.constexpr):
     # softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]
     e = _exp2(tl.abs(x) * -1.4426950408889634, FAST)
     if FAST:
-        # e < 0.1: the series to e^8 (next term < 1.2e-9 relative); else MUFU.LG2 (absolute error ~1e-7 on a
-        # value > 0.095). Both well inside fp32's 1e-5 budget, at half the instructions of an accurate log.
+        # e < 0.1: series to e^8 (rel. error < 1.2e-9), else MUFU.LG2 (abs. error ~1e-7): half an accurate log's cost
         p = e * (1.0 + e * (-0.5 + e * (0.3333333333 + e * (-0.25 + e * (0.2 + e * (-0.1666666667 + e * (
             0.1428571429 + e * -0.125)))))))
         lg = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], dtype=tl.float32,
@@ -61,16 +52,13 @@ def _sum_ax(x, axis: tl.constexpr):
 
 @triton.jit
 def _rows(ptr, b, k, offs, s_b, s_k, s_c):
-    """Pointers to the rows (channels or states `offs`) of batch b, direction k of a strided tensor."""
     return ptr + b.to(tl.int64) * s_b + k * s_k + offs * s_c
 
 
 @triton.jit
 def _token_states(row, s_n, offs_n, N: tl.constexpr, PAIRS: tl.constexpr):
-    """One token's N values of B or C, in fp32, as a [1, N] tile that every thread holds whole. Built from
-    scalar loads (uniform addresses, no layout) so that the tile takes the layout of the channel tiles it
-    meets; a tensor load would let Triton's coalescing pass spread the states over lanes and convert back
-    every step. PAIRS (bf16, unit state stride, even offsets): two states per 32-bit load, unpacked by shifts."""
+    """One token's N values of B or C as an fp32 [1, N] tile every thread holds whole. Scalar loads, so the tile
+    takes the channel tiles' layout (no per-step conversion); PAIRS: two bf16 states per 32-bit load."""
     v = tl.full([1, N], 0.0, tl.float32)
     if PAIRS:
         row32 = row.to(tl.pointer_type(tl.int32))
@@ -87,8 +75,7 @@ def _token_states(row, s_n, offs_n, N: tl.constexpr, PAIRS: tl.constexpr):
 @triton.jit
 def _bc_fp32_kernel(B_ptr, C_ptr, out_ptr, K, L, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                     N: tl.constexpr, BL: tl.constexpr):
-    """out[b * K + k, t] = (B[b, k, :, t], C[b, k, :, t]) in fp32, 2N contiguous values per token: what the window's
-    reverse sweeps read back with 16-byte loads (`_kept_states`) instead of unpacking B and C again."""
+    """out[b * K + k, t] = (B[b, k, :, t], C[b, k, :, t]) in fp32: 2N contiguous values per token."""
     bk = tl.program_id(1)
     b = bk // K
     k = bk % K
@@ -104,8 +91,7 @@ def _bc_fp32_kernel(B_ptr, C_ptr, out_ptr, K, L, sB_b, sB_k, sB_n, sB_l, sC_b, s
 
 @triton.jit
 def _st4(ptr, a, b, c, d, FAST: tl.constexpr):
-    """ptr[0:4] = (a, b, c, d), 32-bit values: one 16-byte store per thread on the GPU (ptr 16-byte aligned), where
-    Triton would issue four (the scratch offsets are not provably contiguous)."""
+    """ptr[0:4] = (a, b, c, d): one 16-byte store on the GPU (ptr 16-byte aligned) where Triton would issue four."""
     if FAST:
         tl.inline_asm_elementwise("st.global.v4.b32 [$1], {$2, $3, $4, $5};\n\tmov.u32 $0, 0;", "=r,l,r,r,r,r",
                                   [ptr.to(tl.int64, bitcast=True), a.to(tl.int32, bitcast=True),
@@ -120,8 +106,7 @@ def _st4(ptr, a, b, c, d, FAST: tl.constexpr):
 
 @triton.jit
 def _ld4(ptr, FAST: tl.constexpr, READ_ONLY: tl.constexpr = False):
-    """(ptr[0], ..., ptr[3]) in fp32, one 16-byte load per thread on the GPU. Ordered after `_st4` (both are
-    side-effecting asm), or READ_ONLY: data no program of the kernel writes (free to move, non-coherent cache)."""
+    """ptr[0:4] in fp32, one 16-byte load on the GPU; ordered after `_st4`, or READ_ONLY (non-coherent cache)."""
     if FAST:
         if READ_ONLY:
             return tl.inline_asm_elementwise("ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l",
@@ -139,15 +124,13 @@ def _ld4(ptr, FAST: tl.constexpr, READ_ONLY: tl.constexpr = False):
 
 @triton.jit
 def _prefetch_l1(ptr):
-    """Bring the line holding ptr into L1 (a hint: no register waits on it)."""
     tl.inline_asm_elementwise("prefetch.global.L1 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptr.to(tl.int64, bitcast=True)],
                               dtype=tl.int32, is_pure=False, pack=1)
 
 
 @triton.jit
 def _kept_states(ptr, offs_n, N: tl.constexpr, FAST: tl.constexpr):
-    """One token's N fp32 values of B or C from the staged copy (`_bc_fp32_kernel`) as the [1, N] tile of
-    `_token_states`: four states per 16-byte load (uniform addresses) and no unpacking."""
+    """`_token_states` from the fp32 copy (`_bc_fp32_kernel`): four states per 16-byte load, no unpacking."""
     v = tl.full([1, N], 0.0, tl.float32)
     if N >= 4:
         for j in tl.static_range(N // 4):
@@ -165,8 +148,7 @@ def _kept_states(ptr, offs_n, N: tl.constexpr, FAST: tl.constexpr):
 @triton.jit
 def _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N: tl.constexpr, PAIRS: tl.constexpr,
             BC32: tl.constexpr, FAST: tl.constexpr):
-    """(B, C) of token tok as [1, N] fp32 tiles: from the staged fp32 copy (BC32, bc_row its (b, k) row) or
-    from B and C themselves."""
+    """(B, C) of token tok as [1, N] fp32 tiles, from the fp32 copy (BC32) or from B and C."""
     if BC32:
         Bv = _kept_states(bc_row + tok * (2 * N), offs_n, N, FAST)
         Cv = _kept_states(bc_row + tok * (2 * N) + N, offs_n, N, FAST)
@@ -179,8 +161,7 @@ def _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N: tl.con
 @triton.jit
 def _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr,
                 HAS_BIAS: tl.constexpr):
-    """A step kernel's program: its batch and direction, the channels it owns ([BD, 1], those past D clamped to
-    D - 1 and masked by md), the state offsets [1, N], A * log2(e) [BD, N], and D, delta_bias (0 when absent)."""
+    """The program's channels [BD, 1] (past D: clamped to D - 1, masked by md), A * log2(e) [BD, N], D, delta_bias."""
     bk = tl.program_id(1)
     b = bk // K
     k = bk % K
@@ -206,30 +187,20 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                      N: tl.constexpr, BD: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr,
                      PAIRS: tl.constexpr, BC32: tl.constexpr):
-    """The forward, one token per step, a channel's N states in one thread's registers: tiles [BD, N] (channels
-    x states), the per-channel work (softplus, gate, loads, store) done once per channel and the sum over the
-    states in registers. Every tensor load and store in the loops is a [BD, 1] channel row, so all tiles share one
-    layout whatever Triton version lays them out; B and C come in as scalars.
-
-    PASS 0: the whole sequence in one program. Long sequences with few (batch, direction, channel) rows are cut
-    into NSEG segments of SEG steps, one program each (grid axis 2): PASS 1 scans each segment from a zero state
-    and writes its end state and total decay (hseg, pseg); `_combine_kernel` turns them into each segment's
-    entering state (in hseg); PASS 2 rescans each segment from that state and writes y.
-
-    A local window W > 1 (LBMamba; segments start at window starts): each window's steps are scanned forward as
-    without one, each step's C h + D u, delta, delta u and gate going to a scratch row (win_ptr: WB steps x D
-    channels x 4 per (row, segment), one 16-byte store per thread); at the window's last step (whose own q is 0)
-    a loop walks back over the others, r_t = a_t r_(t+1) + delta_t u_t B_t, adding C_t a_t r_(t+1) to y_t and
-    storing it. The reverse sweep reads the scratch back (16-byte loads, L1), B and C from their fp32 copy
-    (BC32: bc_ptr, (b * K, L, 2N), which the forward sweep prefetches into L1 when it reads bf16 pairs itself),
-    and recomputes exp(delta A): holding W x N values per thread would cost the occupancy it buys. PASS 1 needs
-    no window (the state it carries is the plain scan's)."""
+    """Forward over [BD, N] tiles (channels x states), one token per step; loads and stores in the loops are [BD, 1]
+    channel rows, so all tiles share one layout (B and C come in as scalars). PASS 0: the whole sequence. Segments
+    (grid axis 2, NSEG of SEG steps): PASS 1 scans each from zero and writes its end state and decay (hseg, pseg),
+    `_combine_kernel` turns them into entering states, PASS 2 rescans from those and writes y.
+    Window W > 1: each step's C h + D u, delta, delta u and gate go to a scratch row (win_ptr, (b * K * NSEG, WB,
+    D, 4)); at the window's last step (q = 0) a loop walks back, r_t = a_t r_(t+1) + delta_t u_t B_t, adding
+    C_t a_t r_(t+1) to y_t. It reads B, C from their fp32 copy (BC32: bc_ptr, (b * K, L, 2N)) and recomputes
+    exp(delta A): holding W x N values per thread would cost occupancy."""
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     WIN: tl.constexpr = W > 1 and PASS != 1
     seg = tl.program_id(2)
     t_start = seg * SEG
     t_end = tl.minimum(t_start + SEG, L)
-    offA = (k * D + d_c) * N + offs_n                                           # [BD, N]
+    offA = (k * D + d_c) * N + offs_n
     mA = md & (offs_n >= 0)
     seg_off = (bk.to(tl.int64) * NSEG + seg) * D * N + (offA - k * D * N)
     u_row = _rows(u_ptr, b, k, d_c, su_b, su_k, su_d)
@@ -239,16 +210,15 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     B_row = B_ptr + b.to(tl.int64) * sB_b + k * sB_k
     C_row = C_ptr + b.to(tl.int64) * sC_b + k * sC_k
     idx_row = idx_ptr + k * L
-    # scratch (b * K * NSEG, WB, D, 4): a window step's C h + D u, delta, delta u, gate; (programs, WB, 2N): B, C
     win_row = win_ptr + (bk.to(tl.int64) * NSEG + seg) * WB * 4 * D + d_c * 4
-    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N     # (b * K, L, 2N): B, C in fp32 (`_bc_fp32_kernel`)
+    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N
     if PASS == 2:
         # unmasked (offsets clamped): lanes past D repeat channel D - 1 exactly, so their scratch writes agree
         h = tl.load(hseg_ptr + seg_off)
     else:
         h = tl.full([BD, N], 0.0, tl.float32)
     dt_sum = tl.full([BD, 1], 0.0, tl.float32)
-    # the next step's inputs are loaded while a step computes, the token after that one step earlier still
+    # the next step's inputs load while a step computes, the token index after that one step earlier
     tok = tl.load(idx_row + t_start).to(tl.int32)
     n_u = tl.load(u_row + tok * su_l)
     n_dl = tl.load(dl_row + tok * sdl_l)
@@ -280,11 +250,11 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
         if SOFTPLUS:
             dt = _softplus(dt, FAST)
         dtu = dt * u
-        h = _exp2(dt * A2, FAST) * h + dtu * Bv                                 # [BD, N]
+        h = _exp2(dt * A2, FAST) * h + dtu * Bv
         if PASS == 1:
             dt_sum += dt
         else:
-            y = _sum_ax(Cv * h, 1)                          # [BD, 1]
+            y = _sum_ax(Cv * h, 1)
             if HAS_D:
                 y += Dv * u
             if HAS_Z:
@@ -308,7 +278,7 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                         yw, dtw, dtuw, gw = _ld4(win_row + i * 4 * D, FAST)
                         Bw, Cw = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, r_tok, offs_n, N, PAIRS,
                                          BC32, FAST)
-                        q = _exp2(dtw * A2, FAST) * r                            # a_t r_(t+1)
+                        q = _exp2(dtw * A2, FAST) * r
                         yw += _sum_ax(Cw * q, 1)
                         if HAS_Z:
                             yw = yw * gw
@@ -355,10 +325,8 @@ def _halve(v, lane, BIT: tl.constexpr, HALF: tl.constexpr):
 
 @triton.jit
 def _lane_sum_scatter(x, lane):
-    """Sum of a [32, 16] tile over its rows (one warp, row = lane) by recursive halving: at each level a lane
-    keeps half of its columns and trades the other half with its partner, 16 shuffles where a butterfly on
-    every column (tl.sum) takes 80. Returns [32, 1]: lanes l and l ^ 1 hold the sum of column
-    `_scatter_column(l)`."""
+    """Column sums of a [32, 16] tile (row = lane) by recursive halving, 16 shuffles where tl.sum takes 80.
+    Returns [32, 1]: lanes l and l ^ 1 hold the sum of column `_scatter_column(l)`."""
     v = _halve(_halve(_halve(_halve(x, lane, 4, 8), lane, 3, 4), lane, 2, 2), lane, 1, 1)
     return v + _shfl_xor(v, 1)
 
@@ -371,7 +339,6 @@ def _scatter_column(lane):
 
 @triton.jit
 def _gated_dy(tok, valid, dy_row, sdy, z_row, sz, HAS_Z: tl.constexpr, FAST: tl.constexpr):
-    """dy times the gate (z silu(z)) at one token, 0 where the step is past the sequence, [BD, 1]."""
     dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
     if HAS_Z:
         zv = tl.load(z_row + tok * sz).to(tl.float32)
@@ -386,29 +353,24 @@ def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, 
                A2, Dv, bias, N: tl.constexpr, W: tl.constexpr, ODD: tl.constexpr, HAS_D: tl.constexpr,
                HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr,
                PAIRS: tl.constexpr, BC32: tl.constexpr, SCATTER: tl.constexpr):
-    """The backward of one token (scan step t) for `_bwd_step_kernel`: h_prev is the state before it,
-    carry = a_(t+1) lambda_(t+1) from the step after it. Writes du, ddelta, dz, adds into dB, dC; returns the
-    carry for the step before, the window's reverse state for the step before, and the accumulated dA, dD,
-    ddelta_bias terms.
-
-    With a local window W > 1, r = r_(t+1) (the window-local reverse state, 0 past the window's last step) and
-    sig = a_(t-1) rho_(t-1), the window's adjoint coming from the left (rho_t = g_t + sig_t, 0 at the window's
-    first step): y_t = C_t (h_t + q_t) with q_t = a_t r_(t+1); the input b_t = delta_t u_t B_t gets lambda_t +
-    sig_t, and a_t gets lambda_t a_t h_(t-1) + rho_t q_t (times 1 / a_t). ODD: t is odd (a chunk's second step),
-    so that for an even W it never starts a window."""
+    """Backward of scan step t: h_prev is the state before it, carry = a_(t+1) lambda_(t+1). Writes du, ddelta, dz,
+    adds into dB, dC; returns (a_t lambda_t, r_t, the dA, dD, ddelta_bias accumulators).
+    Window W > 1: r = r_(t+1) (0 past the window's end), sig = a_(t-1) rho_(t-1) (rho_t = g_t + sig_t, 0 at the
+    window's start); y_t = C_t (h_t + q_t), q_t = a_t r_(t+1); b_t = delta_t u_t B_t gets lambda_t + sig_t, a_t gets
+    (lambda_t a_t h_(t-1) + rho_t q_t) / a_t. ODD: t is a chunk's second step (never a window start for even W)."""
     WIN: tl.constexpr = W > 1
     tok64 = tok.to(tl.int64)
-    u = tl.load(u_row + tok * su).to(tl.float32)                                # [BD, 1]
+    u = tl.load(u_row + tok * su).to(tl.float32)
     dt = tl.load(dl_row + tok * sdl).to(tl.float32)
     dy = tl.where(valid, tl.load(dy_row + tok * sdy).to(tl.float32), 0.0)
-    Bv, Cv = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32, FAST)  # [1, N]
+    Bv, Cv = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32, FAST)
     if HAS_BIAS:
         dt = dt + bias
     dt_raw = dt
     if SOFTPLUS:
         dt = _softplus(dt, FAST)
     dt = tl.where(valid, dt, 0.0)
-    a = _exp2(dt * A2, FAST)                                                    # [BD, N]
+    a = _exp2(dt * A2, FAST)
     ah = a * h_prev
     dtu = dt * u
     if WIN:
@@ -429,14 +391,14 @@ def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, 
     else:
         dys = dy
     g = dys * Cv
-    lam = g + carry                                                             # [BD, N]
+    lam = g + carry
     if WIN:
         dbb = lam + sig
         S = lam * ah + (g + sig) * q
     else:
         dbb = lam
         S = lam * ah
-    lamB = _sum_ax(dbb * Bv, 1)                             # [BD, 1]
+    lamB = _sum_ax(dbb * Bv, 1)
     du = lamB * dt
     ddt = lamB * u + _sum_ax(S * A2, 1) * 0.6931471805599453
     if HAS_D:
@@ -449,7 +411,6 @@ def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, 
     dA_acc += S * dt
     tl.store(du_row + tok * sdu, du.to(du_row.dtype.element_ty), mask=md & valid)
     tl.store(ddl_row + tok * sddl, ddt.to(ddl_row.dtype.element_ty), mask=md & valid)
-    # B and C are shared by the channels: their gradients are sums over the program's channels, added once
     if SCATTER:
         # one warp of 32 channels and 16 states: lane l ends with one state's sum; every other lane adds it
         lane = tl.reshape(tl.arange(0, 32), [32, 1])
@@ -466,7 +427,7 @@ def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, 
         tl.atomic_add(dC_row + tok64 * sdC_l + offs_n * sdC_n, _sum_ax(tl.where(md, H * dys, 0.0), 0), mask=mn,
                       sem="relaxed")
     if WIN:
-        r = q + bb                                                              # r_t
+        r = q + bb
         if ODD and W % 2 == 0:
             pass
         else:
@@ -478,8 +439,7 @@ def _bwd_token(h_prev, carry, sig, r, t, dA_acc, dD_acc, dbias_acc, tok, valid, 
 def _adjoint_token(carry, tok, valid, A2, bias, dl_row, sdl, z_row, sz, dy_row, sdy, C_row, sC_n, sC_l, bc_row,
                    offs_n, N: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                    FAST: tl.constexpr, PAIRS: tl.constexpr, BC32: tl.constexpr):
-    """The adjoint recurrence alone through one token, lambda_t = g_t + carry, carry <- a_t lambda_t: what a
-    segment passes to the one on its left (`_bwd_step_kernel` PASS 3; a local window does not enter it)."""
+    """a_t (g_t + carry): the adjoint alone through one token (PASS 3; no window enters it)."""
     dt = tl.load(dl_row + tok * sdl).to(tl.float32)
     if HAS_BIAS:
         dt = dt + bias
@@ -505,23 +465,15 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
                      N: tl.constexpr, BD: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PAIRS: tl.constexpr,
                      SCATTER: tl.constexpr, PASS: tl.constexpr, BC32: tl.constexpr):
-    """The backward in the layout of `_fwd_step_kernel` ([BD, N] tiles, a channel's states in one thread, B and C
-    as scalars). A first pass over chunks of two tokens stores the state entering each chunk ((b * K, chunks, N,
-    d) fp32); a second, from the last chunk to the first, rebuilds the chunk's middle state and runs the two
-    tokens' backward (`_bwd_token`) right to left.
-
-    A local window W > 1 adds two recurrences, one per pass, each running the way its pass walks: the first pass
-    also carries the window's adjoint from the left (sig_t = a_(t-1) (g_(t-1) + sig_(t-1)), g = C dy silu-gated,
-    0 at a window's first step) and stores it entering each chunk (sig_ptr, as states; never at a window start,
-    where it is 0); the second rebuilds it at the chunk's middle step like the state and carries the window's
-    reverse state r right to left with the global adjoint. Windows start at multiples of W scanned steps, so no
-    segment (a multiple of W and of 2 steps) cuts one.
-
-    BC32: B and C come from their fp32 copy (bc_ptr, `_bc_fp32`; with a window, or `_CFG["bc_fp32"]`).
-
+    """Backward in `_fwd_step_kernel`'s layout. Pass one stores the state entering each chunk of two tokens
+    (states: (b * K, chunks, N, d) fp32); pass two, last chunk first, rebuilds the chunk's middle state and runs
+    `_bwd_token` on its two tokens right to left.
+    Window W > 1: pass one also carries the window's left adjoint sig_t = a_(t-1) (g_(t-1) + sig_(t-1)) (g = gated
+    C dy, 0 at a window start) and stores it per chunk (sig_ptr); pass two rebuilds it at the middle step and
+    carries the reverse state r with the global adjoint. Segments are multiples of W and 2 steps: none cuts a window.
     Segments (grid axis 2, SEGC chunks each): PASS 3 runs the adjoint alone from a zero carry and writes the carry
-    it passes left (cseg); PASS 4 is the whole backward of each segment from its entering state (hseg) and carry
-    (cseg); PASS 0 is one segment from zeros."""
+    it passes left (cseg); PASS 4 is the full backward from the entering state (hseg) and carry (cseg); PASS 0 is
+    the whole sequence."""
     WIN: tl.constexpr = W > 1
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     seg = tl.program_id(2)
@@ -539,8 +491,8 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
     dB_row = dB_ptr + b.to(tl.int64) * sdB_b + k * sdB_k
     dC_row = dC_ptr + b.to(tl.int64) * sdC_b + k * sdC_k
     idx_row = idx_ptr + k * L
-    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N     # BC32: B, C in fp32 (`_bc_fp32_kernel`)
-    # states[bk, c, n, d]: channels contiguous, like every other tile's loads and stores in this kernel
+    bc_row = bc_ptr + bk.to(tl.int64) * L * 2 * N
+    # states[bk, c, n, d]: channels contiguous, like every other tile's loads and stores
     st_row = states_ptr + bk.to(tl.int64) * NCHUNK * N * D
     sig_row = sig_ptr + bk.to(tl.int64) * NCHUNK * N * D
     st_off = offs_n * D + d_c                           # int32 offsets: half the registers of pointers
@@ -604,7 +556,6 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
         tok0 = tl.load(idx_row + t0).to(tl.int32)
         valid1 = t0 + 1 < L
         tok1 = tl.load(idx_row + tl.minimum(t0 + 1, L - 1)).to(tl.int32)
-        # the state between the two tokens
         u0 = tl.load(u_row + tok0 * su_l).to(tl.float32)
         dt0 = tl.load(dl_row + tok0 * sdl_l).to(tl.float32)
         if HAS_BIAS:
@@ -615,7 +566,6 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
         a0 = _exp2(dt0 * A2, FAST)
         h_mid = a0 * h_in + (dt0 * u0) * B0
         if WIN:
-            # the window's adjoint from the left, entering each of the two tokens
             sig_in = tl.load(sig_row + c * N * D + st_off, mask=mst & (c > 0) & (t0 % W != 0), other=0.0)
             sig_mid = a0 * (_gated_dy(tok0, True, dy_row, sdy_l, z_row, sz_l, HAS_Z, FAST) * C0 + sig_in)
             if W % 2 == 1:
@@ -640,10 +590,8 @@ def _bwd_step_kernel(dy_ptr, u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, b
 
 @triton.jit
 def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr, REVERSE: tl.constexpr):
-    """hseg[s] <- the value entering segment s, for one (batch * direction) row and BLOCK (channel, state)
-    pairs: h = 0 before the first segment, then h <- pseg[s] * h + hseg[s] (hseg[s]: segment s's own result
-    from a zero start, pseg[s]: its total decay). Left to right for the forward state; right to left
-    (REVERSE) for the backward's adjoint carry."""
+    """hseg[s] <- the value entering segment s: h = 0, then h <- pseg[s] * h + hseg[s] (segment s's result from a
+    zero start, pseg[s] its decay). Left to right for the state, right to left (REVERSE) for the adjoint carry."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < DN
     base = hseg_ptr + tl.program_id(1).to(tl.int64) * NSEG * DN + offs
@@ -657,25 +605,16 @@ def _combine_kernel(hseg_ptr, pseg_ptr, NSEG, DN, BLOCK: tl.constexpr, REVERSE: 
         sn = s - 1 if REVERSE else s + 1
         h_end = n_end
         p = n_p
-        # the next segment's values are loaded before this one's store, so the loads overlap the chain
+        # the next segment's loads come before this one's store, so they overlap the chain
         n_end = tl.load(base + sn * DN, mask=m & (i + 1 < NSEG), other=0.0)
         n_p = tl.load(pbase + sn * DN, mask=m & (i + 1 < NSEG), other=0.0)
         tl.store(base + s * DN, h, mask=m)
         h = p * h + h_end
 
 
-# ----------------------------------------------------------------------------------------------
-# host side
-# ----------------------------------------------------------------------------------------------
-
-
-# Segments: a sequence is cut when fewer warps than _SEG_BELOW would walk it (each program walks its steps one
-# after another, so a few long walks leave most SMs idle: batch-1 restoration at 720p has L = 230,400; Vim-T at
-# 1024 px, batch 8, has 192 one-warp programs), into enough segments for about _SEG_TARGET warps, none
-# shorter than _SEG_MIN steps. Each segment is scanned twice (end state, then outputs), so short sequences and
-# full grids keep the single pass. Counted in warps, not programs, so that programs of any size fill the 132
-# SMs alike. Sequences shorter than _SEG_SHORT are never cut: the extra pass costs more than the parallelism
-# brings. The timings behind these constants: docs/kernels.md (Segments).
+# Cut a sequence when fewer than _SEG_BELOW warps would walk it serially, into about _SEG_TARGET warps' worth of
+# segments of at least _SEG_MIN steps; never below _SEG_SHORT steps (the second pass costs more). Counted in warps
+# so that programs of any size fill the 132 SMs alike. Timings: docs/kernels.md (Segments).
 _SEG_BELOW = 8 * 132
 _SEG_TARGET = 24 * 132
 _SEG_MIN = 64
@@ -691,10 +630,8 @@ def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
     return -(-L // seg), seg
 
 
-# Tunables (tools/bench_kernels.py --sweep; docs/kernels.md): one warp of 32 channels per program, register caps
-# (maxnreg) for the forward and the backward chosen so that a forward wave holds a whole Vim-T grid; the local
-# window's kernels are the same kernels with W > 1 and their own caps. No autotuning at run time: one compile per
-# (dtype, flags, W) specialisation, about 1-3 s each.
+# Tunables (tools/bench_kernels.py --sweep; docs/kernels.md). Register caps (maxnreg) let a forward wave hold a
+# whole Vim-T grid. No run-time autotuning: one compile per (dtype, flags, W) specialisation.
 _CFG = dict(step_regs_fwd=1, step_warps_fwd=1, maxnreg_step=80, maxnreg_step_win=0,
             step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=168, maxnreg_step_bwd_win=168, scatter_bwd=True,
             bc_fp32=False)
@@ -741,9 +678,8 @@ def _window(local_window) -> int:
 
 
 def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y, last, staged=None):
-    """(warps walking each row block, launch(seg, nseg, hseg, pseg, PASS, has_z, W)): a launcher of
-    `_fwd_step_kernel` over nseg segments of seg steps (PASS as there; W > 1 a local window, seg a multiple of
-    it). staged: a list that holds B and C in fp32 once staged (`_bc32_for`), shared between launches."""
+    """(warps per row block, launch(seg, nseg, hseg, pseg, PASS, has_z, W)) of `_fwd_step_kernel`; `staged`
+    caches the fp32 B, C copy across launches."""
     b, K, d, L = u.shape
     N = A.shape[-1]
     args = (u, delta, A, B, C,
@@ -760,7 +696,6 @@ def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y,
         win, wb = A, 0
         grid = (triton.cdiv(d, BD), b * K, nseg)
         if W:
-            # a window's steps, read back by its reverse sweep: per channel C h + D u, delta, delta u and the gate
             wb = min(W, seg)
             win = torch.empty((b * K * nseg, wb, d, 4), device=u.device, dtype=torch.float32)
         bc32 = _bc32_for(B, C, W, staged)
@@ -771,9 +706,7 @@ def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y,
 
 
 def _bc32_for(B, C, W: int, staged) -> Optional[torch.Tensor]:
-    """B and C staged in fp32 for the kernels (`_bc_fp32`), or None where they read B and C themselves: staged with
-    a local window (its reverse sweeps read them a second time) or when `_CFG["bc_fp32"]` says so; `staged` (a list)
-    keeps the copy across the launches of one call."""
+    """The fp32 B, C copy, made once per call (`staged`) with a window or `_CFG["bc_fp32"]`; else None."""
     if not (W or _CFG["bc_fp32"]):
         return None
     if staged is None:
@@ -793,8 +726,7 @@ def _bc_fp32(B, C) -> torch.Tensor:
 
 
 def pick_step_config(rows: int, device_type: str = "cuda", which: str = "fwd") -> Tuple[int, int]:
-    """(channels per thread, warps) of `_fwd_step_kernel` / `_bwd_step_kernel` for b * K * d rows: the `_CFG`
-    tile, halved while fewer than two programs per SM would run."""
+    """(channels per thread, warps) for b * K * d rows: the `_CFG` tile, halved while under two programs per SM."""
     if device_type != "cuda" or _interpreting():
         return 1, 1
     R, nw = _CFG[f"step_regs_{which}"], _CFG[f"step_warps_{which}"]
@@ -830,8 +762,6 @@ def _segment_states(launch, shape, seg, nseg, device):
 
 def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
                        index: Optional[torch.Tensor], local_window: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Any strides for u, delta, z, B, C (loads coalesce when a token's channels, and its states, are
-    contiguous: stride(-2) == 1); y takes u's layout (`torch.empty_like`)."""
     _check(A, D, delta_bias, index)
     b, K, d, L = u.shape
     N = A.shape[-1]
@@ -856,7 +786,6 @@ def selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool
 
 def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool,
                        index: Optional[torch.Tensor], local_window: int):
-    """Gradients in the layouts of their inputs (`torch.empty_like`); dy may have any strides."""
     _check(A, D, delta_bias, index)
     b, K, d, L = u.shape
     W = _window(local_window)
@@ -881,7 +810,6 @@ def selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus: 
 
 
 def _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbias):
-    """The gradients in their inputs' dtypes (accumulated in fp32)."""
     dB = dB32.to(B.dtype)
     dC = dC32.to(C.dtype)
     dA = dA.to(A.dtype)
@@ -894,9 +822,7 @@ def _bwd_outputs(B, C, A, D, delta_bias, du, ddelta, dA, dB32, dC32, dD, dz, dbi
 
 def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
               du, ddelta, dA, dB32, dC32, dD, dz, dbias):
-    """`_bwd_step_kernel`: one pass per row, or segments scanned in parallel when few rows would walk a long
-    sequence (the forward's segment pass gives each segment's entering state). Segments hold whole chunks of two
-    steps and whole windows."""
+    """`_bwd_step_kernel` in one pass, or in segments of whole two-step chunks and whole windows."""
     b, K, d, L = u.shape
     N = A.shape[-1]
     R, nw = pick_step_config(b * K * d, u.device.type, "bwd")
@@ -923,13 +849,12 @@ def _bwd_step(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, W,
     if nseg == 1:
         _bwd_step_kernel[grid](*args, dummy, dummy, K, d, L, nchunk, nchunk, 1, *strides, PASS=0, **meta)
         return
-    # the forward state entering each segment, then the adjoint carry entering each from the right: each
-    # segment's own carry from a zero start (PASS 3), chained right to left with the segments' decays
-    # (du, dA stand in for y, last_state: the segment pass writes neither)
+    # each segment's entering state, then its adjoint carry from a zero start (PASS 3) chained right to left with
+    # the segments' decays; du, dA stand in for y, last_state (the segment pass writes neither)
     _, launch = _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, du, dA, staged)
     hseg, pseg = _segment_states(launch, (b, K, d, N), seg, nseg, u.device)
     cseg = torch.empty_like(hseg)
-    pass3 = dict(meta, W=0)                             # the global adjoint alone: no window enters it
+    pass3 = dict(meta, W=0)
     _bwd_step_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // 2, nseg, *strides, PASS=3, **pass3)
     _combine(cseg, pseg, reverse=True)
     _bwd_step_kernel[grid](*args, hseg, cseg, K, d, L, nchunk, seg // 2, nseg, *strides, PASS=4, **meta)

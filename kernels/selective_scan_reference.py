@@ -1,19 +1,14 @@
 """Plain-PyTorch selective scan: the ground truth every other backend is tested against.
 
-Runs on any device, in fp32 (fp64 stays fp64, so gradcheck works). Backend interface (shared with Triton):
-
-    selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
-        -> (y, last_state)
+    selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window) -> (y, last_state)
     selective_scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)
-
 u, delta, z (b, K, d, L); B, C (b, K, N, L); A (K, d, N); D, delta_bias (K, d); D, z, delta_bias may be None;
-index (K, L) long or None (direction k visits token index[k, t] at step t). Token order in and out; last_state
-(b, K, d, N) fp32 is the state after the last step and gets no gradient. The backward recomputes by autograd.
-
-Gradients and fp64 take the plain path (`_forward`, a loop over time); an fp32 / half forward without autograd
-takes `_forward_inference`, the same recurrence in the same order, tuned for CPU: reused per-block buffers (large
-temporaries cost more in page faults than arithmetic), d innermost, exp as exp2 (several times faster on CPU).
+index (K, L) long or None: direction k visits token index[k, t] at step t. Per direction in scan order, with
+dt = delta + delta_bias (softplus-ed if delta_softplus): h_t = exp(dt_t A) h_(t-1) + dt_t u_t B_t and
+y_t = (C_t h_t + D u_t) silu(z_t); local_window W adds r_t - dt_t u_t B_t to h_t, r the same recurrence run
+backwards within windows of W steps. Token order in and out; last_state (b, K, d, N) fp32 gets no gradient.
+fp32 math (fp64 stays fp64), backward by autograd; an fp32 / half forward without autograd runs `_forward_inference`.
 """
 import math
 from typing import Optional, Tuple
@@ -27,7 +22,7 @@ _BLOCK = 16  # time steps per block of the inference path
 
 
 def _scan_time_major(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0 (on CPU 10x faster than chunked scans)."""
+    """h_t = a_t * h_{t-1} + b_t (or h_{t+1} with reverse) along dim 0."""
     steps = a.shape[0]
     if steps == 0:
         return b
@@ -89,7 +84,6 @@ def _output(y, u, D, z, acc):
 
 
 def _forward_inference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window):
-    """`_forward` in fp32 without autograd, several times faster on CPU."""
     acc = torch.float32
     batch, K, d, steps = u.shape
     N = A.shape[-1]
@@ -196,7 +190,6 @@ def selective_scan_fwd(
     index: Optional[torch.Tensor],
     local_window: int,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Selective scan forward; see the module docstring for shapes. Returns (y, last_state)."""
     return _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, local_window)
 
 
