@@ -1,5 +1,4 @@
-"""What restoration and change detection share, with no mmengine: image files in and out, and the device check of
-their command-line tools."""
+"""Image I/O and the device check shared by restoration and change detection (no mmengine)."""
 import os.path as osp
 from typing import List, Optional, Sequence, Union
 
@@ -24,8 +23,7 @@ def load_image(path: str) -> torch.Tensor:
 
 
 def check_image_files(paths: Sequence[str], arg: str) -> List[tuple]:
-    """The (width, height) of each file, read from its header; ValueError naming `arg` for a missing or
-    unreadable one (so a command-line tool stops before any model work)."""
+    """The (width, height) of each file from its header; ValueError naming `arg` for a missing or unreadable one."""
     sizes = []
     for path in paths:
         if not osp.isfile(path):

@@ -5,11 +5,9 @@
     python tools/bench_downstream.py --task change --dtype fp32 bf16 --backends triton mamba_ssm
     python tools/bench_downstream.py --tiny --device cpu --out /tmp/bench    # CPU smoke test (CI)
 
-Batch 1, inference, whole image per forward, sizes width x height: MaIR SR x2 and MaIR-S x2 at 640x360 ->
-1280x720 (MaIR's "@720p out" protocol) and 320x180 -> 640x360; AWMambaBCD-T (its config under configs/change) on
-256x256 and 1024x1024 pairs. Each row runs per backend through VIMAMBA_BACKEND (an unsupported shape fails rather
-than falls back) and per `--dtype` (bf16 through autocast); median of CUDA-event times, peak memory including
-weights and inputs, random weights (speed does not depend on them). `--out DIR` writes results.md and results.json.
+Batch 1 inference on whole images: MaIR SR x2 / MaIR-S x2 from 640x360 (MaIR's "@720p out") and 320x180, AWMambaBCD-T
+on 256x256 and 1024x1024 pairs; per backend (VIMAMBA_BACKEND, no fallback) and dtype: median CUDA-event ms, peak
+memory with weights and inputs, random weights.
 """
 import argparse
 import contextlib
@@ -30,10 +28,10 @@ import vimamba  # noqa: F401  registers the models with timm
 from vimamba.benchmark import environment, free_memory, is_oom, markdown_table, scan_backend, time_step
 
 REPO = Path(__file__).resolve().parents[1]
-# The config file that defines AWMambaBCD-T (plain Python, no _base_): the benchmark builds what training builds.
+# AWMambaBCD-T's config (plain Python, no _base_): the benchmark builds what training builds.
 BCD_TINY_MODEL = REPO / 'configs' / 'change' / '_base_' / 'models' / 'awmamba_bcd_tiny.py'
 TASKS = ('restoration', 'change')
-DTYPES = {'fp32': None, 'bf16': torch.bfloat16}  # None: no autocast
+DTYPES = {'fp32': None, 'bf16': torch.bfloat16}
 BACKENDS = ('triton', 'mamba_ssm', 'reference')
 RATIO = 'triton vs mamba_ssm'
 
@@ -42,9 +40,9 @@ RATIO = 'triton vs mamba_ssm'
 class Case:
     """One model at one input size. Sizes are (width, height)."""
     task: str
-    label: str                   # the name the table shows
+    label: str
     name: str                    # timm name (restoration) or the encoder's name (change)
-    size: Tuple[int, int]        # input of one image
+    size: Tuple[int, int]
     scale: int = 1               # output = scale * input
 
 
@@ -63,7 +61,7 @@ class Row:
     ms_min: Optional[float] = None
     iters: int = 0
     peak_mib: Optional[float] = None
-    ratio: Optional[float] = None  # on triton rows: ms(mamba_ssm) / ms(triton)
+    ratio: Optional[float] = None
     error: str = ''
     times_ms: List[float] = field(default_factory=list)
 
@@ -132,7 +130,7 @@ def timed_peak(step: Callable[[], object], device: torch.device, iters: int) -> 
         return time_step(step, device, 0, iters), None
     torch.cuda.synchronize(device)  # the warm-up's kernels finish before the peak counter restarts
     torch.cuda.reset_peak_memory_stats(device)
-    times = time_step(step, device, 0, iters)  # synchronizes before reading the events
+    times = time_step(step, device, 0, iters)
     return times, torch.cuda.max_memory_allocated(device) / 2 ** 20
 
 
@@ -206,7 +204,6 @@ def table_row(r: Row) -> Tuple[str, ...]:
 
 
 def task_tables(rows: Sequence[Row]) -> Dict[str, str]:
-    """One markdown table per task that has rows."""
     return {task: markdown_table(HEADER, [table_row(r) for r in rows if r.task == task])
             for task in TASKS if any(r.task == task for r in rows)}
 

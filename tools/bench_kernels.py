@@ -2,11 +2,10 @@
 
     python tools/bench_kernels.py [--out DIR] [--dtypes bf16,fp32] [--shapes vim_t,...] [--no-reference]
 
-Measures the GPU's copy bandwidth and exp2 rate, then times per shape, dtype and pass (forward; forward +
-backward) `triton` (one call for K directions, plus the merge), `reference`, and `mamba_ssm` called the way the
-official codes do (a gathered copy per direction). Each row: median ms (do_bench, L2 flushed), the floor
-(max(bytes / bandwidth, exps / exp2 rate), every input read and output written once), our share of it, and
-mamba_ssm / triton. Writes bench_kernels.md and bench_kernels.json under --out.
+Measures the GPU's copy bandwidth and exp2 rate, then times per shape, dtype and pass (forward; forward + backward)
+`triton` (one call for K directions, plus the merge), `reference`, and `mamba_ssm` called as the official codes do (a
+gathered copy per direction). Each row: median ms (do_bench, L2 flushed), the floor (max(bytes / bandwidth, exps /
+exp2 rate), each tensor touched once), our share of it, mamba_ssm / triton. Writes bench_kernels.md / .json to --out.
 """
 import argparse
 import json

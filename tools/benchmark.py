@@ -1,7 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark the vimamba models next to timm baselines: parameters, FLOPs (selective scan included),
-throughput, peak memory, optional resolution sweep; table on the terminal, results.md / results.json /
-PNG plots under --out. `--help` for the options; the logic is in vimamba/benchmark.py."""
+"""Benchmark vimamba models next to timm baselines (params, FLOPs with the scan, throughput, peak memory, resolution
+sweep); results.md / .json / PNG plots under --out. Logic in vimamba/benchmark.py."""
 import sys
 
 from vimamba.benchmark import main

@@ -2,16 +2,11 @@
 
     python tools/convert.py SRC DST --model NAME [--ema] [--num-classes N] [--img-size H [W]]
 
-SRC is an official file (a training checkpoint {'model', 'model_ema', 'args', ...} or a bare state dict, in the
-official key names) or one written by our trainers (timm or mmengine), read without unpickling code; DST the
-safetensors file to write. The model family's own `checkpoint_filter_fn` does the renaming and position-embedding
-resize, and every key and shape is checked against the model before anything is written, so a mismatch stops with
-the missing and unexpected keys listed. Then:
+SRC: an official checkpoint or state dict, or one of our trainers' files (read without unpickling code). The family's
+`checkpoint_filter_fn` renames and resizes; every key and shape is checked on a meta-device model before writing. Then:
 
     timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(file=DST))
     timm.create_model(NAME, pretrained=True, num_classes=N, pretrained_cfg_overlay=dict(file=DST, num_classes=N))
-
-The model is built on the meta device, so converting a 340M-parameter checkpoint needs no second copy in memory.
 """
 import argparse
 import os

@@ -1,12 +1,9 @@
-"""The CPU floor of a model's selective scans: count their exponentials and multiply-adds per image, measure what
-this CPU does per second, and time the scans as the reference backend runs them.
+"""The CPU floor of a model's selective scans, next to their time under the reference backend.
 
     python tools/cpu_floor.py [--model vim_tiny_patch16_224] [--threads 2] [--repeats 5]
 
-Per state and step the scan needs one exponential (exp(delta * A)) and four multiply-adds (delta * A, delta * u * B,
-the update a * h + b, the contraction with C). The rates are torch's own on large contiguous fp32 tensors: exp2 (what
-the reference's inference path calls) and a 1024 x 1024 matmul for multiply-adds. The floor is exps / exp-rate +
-multiply-adds / MAC-rate; "share" is that floor over the measured time of the model's scan calls (medians).
+Per state and step: one exponential and four multiply-adds, at the rates of torch's exp2 and a 1024 x 1024 fp32
+matmul on this CPU. Floor = exps / exp-rate + MACs / MAC-rate; "share" = floor / median time of the scan calls.
 """
 import argparse
 import statistics

@@ -1,12 +1,11 @@
-"""One deploy path end to end: export a classifier to ONNX, classify a real photo with onnxruntime in a separate
-process that imports neither torch nor vimamba (tools/onnx_classify.py), and compare its top-5 with PyTorch's.
+"""One deploy path end to end: export a classifier to ONNX, classify a photo with onnxruntime in a process without
+torch or vimamba (tools/onnx_classify.py), and compare its top-5 with PyTorch's.
 
     python tools/deploy_demo.py [--model vim_tiny_patch16_224] [--checkpoint FILE] [--image chelsea] [--out DIR]
 
-`--image` is a scikit-image sample photo (chelsea: a tabby cat, astronaut, coffee, ...) or an image file. Without
-`--checkpoint` the weights are random (the top-5 then means nothing about the photo, but the comparison still tests
-the artefact); with an official checkpoint (see tools/convert.py) the classes are ImageNet's. Exits non-zero when the
-top-5 classes differ or the logits differ by more than 1e-4 relative.
+`--image`: a scikit-image sample (chelsea, astronaut, coffee, ...) or a file. Without `--checkpoint` the weights are
+random (the top-5 means nothing, the comparison still holds). Exits non-zero if the top-5 or the logits (> 1e-4 rel.)
+differ.
 """
 import argparse
 import json

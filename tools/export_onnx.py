@@ -3,10 +3,8 @@
     python tools/export_onnx.py MODEL OUT.onnx [--checkpoint FILE] [--img-size H] [--opset N]
         [--static-batch] [--no-check]
 
-The custom ops are lowered to standard ONNX by `import vimamba` (vimamba/export.py): the selective scan becomes
-`Scan` nodes over time, the causal conv a depthwise `Conv`, the fused add + RMSNorm plain ops. The batch is dynamic
-unless `--static-batch`; the image size is fixed at export (`--img-size`, default the model's own). The check runs the
-file with onnxruntime on a random batch of 2 and prints the largest error relative to PyTorch's largest output.
+`import vimamba` lowers the custom ops to standard ONNX (vimamba/export.py; the scan becomes `Scan` nodes). Batch
+dynamic unless `--static-batch`, image size fixed; the check prints onnxruntime's largest error relative to PyTorch's.
 """
 import argparse
 import sys

@@ -1,16 +1,12 @@
-"""Compile the selective-scan kernels for an H100 (sm_90) on a machine without a GPU and report what the GPU
-would run: registers, spills, shared memory, layout conversions, and the instruction mix of every loop
-(instructions per state update in the loop body).
-
-Instructions per state update and registers predict the H100 timings (docs/kernels.md). Triton versions lay
-tensors out differently: put another Triton first on PYTHONPATH to compile with it.
+"""Compile the selective-scan kernels for an H100 (sm_90) without a GPU and report what it would run: registers,
+spills, shared memory, layout conversions and each loop's instruction mix per state update (with the registers,
+these predict the H100 timings: docs/kernels.md). Strides of 1 are compiled as constants, as Triton specialises
+them at run time. To compile with another Triton, put it first on PYTHONPATH.
 
     python tools/kernel_sass.py step_fwd                          # the forward step kernel, bf16, Vim's flags
     python tools/kernel_sass.py step_bwd --maxnreg 168            # the backward step kernel under a register cap
     python tools/kernel_sass.py step_fwd --window 8               # with LBMamba's local window (W = 8)
     PYTHONPATH=/tmp/t36 python tools/kernel_sass.py step_fwd --keep out/sass   # with triton 3.6, keep PTX/SASS
-
-Strides equal to 1 are compiled as constants, as Triton specialises them at run time.
 """
 import argparse
 import collections

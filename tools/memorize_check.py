@@ -1,12 +1,9 @@
 #!/usr/bin/env python3
-"""Training smoke check: every family memorises a fixed random batch within a step budget.
+"""Training smoke check: every family memorises a fixed random batch within a step budget; exit status = failures.
 
     python tools/memorize_check.py                                   # all families, bf16 and fp16, auto backend
     python tools/memorize_check.py --backends triton,reference --dtypes bf16 --families atrousmamba
-    python tools/memorize_check.py --test-models --dtypes fp32 --device cpu      # the CI-size models
-
-Exit status: the number of failed runs. The logic is in `vimamba.classification.memorize`.
-"""
+    python tools/memorize_check.py --test-models --dtypes fp32 --device cpu      # the CI-size models"""
 import sys
 
 import vimamba.models  # noqa: F401  registers the models with timm

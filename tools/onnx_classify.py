@@ -3,9 +3,8 @@
     python tools/onnx_classify.py MODEL.onnx IMAGE --input-size 224 [--crop-pct 0.875] [--mean ...] [--std ...]
         [--top 5] [--threads 2] [--json]
 
-The preprocessing is timm's eval transform for the models here: resize the short side to size / crop_pct (bicubic),
-center crop, scale to [0, 1], normalise with mean / std. Prints the top classes (index and logit), or JSON with
-`--json` (what tools/deploy_demo.py reads).
+Preprocessing is timm's eval transform (bicubic short-side resize to size / crop_pct, center crop, mean / std).
+Prints the top classes (index and logit), or JSON with `--json` (read by tools/deploy_demo.py).
 """
 import argparse
 import json

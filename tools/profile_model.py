@@ -18,7 +18,7 @@ from vimamba import benchmark  # registers the models too
 
 # group -> substrings of operator names; the first group that matches wins, the rest is "other".
 GROUPS = (
-    ('selective_scan', ('vimamba::selective_scan',)),  # and everything it runs, see `_inside_scan`
+    ('selective_scan', ('vimamba::selective_scan',)),
     ('matmul', ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::matmul', 'aten::linear', 'aten::baddbmm')),
     ('conv', ('convolution', 'conv1d', 'conv2d', 'cudnn_conv', 'mkldnn_conv')),
     ('norm', ('layer_norm', 'rms_norm', 'batch_norm', 'group_norm')),
@@ -83,7 +83,6 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
         us = _self_time_us(event, cuda)
         if us <= 0:
             continue
-        # Everything inside the scan op (the reference backend's PyTorch ops, Triton's launches) is the scan.
         group = 'selective_scan' if _inside_scan(event) else group_of(event.name)
         per_group[group] += us
         per_op[event.name][0] += us

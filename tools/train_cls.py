@@ -1,9 +1,7 @@
 #!/usr/bin/env python3
-"""Train an image classifier: `tools/train_cls.py --config configs/cls/RECIPE.yaml --data-dir DIR [flags]`.
+"""Train an image classifier (`vimamba.classification.train`); any flag overrides the recipe.
 
-Several processes: `torchrun --nproc_per_node=N tools/train_cls.py ...`. The logic is in
-`vimamba.classification.train`; any flag overrides the recipe.
-"""
+    [torchrun --nproc_per_node=N] tools/train_cls.py --config configs/cls/RECIPE.yaml --data-dir DIR [flags]"""
 import sys
 
 import vimamba.models  # noqa: F401  registers the models with timm

@@ -1,9 +1,7 @@
 #!/usr/bin/env python3
 """Top-1/top-5 and images/s: `tools/validate_cls.py MODEL --data DIR [--checkpoint FILE] [--results-file F]`.
 
-The eval transform is the model's pretrained_cfg (crop_pct, interpolation, mean/std) unless overridden;
-official checkpoints load through the family's checkpoint_filter_fn. Logic: `vimamba.classification.evaluate`.
-"""
+Eval transform: the model's pretrained_cfg unless overridden; official checkpoints load through the family's filter."""
 import sys
 
 import vimamba.models  # noqa: F401  registers the models with timm

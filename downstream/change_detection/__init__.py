@@ -1,11 +1,6 @@
-"""Remote-sensing change detection: AWMambaBCD / AWMambaSCD (siamese AtrousMamba or any vimamba backbone),
-bi-temporal datasets, BCD / SCD metrics.
+"""Remote-sensing change detection: siamese BCD / SCD models on any vimamba backbone, datasets, metrics.
 
-Configs import this module (`custom_imports=dict(imports=['vimamba.downstream.change_detection'])`), which registers
-`BinaryChangeDetector` / `SemanticChangeDetector` in mmengine's MODELS, the datasets in DATASETS and
-`BinaryChangeMetric` / `SemanticChangeMetric` in METRICS. `functional`, `datasets`, `model` and `inference` need no
-mmengine (the `tools/detect_changes.py` demo and most tests use them alone).
-"""
+Importing it (config `custom_imports`) registers the mmengine parts; the other modules need no mmengine."""
 from .datasets import SECOND_CLASSES, SECOND_PALETTE, BinaryChangeDataset, SemanticChangeDataset, load_label
 from .functional import (
     bcd_loss, binary_change_metrics, confusion_matrix, lovasz_softmax, paired_flip_rotate, paired_random_crop,

@@ -1,22 +1,10 @@
 """Bi-temporal datasets in the standard folder layouts (no mmengine).
 
-Binary change detection (LEVIR-CD, WHU-CD, SYSU-CD as distributed in their cropped form)::
-
-    root/A/<name>.png      date-1 image
-    root/B/<name>.png      date-2 image
-    root/label/<name>.png  change mask (0 = unchanged, anything > 0 = change: the files hold 0 / 255)
-    root/list/train.txt    optional: one name per line (with or without extension)
-
-SYSU-CD ships `time1/ time2/ label/` and ChangeMamba's copies use `T1/ T2/ GT/`: pass the folder names.
-
-Semantic change detection (SECOND: `im1/ im2/ label1/ label2/` with colour-coded labels; Landsat-SCD: `A/ B/
-labelA/ labelB/`): one semantic map per date, class 0 = no change; the change mask is `label1 != 0` unless a
-`change_dir` gives it. Colour labels are mapped to class indices with `palette` (one RGB triple per class,
-index 0 first); colours outside the palette become 255 (ignored).
-
-Every sample is a dict: `img1`, `img2` (3, H, W) float32 RGB in [0, 1]; `label` (H, W) int64 change mask; for SCD
-also `label1`, `label2` (H, W) int64; `name`. Training crops / flips / rotations are drawn once per sample and
-applied to both dates and every label (`functional.paired_*`).
+BCD (LEVIR-CD, WHU-CD, SYSU-CD cropped): `root/A/`, `root/B/` date images, `root/label/` masks (> 0 = change),
+optional split list of names. SCD (SECOND `im1/ im2/ label1/ label2/`, Landsat-SCD): one semantic map per date,
+class 0 = no change, colour labels mapped through `palette` (unknown colours -> 255, ignored).
+Samples: `img1`, `img2` (3, H, W) float32 in [0, 1], `label` (H, W) int64 change mask (SCD: also `label1`,
+`label2`), `name`; training crops / flips are drawn once per sample and applied to every tensor.
 """
 import os
 import os.path as osp
@@ -40,8 +28,7 @@ SECOND_PALETTE = ((255, 255, 255), (0, 0, 255), (128, 128, 128), (0, 128, 0), (0
 
 
 def load_label(path: str, palette: Optional[Sequence[Sequence[int]]] = None) -> torch.Tensor:
-    """A label image as (H, W) int64: class indices as stored (grey / palette-mode files), or RGB colours
-    mapped through `palette` (unknown colours -> 255)."""
+    """A label image as (H, W) int64: indices as stored, or RGB colours mapped through `palette` (unknown -> 255)."""
     with Image.open(path) as img:
         if palette is None:
             array = np.asarray(img if img.mode in ('L', 'P', 'I', 'I;16') else img.convert('L')).astype(np.int64)
@@ -136,18 +123,17 @@ class _BiTemporalDataset(Dataset):
 
 
 class BinaryChangeDataset(_BiTemporalDataset):
-    """Binary change pairs (LEVIR-CD, WHU-CD, SYSU-CD layout; see the module docstring).
+    """Binary change pairs (LEVIR-CD, WHU-CD, SYSU-CD layout; SYSU-CD / ChangeMamba copies: pass their folder names).
 
     Args:
         data_root: Dataset split folder (e.g. data/LEVIR-CD/train).
-        img_dirs: Folders of the two dates.
-        label_dir: Folder of the change masks (values > 0 are change).
+        img_dirs / label_dir: Folders of the two dates / of the change masks.
         split_file: Optional list file (relative to data_root or absolute); default: every image of img_dirs[0].
         crop_size: Random crop side for training (None: whole images).
-        hflip / vflip / rot90: Random flips and 90-degree rotations for training (ChangeMamba uses all three).
-        test_mode: Evaluation: no crop, no augmentation.
+        hflip / vflip / rot90: Random training flips and 90-degree rotations.
+        test_mode: No crop, no augmentation.
         repeat: Times the list is repeated per epoch.
-        seed: Seed of this dataset's own augmentation generator (None: torch's global generator).
+        seed: Seed of the dataset's augmentation generator (None: torch's global one).
     """
 
     def __init__(self, data_root: str, img_dirs: Sequence[str] = ('A', 'B'), label_dir: str = 'label',
@@ -164,16 +150,13 @@ class BinaryChangeDataset(_BiTemporalDataset):
 
 
 class SemanticChangeDataset(_BiTemporalDataset):
-    """Semantic change pairs (SECOND, Landsat-SCD; see the module docstring).
+    """Semantic change pairs (SECOND, Landsat-SCD); other args as `BinaryChangeDataset`.
 
     Args:
-        data_root: Dataset split folder.
-        img_dirs: Folders of the two dates (SECOND: ('im1', 'im2')).
-        label_dirs: Folders of the two semantic maps (SECOND: ('label1', 'label2')).
+        img_dirs / label_dirs: Folders of the two dates / of their semantic maps.
         change_dir: Optional folder of change masks; default: change = (label1 != 0).
-        palette: RGB colour of each class (index 0 = no change) for colour-coded labels; None: index maps.
-        classes: Class names, index 0 = no change (sets `metainfo['classes']`; the model's class count).
-        The rest as `BinaryChangeDataset`.
+        palette: RGB colour per class (index 0 = no change) for colour-coded labels; None: index maps.
+        classes: Class names, index 0 = no change (sets `metainfo['classes']`).
     """
 
     def __init__(self, data_root: str, img_dirs: Sequence[str] = ('im1', 'im2'),

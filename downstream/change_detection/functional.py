@@ -1,9 +1,6 @@
-"""Change-detection maths with no mmengine: confusion matrices and the metrics read from them, the losses of
-ChangeMamba's recipes (cross-entropy + Lovasz-softmax, and the semantic-change consistency term), and the
-augmentations that must treat both dates (and every label) identically.
+"""Change-detection maths (no mmengine): confusion matrices and metrics, ChangeMamba's losses, paired augmentations.
 
-Confusion matrices: rows = ground truth, columns = prediction (`hist[g, p]`), one matrix per run, so every
-metric is a ratio of sums over the whole test set (the literature's definition), never a mean over images.
+Confusion matrices are `hist[target, pred]`, one per run: every metric is a ratio of sums over the whole test set.
 """
 import math
 from typing import Dict, Optional, Sequence, Tuple
@@ -17,13 +14,11 @@ __all__ = [
 ]
 
 
-# ------------------------------------------------------------------------------------------------------
-# Confusion matrix and metrics
+# --- Confusion matrix and metrics
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                      ignore_index: Optional[int] = 255) -> torch.Tensor:
-    """(num_classes, num_classes) int64 counts, rows = target, columns = prediction; ignored / out-of-range
-    target pixels are left out."""
+    """(num_classes, num_classes) int64 counts `hist[target, pred]`; ignored / out-of-range targets are skipped."""
     pred = pred.reshape(-1).long()
     target = target.reshape(-1).long()
     keep = (target >= 0) & (target < num_classes)
@@ -72,13 +67,10 @@ def semantic_change_hist(
         change_pred: torch.Tensor, sem_pred1: torch.Tensor, sem_pred2: torch.Tensor,
         change_target: torch.Tensor, sem_target1: torch.Tensor, sem_target2: torch.Tensor,
         num_classes: int, mode: str = 'per_date', ignore_index: Optional[int] = 255) -> torch.Tensor:
-    """The SCD confusion matrix, class 0 = no change.
+    """The SCD confusion matrix (class 0 = no change); semantic maps are zeroed where their change map says unchanged.
 
-    Predicted semantic maps are masked by the predicted change map (unchanged -> 0), target maps by the target
-    change map, as SECOND's protocol does.
-    - 'per_date' (SECOND / Bi-SRNet protocol): one `num_classes` matrix accumulating both dates.
-    - 'from_to' (ChangeMamba's evaluation code): one matrix over 1 + (num_classes - 1)^2 from-to classes,
-      `(c1 - 1) * (num_classes - 1) + c2` for changed pixels.
+    mode 'per_date' (SECOND protocol): one `num_classes` matrix over both dates; 'from_to' (ChangeMamba's
+    evaluation): 1 + (num_classes - 1)^2 classes, `(c1 - 1) * (num_classes - 1) + c2` for changed pixels.
     """
     changed_p = change_pred > 0
     changed_t = change_target > 0
@@ -101,13 +93,8 @@ def semantic_change_hist(
 
 
 def semantic_change_metrics(hist: torch.Tensor) -> Dict[str, float]:
-    """OA, mIoU, SeK, F_scd (and Kappa_n0, IoU of change, SC precision / recall) from an SCD matrix.
-
-    - mIoU: mean IoU of {no change, change} on the 2x2 matrix collapsed from `hist` (class 0 vs the rest).
-    - SeK = Kappa_n0 * exp(IoU_change - 1), Kappa_n0 = Cohen's kappa of `hist` with hist[0, 0] set to 0.
-    - F_scd: harmonic mean of SC_P = sum_{c>=1} hist[c, c] / #predicted changed and SC_R = same / #target changed.
-    - OA: trace / total of `hist`.
-    """
+    """OA, mIoU (no change / change), SeK = Kappa_n0 * exp(IoU_change - 1) (Kappa_n0: kappa with hist[0, 0] = 0),
+    F_scd (of SC_P / SC_R = sum_{c>=1} hist[c, c] / #predicted / #target changed) from an SCD matrix."""
     hist = hist.double()
     total = float(hist.sum())
     no_change = float(hist[0, 0])
@@ -134,8 +121,7 @@ def semantic_change_metrics(hist: torch.Tensor) -> Dict[str, float]:
     )
 
 
-# ------------------------------------------------------------------------------------------------------
-# Losses
+# --- Losses
 
 def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     """Gradient of the Lovasz extension of the Jaccard loss w.r.t. sorted errors (Berman et al. 2018)."""
@@ -150,11 +136,8 @@ def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
 
 def lovasz_softmax(probs: torch.Tensor, target: torch.Tensor, ignore_index: Optional[int] = 255,
                    classes: str = 'present') -> torch.Tensor:
-    """Lovasz-softmax loss over the whole batch: probs (B, C, H, W) softmax outputs, target (B, H, W).
-
-    `classes='present'` averages over the classes present in the target (the reference implementation's
-    default, used by ChangeMamba); 'all' over every class.
-    """
+    """Lovasz-softmax loss over the batch: probs (B, C, H, W) softmax outputs, target (B, H, W); `classes`:
+    'present' (reference default, used by ChangeMamba) averages over classes in the target, 'all' over all."""
     num_classes = probs.shape[1]
     probs = probs.permute(0, 2, 3, 1).reshape(-1, num_classes)
     target = target.reshape(-1)
@@ -188,13 +171,10 @@ def bcd_loss(logits: torch.Tensor, target: torch.Tensor, lovasz_weight: float = 
 def scd_loss(change_logits: torch.Tensor, sem_logits1: torch.Tensor, sem_logits2: torch.Tensor,
              change_target: torch.Tensor, sem_target1: torch.Tensor, sem_target2: torch.Tensor,
              lovasz_weight: float = 0.75, ignore_index: int = 255) -> Dict[str, torch.Tensor]:
-    """ChangeMamba's semantic change loss:
-    CE_cd + 0.5 (CE_1 + CE_2 + 0.5 MSE) + 0.75 (Lov_cd + 0.5 (Lov_1 + Lov_2)).
+    """ChangeMamba's SCD loss: CE_cd + 0.5 (CE_1 + CE_2 + 0.5 MSE) + 0.75 (Lov_cd + 0.5 (Lov_1 + Lov_2)).
 
-    The semantic terms ignore class 0 (no change: the semantic labels say nothing there); the MSE pulls the two
-    dates' softmax maps together on pixels whose date-1 label is no change / ignored, averaged over every
-    element (masked ones count as zeros), as the reference code computes it.
-    """
+    Semantic terms ignore class 0; the MSE ties both dates' softmax maps on unchanged / ignored date-1 pixels,
+    averaged over every element (masked ones as zeros), as the reference code does."""
     t1 = sem_target1.masked_fill(sem_target1 == 0, ignore_index)
     t2 = sem_target2.masked_fill(sem_target2 == 0, ignore_index)
     prob1, prob2 = F.softmax(sem_logits1, dim=1), F.softmax(sem_logits2, dim=1)
@@ -210,8 +190,7 @@ def scd_loss(change_logits: torch.Tensor, sem_logits1: torch.Tensor, sem_logits2
     )
 
 
-# ------------------------------------------------------------------------------------------------------
-# Augmentations shared by both dates and every label (a torch.Generator or None for the global one)
+# --- Augmentations applied identically to both dates and every label (rng: a torch.Generator or None)
 
 def _randint(high: int, rng: Optional[torch.Generator]) -> int:
     return int(torch.randint(high, (1,), generator=rng)) if high > 0 else 0
@@ -232,8 +211,7 @@ def paired_random_crop(tensors: Sequence[torch.Tensor], size: int,
 
 def paired_flip_rotate(tensors: Sequence[torch.Tensor], hflip: bool = True, vflip: bool = True, rot90: bool = True,
                        rng: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, ...]:
-    """The same random horizontal flip, vertical flip (p = 0.5 each) and rotation by k * 90 degrees
-    (k uniform in 0..3) on every tensor: ChangeMamba's training augmentation."""
+    """ChangeMamba's augmentation: the same random h / v flips (p = 0.5) and k * 90 degree rotation on every tensor."""
     flip_w = hflip and bool(torch.rand(1, generator=rng) < 0.5)
     flip_h = vflip and bool(torch.rand(1, generator=rng) < 0.5)
     k = _randint(4, rng) if rot90 else 0

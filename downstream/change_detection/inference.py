@@ -31,11 +31,9 @@ def _starts(length: int, crop: int, stride: int) -> List[int]:
 @torch.no_grad()
 def slide_inference(fn: Callable[[torch.Tensor, torch.Tensor], Outputs], img1: torch.Tensor, img2: torch.Tensor,
                     crop_size: int, stride: Optional[int] = None) -> Outputs:
-    """Run `fn(img1_window, img2_window)` on overlapping `crop_size` windows and average the softmax
-    probabilities where windows overlap; returns log-probabilities of the same structure as `fn`'s output.
+    """Run `fn(img1_window, img2_window)` on overlapping windows, averaging softmax probabilities where they overlap.
 
-    Images smaller than a window are padded (reflect) and the padding cropped off again. `stride` defaults to
-    half a window.
+    Returns log-probabilities shaped as `fn`'s output; small images are padded, `stride` defaults to half a window.
     """
     if crop_size < 1:
         raise ValueError(f'slide_inference: crop_size must be >= 1, got {crop_size}')
@@ -68,8 +66,7 @@ def slide_inference(fn: Callable[[torch.Tensor, torch.Tensor], Outputs], img1: t
 
 
 def build_change_net(task: str = 'bcd', checkpoint: Optional[str] = None, device: str = 'cpu', **kwargs):
-    """A `BinaryChangeNet` ('bcd') or `SemanticChangeNet` ('scd'), optionally with trained weights (a file
-    saved by the mmengine Runner, whose `state_dict` keys start with `net.`, or a plain state dict)."""
+    """A `BinaryChangeNet` ('bcd') or `SemanticChangeNet` ('scd'), weights from a Runner checkpoint or state dict."""
     from .model import BinaryChangeNet, SemanticChangeNet
 
     if task not in ('bcd', 'scd'):

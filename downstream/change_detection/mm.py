@@ -1,8 +1,6 @@
-"""mmengine parts: the change detectors (`BaseModel`), the BCD / SCD metrics (`BaseMetric`), dataset registration.
+"""mmengine parts: change detectors, BCD / SCD metrics, dataset registration.
 
-Configs load them with `custom_imports=dict(imports=['vimamba.downstream.change_detection'])`; batches come from
-`collate_fn=dict(type='default_collate')` as dicts (`img1`, `img2`, `label`[, `label1`, `label2`], `name`), which
-`BaseModel` passes to `forward` as keyword arguments.
+Batches (`collate_fn=dict(type='default_collate')`) are dicts that `BaseModel` passes to `forward` as keywords.
 """
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -48,9 +46,7 @@ class BinaryChangeDetector(_ChangeDetector):
     """AWMambaBCD for the mmengine Runner: loss CE + `lovasz_weight` * Lovasz-softmax (ChangeMamba's).
 
     Args:
-        encoder / decoder / mean / std: `BinaryChangeNet` arguments (encoder=dict(model_name=..., ...)).
-        lovasz_weight: Weight of the Lovasz term (0.75).
-        ignore_index: Label value left out of the loss (255).
+        encoder / decoder / mean / std: `BinaryChangeNet` arguments.
         test_cfg: dict(mode='whole') or dict(mode='slide', crop_size=..., stride=...).
     """
 
@@ -78,12 +74,7 @@ class BinaryChangeDetector(_ChangeDetector):
 
 @MODELS.register_module()
 class SemanticChangeDetector(_ChangeDetector):
-    """AWMambaSCD for the mmengine Runner: ChangeMamba's SCD loss (see `functional.scd_loss`).
-
-    Args:
-        num_classes: Semantic classes including no change (SECOND 7, Landsat-SCD 5).
-        The rest as `BinaryChangeDetector`.
-    """
+    """AWMambaSCD for the mmengine Runner: ChangeMamba's SCD loss; `num_classes` includes no change (SECOND 7)."""
 
     def __init__(self, num_classes: int = 7, encoder: Optional[Dict[str, Any]] = None,
                  decoder: Optional[Dict[str, Any]] = None, mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
@@ -134,13 +125,7 @@ class BinaryChangeMetric(BaseMetric):
 
 @METRICS.register_module()
 class SemanticChangeMetric(BaseMetric):
-    """OA, mIoU, SeK and F_scd (plus Kappa_n0, change IoU, SC precision / recall) from one SCD matrix.
-
-    Args:
-        num_classes: Semantic classes including no change.
-        mode: 'per_date' (SECOND protocol) or 'from_to' (ChangeMamba's code); see
-            `functional.semantic_change_hist`.
-    """
+    """`semantic_change_metrics` of one SCD matrix over the set; mode: see `functional.semantic_change_hist`."""
 
     def __init__(self, num_classes: int = 7, mode: str = 'per_date', ignore_index: int = 255,
                  collect_device: str = 'cpu', prefix: Optional[str] = None):

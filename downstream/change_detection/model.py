@@ -1,22 +1,9 @@
 """Siamese change-detection networks (plain PyTorch): AWMambaBCD and AWMambaSCD.
 
-ChangeMamba's pipeline with AtrousMamba's blocks (PROPOSED; docs/families.md#changemamba-change-detection-pipeline):
-- One encoder with shared weights reads both dates: any vimamba backbone by name through timm's feature
-  getter (`forward_intermediates`), AtrousMamba by default, with a LayerNorm on every level as ChangeMamba's
-  `Backbone_VSSM` has.
-- The change decoder (ChangeMamba's `ChangeDecoder`, generalised to any number of levels) models the two dates
-  at every level in three token arrangements, each a 1x1 conv to `width` then a VSS block: channels
-  concatenated (H, W); columns interleaved (H, 2W: column 2j = date 1, 2j+1 = date 2); side by side (H, 2W).
-  The five maps that come back (the interleaved and side-by-side ones split per date) are fused by a
-  1x1 conv-BN-ReLU, added to the upsampled coarser level and smoothed by a residual block.
-- AWMambaSCD adds two semantic decoders (one per date, separate weights; ChangeMamba's `SemanticDecoder`) and one
-  semantic classifier shared by both dates.
-Decoder blocks are AWVSS blocks scanning atrous windows on their own grids, including the (H, 2W) ones
-(PROPOSED: `decoder_scan='atrous_window'`, rates `decoder_atrous_rates` cycling over the decoder blocks in
-build order, clipped to each grid as in the encoder; `decoder_scan='cross'` gives ChangeMamba's decoder).
-With VMamba-T/S/B encoders the parameter counts are ChangeMamba's (tested: BCD-T 32,613,506, SCD-T 37,125,641).
-
-Inputs are RGB in [0, 1]; the networks normalise with `mean` / `std` (ImageNet by default, ChangeMamba's).
+ChangeMamba's pipeline (docs/families.md#changemamba-change-detection-pipeline) on any vimamba backbone, with
+PROPOSED decoder blocks scanning atrous windows (`decoder_scan='cross'` gives ChangeMamba's decoder). With VMamba
+encoders the parameter counts are ChangeMamba's (tested: BCD-T 32,613,506, SCD-T 37,125,641).
+Inputs are RGB in [0, 1], normalised with `mean` / `std` (ImageNet, as ChangeMamba).
 """
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -42,14 +29,10 @@ class SiameseEncoder(nn.Module):
     Args:
         model_name: Any vimamba (or timm) model with `forward_intermediates`.
         out_indices: Feature levels (an int = the last n).
-        model_kwargs: Passed to `timm.create_model` (e.g. depths, drop_path_rate, window_size).
-        checkpoint: Optional backbone checkpoint (e.g. VMamba ImageNet weights), loaded before the features
-            are taken, through the family's checkpoint filter; `strict=False` keeps what fits (ChangeMamba's
-            tiny encoder from VMamba-T weights: it is shallower).
-        strict: Strict checkpoint loading.
+        model_kwargs: Passed to `timm.create_model`.
+        checkpoint / strict: Optional backbone checkpoint, through the family's filter (non-strict keeps what fits).
         out_norm: A LayerNorm per level (ChangeMamba's `outnorm{i}`).
-        joint_batch: Run both dates as one batch of 2B (one call; same result for LayerNorm backbones, shared
-            batch statistics for BatchNorm ones) or as two calls.
+        joint_batch: Both dates as one batch of 2B (BatchNorm backbones then share statistics) or two calls.
     """
 
     def __init__(self, model_name: str = 'atrousmamba_tiny', out_indices: Union[int, Sequence[int]] = 4,
@@ -78,15 +61,14 @@ class SiameseEncoder(nn.Module):
 
 
 def load_backbone_checkpoint(model: nn.Module, path: str, strict: bool = True) -> None:
-    """Load a checkpoint into a backbone through its family's filter; `strict=False` keeps what fits (and raises
-    when nothing does)."""
+    """Load a checkpoint through the family's filter; `strict=False` keeps what fits (raises when nothing does)."""
     result = load_checkpoint(model, path, strict=strict, arg='encoder.checkpoint')
     if len(result.missing_keys) == len(model.state_dict()):
         raise CheckpointError(f'encoder.checkpoint: no weight of {path!r} matches {type(model).__name__}')
 
 
 class ProjectedVSS(nn.Module):
-    """1x1 conv (with bias) to `width`, then a VSS block (a spatio-temporal block of ChangeMamba's decoder)."""
+    """1x1 conv to `width`, then a VSS block (ChangeMamba's spatio-temporal decoder block)."""
 
     def __init__(self, in_chs: int, width: int, **block_kwargs):
         super().__init__()
@@ -127,7 +109,7 @@ class _DecoderBase(nn.Module):
                  atrous_order: str):
         super().__init__()
         self.width = width
-        # The decoder's VSS blocks are one stage to the schedule: rates cycle over them in build order.
+        # Rates cycle over the decoder's VSS blocks in build order, as over one stage.
         self._scans = iter(atrous_block_scans(
             decoder_scan, (num_blocks,), window_size, tuple(decoder_atrous_rates), rate_overflow, atrous_order,
             owner=type(self).__name__, rates_arg='decoder_atrous_rates')[0])
@@ -142,17 +124,17 @@ class _DecoderBase(nn.Module):
 
 
 class ChangeDecoder(_DecoderBase):
-    """ChangeMamba's change decoder over any number of levels (see the module docstring).
+    """ChangeMamba's change decoder over any number of levels.
+
+    Per level, the dates are modelled channel-concatenated, column-interleaved and side by side (each a 1x1 conv
+    + VSS block); the five maps are fused by a 1x1 conv-BN-ReLU, added to the upsampled coarser level, smoothed.
 
     Args:
         in_channels: Encoder channels per level, shallow to deep.
-        width: Decoder width (ChangeMamba: 128).
-        drop_path: Stochastic depth of the decoder's VSS blocks (ChangeMamba: 0.1).
-        block_kwargs: VSS block options (d_state, ssm_ratio, mlp_ratio, gate, ...; ChangeMamba: the encoder's).
-        decoder_scan: 'atrous_window' (PROPOSED) or another pattern name ('cross' = ChangeMamba).
-        window_size, decoder_atrous_rates, rate_overflow, atrous_order: The atrous windows of the decoder blocks
-            (PROPOSED defaults 8, (1, 2, 4) cycling over the blocks in build order, 'clip', 'window'; see
-            `vimamba.scans.atrous_block_scans`).
+        width / drop_path: Decoder width / stochastic depth of its VSS blocks (ChangeMamba: 128 / 0.1).
+        block_kwargs: VSS block options (ChangeMamba: the encoder's).
+        decoder_scan, window_size, decoder_atrous_rates, rate_overflow, atrous_order: the blocks' scans
+            (`vimamba.scans.atrous_block_scans`); 'atrous_window' is PROPOSED, 'cross' is ChangeMamba's.
     """
 
     def __init__(self, in_channels: Sequence[int], width: int = 128, drop_path: float = 0.1,
@@ -162,7 +144,7 @@ class ChangeDecoder(_DecoderBase):
         levels = list(in_channels)
         super().__init__(3 * len(levels), width, drop_path, block_kwargs, decoder_scan, window_size,
                          decoder_atrous_rates, rate_overflow, atrous_order)
-        # Built deepest level first, as the decoder runs (and as ChangeMamba numbers them, 4 -> 1).
+        # Built deepest level first, as the decoder runs.
         self.st_concat = nn.ModuleList([None] * len(levels))
         self.st_interleave = nn.ModuleList([None] * len(levels))
         self.st_side = nn.ModuleList([None] * len(levels))
@@ -236,10 +218,7 @@ class _ChangeNetBase(nn.Module):
 class BinaryChangeNet(_ChangeNetBase):
     """AWMambaBCD: `forward(img1, img2)` -> change logits (B, 2, H, W) at the input size.
 
-    Args:
-        encoder: `SiameseEncoder` arguments (default AtrousMamba-T).
-        decoder: `ChangeDecoder` arguments except in_channels.
-        mean, std: Input normalisation of [0, 1] RGB images.
+    encoder / decoder: `SiameseEncoder` / `ChangeDecoder` arguments; mean, std: normalisation of [0, 1] RGB inputs.
     """
 
     def __init__(self, encoder: Optional[Dict[str, Any]] = None, decoder: Optional[Dict[str, Any]] = None,
@@ -254,12 +233,9 @@ class BinaryChangeNet(_ChangeNetBase):
 
 
 class SemanticChangeNet(_ChangeNetBase):
-    """AWMambaSCD: `forward(img1, img2)` -> (change logits (B, 2, H, W), semantic logits of date 1 and date 2
-    (B, num_classes, H, W)); class 0 of the semantic maps is no change.
+    """AWMambaSCD: `forward(img1, img2)` -> change logits (B, 2, H, W), semantic logits per date (B, C, H, W).
 
-    Args:
-        num_classes: Semantic classes including 'no change' (SECOND: 7).
-        encoder, decoder, mean, std: As `BinaryChangeNet` (decoder arguments serve all three decoders).
+    num_classes includes 'no change' (class 0; SECOND: 7); the rest as `BinaryChangeNet` (for all three decoders).
     """
 
     def __init__(self, num_classes: int = 7, encoder: Optional[Dict[str, Any]] = None,

@@ -1,8 +1,5 @@
-"""OpenMMLab integration: every vimamba backbone in mmseg and mmdet configs.
-
-Registers `VimambaBackbone` and `LayerDecayOptimWrapperConstructor` in mmengine's ROOT registries, whose children
-mmseg's and mmdet's are, so neither package is imported. `import vimamba` never imports this module.
-"""
+"""OpenMMLab integration: registers every vimamba backbone and the layer-decay constructor in mmengine's ROOT
+registries (inherited by mmseg's and mmdet's, so neither is imported)."""
 from .backbone import PLAIN_FAMILIES, VimambaBackbone
 from .optim import LayerDecayOptimWrapperConstructor
 

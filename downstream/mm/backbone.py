@@ -1,9 +1,7 @@
 """`VimambaBackbone`: any vimamba timm model as an OpenMMLab backbone (mmseg and mmdet alike).
 
-Keeps only the blocks / stages that feed the outputs (DDP sees no unused parameter) and returns a tuple of NCHW
-maps: plain families' blocks in `out_indices`, usually through a deconv feature pyramid (Vim's segmentation
-adapter; ViTDet's simple pyramid from one index); hierarchical families' levels (the pyramid then adds finer
-strides, MobileMamba's detection neck). Inputs of any size: plain models resample their position embedding.
+Keeps only the blocks / stages feeding the outputs (no unused parameters under DDP) and returns NCHW maps, for plain
+families usually through a deconv feature pyramid (Vim's segmentation adapter, ViTDet's simple pyramid).
 """
 import logging
 import math
@@ -74,22 +72,18 @@ class VimambaBackbone(BaseModule):
         model_name: a vimamba timm model (`vimamba.list_models()`; tiny `test_*` ones too).
         out_indices: blocks (plain families) or `feature_info` levels (hierarchical) whose maps are returned.
             Default: four evenly spaced blocks ending at the last (plain), every stage without the stem.
-        img_size: size the position embedding is built for (plain families); default the pretraining size.
-        drop_path_rate: stochastic depth of the model.
-        frozen_stages: -1: train everything; 0: freeze the stem (patch / stem convs, position embedding, class
-            and register tokens); k > 0: also the first k levels (hierarchical: the first k stages after the
-            stem; plain: the blocks up to and including out_indices[k - 1]). Frozen parts stay in eval mode.
-        norm_eval: keep the model's BatchNorms in eval mode while training (BN families: MobileMamba).
-        with_cp: gradient checkpointing of the blocks.
+        img_size: position embedding size (plain families); default the pretraining size.
+        frozen_stages: -1: none; 0: the stem (incl. position embedding, class / register tokens); k > 0: also the
+            first k levels (plain: blocks up to out_indices[k - 1]). Frozen parts stay in eval mode.
+        norm_eval: keep the model's BatchNorms in eval mode while training.
         pyramid: 'deconv' (transposed convs / identity / max-pool), 'none', 'auto' ('deconv' for plain families).
         pyramid_strides: output strides; map i goes to stride i when the counts match, else each stride comes from
             the finest map of stride >= it (upsampled) or, past the coarsest, from that one (max-pooled).
-        pyramid_norm_cfg: the norm between two transposed convs (mm style dict: 'BN', 'SyncBN', 'GN', 'LN2d').
+        pyramid_norm_cfg: the norm between two transposed convs ('BN', 'SyncBN', 'GN', 'LN2d').
         out_norm: a LayerNorm on every returned map before the pyramid (LBVim's and VMamba's `outnorm`).
-        model_kwargs: more arguments for `timm.create_model` (e.g. `feature_source='residual'`).
         pretrained: a checkpoint (file or URL), short for `init_cfg=dict(type='Pretrained', checkpoint=...)`.
-        init_cfg: `dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None)`, loaded through the family's
-            `checkpoint_filter_fn` (mm checkpoints: `prefix='backbone.model.'`); any missing or unexpected key errs.
+        init_cfg: `dict(type='Pretrained', checkpoint=PATH_OR_URL, prefix=None)` through the family's checkpoint
+            filter (mm checkpoints: `prefix='backbone.model.'`); any missing or unexpected key errs.
     """
 
     def __init__(
@@ -154,7 +148,6 @@ class VimambaBackbone(BaseModule):
         in_strides = [int(f['reduction']) for f in self.feature_info]
         in_channels = [int(f['num_chs']) for f in self.feature_info]
 
-        # Drop what the outputs do not need (later blocks, final norm, classifier): no unused parameters.
         model.prune_intermediate_layers(list(self.out_indices), prune_norm=True, prune_head=True)
         self.model = model
         if with_cp:
@@ -283,8 +276,7 @@ class VimambaBackbone(BaseModule):
 
 
     def get_layer_depth(self, param_name: str) -> Tuple[int, int]:
-        """(layer id, number of layers) of a parameter name from the timm `group_matcher`: 0 = stem, then blocks /
-        stages; the pyramid and out norms are at the top (layer id == number of layers)."""
+        """(layer id, number of layers) from the timm `group_matcher`: 0 = stem; pyramid and out norms on top."""
         layer_map = self._layer_map()
         num_layers = max(layer_map.values()) + 1
         if param_name.startswith('model.'):

@@ -1,11 +1,7 @@
-"""`LayerDecayOptimWrapperConstructor`: layer-wise lr decay from the backbone's timm `group_matcher`.
+"""Layer-wise lr decay (BEiT's `lr * rate ** (num_layers - layer_id)`) from the backbone's `get_layer_depth`.
 
-A parameter of layer i (`get_layer_depth(name) -> (layer_id, num_layers)`; above the backbone: num_layers) gets
-`lr * rate ** (num_layers - i)` (BEiT's rule). No weight decay on the backbone's `no_weight_decay()` and on norms;
-biases decay (as the official configs). `custom_keys` work as in mmengine's default constructor, on top.
-
-Official quirk NOT reproduced: Vim's and LBVim's constructors match `blocks.N` in names that are `layers.N`, so
-their blocks got no layer decay; here every block gets its own rate.
+No weight decay on `no_weight_decay()` and norms; biases decay (as the official configs); `custom_keys` on top.
+Not reproduced: Vim's / LBVim's constructors match `blocks.N` in `layers.N` names, so their blocks got no decay.
 """
 import fnmatch
 import logging
@@ -28,8 +24,7 @@ def _is_norm(module: nn.Module) -> bool:
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """`paramwise_cfg`: `layer_decay_rate` (1.0: no layer decay), `custom_keys`, `bias_decay_mult`,
-    `backbone` (attribute name of the backbone in the model, default 'backbone')."""
+    """`paramwise_cfg`: `layer_decay_rate` (1.0: none), `custom_keys`, `bias_decay_mult`, `backbone` (attribute)."""
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None):
         # never empty: mmengine's constructor skips add_params (and so the no-decay rules) for an empty one

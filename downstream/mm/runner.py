@@ -185,8 +185,7 @@ def _jsonable(metrics: Optional[Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def _load_local_checkpoint(filename: str, map_location=None) -> Any:
-    """mmengine's local-file loader, through vimamba's checkpoint reader (no pickled code runs); rebuilds the message
-    hub's history buffers so `--resume` keeps the logged history."""
+    """mmengine's local-file loader via vimamba's reader (no pickled code runs); `--resume` keeps the logged history."""
     checkpoint = read_checkpoint(osp.expanduser(filename), 'checkpoint')
     hub = checkpoint.get('message_hub') if isinstance(checkpoint, dict) else None
     scalars = hub.get('log_scalars', {}) if isinstance(hub, dict) else {}
@@ -217,8 +216,7 @@ def _write_metrics(runner: Runner, out: str, **content: Any) -> None:
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """`tools/train.py`: train, validate as the config says; returns the last validation metrics, also written
-    to `<work dir>/metrics.json`."""
+    """`tools/train.py`: train and validate; returns the last validation metrics (also `<work dir>/metrics.json`)."""
     parser = build_train_parser()
     args = parser.parse_args(argv)
     _read_local_checkpoints()
@@ -253,8 +251,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 def check_checkpoint_fits(model: torch.nn.Module, checkpoint: Dict[str, Any], path: str) -> None:
-    """`KeyError` listing the missing / unexpected keys and shape mismatches when `checkpoint` is not a checkpoint
-    of `model` (loads it into `model`: the model's own load hooks, such as official-format conversion, apply)."""
+    """Load `checkpoint` into `model` (its load hooks apply); `KeyError` listing mismatched keys if it does not fit."""
     state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else checkpoint
     state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}  # mmengine's default revise_keys
     shapes: List[str] = []

@@ -1,5 +1,4 @@
-"""Image restoration on mmengine alone: `Restorer` model, `PairedImageDataset`, `PSNR` / `SSIM` metrics, registered
-on import; `functional` and `datasets` need no mmengine."""
+"""Image restoration on mmengine: model, dataset, metrics registered on import (`functional` needs no mmengine)."""
 from ..common import load_image
 from .datasets import PairedImageDataset
 from .functional import bicubic_degrade, imresize, psnr, ssim

@@ -1,10 +1,4 @@
-"""Paired restoration datasets (LQ and GT folders, or GT degraded on the fly) for mmengine.
-
-The configs under configs/restoration name each benchmark's folders. Training crops a random `gt_patch_size` patch
-with paired flips / rotations; evaluation returns whole images, the GT cropped to `scale` times the LQ size (as the
-official loaders). `dict(type='bicubic')` makes LQ by MATLAB bicubic downscaling; `dict(type='gaussian_noise',
-sigma=25)` adds noise, fresh in training and seeded per image in evaluation (seed 0: the official noise).
-"""
+"""Paired restoration datasets (LQ and GT folders, or GT degraded on the fly) for mmengine."""
 import os
 import os.path as osp
 from typing import Any, Dict, List, Optional
@@ -32,21 +26,18 @@ def _list_images(folder: str, owner: str, argument: str) -> List[str]:
 
 
 class PairedImageDataset(Dataset):
-    """LQ / GT pairs from folders, or GT images degraded on the fly.
+    """LQ / GT pairs from folders, or GT images degraded on the fly; evaluation crops GT to `scale` x the LQ size.
 
     Args:
-        gt_dir: Folder of ground-truth images.
-        lq_dir: Folder of degraded images; None with a `degradation` that makes them.
+        gt_dir / lq_dir: Folders of ground-truth / degraded images (lq_dir None with a `degradation`).
         filename_tmpl: LQ file stem from the GT stem ('{}x2' for DIV2K); the extension may differ.
-        pairing: 'name' (LQ named from the GT name by `filename_tmpl`) or 'haze' (RESIDE: the GT of
-            `<id>_<anything>.<ext>` in lq_dir is `<id>.png` in gt_dir; listed from lq_dir).
+        pairing: 'name' (by `filename_tmpl`) or 'haze' (RESIDE: lq `<id>_<anything>.<ext>` -> gt `<id>.png`).
         scale: LQ -> GT scale factor.
-        degradation: None, dict(type='bicubic') (needs lq_dir None) or dict(type='gaussian_noise', sigma=S).
-        gt_patch_size: Training patch size on the GT side; None returns whole images (evaluation).
+        degradation: None, dict(type='bicubic') (MATLAB bicubic) or dict(type='gaussian_noise', sigma=S).
+        gt_patch_size: Training patch size on the GT side; None returns whole images.
         use_hflip / use_rot: Paired random flips / 90-degree rotations (training only).
         repeat: Times the file list is repeated per epoch (BasicSR's dataset_enlarge_ratio).
-        test_mode: Evaluation: no crop, no augmentation, seeded noise.
-        noise_seed: Seed of the evaluation noise of every image.
+        test_mode: Evaluation: no crop, no augmentation, noise seeded by `noise_seed` (0: the official noise).
     """
 
     def __init__(

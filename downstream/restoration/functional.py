@@ -1,18 +1,7 @@
-"""Restoration building blocks in plain PyTorch (no mmengine): degradations, paired augmentations, metrics.
+"""Restoration building blocks in plain PyTorch: degradations, paired augmentations, losses, metrics.
 
-Images are float tensors in [0, 1], channel-first RGB: (C, H, W) or (B, C, H, W).
-
-- `imresize`: MATLAB's `imresize(img, scale, 'bicubic')` with its antialiasing, which is how DIV2K, Set5
-  and the other SR benchmarks made their LR images (cubic kernel a = -0.5, kernel widened by 1/scale when
-  shrinking, symmetric border). `bicubic_degrade` crops the HR image to a multiple of the scale first and
-  rounds the LR image to 8 bits, as the saved LR PNGs are.
-- `add_gaussian_noise`: additive white noise of `sigma` (0-255 scale), not clipped (the denoising
-  literature's protocol); with a seed, the noise equals what `np.random.seed(seed)` draws for an HWC BGR
-  image, i.e. the official evaluation noise.
-- `psnr` / `ssim`: computed as the restoration literature does (BasicSR's `calculate_psnr/ssim`): both
-  images quantised to 8 bits, `crop_border` pixels dropped on each side, optionally on the Y channel of
-  ITU-R BT.601 YCbCr (range 16-235), float64; SSIM with an 11x11 Gaussian window (sigma 1.5) over the valid
-  region, averaged over channels.
+Images are float RGB tensors in [0, 1], (C, H, W) or (B, C, H, W). Metrics follow BasicSR's `calculate_psnr/ssim`:
+8-bit quantised, `crop_border` dropped, optionally on BT.601 Y (16-235), in float64.
 """
 import math
 from typing import Optional, Sequence, Tuple
@@ -25,8 +14,7 @@ __all__ = ['imresize', 'bicubic_degrade', 'add_gaussian_noise', 'quantize', 'rgb
            'paired_random_crop', 'paired_augment', 'charbonnier_loss']
 
 
-# ------------------------------------------------------------------------------------------------------
-# MATLAB bicubic resize
+# --- MATLAB bicubic resize
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
     """Keys' cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic')."""
@@ -59,10 +47,8 @@ def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> 
 
 
 def imresize(img: torch.Tensor, scale: float, antialias: bool = True) -> torch.Tensor:
-    """MATLAB-compatible bicubic resize of (..., H, W) by `scale` (output size ceil(scale * size)).
-
-    Computed in float64 and returned in the input's dtype; no clamping (bicubic overshoots slightly).
-    """
+    """MATLAB's antialiased bicubic `imresize` of (..., H, W) (the SR benchmarks' LR images); size ceil(scale * size),
+    computed in float64, returned in the input's dtype, not clamped."""
     if scale <= 0:
         raise ValueError(f'imresize: scale must be > 0, got {scale!r}')
     height, width = img.shape[-2:]
@@ -89,11 +75,7 @@ def bicubic_degrade(gt: torch.Tensor, scale: int) -> Tuple[torch.Tensor, torch.T
 
 def add_gaussian_noise(img: torch.Tensor, sigma: float, seed: Optional[int] = None,
                        rng: Optional[np.random.RandomState] = None) -> torch.Tensor:
-    """img (C, H, W) RGB + N(0, (sigma / 255)^2), not clipped.
-
-    `seed`: the noise is `np.random.RandomState(seed).normal(...)` drawn for the (H, W, C) BGR image, which is
-    what the official evaluation does after `np.random.seed(0)`; else `rng` (or numpy's global generator).
-    """
+    """img (C, H, W) RGB + N(0, (sigma / 255)^2), not clipped; with `seed`, the official evaluation's noise."""
     if sigma < 0:
         raise ValueError(f'add_gaussian_noise: sigma must be >= 0, got {sigma!r}')
     channels, height, width = img.shape
@@ -102,8 +84,7 @@ def add_gaussian_noise(img: torch.Tensor, sigma: float, seed: Optional[int] = No
     return (img.to(torch.float64) + torch.from_numpy(noise.transpose(2, 0, 1).copy())).to(img.dtype)
 
 
-# ------------------------------------------------------------------------------------------------------
-# Paired augmentations (numpy-free; `rng` is a torch.Generator or None for the global one)
+# --- Paired augmentations (`rng`: a torch.Generator or None)
 
 def _randint(high: int, rng: Optional[torch.Generator]) -> int:
     return int(torch.randint(high, (1,), generator=rng)) if high > 0 else 0
@@ -131,8 +112,7 @@ def paired_random_crop(lq: torch.Tensor, gt: torch.Tensor, gt_size: int, scale: 
 
 def paired_augment(tensors: Sequence[torch.Tensor], hflip: bool = True, rotation: bool = True,
                    rng: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, ...]:
-    """The same random horizontal flip, vertical flip and transpose (each p = 0.5) on every tensor: with
-    `rotation`, the eight flips / 90-degree rotations of the dihedral group; BasicSR's `augment`."""
+    """BasicSR's `augment`: the same random h-flip, v-flip and transpose (p = 0.5 each) on every tensor."""
     flip_w = hflip and bool(torch.rand(1, generator=rng) < 0.5)
     flip_h = rotation and bool(torch.rand(1, generator=rng) < 0.5)
     transpose = rotation and bool(torch.rand(1, generator=rng) < 0.5)
@@ -148,8 +128,7 @@ def paired_augment(tensors: Sequence[torch.Tensor], hflip: bool = True, rotation
     return tuple(out)
 
 
-# ------------------------------------------------------------------------------------------------------
-# Losses and metrics
+# --- Losses and metrics
 
 def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """mean(sqrt((pred - target)^2 + eps)): a smooth L1 (BasicSR's eps, used by the denoising recipes)."""
@@ -201,7 +180,7 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 def ssim(pred: torch.Tensor, gt: torch.Tensor, crop_border: int = 0, test_y_channel: bool = False,
          quantize_8bit: bool = True) -> float:
-    """SSIM (Wang et al. 2004, MATLAB-equivalent) of one image, mean over channels (and over a batch)."""
+    """SSIM (11x11 Gaussian window, sigma 1.5, valid region) of one image, mean over channels (and a batch)."""
     pred, gt = _prepare(pred, gt, crop_border, test_y_channel, quantize_8bit, 'ssim')
     if pred.dim() == 3:
         pred, gt = pred[None], gt[None]

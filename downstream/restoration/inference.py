@@ -3,8 +3,7 @@
     python tools/restore.py IMAGE [IMAGE ...] --model mair_sr_x2 [--checkpoint FILE] [--tile N]
                             [--self-ensemble] [--device cuda] [--gt GT [GT ...]] --out DIR
 
-Outputs go to DIR/<name>.png (8 bits). `--checkpoint`: an official BasicSR file or one of ours. With `--gt`, each
-output is scored (PSNR / SSIM as the evaluation does) beside the bicubic upscaling (at scale 1, the input).
+Writes DIR/<name>.png (8 bits); `--gt` scores each output (PSNR / SSIM) beside the bicubic upscale (scale 1: input).
 """
 import argparse
 import os

@@ -1,7 +1,4 @@
-"""PSNR and SSIM as mmengine metrics, per image (`functional.psnr` / `functional.ssim`), averaged over the dataset.
-
-Super-resolution: `crop_border=scale, test_y_channel=True`; other tasks: `crop_border=0, test_y_channel=False`.
-"""
+"""PSNR / SSIM mmengine metrics averaged over images (SR: `crop_border=scale, test_y_channel=True`)."""
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np

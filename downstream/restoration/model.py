@@ -1,11 +1,4 @@
-"""The restorer: an mmengine `BaseModel` around any timm image-to-image network (MaIR, MaIRUNet).
-
-Training options (`train_cfg`, MaIRUNet's Restormer recipes):
-- `progressive=dict(iters=[...], patch_sizes=[...], batch_sizes=[...])`: phase i lasts iters[i] iterations on a
-  random `batch_sizes[i]` subset of each loaded batch (the largest), cropped to `patch_sizes[i]`.
-- `mixup_beta=B`: with probability 1/2, mix LQ and GT with a permutation of the batch, weight ~ Beta(B, B).
-Test options (`test_cfg`): `tile_size` (official tiled inference; None: whole images), `self_ensemble` (x8).
-"""
+"""The restorer: an mmengine `BaseModel` around any timm image-to-image network (MaIR, MaIRUNet)."""
 import random
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -74,11 +67,13 @@ class Restorer(BaseModel):
 
     Args:
         generator: `dict(model_name=..., **timm_kwargs)`.
-        pixel_loss: `dict(type='L1Loss' | 'CharbonnierLoss', loss_weight=1.0)` (built from MODELS).
-        scale: The task's scale; must equal the generator's `upscale` (catches a x2 model on x4 data).
-        init_checkpoint: Official (BasicSR) or our checkpoint loaded into the generator when the model is built.
+        pixel_loss: `dict(type='L1Loss' | 'CharbonnierLoss', loss_weight=1.0)`.
+        scale: The task's scale; must equal the generator's `upscale`.
+        init_checkpoint: Official (BasicSR) or our checkpoint loaded into the generator when built.
         init_strict: False skips entries whose shape differs (fine-tuning x3 / x4 from x2).
-        train_cfg / test_cfg: see the module docstring.
+        train_cfg: Restormer options: `progressive=dict(iters, patch_sizes, batch_sizes)` (phase i: iters[i]
+            iterations on a random batch_sizes[i] subset cropped to patch_sizes[i]); `mixup_beta=B` (p = 1/2).
+        test_cfg: `tile_size` (official tiled inference; None: whole images), `self_ensemble` (x8).
     """
 
     def __init__(

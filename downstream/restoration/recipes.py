@@ -2,12 +2,10 @@
 
 
 def sr_rescale(base, scale, init_checkpoint, max_iters=None):
-    """Overrides that fine-tune an x2 super-resolution recipe at `scale` from its x2 weights.
+    """Config overrides that fine-tune the x2 SR recipe `base` at `scale` from its x2 weights.
 
-    `base` is the x2 config (a config's `_base_`); its `X2` folders, `x2` names and 128 px GT patches become
-    the `scale` ones, the metrics crop `scale` pixels, and the upsampler (whose shape differs) starts fresh
-    (non-strict load). `max_iters` shortens the schedule, its milestones scaled alike.
-    Returns the config variables to set: model, the three dataloaders, evaluators and, with `max_iters`, the schedule.
+    Folders, names, patches and metric crops follow `scale`; the upsampler starts fresh (non-strict load);
+    `max_iters` shortens the schedule, milestones scaled alike.
     """
     if scale not in (2, 3, 4):
         raise ValueError(f'scale must be 2, 3 or 4, got {scale!r}')
