@@ -1,4 +1,5 @@
-"""Where a model's time goes: device (or CPU) time per operator group, from one profiled forward or training step.
+"""Where a model's time goes: device (or CPU) time per operator group, from one profiled forward or training step;
+on CUDA also the host's time per group and the unprofiled step's wall time (wall above device: bound by the host).
 
     python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 256 --amp            # GPU inference
     python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 128 --amp --train    # + backward
@@ -9,6 +10,7 @@ Each operator's self time is charged to one group; everything inside the scan op
 import argparse
 import json
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,7 +48,8 @@ def _self_time_us(event, cuda: bool) -> float:
 
 def profile(model_name: str, batch_size: int, img_size, device: torch.device, amp: bool, train: bool,
             warmup: int, iters: int):
-    """(rows, total_us, top): per group the self time in µs summed over `iters` steps, and the 15 costliest ops."""
+    """(rows, total_us, top, host, wall_us): per group the self time in µs summed over `iters` steps, the 15
+    costliest ops, per group the host's (CPU) self time, and the wall time of `iters` unprofiled steps."""
     model = benchmark.build_model(model_name, img_size, device)
     size = img_size or model.pretrained_cfg['input_size'][1:]
     size = (size, size) if isinstance(size, int) else tuple(size)
@@ -63,34 +66,40 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
             with torch.no_grad(), autocast:
                 model(x)
 
+    cuda = device.type == 'cuda'
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(warmup):
         step()
-    cuda = device.type == 'cuda'
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    sync()
+    wall_us = (time.perf_counter() - start) * 1e6
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
-    if cuda:
-        torch.cuda.synchronize()
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(iters):
             step()
-        if cuda:
-            torch.cuda.synchronize()
+        sync()
     per_group = defaultdict(float)
+    host = defaultdict(float)
     per_op = defaultdict(lambda: [0.0, 0])
     for event in prof.events():
         # Operators only (CPU-side events); on CUDA their self device time is what they launched themselves.
         if cuda and getattr(event, 'device_type', None) != torch.autograd.DeviceType.CPU:
             continue
+        group = 'selective_scan' if _inside_scan(event) else group_of(event.name)
+        host[group] += float(event.self_cpu_time_total)
         us = _self_time_us(event, cuda)
         if us <= 0:
             continue
-        group = 'selective_scan' if _inside_scan(event) else group_of(event.name)
         per_group[group] += us
         per_op[event.name][0] += us
         per_op[event.name][1] += 1
     total = sum(per_group.values())
     rows = sorted(per_group.items(), key=lambda kv: -kv[1])
     top = sorted(((n, us, c) for n, (us, c) in per_op.items()), key=lambda o: -o[1])[:15]
-    return rows, total, top
+    return rows, total, top, dict(host), wall_us
 
 
 def _inside_scan(event) -> bool:
@@ -128,23 +137,29 @@ def main(argv=None):
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         p.error(f'--out {args.out!r} is a file; give a folder')
     batch = args.batch_size or (128 if device.type == 'cuda' else 1)
-    rows, total, top = profile(args.model, batch, args.img_size, device, args.amp, args.train, args.warmup,
+    rows, total, top, host, wall_us = profile(args.model, batch, args.img_size, device, args.amp, args.train, args.warmup,
                                args.iters)
     clock = 'device' if device.type == 'cuda' else 'CPU'
 
     def per_step(us: float) -> str:
         return f'{us / args.iters / 1e3:.3f}'
 
+    cuda = device.type == 'cuda'
+    host_total = sum(host.values())
     table = benchmark.markdown_table(
-        ('group', f'{clock} ms per step', 'share'),
-        [(g, per_step(us), f'{100 * us / total:.1f}%') for g, us in rows] + [('total', per_step(total), '100%')])
+        ('group', f'{clock} ms per step', 'share') + (('host ms per step',) if cuda else ()),
+        [(g, per_step(us), f'{100 * us / total:.1f}%') + ((per_step(host.get(g, 0.)),) if cuda else ())
+         for g, us in rows] + [('total', per_step(total), '100%') + ((per_step(host_total),) if cuda else ())])
     ops_table = benchmark.markdown_table(
         ('operator (self time, wherever it ran)', f'{clock} ms per step', 'calls per step'),
         [(name, per_step(us), f'{count / args.iters:g}') for name, us, count in top])
     what = 'training step (forward + backward)' if args.train else 'inference'
     head = (f'{args.model}, batch {batch}, {what}, {"bf16 autocast" if args.amp else "fp32"}, on '
             f'{benchmark.environment(device).get("device", device.type)}; self {clock} time per operator '
-            f'group, mean of {args.iters} steps.')
+            f'group, mean of {args.iters} steps. Unprofiled, synchronised: {per_step(wall_us)} ms a step (wall).')
+    if cuda:
+        head += (' Host ms: self CPU time of the operators launched (under the profiler, which inflates it); the '
+                 'Python between operators is the wall time not covered by the device.')
     text = f'{head}\n\n{table}\n\nCostliest operators:\n\n{ops_table}\n'
     print(text)
     if args.out:
@@ -153,7 +168,8 @@ def main(argv=None):
         (out / 'profile.md').write_text(f'# Profile\n\n{text}\nCommand: `python {" ".join(sys.argv)}`\n')
         (out / 'profile.json').write_text(json.dumps(dict(
             model=args.model, batch=batch, train=args.train, amp=args.amp, device=str(device), iters=args.iters,
-            groups_us=dict(rows), total_us=total, top=[dict(op=n, us=u, calls=c) for n, u, c in top]), indent=1))
+            groups_us=dict(rows), total_us=total, host_groups_us=host, wall_us=wall_us,
+            top=[dict(op=n, us=u, calls=c) for n, u, c in top]), indent=1))
     return dict(rows), total
 
 
