@@ -255,6 +255,24 @@ def test_flops_within_two_percent_of_the_official_figures(name, img_size, offici
     assert abs(flops.total / 1e9 - official) / official < 0.02, flops.total
 
 
+def test_host_overhead_counts_what_a_gpu_step_issues(tmp_path):
+    """tools/host_overhead.py runs the Triton host code with launches stubbed (its own process: the interpreter
+    must be on before triton is imported): Vim's test model issues its ops and one launch per op forward."""
+    import json
+    import subprocess
+    import sys
+    out = tmp_path / 'host.json'
+    run = subprocess.run([sys.executable, str(ROOT / 'tools' / 'host_overhead.py'), '--models', 'test_vim',
+                          '--size', '32', '--repeats', '1', '--out', str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    row = json.loads(out.read_text())['rows'][0]
+    blocks = len(timm.create_model('test_vim').blocks)
+    assert row['custom_ops'] == row['launches'] == 4 * blocks and row['aten_ops'] > 0 and row['host_ms'] > 0
+    bad = subprocess.run([sys.executable, str(ROOT / 'tools' / 'host_overhead.py'), '--models', 'vim_tinyy'],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--models 'vim_tinyy' is not a registered model" in bad.stderr
+
+
 def test_profile_model_splits_time_by_group(tmp_path):
     """tools/profile_model.py charges each operator's self time to one group; the scan gets everything that
     runs inside the op (here the reference backend's PyTorch ops)."""
