@@ -103,6 +103,7 @@ PLAN = {
     'bash tools/gpu_benchmark.sh': Skip('needs a CUDA GPU'),
     '.venv/bin/python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 256 --amp':
         Run(SWAP, ('--batch-size', '1', '--warmup', '0', '--iters', '1', '--device', 'cpu')),
+    '.venv/bin/python tools/host_overhead.py --train': Run(append=('--models', 'test_vim', '--repeats', '1')),
     # restoration
     'python tools/restore.py photo.png --model mair_sr_x2 --checkpoint checkpoints/MaIR_SR_x2.pth --tile 200 '
     '--out results/': Run(SWAP),
