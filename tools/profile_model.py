@@ -137,8 +137,8 @@ def main(argv=None):
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         p.error(f'--out {args.out!r} is a file; give a folder')
     batch = args.batch_size or (128 if device.type == 'cuda' else 1)
-    rows, total, top, host, wall_us = profile(args.model, batch, args.img_size, device, args.amp, args.train, args.warmup,
-                               args.iters)
+    rows, total, top, host, wall_us = profile(args.model, batch, args.img_size, device, args.amp, args.train,
+                                              args.warmup, args.iters)
     clock = 'device' if device.type == 'cuda' else 'CPU'
 
     def per_step(us: float) -> str:
@@ -158,8 +158,8 @@ def main(argv=None):
             f'{benchmark.environment(device).get("device", device.type)}; self {clock} time per operator '
             f'group, mean of {args.iters} steps. Unprofiled, synchronised: {per_step(wall_us)} ms a step (wall).')
     if cuda:
-        head += (' Host ms: self CPU time of the operators launched (under the profiler, which inflates it); the '
-                 'Python between operators is the wall time not covered by the device.')
+        head += (' Host ms: the operators\' self CPU time under the profiler (which inflates it); a wall time above '
+                 'the device time means the step waits on the host.')
     text = f'{head}\n\n{table}\n\nCostliest operators:\n\n{ops_table}\n'
     print(text)
     if args.out:
