@@ -194,7 +194,7 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     Window W > 1: each step's C h + D u, delta, delta u and gate go to a scratch row (win_ptr, (b * K * NSEG, WB,
     D, 4)); at the window's last step (q = 0) a loop walks back, r_t = a_t r_(t+1) + delta_t u_t B_t, adding
     C_t a_t r_(t+1) to y_t. It reads B, C from their fp32 copy (BC32: bc_ptr, (b * K, L, 2N)) and recomputes
-    exp(delta A): holding W x N values per thread would cost occupancy."""
+    exp(delta A): holding W x N values per thread would cost occupancy. PREFETCH_WIN: that loop loads a step ahead."""
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     WIN: tl.constexpr = W > 1 and PASS != 1
     seg = tl.program_id(2)
