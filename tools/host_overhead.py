@@ -105,7 +105,10 @@ def main(argv=None):
                                env=env)
         if code:
             sys.exit(code)
-        return json.load(open(args.out))["rows"] if args.out else None
+        if not args.out:
+            return None
+        with open(args.out) as f:
+            return json.load(f)["rows"]
     torch.set_num_threads(args.threads)
     rows = []
     for name in args.models:
