@@ -180,6 +180,17 @@ def _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N: tl.constexpr, BD: tl.constexpr,
 
 
 @triton.jit
+def _window_step(idx_row, win_row, step, t0, D, B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, offs_n,
+                 N: tl.constexpr, PAIRS: tl.constexpr, BC32: tl.constexpr, FAST: tl.constexpr):
+    """What the window's reverse sweep reads for scanned `step` (window start t0): its token, the scratch row
+    (y, delta, delta u, gate) and the token's B, C."""
+    tok = tl.load(idx_row + step).to(tl.int32)
+    yw, dtw, dtuw, gw = _ld4(win_row + (step - t0) * 4 * D, FAST)
+    Bw, Cw = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, tok, offs_n, N, PAIRS, BC32, FAST)
+    return tok, yw, dtw, dtuw, gw, Bw, Cw
+
+
+@triton.jit
 def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, idx_ptr,
                      y_ptr, last_ptr, hseg_ptr, pseg_ptr, win_ptr, bc_ptr, K, D, L, SEG, NSEG, WB,
                      su_b, su_k, su_d, su_l, sdl_b, sdl_k, sdl_d, sdl_l, sz_b, sz_k, sz_d, sz_l,
@@ -272,25 +283,20 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                     else:
                         tl.store(y_row + y_tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=md)
                     r = dtu * Bv
+                    t0 = t - j                                  # the window's first step
                     if PREFETCH_WIN:
                         # the next reverse step's loads issue before this one computes (clamped to the window start)
-                        p_tok = tl.load(idx_row + tl.maximum(t - 1, t - j)).to(tl.int32)
-                        p_y, p_dt, p_dtu, p_g = _ld4(win_row + tl.maximum(j - 1, 0) * 4 * D, FAST)
-                        p_B, p_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, p_tok, offs_n, N, PAIRS,
-                                           BC32, FAST)
+                        nxt = _window_step(idx_row, win_row, tl.maximum(t - 1, t0), t0, D, B_row, sB_n, sB_l, C_row,
+                                           sC_n, sC_l, bc_row, offs_n, N, PAIRS, BC32, FAST)
                     for jj in range(1, j + 1):
-                        i = j - jj
                         if PREFETCH_WIN:
-                            r_tok, yw, dtw, dtuw, gw, Bw, Cw = p_tok, p_y, p_dt, p_dtu, p_g, p_B, p_C
-                            p_tok = tl.load(idx_row + tl.maximum(t - jj - 1, t - j)).to(tl.int32)
-                            p_y, p_dt, p_dtu, p_g = _ld4(win_row + tl.maximum(i - 1, 0) * 4 * D, FAST)
-                            p_B, p_C = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, p_tok, offs_n, N,
-                                               PAIRS, BC32, FAST)
+                            r_tok, yw, dtw, dtuw, gw, Bw, Cw = nxt
+                            nxt = _window_step(idx_row, win_row, tl.maximum(t - jj - 1, t0), t0, D, B_row, sB_n,
+                                               sB_l, C_row, sC_n, sC_l, bc_row, offs_n, N, PAIRS, BC32, FAST)
                         else:
-                            r_tok = tl.load(idx_row + t - jj).to(tl.int32)
-                            yw, dtw, dtuw, gw = _ld4(win_row + i * 4 * D, FAST)
-                            Bw, Cw = _states(B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, r_tok, offs_n, N, PAIRS,
-                                             BC32, FAST)
+                            r_tok, yw, dtw, dtuw, gw, Bw, Cw = _window_step(
+                                idx_row, win_row, t - jj, t0, D, B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, offs_n,
+                                N, PAIRS, BC32, FAST)
                         q = _exp2(dtw * A2, FAST) * r
                         yw += _sum_ax(Cw * q, 1)
                         if HAS_Z:
