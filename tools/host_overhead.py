@@ -13,7 +13,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import torch
@@ -50,32 +49,27 @@ def _input(model, size: int) -> torch.Tensor:
 
 def measure(name: str, size: int, train: bool, repeats: int) -> dict:
     import timm
-    import vimamba  # noqa: F401  (registers the families)
-    from vimamba.benchmark import build_model
+    from vimamba.benchmark import build_model, time_step, training_loss
 
     counter = Counter()
     _stub_launches(counter)
-    model = build_model(name, size, torch.device("cpu")).train(train)
+    cpu = torch.device("cpu")
+    model = build_model(name, size, cpu).train(train)
     x = _input(model, size)
 
     def step():
         if train:
-            model(x).float().sum().backward()
+            training_loss(model(x)).backward()
         else:
             with torch.no_grad():
                 model(x)
-    for _ in range(3):
-        step()
+    time_step(step, cpu, warmup=3, iters=0)
     counter.clear()
     with _Count() as dispatched:
         step()
     launches = counter["launches"]
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return dict(model=name, size=size, train=train, host_ms=1e3 * statistics.median(times),
+    times = time_step(step, cpu, warmup=0, iters=repeats)
+    return dict(model=name, size=size, train=train, host_ms=statistics.median(times),
                 aten_ops=dispatched.ops["aten"], custom_ops=sum(n for k, n in dispatched.ops.items() if k != "aten"),
                 launches=launches, timm=timm.__version__)
 
@@ -91,14 +85,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.size < 16 or args.repeats < 1:
         p.error(f"--size must be >= 16 and --repeats >= 1, got {args.size} and {args.repeats}")
-    import vimamba  # noqa: F401  (registers the families)
-    from vimamba.registry import check_model_name
-    try:
-        for name in args.models:
-            check_model_name(name, "--models")
-    except ValueError as e:
-        p.error(str(e))
     if os.environ.get("VIMAMBA_HOST_OVERHEAD") != "1":
+        from vimamba.registry import check_model_name
+        try:
+            for name in args.models:
+                check_model_name(name, "--models")
+        except ValueError as e:
+            p.error(str(e))
         # its own process: the interpreter must be on before triton is imported, and the settings must not leak
         env = dict(os.environ, TRITON_INTERPRET="1", VIMAMBA_BACKEND="triton", VIMAMBA_HOST_OVERHEAD="1")
         code = subprocess.call([sys.executable, os.path.abspath(__file__), *(sys.argv[1:] if argv is None else argv)],
