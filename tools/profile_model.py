@@ -10,7 +10,6 @@ Each operator's self time is charged to one group; everything inside the scan op
 import argparse
 import json
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def _self_time_us(event, cuda: bool) -> float:
 def profile(model_name: str, batch_size: int, img_size, device: torch.device, amp: bool, train: bool,
             warmup: int, iters: int):
     """(rows, total_us, top, host, wall_us): per group the self time in µs summed over `iters` steps, the 15
-    costliest ops, per group the host's (CPU) self time, and the wall time of `iters` unprofiled steps."""
+    costliest ops, per group the host's (CPU) self time, and the time of `iters` unprofiled steps."""
     model = benchmark.build_model(model_name, img_size, device)
     size = img_size or model.pretrained_cfg['input_size'][1:]
     size = (size, size) if isinstance(size, int) else tuple(size)
@@ -67,20 +66,14 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
                 model(x)
 
     cuda = device.type == 'cuda'
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for _ in range(warmup):
-        step()
-    sync()
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    sync()
-    wall_us = (time.perf_counter() - start) * 1e6
+    # on CUDA, events around each step: a step waiting on the host shows as the gaps between its kernels
+    wall_us = 1e3 * sum(benchmark.time_step(step, device, warmup, iters))
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
     with torch.profiler.profile(activities=activities) as prof:
         for _ in range(iters):
             step()
-        sync()
+        if cuda:
+            torch.cuda.synchronize()
     per_group = defaultdict(float)
     host = defaultdict(float)
     per_op = defaultdict(lambda: [0.0, 0])
@@ -156,7 +149,7 @@ def main(argv=None):
     what = 'training step (forward + backward)' if args.train else 'inference'
     head = (f'{args.model}, batch {batch}, {what}, {"bf16 autocast" if args.amp else "fp32"}, on '
             f'{benchmark.environment(device).get("device", device.type)}; self {clock} time per operator '
-            f'group, mean of {args.iters} steps. Unprofiled, synchronised: {per_step(wall_us)} ms a step (wall).')
+            f'group, mean of {args.iters} steps. Unprofiled: {per_step(wall_us)} ms a step.')
     if cuda:
         head += (' Host ms: the operators\' self CPU time under the profiler (which inflates it); a wall time above '
                  'the device time means the step waits on the host.')
