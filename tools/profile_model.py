@@ -47,8 +47,9 @@ def _self_time_us(event, cuda: bool) -> float:
 
 def profile(model_name: str, batch_size: int, img_size, device: torch.device, amp: bool, train: bool,
             warmup: int, iters: int):
-    """(rows, total_us, top, host, wall_us): per group the self time in µs summed over `iters` steps, the 15
-    costliest ops, per group the host's (CPU) self time, and the time of `iters` unprofiled steps."""
+    """(rows, total_us, top, host, host_top, wall_us): per group the self time in µs summed over `iters` steps, the
+    15 costliest ops, per group the host's (CPU) self time, the 15 ops costliest on the host (name, µs, calls), and
+    the time of `iters` unprofiled steps."""
     model = benchmark.build_model(model_name, img_size, device)
     size = img_size or model.pretrained_cfg['input_size'][1:]
     size = (size, size) if isinstance(size, int) else tuple(size)
@@ -77,12 +78,15 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
     per_group = defaultdict(float)
     host = defaultdict(float)
     per_op = defaultdict(lambda: [0.0, 0])
+    host_op = defaultdict(lambda: [0.0, 0])
     for event in prof.events():
         # Operators only (CPU-side events); on CUDA their self device time is what they launched themselves.
         if cuda and getattr(event, 'device_type', None) != torch.autograd.DeviceType.CPU:
             continue
         group = 'selective_scan' if _inside_scan(event) else group_of(event.name)
         host[group] += float(event.self_cpu_time_total)
+        host_op[event.name][0] += float(event.self_cpu_time_total)
+        host_op[event.name][1] += 1
         us = _self_time_us(event, cuda)
         if us <= 0:
             continue
@@ -92,7 +96,8 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
     total = sum(per_group.values())
     rows = sorted(per_group.items(), key=lambda kv: -kv[1])
     top = sorted(((n, us, c) for n, (us, c) in per_op.items()), key=lambda o: -o[1])[:15]
-    return rows, total, top, dict(host), wall_us
+    host_top = sorted(((n, us, c) for n, (us, c) in host_op.items()), key=lambda o: -o[1])[:15] if cuda else []
+    return rows, total, top, dict(host), host_top, wall_us
 
 
 def _inside_scan(event) -> bool:
@@ -130,7 +135,7 @@ def main(argv=None):
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         p.error(f'--out {args.out!r} is a file; give a folder')
     batch = args.batch_size or (128 if device.type == 'cuda' else 1)
-    rows, total, top, host, wall_us = profile(args.model, batch, args.img_size, device, args.amp, args.train,
+    rows, total, top, host, host_top, wall_us = profile(args.model, batch, args.img_size, device, args.amp, args.train,
                                               args.warmup, args.iters)
     clock = 'device' if device.type == 'cuda' else 'CPU'
 
@@ -154,6 +159,10 @@ def main(argv=None):
         head += (' Host ms: the operators\' self CPU time under the profiler (which inflates it); a wall time above '
                  'the device time means the step waits on the host.')
     text = f'{head}\n\n{table}\n\nCostliest operators:\n\n{ops_table}\n'
+    if cuda:
+        host_table = benchmark.markdown_table(('operator', 'host ms per step', 'calls per step'),
+                                              [(n, per_step(us), f'{c / args.iters:g}') for n, us, c in host_top])
+        text += f'\nCostliest on the host (self CPU time under the profiler):\n\n{host_table}\n'
     print(text)
     if args.out:
         out = Path(args.out)
@@ -162,7 +171,8 @@ def main(argv=None):
         (out / 'profile.json').write_text(json.dumps(dict(
             model=args.model, batch=batch, train=args.train, amp=args.amp, device=str(device), iters=args.iters,
             groups_us=dict(rows), total_us=total, host_groups_us=host, wall_us=wall_us,
-            top=[dict(op=n, us=u, calls=c) for n, u, c in top]), indent=1))
+            top=[dict(op=n, us=u, calls=c) for n, u, c in top],
+            host_top=[dict(op=n, us=u, calls=c) for n, u, c in host_top]), indent=1))
     return dict(rows), total
 
 

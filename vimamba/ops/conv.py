@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from .dispatch import (FLOAT_DTYPES, backend_argument, check_tensor, checked, describe, fake_grad_outputs, fx_proxy,
+from .dispatch import (FLOAT_DTYPES, Op, backend_argument, check_tensor, checked, describe, fake_grad_outputs, fx_proxy,
                        grad_outputs, jit_sizes, present_grads, run)
 
 _MAX_KERNEL = 8
@@ -15,12 +15,14 @@ def _flags(reverse) -> Tuple[bool, ...]:
     return tuple(bool(r) for r in reverse)
 
 
-@torch.library.custom_op("vimamba::causal_conv1d", mutates_args=())
-def _causal_conv1d_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int], silu: bool,
+def _causal_conv1d_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int], silu: bool,
                       backend: str) -> Tensor:
     """Normalised causal conv; reverse as K ints 0 / 1 (torch.jit, which FLOP counters use, traces no bool lists)."""
     u = run("causal_conv1d", "fwd", backend, x, weight, bias, _flags(reverse), silu)
     return u.transpose(0, 1).contiguous().transpose(0, 1)
+
+
+_causal_conv1d_op = Op("causal_conv1d", _causal_conv1d_impl)
 
 
 @_causal_conv1d_op.register_fake
@@ -29,12 +31,14 @@ def _(x, weight, bias, reverse, silu, backend):
     return x.new_empty((weight.shape[0], batch, length, channels)).transpose(0, 1)
 
 
-@torch.library.custom_op("vimamba::causal_conv1d_bwd", mutates_args=())
-def _causal_conv1d_bwd_op(du: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int],
+def _causal_conv1d_bwd_impl(du: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int],
                           silu: bool, backend: str) -> Tuple[Tensor, Tensor, Tensor]:
     """Gradients (dx, dweight, dbias) in the layouts of x, weight, bias; an empty dbias without bias."""
     grads = run("causal_conv1d", "bwd", backend, du, x, weight, bias, _flags(reverse), silu)
     return grad_outputs(grads, (x, weight, bias))
+
+
+_causal_conv1d_bwd_op = Op("causal_conv1d_bwd", _causal_conv1d_bwd_impl)
 
 
 @_causal_conv1d_bwd_op.register_fake
@@ -50,7 +54,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, du):
     saved = ctx.saved_tensors
-    grads = torch.ops.vimamba.causal_conv1d_bwd(du, *saved, *ctx.options)
+    grads = _causal_conv1d_bwd_op(du, *saved, *ctx.options)
     return present_grads(grads, saved) + (None,) * len(ctx.options)
 
 
@@ -132,4 +136,4 @@ def causal_conv1d(
         x = x.contiguous()
     weight = weight.contiguous()
     bias = None if bias is None else bias.contiguous()
-    return torch.ops.vimamba.causal_conv1d(x, weight, bias, [int(r) for r in reverse], silu, name)
+    return _causal_conv1d_op(x, weight, bias, [int(r) for r in reverse], silu, name)

@@ -1,5 +1,6 @@
 """What the ops share: backend tables and choice, the backend call with its "auto" fallback, tracing guards, checks."""
 import contextlib
+import functools
 import importlib
 import os
 import warnings
@@ -8,6 +9,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.fx
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from ..kernels._common import _interpreting
 
@@ -120,27 +122,100 @@ def _autograd_dispatch():
             yield
 
 
+def _call(name: str, op: str, direction: str, args):
+    # The Triton backwards are kernels only; the others differentiate a recomputed forward.
+    with _autograd_dispatch() if direction == "bwd" and name != "triton" else contextlib.nullcontext():
+        return getattr(load_backend(name, op), f"{op}_{direction}")(*args)
+
+
 def run(op: str, direction: str, backend: str, *args):
     """`<op>_<direction>` of `backend` for args[0]'s device; under "auto", a NotImplementedError falls back to the
     reference with one warning per reason (the backward resolves as the forward did)."""
-    function = f"{op}_{direction}"
-    with _autograd_dispatch() if direction == "bwd" else contextlib.nullcontext():
-        name = resolve_backend(backend, args[0].device, op)
-        try:
-            return getattr(load_backend(name, op), function)(*args)
-        except NotImplementedError as e:
-            explicit = backend != "auto" or os.environ.get(ENV_BACKEND, "auto") not in ("", "auto")
-            if name == "reference" or explicit:
-                raise
-            if str(e) not in _warned_fallback:
-                _warned_fallback.add(str(e))
-                warnings.warn(f"{op}: backend {name!r} declined ({e}); using the reference backend", stacklevel=2)
-            return getattr(load_backend("reference", op), function)(*args)
+    name = resolve_backend(backend, args[0].device, op)
+    try:
+        return _call(name, op, direction, args)
+    except NotImplementedError as e:
+        explicit = backend != "auto" or os.environ.get(ENV_BACKEND, "auto") not in ("", "auto")
+        if name == "reference" or explicit:
+            raise
+        if str(e) not in _warned_fallback:
+            _warned_fallback.add(str(e))
+            warnings.warn(f"{op}: backend {name!r} declined ({e}); using the reference backend", stacklevel=2)
+        return _call("reference", op, direction, args)
+
+
+_PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
+
+
+def direct_call(args: Sequence) -> bool:
+    """Whether an op call may run its Python implementation straight: plain eager tensors off the meta device, and
+    nothing compiling, tracing or intercepting (those need the registered op, its fake implementation or its FLOP
+    formula)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    if _get_current_dispatch_mode() is not None or torch._C._are_functorch_transforms_active():
+        return False
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    return all(type(t) in _PLAIN_TENSORS for t in tensors) and tensors[0].device.type != "meta"
+
+
+class _Direct(torch.autograd.Function):
+    """An `Op`'s implementation under its registered autograd formula, without the dispatcher."""
+
+    @staticmethod
+    def forward(ctx, op, *args):
+        out = op.impl(*args)
+        op.setup_context(ctx, args, out)
+        ctx.op = op
+        return out
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return (None,) + tuple(ctx.op.backward(ctx, *grads))
+
+
+class Op:
+    """A `torch.library` custom op `vimamba::<name>` that eager calls on plain tensors run without the dispatcher:
+    the same implementation and autograd formula, called from Python. The dispatcher's custom-op wrapping costs the
+    host more than the kernels' launches; compiling, tracing, export and fake tensors still get the registered op."""
+
+    def __init__(self, name: str, impl: Callable):
+        self.impl = impl
+        self.name = f"vimamba::{name}"
+        self.custom = torch.library.custom_op(self.name, impl, mutates_args=())
+        self.overload = getattr(torch.ops.vimamba, name).default
+        self.backward = self.setup_context = None
+
+    def register_fake(self, fn: Callable) -> Callable:
+        return self.custom.register_fake(fn)
+
+    def register_autograd(self, backward: Callable, setup_context: Callable) -> None:
+        self.custom.register_autograd(backward, setup_context=setup_context)
+        self.backward, self.setup_context = backward, setup_context
+
+    def __call__(self, *args):
+        if not direct_call(args):
+            return self.overload(*args)
+        if torch._C._autograd._profiler_enabled():  # the profiler's event, as the registered op records one
+            with torch.profiler.record_function(self.name):
+                return self._direct(*args)
+        return self._direct(*args)
+
+    def _direct(self, *args):
+        if self.backward is not None and torch.is_grad_enabled() and any(
+                isinstance(a, Tensor) and a.requires_grad for a in args):
+            return _Direct.apply(self, *args)
+        return self.impl(*args)
+
+
+@functools.lru_cache(maxsize=512)
+def _empty_like_strides(shape: Tuple[int, ...], stride: Tuple[int, ...]) -> Tuple[int, ...]:
+    return torch.empty_like(torch.empty_strided(shape, stride, device="meta")).stride()
 
 
 def in_layout_of(out: Tensor, like: Tensor) -> Tensor:
     """`out` with the strides of `torch.empty_like(like)`, the layout the fake implementations promise."""
-    if out.stride() == torch.empty_like(like, device="meta").stride():
+    if out.stride() == _empty_like_strides(tuple(like.shape), like.stride()):
         return out
     return torch.empty_like(like, dtype=out.dtype).copy_(out)
 

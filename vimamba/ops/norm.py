@@ -4,11 +4,10 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from .dispatch import FLOAT_DTYPES, backend_argument, check_tensor, checked, describe, fx_proxy, run
+from .dispatch import FLOAT_DTYPES, Op, backend_argument, check_tensor, checked, describe, fx_proxy, run
 
 
-@torch.library.custom_op("vimamba::add_rms_norm", mutates_args=())
-def _add_rms_norm_op(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps: float,
+def _add_rms_norm_impl(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps: float,
                      residual_dtype: torch.dtype, out_dtype: torch.dtype, backend: str) -> Tuple[Tensor, Tensor]:
     """Normalised add + RMSNorm over contiguous inputs."""
     normed, residual_out = run("add_rms_norm", "fwd", backend, hidden, residual, weight, eps, residual_dtype,
@@ -16,13 +15,15 @@ def _add_rms_norm_op(hidden: Tensor, residual: Optional[Tensor], weight: Tensor,
     return normed.contiguous(), residual_out.contiguous()
 
 
+_add_rms_norm_op = Op("add_rms_norm", _add_rms_norm_impl)
+
+
 @_add_rms_norm_op.register_fake
 def _(hidden, residual, weight, eps, residual_dtype, out_dtype, backend):
     return (hidden.new_empty(hidden.shape, dtype=out_dtype), hidden.new_empty(hidden.shape, dtype=residual_dtype))
 
 
-@torch.library.custom_op("vimamba::add_rms_norm_bwd", mutates_args=())
-def _add_rms_norm_bwd_op(dnormed: Tensor, dresidual_out: Optional[Tensor], residual_out: Tensor, weight: Tensor,
+def _add_rms_norm_bwd_impl(dnormed: Tensor, dresidual_out: Optional[Tensor], residual_out: Tensor, weight: Tensor,
                          eps: float, hidden_dtype: torch.dtype, residual_in_dtype: Optional[torch.dtype],
                          backend: str) -> Tuple[Tensor, Tensor, Tensor]:
     """(dhidden, dresidual, dweight); dresidual empty when dhidden is its gradient too (outputs may not alias)."""
@@ -30,6 +31,9 @@ def _add_rms_norm_bwd_op(dnormed: Tensor, dresidual_out: Optional[Tensor], resid
                                       eps, hidden_dtype, residual_in_dtype)
     return (dhidden.contiguous(), residual_out.new_empty(0) if dresidual is None else dresidual.contiguous(),
             dweight.contiguous())
+
+
+_add_rms_norm_bwd_op = Op("add_rms_norm_bwd", _add_rms_norm_bwd_impl)
 
 
 @_add_rms_norm_bwd_op.register_fake
@@ -54,7 +58,7 @@ def _backward(ctx, dnormed, dresidual_out):
     residual_out, weight = ctx.saved_tensors
     if dnormed is None:
         dnormed = torch.zeros_like(residual_out)
-    dhidden, dresidual, dweight = torch.ops.vimamba.add_rms_norm_bwd(
+    dhidden, dresidual, dweight = _add_rms_norm_bwd_op(
         dnormed, dresidual_out, residual_out, weight, ctx.eps, ctx.hidden_dtype, ctx.residual_in_dtype,
         ctx.backend)
     if ctx.residual_in_dtype is None:
@@ -123,5 +127,5 @@ def add_rms_norm(
         out_dtype = hidden.dtype
     hidden = hidden.contiguous()
     residual = None if residual is None else residual.contiguous()
-    return torch.ops.vimamba.add_rms_norm(hidden, residual, weight.contiguous(), float(eps), residual_dtype,
+    return _add_rms_norm_op(hidden, residual, weight.contiguous(), float(eps), residual_dtype,
                                           out_dtype, name)

@@ -12,12 +12,11 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from ..scans.base import GridOrder, ScanOrder, pattern_by_key
-from .dispatch import (FLOAT_DTYPES, backend_argument, check_tensor, checked, describe, fake_grad_outputs, fx_proxy,
+from .dispatch import (FLOAT_DTYPES, Op, backend_argument, check_tensor, checked, describe, fake_grad_outputs, fx_proxy,
                        grad_outputs, in_layout_of, jit_sizes, present_grads, run)
 
 
-@torch.library.custom_op("vimamba::selective_scan", mutates_args=())
-def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+def _selective_scan_impl(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                        z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor], delta_softplus: bool,
                        local_window: int, backend: str, order_grid: Optional[List[int]] = None
                        ) -> Tuple[Tensor, Tensor]:
@@ -26,6 +25,9 @@ def _selective_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     y, last_state = run("selective_scan", "fwd", backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                         index, local_window)
     return in_layout_of(y, u), last_state
+
+
+_selective_scan_op = Op("selective_scan", _selective_scan_impl)
 
 
 @_selective_scan_op.register_fake
@@ -38,8 +40,7 @@ def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, 
     return torch.empty_like(u), u.new_empty((batch, K, d, A.shape[-1]), dtype=torch.float32)
 
 
-@torch.library.custom_op("vimamba::selective_scan_bwd", mutates_args=())
-def _selective_scan_bwd_op(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+def _selective_scan_bwd_impl(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                            z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor],
                            delta_softplus: bool, local_window: int, backend: str, order_grid: Optional[List[int]] = None
                            ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -48,6 +49,9 @@ def _selective_scan_bwd_op(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: T
     grads = run("selective_scan", "bwd", backend, dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
                 local_window)
     return grad_outputs(grads, (u, delta, A, B, C, D, z, delta_bias))
+
+
+_selective_scan_bwd_op = Op("selective_scan_bwd", _selective_scan_bwd_impl)
 
 
 @_selective_scan_bwd_op.register_fake
@@ -72,7 +76,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, dy, dlast_state):
     saved = ctx.saved_tensors
-    grads = torch.ops.vimamba.selective_scan_bwd(dy, *saved, *ctx.options)
+    grads = _selective_scan_bwd_op(dy, *saved, *ctx.options)
     return present_grads(grads, saved[:8]) + (None,) * (1 + len(ctx.options))
 
 
@@ -87,8 +91,7 @@ def _merged_like(y: Tensor) -> Tensor:
         [dims.index(i) for i in range(3)])
 
 
-@torch.library.custom_op("vimamba::merge_gate", mutates_args=())
-def _merge_gate_op(y: Tensor, z: Optional[Tensor], scale: float, save_merged: bool, backend: str
+def _merge_gate_impl(y: Tensor, z: Optional[Tensor], scale: float, save_merged: bool, backend: str
                    ) -> Tuple[Tensor, Tensor]:
     """(out, the ungated merge the backward needs with save_merged and z, else an empty tensor)."""
     out, merged = run("merge_gate", "fwd", backend, y, z, scale, save_merged)
@@ -99,6 +102,9 @@ def _merge_gate_op(y: Tensor, z: Optional[Tensor], scale: float, save_merged: bo
     return in_layout(out), (y.new_empty(0) if merged is None or z is None else in_layout(merged))
 
 
+_merge_gate_op = Op("merge_gate", _merge_gate_impl)
+
+
 @_merge_gate_op.register_fake
 def merge_gate_fake(y, z, scale, save_merged, backend):
     """Output shapes and layouts of `vimamba::merge_gate` (also what torch.compile asks export's decomposition)."""
@@ -107,12 +113,14 @@ def merge_gate_fake(y, z, scale, save_merged, backend):
     return out, (torch.empty_like(out) if save_merged and z is not None else y.new_empty(0))
 
 
-@torch.library.custom_op("vimamba::merge_gate_bwd", mutates_args=())
-def _merge_gate_bwd_op(dout: Tensor, z: Optional[Tensor], merged: Tensor, scale: float, backend: str
+def _merge_gate_bwd_impl(dout: Tensor, z: Optional[Tensor], merged: Tensor, scale: float, backend: str
                        ) -> Tuple[Tensor, Tensor]:
     """(dy, dz): dy (b, d, L) the gradient of every direction's y, dz empty without z."""
     dy, dz = run("merge_gate", "bwd", backend, dout, z, merged, scale)
     return in_layout_of(dy, dout), (dout.new_empty(0) if dz is None else in_layout_of(dz, z))
+
+
+_merge_gate_bwd_op = Op("merge_gate_bwd", _merge_gate_bwd_impl)
 
 
 @_merge_gate_bwd_op.register_fake
@@ -131,7 +139,7 @@ def _merge_backward(ctx, dout, dmerged):
     z, merged = ctx.saved_tensors
     if z is not None and merged.numel() == 0 and dout.numel() > 0:
         raise RuntimeError("merge_gate: the merged output was not saved (no input required grad in the forward)")
-    dy, dz = torch.ops.vimamba.merge_gate_bwd(dout, z, merged, ctx.scale, ctx.backend)
+    dy, dz = _merge_gate_bwd_op(dout, z, merged, ctx.scale, ctx.backend)
     return dy.unsqueeze(1).expand(-1, ctx.K, -1, -1), (None if z is None else dz), None, None, None
 
 
@@ -311,12 +319,12 @@ def selective_scan(
     grid = None
     if isinstance(index, GridOrder):
         grid, index = list(index), None
-    y, last_state = torch.ops.vimamba.selective_scan(
+    y, last_state = _selective_scan_op(
         u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, name, grid)
     if merge is not None:
         scale = 1.0 / y.shape[1] if merge == "mean" else 1.0
         save = torch.is_grad_enabled() and (y.requires_grad or (gate is not None and gate.requires_grad))
-        return torch.ops.vimamba.merge_gate(y, gate, scale, save, name)[0]
+        return _merge_gate_op(y, gate, scale, save, name)[0]
     if squeeze:
         y = y[:, 0]
     return (y, last_state) if return_last_state else y
