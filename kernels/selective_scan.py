@@ -197,7 +197,7 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                      sy_b, sy_k, sy_d, sy_l, sB_b, sB_k, sB_n, sB_l, sC_b, sC_k, sC_n, sC_l,
                      N: tl.constexpr, BD: tl.constexpr, W: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr, PASS: tl.constexpr,
-                     PAIRS: tl.constexpr, BC32: tl.constexpr, PREFETCH_WIN: tl.constexpr = False):
+                     PAIRS: tl.constexpr, BC32: tl.constexpr):
     """Forward over [BD, N] tiles (channels x states), one token per step; loads and stores in the loops are [BD, 1]
     channel rows, so all tiles share one layout (B and C come in as scalars). PASS 0: the whole sequence. Segments
     (grid axis 2, NSEG of SEG steps): PASS 1 scans each from zero and writes its end state and decay (hseg, pseg),
@@ -205,7 +205,7 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     Window W > 1: each step's C h + D u, delta, delta u and gate go to a scratch row (win_ptr, (b * K * NSEG, WB,
     D, 4)); at the window's last step (q = 0) a loop walks back, r_t = a_t r_(t+1) + delta_t u_t B_t, adding
     C_t a_t r_(t+1) to y_t. It reads B, C from their fp32 copy (BC32: bc_ptr, (b * K, L, 2N)) and recomputes
-    exp(delta A): holding W x N values per thread would cost occupancy. PREFETCH_WIN: that loop loads a step ahead."""
+    exp(delta A): holding W x N values per thread would cost occupancy."""
     bk, b, k, offs_n, md, d_c, A2, Dv, bias = _step_setup(A_ptr, D_ptr, bias_ptr, K, D, N, BD, HAS_D, HAS_BIAS)
     WIN: tl.constexpr = W > 1 and PASS != 1
     seg = tl.program_id(2)
@@ -284,19 +284,10 @@ def _fwd_step_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                         tl.store(y_row + y_tok * sy_l, y.to(y_ptr.dtype.element_ty), mask=md)
                     r = dtu * Bv
                     t0 = t - j                                  # the window's first step
-                    if PREFETCH_WIN:
-                        # the next reverse step's loads issue before this one computes (clamped to the window start)
-                        nxt = _window_step(idx_row, win_row, tl.maximum(t - 1, t0), t0, D, B_row, sB_n, sB_l, C_row,
-                                           sC_n, sC_l, bc_row, offs_n, N, PAIRS, BC32, FAST)
                     for jj in range(1, j + 1):
-                        if PREFETCH_WIN:
-                            r_tok, yw, dtw, dtuw, gw, Bw, Cw = nxt
-                            nxt = _window_step(idx_row, win_row, tl.maximum(t - jj - 1, t0), t0, D, B_row, sB_n,
-                                               sB_l, C_row, sC_n, sC_l, bc_row, offs_n, N, PAIRS, BC32, FAST)
-                        else:
-                            r_tok, yw, dtw, dtuw, gw, Bw, Cw = _window_step(
-                                idx_row, win_row, t - jj, t0, D, B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, offs_n,
-                                N, PAIRS, BC32, FAST)
+                        r_tok, yw, dtw, dtuw, gw, Bw, Cw = _window_step(
+                            idx_row, win_row, t - jj, t0, D, B_row, sB_n, sB_l, C_row, sC_n, sC_l, bc_row, offs_n,
+                            N, PAIRS, BC32, FAST)
                         q = _exp2(dtw * A2, FAST) * r
                         yw += _sum_ax(Cw * q, 1)
                         if HAS_Z:
@@ -653,7 +644,7 @@ def pick_segments(L: int, T: int, warps: int) -> Tuple[int, int]:
 # whole Vim-T grid. No run-time autotuning: one compile per (dtype, flags, W) specialisation.
 _CFG = dict(step_regs_fwd=1, step_warps_fwd=1, maxnreg_step=80, maxnreg_step_win=0,
             step_regs_bwd=1, step_warps_bwd=1, maxnreg_step_bwd=168, maxnreg_step_bwd_win=168, scatter_bwd=True,
-            bc_fp32=False, win_prefetch=False)
+            bc_fp32=False)
 
 
 def _launch_opts(nw: int, which: str, device_type: str) -> dict:
@@ -719,8 +710,7 @@ def _fwd_launcher(u, delta, A, B, C, D, z, delta_bias, delta_softplus, index, y,
             win = torch.empty((b * K * nseg, wb, d, 4), device=u.device, dtype=torch.float32)
         bc32 = _bc32_for(B, C, W, staged)
         _fwd_step_kernel[grid](*args, hseg, pseg, win, A if bc32 is None else bc32, K, d, L, seg, nseg, wb, *strides,
-                               W=W, HAS_Z=has_z, PASS=PASS, BC32=bc32 is not None,
-                               PREFETCH_WIN=bool(W) and _CFG["win_prefetch"], **meta,
+                               W=W, HAS_Z=has_z, PASS=PASS, BC32=bc32 is not None, **meta,
                                **_launch_opts(nw, "step_win" if W else "step", u.device.type))
     return (triton.cdiv(d, BD) * nw), launch
 

@@ -185,24 +185,6 @@ def test_triton_interpreter_window(case):
     check_backend(interp_kernels(), x, softplus, W, tol=1e-5)
 
 
-@pytest.mark.parametrize("case", [WINDOW_CASES[i] for i in (1, 3, 4)],
-                         ids=lambda c: "K{}L{}W{}-{}".format(c[1], c[4], c[5], c[6]))
-def test_triton_interpreter_window_prefetch(case, monkeypatch):
-    """The forward's reverse sweep loading a step ahead (`_CFG["win_prefetch"]`, a sweep option), partial and odd
-    windows included, also through segments."""
-    mod = interp_kernels()
-    monkeypatch.setitem(mod._CFG, "win_prefetch", True)
-    b, K, d, N, L, W, order, layout, z, D, bias, softplus = case
-    x = make_inputs(b, K, d, N, L, torch.float32, order=order, z=z, D=D, bias=bias, layout=layout)
-    check_backend(mod, x, softplus, W, tol=1e-5)
-    monkeypatch.setattr(mod, "_SEG_MIN", 4)
-    monkeypatch.setattr(mod, "_SEG_SHORT", 0)
-    monkeypatch.setattr(mod, "_SEG_BELOW", 10 ** 9)
-    monkeypatch.setattr(mod, "_SEG_TARGET", 10 ** 9)
-    assert mod.pick_segments(L, W, 1)[0] > 1
-    check_backend(mod, x, softplus, W, tol=1e-5)
-
-
 def test_triton_interpreter_window_bf16_state_pairs():
     """bf16 B and C read two states per word, with a window (the reverse sweeps read them again)."""
     mod = interp_kernels()
@@ -378,20 +360,6 @@ def test_triton_gpu_bf16_state_pairs(name, case):
     x = make_inputs(b, K, d, N, L, torch.bfloat16, device="cuda", order=order, layout="channels_last_even")
     assert ss._pairs_ok(x["B"]) and ss._pairs_ok(x["C"])
     check_backend(ss, x, True, W, tol=1e-2)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_triton_gpu_window_prefetch(dtype, monkeypatch):
-    """The forward's reverse sweep loading a step ahead (`_CFG["win_prefetch"]`) at LBVim-T's shape, odd windows
-    and segments."""
-    from vimamba.kernels import selective_scan as ss
-
-    monkeypatch.setitem(ss._CFG, "win_prefetch", True)
-    for name in ("lbvim_t", "window_odd", "lbvim_1024"):
-        b, K, d, N, L, W, order = dict(GPU_CASES)[name]
-        x = make_inputs(b, K, d, N, L, dtype, device="cuda", order=order, layout="channels_last")
-        check_backend(ss, x, True, W, tol=1e-5 if dtype == torch.float32 else 1e-2)
 
 
 @pytest.mark.gpu

@@ -215,7 +215,6 @@ def sweep(shape_names, dtype, layout, passes=("fwd", "bwd")):
     bwd_cfgs += [dict(bc_fp32=True)]
     # with a local window: the register caps of the windowed kernels (0: none)
     fwd_cfgs += [dict(maxnreg_step_win=reg) for reg in (0, 96, 128, 168)]
-    fwd_cfgs += [dict(win_prefetch=True, maxnreg_step_win=reg) for reg in (0, 128)]
     bwd_cfgs += [dict(maxnreg_step_bwd_win=reg) for reg in (0, 128, 168, 200)]
     for name in shape_names:
         b, K, d, L, W, order, grid, N = SHAPES[name]

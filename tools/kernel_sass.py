@@ -33,8 +33,6 @@ def compile_kernel(args):
     bc32 = args.window > 1 if args.bc32 < 0 else bool(args.bc32)
     consts = dict(N=args.N, BD=args.regs * 32 * args.warps, PAIRS=args.pairs, W=args.window,
                   BC32=bc32, **flags)
-    if args.kernel == "step_fwd":
-        consts["PREFETCH_WIN"] = bool(args.prefetch_win)
     if args.kernel == "step_bwd":
         consts["SCATTER"] = args.scatter and args.regs * args.warps == 1 and args.N == 16
     # the backward's loops walk chunks of two steps; the forward's one step
@@ -87,7 +85,6 @@ def main():
     p.add_argument("--pairs", type=int, default=1, help="bf16 states read two per word")
     p.add_argument("--bc32", type=int, default=-1, help="B, C read from their fp32 copy (-1: with a window)")
     p.add_argument("--scatter", type=int, default=1, help="backward: recursive-halving lane sum")
-    p.add_argument("--prefetch-win", type=int, default=0, help="forward: the reverse sweep loads a step ahead")
     p.add_argument("--plain", action="store_true", help="no z, D, delta bias or softplus")
     p.add_argument("--keep", default="", help="folder to keep the TTGIR, PTX and SASS in")
     args = p.parse_args()
