@@ -685,3 +685,38 @@ def test_device_mismatch_is_reported():
     x, _ = _bad()
     with pytest.raises(ValueError, match=r"order: expected an index on cpu"):
         selective_scan(**x, order=torch.arange(6).expand(2, 6).to("meta"))
+
+
+def test_eager_calls_skip_the_dispatcher(monkeypatch):
+    """Plain eager calls run each op's implementation and autograd formula from Python, never `torch.ops`; a dispatch
+    mode (as FLOP counters and export use) gets the registered ops, with the same outputs and gradients."""
+    import timm
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from vimamba.ops import conv, norm, scan
+
+    through = []
+    for op in (scan._selective_scan_op, scan._selective_scan_bwd_op, scan._merge_gate_op, scan._merge_gate_bwd_op,
+               conv._causal_conv1d_op, conv._causal_conv1d_bwd_op, norm._add_rms_norm_op, norm._add_rms_norm_bwd_op):
+        monkeypatch.setattr(op, "overload", (lambda o: lambda *a: through.append(str(o)) or o(*a))(op.overload))
+
+    class Passing(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_vim")
+    x = torch.randn(2, 3, 64, 64)
+    results = []
+    for mode in (None, Passing()):
+        model.zero_grad(set_to_none=True)
+        with mode if mode is not None else torch.enable_grad():
+            out = model(x)
+            out.square().sum().backward()
+        results.append([out.detach()] + [p.grad for p in model.parameters()])
+        if mode is None:
+            assert through == []
+    assert {"vimamba.selective_scan.default", "vimamba.selective_scan_bwd.default", "vimamba.merge_gate_bwd.default",
+            "vimamba.causal_conv1d_bwd.default", "vimamba.add_rms_norm_bwd.default"} <= set(through)
+    for direct, registered in zip(*results):
+        torch.testing.assert_close(direct, registered, rtol=1e-6, atol=1e-7)

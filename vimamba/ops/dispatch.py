@@ -149,9 +149,9 @@ _PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
 
 def direct_call(args: Sequence) -> bool:
     """Whether an op call may run its Python implementation straight: plain eager tensors off the meta device, and
-    nothing compiling, tracing or intercepting (those need the registered op, its fake implementation or its FLOP
-    formula)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    nothing compiling, tracing, intercepting or profiling (those need the registered op: its fake implementation,
+    its FLOP formula, or its event that the profiler charges the op's kernels to)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._autograd._profiler_enabled():
         return False
     if _get_current_dispatch_mode() is not None or torch._C._are_functorch_transforms_active():
         return False
@@ -181,8 +181,7 @@ class Op:
 
     def __init__(self, name: str, impl: Callable):
         self.impl = impl
-        self.name = f"vimamba::{name}"
-        self.custom = torch.library.custom_op(self.name, impl, mutates_args=())
+        self.custom = torch.library.custom_op(f"vimamba::{name}", impl, mutates_args=())
         self.overload = getattr(torch.ops.vimamba, name).default
         self.backward = self.setup_context = None
 
@@ -196,12 +195,6 @@ class Op:
     def __call__(self, *args):
         if not direct_call(args):
             return self.overload(*args)
-        if torch._C._autograd._profiler_enabled():  # the profiler's event, as the registered op records one
-            with torch.profiler.record_function(self.name):
-                return self._direct(*args)
-        return self._direct(*args)
-
-    def _direct(self, *args):
         if self.backward is not None and torch.is_grad_enabled() and any(
                 isinstance(a, Tensor) and a.requires_grad for a in args):
             return _Direct.apply(self, *args)
