@@ -24,3 +24,15 @@ def test_profile_model_errors(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         _tool('profile_model').main(args)
     assert e.value.code == 2 and f'error: {message}' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--shapes', 'vim_tt'], "--shapes: unknown ['vim_tt']"),
+    (['--splits', '0,4'], "--splits: expected positive ints, got '0,4'"),
+])
+def test_bench_projections_errors(args, message, capsys, monkeypatch):
+    tool = _tool('bench_projections')
+    monkeypatch.setattr(tool.torch.cuda, 'is_available', lambda: True)  # the argument checks come first
+    with pytest.raises(SystemExit) as e:
+        tool.main(args)
+    assert e.value.code == 2 and f'error: {message}' in capsys.readouterr().err

@@ -57,6 +57,28 @@ def _copy_direction(dst: MambaMixer, src: MambaMixer, suffix: str):
 # ---------------------------------------------------------------------------------------------------------------
 # Mixer equivalences
 
+@pytest.mark.parametrize('rows, batch, splits', [(256 * 197, 256, 32), (128 * 197, 128, 16), (8 * 4097, 8, 8),
+                                                  (197, 1, 1), (6 * 300, 6, 1), (12 * 200, 12, 2)])
+def test_row_splits_divide_the_batch(rows, batch, splits):
+    from vimamba.layers.mamba import row_splits
+    assert row_splits(rows, batch) == splits
+
+
+def test_split_projection_matches_one_product():
+    """`direction_matmul` with the rows in batches: the same product and gradients as one bmm per direction."""
+    from vimamba.layers.mamba import direction_matmul
+    x = torch.randn(2, 6 * 5, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(2, 30, 3, dtype=torch.float64)
+    expected = torch.bmm(x, w.transpose(1, 2))
+    ex, ew = torch.autograd.grad(expected, (x, w), grad)
+    got = direction_matmul(x, w, 6)
+    gx, gw = torch.autograd.grad(got, (x, w), grad)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(gx, ex)
+    torch.testing.assert_close(gw, ew)
+
+
 def test_bimamba_v2_is_two_single_direction_mixers():
     bi = _mixer(bidirectional=True)
     fwd, bwd = _mixer(bidirectional=False), _mixer(bidirectional=False)

@@ -65,11 +65,14 @@ def main(argv=None):
     unknown = [s for s in args.shapes.split(",") if s not in SHAPES]
     if unknown:
         p.error(f"--shapes: unknown {unknown}; expected names from {sorted(SHAPES)}")
-    if not torch.cuda.is_available():
-        p.error("needs a CUDA device")
-    splits = sorted({int(s) for s in args.splits.split(",")})
+    try:
+        splits = sorted({int(s) for s in args.splits.split(",")})
+    except ValueError:
+        splits = [0]
     if any(s < 1 for s in splits):
         p.error(f"--splits: expected positive ints, got {args.splits!r}")
+    if not torch.cuda.is_available():
+        p.error("needs a CUDA device")
     # read + write bandwidth of a large copy
     a = torch.empty(1 << 28, device="cuda", dtype=torch.uint8)
     ms = statistics.median(time_step(lambda: a.clone(), torch.device("cuda"), 5, 20))
