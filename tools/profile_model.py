@@ -135,8 +135,8 @@ def main(argv=None):
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         p.error(f'--out {args.out!r} is a file; give a folder')
     batch = args.batch_size or (128 if device.type == 'cuda' else 1)
-    rows, total, top, host, host_top, wall_us = profile(args.model, batch, args.img_size, device, args.amp, args.train,
-                                              args.warmup, args.iters)
+    rows, total, top, host, host_top, wall_us = profile(args.model, batch, args.img_size, device, args.amp,
+                                                        args.train, args.warmup, args.iters)
     clock = 'device' if device.type == 'cuda' else 'CPU'
 
     def per_step(us: float) -> str:

@@ -16,7 +16,7 @@ def _flags(reverse) -> Tuple[bool, ...]:
 
 
 def _causal_conv1d_impl(x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int], silu: bool,
-                      backend: str) -> Tensor:
+                        backend: str) -> Tensor:
     """Normalised causal conv; reverse as K ints 0 / 1 (torch.jit, which FLOP counters use, traces no bool lists)."""
     u = run("causal_conv1d", "fwd", backend, x, weight, bias, _flags(reverse), silu)
     return u.transpose(0, 1).contiguous().transpose(0, 1)
@@ -32,7 +32,7 @@ def _(x, weight, bias, reverse, silu, backend):
 
 
 def _causal_conv1d_bwd_impl(du: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], reverse: List[int],
-                          silu: bool, backend: str) -> Tuple[Tensor, Tensor, Tensor]:
+                            silu: bool, backend: str) -> Tuple[Tensor, Tensor, Tensor]:
     """Gradients (dx, dweight, dbias) in the layouts of x, weight, bias; an empty dbias without bias."""
     grads = run("causal_conv1d", "bwd", backend, du, x, weight, bias, _flags(reverse), silu)
     return grad_outputs(grads, (x, weight, bias))

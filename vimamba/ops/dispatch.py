@@ -177,7 +177,7 @@ class _Direct(torch.autograd.Function):
 class Op:
     """A `torch.library` custom op `vimamba::<name>` that eager calls on plain tensors run without the dispatcher:
     the same implementation and autograd formula, called from Python. The dispatcher's custom-op wrapping costs the
-    host more than the kernels' launches; compiling, tracing, export and fake tensors still get the registered op."""
+    host more than the kernels' launches; whatever `direct_call` turns away gets the registered op."""
 
     def __init__(self, name: str, impl: Callable):
         self.impl = impl

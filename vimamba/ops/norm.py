@@ -8,7 +8,7 @@ from .dispatch import FLOAT_DTYPES, Op, backend_argument, check_tensor, checked,
 
 
 def _add_rms_norm_impl(hidden: Tensor, residual: Optional[Tensor], weight: Tensor, eps: float,
-                     residual_dtype: torch.dtype, out_dtype: torch.dtype, backend: str) -> Tuple[Tensor, Tensor]:
+                       residual_dtype: torch.dtype, out_dtype: torch.dtype, backend: str) -> Tuple[Tensor, Tensor]:
     """Normalised add + RMSNorm over contiguous inputs."""
     normed, residual_out = run("add_rms_norm", "fwd", backend, hidden, residual, weight, eps, residual_dtype,
                                out_dtype)
@@ -24,8 +24,8 @@ def _(hidden, residual, weight, eps, residual_dtype, out_dtype, backend):
 
 
 def _add_rms_norm_bwd_impl(dnormed: Tensor, dresidual_out: Optional[Tensor], residual_out: Tensor, weight: Tensor,
-                         eps: float, hidden_dtype: torch.dtype, residual_in_dtype: Optional[torch.dtype],
-                         backend: str) -> Tuple[Tensor, Tensor, Tensor]:
+                           eps: float, hidden_dtype: torch.dtype, residual_in_dtype: Optional[torch.dtype],
+                           backend: str) -> Tuple[Tensor, Tensor, Tensor]:
     """(dhidden, dresidual, dweight); dresidual empty when dhidden is its gradient too (outputs may not alias)."""
     dhidden, dresidual, dweight = run("add_rms_norm", "bwd", backend, dnormed, dresidual_out, residual_out, weight,
                                       eps, hidden_dtype, residual_in_dtype)

@@ -17,9 +17,9 @@ from .dispatch import (FLOAT_DTYPES, Op, backend_argument, check_tensor, checked
 
 
 def _selective_scan_impl(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                       z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor], delta_softplus: bool,
-                       local_window: int, backend: str, order_grid: Optional[List[int]] = None
-                       ) -> Tuple[Tensor, Tensor]:
+                         z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor],
+                         delta_softplus: bool, local_window: int, backend: str,
+                         order_grid: Optional[List[int]] = None) -> Tuple[Tensor, Tensor]:
     """Normalised selective scan; `order_grid` [pattern key, h, w] names a cached order in place of index."""
     index = _grid_index(order_grid, u.device) if order_grid else index
     y, last_state = run("selective_scan", "fwd", backend, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
@@ -40,10 +40,11 @@ def _(u, delta, A, B, C, D, z, delta_bias, index, delta_softplus, local_window, 
     return torch.empty_like(u), u.new_empty((batch, K, d, A.shape[-1]), dtype=torch.float32)
 
 
-def _selective_scan_bwd_impl(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                           z: Optional[Tensor], delta_bias: Optional[Tensor], index: Optional[Tensor],
-                           delta_softplus: bool, local_window: int, backend: str, order_grid: Optional[List[int]] = None
-                           ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _selective_scan_bwd_impl(dy: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                             D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
+                             index: Optional[Tensor], delta_softplus: bool, local_window: int, backend: str,
+                             order_grid: Optional[List[int]] = None
+                             ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias); an absent input gets an empty tensor."""
     index = _grid_index(order_grid, u.device) if order_grid else index
     grads = run("selective_scan", "bwd", backend, dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, index,
@@ -92,7 +93,7 @@ def _merged_like(y: Tensor) -> Tensor:
 
 
 def _merge_gate_impl(y: Tensor, z: Optional[Tensor], scale: float, save_merged: bool, backend: str
-                   ) -> Tuple[Tensor, Tensor]:
+                     ) -> Tuple[Tensor, Tensor]:
     """(out, the ungated merge the backward needs with save_merged and z, else an empty tensor)."""
     out, merged = run("merge_gate", "fwd", backend, y, z, scale, save_merged)
     like = _merged_like(y)
@@ -114,7 +115,7 @@ def merge_gate_fake(y, z, scale, save_merged, backend):
 
 
 def _merge_gate_bwd_impl(dout: Tensor, z: Optional[Tensor], merged: Tensor, scale: float, backend: str
-                       ) -> Tuple[Tensor, Tensor]:
+                         ) -> Tuple[Tensor, Tensor]:
     """(dy, dz): dy (b, d, L) the gradient of every direction's y, dz empty without z."""
     dy, dz = run("merge_gate", "bwd", backend, dout, z, merged, scale)
     return in_layout_of(dy, dout), (dout.new_empty(0) if dz is None else in_layout_of(dz, z))
