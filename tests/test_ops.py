@@ -720,3 +720,14 @@ def test_eager_calls_skip_the_dispatcher(monkeypatch):
             "vimamba.causal_conv1d_bwd.default", "vimamba.add_rms_norm_bwd.default"} <= set(through)
     for direct, registered in zip(*results):
         torch.testing.assert_close(direct, registered, rtol=1e-6, atol=1e-7)
+
+
+def test_double_backward_is_refused_in_eager_too():
+    """create_graph through the eager path: the gradient keeps a graph whose backward names the missing formula."""
+    mk = lambda *s: torch.randn(*s, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    u, delta, A, B, C = mk(1, 1, 4, 5), mk(1, 1, 4, 5), mk(1, 4, 3), mk(1, 1, 3, 5), mk(1, 1, 3, 5)
+    y = selective_scan(u, delta, -A.exp(), B, C)
+    du, = torch.autograd.grad(y.sum(), u, create_graph=True)
+    assert du.requires_grad
+    with pytest.raises(RuntimeError, match="no autograd formula was registered"):
+        torch.autograd.grad(du.sum(), B)

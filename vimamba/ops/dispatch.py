@@ -195,9 +195,9 @@ class Op:
     def __call__(self, *args):
         if not direct_call(args):
             return self.overload(*args)
-        if self.backward is not None and torch.is_grad_enabled() and any(
-                isinstance(a, Tensor) and a.requires_grad for a in args):
-            return _Direct.apply(self, *args)
+        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            # Without a formula (the backward ops, under create_graph) the registered op raises if differentiated.
+            return self.overload(*args) if self.backward is None else _Direct.apply(self, *args)
         return self.impl(*args)
 
 
