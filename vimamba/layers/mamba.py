@@ -51,9 +51,8 @@ def row_splits(rows: int, batch: int) -> int:
 
 
 def direction_matmul(x: torch.Tensor, weight: torch.Tensor, splits: int = 1) -> torch.Tensor:
-    """x (K, M, I) @ weight (K, O, I)^T per direction -> (K, M, O), the M rows in `splits` batches (M % splits == 0).
-    The weight gradient reduces over M: as one product per direction it runs on a few thread blocks (O and I are
-    small), as `splits` products summed it fills the GPU."""
+    """x (K, M, I) @ weight (K, O, I)^T per direction -> (K, M, O), the M rows in `splits` batches (M % splits == 0):
+    the weight gradient, a sum over M of small products, then fills the GPU instead of a few thread blocks."""
     if splits == 1:
         return torch.bmm(x, weight.transpose(1, 2))
     K, M, _ = x.shape

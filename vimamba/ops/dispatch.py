@@ -148,9 +148,8 @@ _PLAIN_TENSORS = (Tensor, torch.nn.Parameter)
 
 
 def direct_call(args: Sequence) -> bool:
-    """Whether an op call may run its Python implementation straight: plain eager tensors off the meta device, and
-    nothing compiling, tracing, intercepting or profiling (those need the registered op: its fake implementation,
-    its FLOP formula, or its event that the profiler charges the op's kernels to)."""
+    """Whether an op call may run its implementation straight: plain tensors off the meta device, and nothing
+    compiling, tracing, intercepting or profiling (those need the registered op, its fake or its profiler event)."""
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._autograd._profiler_enabled():
         return False
     if _get_current_dispatch_mode() is not None or torch._C._are_functorch_transforms_active():
@@ -175,9 +174,8 @@ class _Direct(torch.autograd.Function):
 
 
 class Op:
-    """A `torch.library` custom op `vimamba::<name>` that eager calls on plain tensors run without the dispatcher:
-    the same implementation and autograd formula, called from Python. The dispatcher's custom-op wrapping costs the
-    host more than the kernels' launches; whatever `direct_call` turns away gets the registered op."""
+    """Custom op `vimamba::<name>` whose eager calls (`direct_call`) run its implementation and autograd formula from
+    Python: the dispatcher's custom-op wrapping costs the host more than the kernels' launches."""
 
     def __init__(self, name: str, impl: Callable):
         self.impl = impl
