@@ -3,8 +3,8 @@
     python tools/bench_kernels.py [--out DIR] [--dtypes bf16,fp32] [--shapes vim_t,...] [--no-reference]
 
 Measures the GPU's copy bandwidth and exp2 rate, then times per shape, dtype and pass (forward; forward + backward)
-`triton` (one call for K directions, plus the merge), `reference`, and `mamba_ssm` called as the official codes do (a
-gathered copy per direction). Each row: median ms (do_bench, L2 flushed), the floor (max(bytes / bandwidth, exps /
+`triton` (one call for K directions, plus the merge; for K > 1 also with the merge and gate inside the op),
+`reference`, and `mamba_ssm` called as the official codes do (a gathered copy per direction). Each row: median ms (do_bench, L2 flushed), the floor (max(bytes / bandwidth, exps /
 exp2 rate), each tensor touched once), our share of it, mamba_ssm / triton. Writes bench_kernels.md / .json to --out.
 """
 import argparse
@@ -123,15 +123,19 @@ def floors(b, K, d, L, dtype, bw, exp_rate, N=16):
     return f, fb, fwd_bytes, exps
 
 
-def ours(x, index, W, backend):
+def ours(x, index, W, backend, merge=None):
+    """Our op: K gated outputs summed by PyTorch, or with `merge` the directions merged and gated in the op, as the
+    models call it (z then (b, d, L))."""
     from vimamba.ops import selective_scan
 
     K = x["u"].shape[1]
 
     def fwd(xs):
         y = selective_scan(xs["u"], xs["delta"], xs["A"], xs["B"], xs["C"], xs["D"], xs["z"], xs["delta_bias"],
-                           True, order=index, local_window=W, backend=backend)
-        # the models' merge, over the (b, K, L, d) view, so the gradient stays channels-last
+                           True, order=index, local_window=W, backend=backend, merge=merge)
+        if merge is not None:
+            return y
+        # a merge over the (b, K, L, d) view, so the gradient stays channels-last
         y = y.transpose(-1, -2)
         return y.sum(1) if K > 1 else y[:, 0]
     return fwd
@@ -319,6 +323,10 @@ def main():
         t0 = time.time()
         row["triton_ms"] = time_way(ours(x, ScanOrder.from_index(index), W, "triton"), x, backward, args.rep)
         row["pct_floor"] = 100 * row["floor_ms"] / row["triton_ms"]
+        if K > 1:
+            xm = dict(x, z=x["z"][:, 0])
+            row["merged_ms"] = time_way(ours(xm, ScanOrder.from_index(index), W, "triton", "sum"), xm, backward,
+                                        args.rep)
         if not args.no_reference:
             try:
                 row["reference_ms"] = time_way(ours(x, ScanOrder.from_index(index), W, "reference"), x, backward,
@@ -376,8 +384,8 @@ def main():
     print(md)
 
 
-HEAD = ("| shape | batch, K, d, L, W | dtype | pass | triton ms | floor ms | % of floor | mamba-ssm way ms "
-        "| mamba / triton | reference ms |")
+HEAD = ("| shape | batch, K, d, L, W | dtype | pass | triton ms | merged in the op ms | floor ms | % of floor "
+        "| mamba-ssm way ms | mamba / triton | reference ms |")
 
 
 def _f(v, fmt):
@@ -386,7 +394,8 @@ def _f(v, fmt):
 
 def _fmt_row(r):
     return (f"| {r['shape']} | {r['batch']}, {r['K']}, {r['d']}, {r['L']}, {r['W']} | {r['dtype']} | {r['pass_']} "
-            f"| {_f(r.get('triton_ms'), '.3f')} | {_f(r.get('floor_ms'), '.3f')} | {_f(r.get('pct_floor'), '.0f')}% "
+            f"| {_f(r.get('triton_ms'), '.3f')} | {_f(r.get('merged_ms'), '.3f')} | {_f(r.get('floor_ms'), '.3f')} "
+            f"| {_f(r.get('pct_floor'), '.0f')}% "
             f"| {_f(r.get('mamba_ssm_ms'), '.3f')} | {_f(r.get('ratio_mamba'), '.2f')}x "
             f"| {_f(r.get('reference_ms'), '.2f')} |")
 
@@ -399,7 +408,7 @@ def _markdown(meta, rows):
         f"Command: `{meta['command']}`. Kernel config: `{meta['kernel_config']}`.",
         "",
         HEAD,
-        "|" + "---|" * 10,
+        "|" + "---|" * 11,
     ]
     lines += [_fmt_row(r) for r in rows]
     return "\n".join(lines) + "\n"

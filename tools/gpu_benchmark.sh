@@ -9,9 +9,9 @@
 #
 # Run from the repository root: bash tools/gpu_benchmark.sh
 # Overrides (environment): OUT, PY, MODELS, GRAPH_MODELS, BATCH, SWEEP_MODELS, SWEEP_SIZES, SWEEP_BATCH,
-# GRAPH_SWEEP_MODELS, GRAPH_SWEEP_SIZES,
-# TABLE_MINUTES, SWEEP_MINUTES, STEPS (default "table graphs sweep sweep_graphs"), BENCH_ARGS (extra options
-# for every run, e.g. "--backend triton mamba_ssm").
+# GRAPH_SWEEP_MODELS, GRAPH_SWEEP_SIZES, TABLE_MINUTES, GRAPH_MINUTES (default TABLE_MINUTES), SWEEP_MINUTES,
+# STEPS (default "table graphs sweep sweep_graphs"), BENCH_ARGS (extra options for every run, e.g. "--backend
+# triton mamba_ssm").
 # Needs torch with CUDA, timm and triton; fvcore is optional (without it FLOPs come from
 # torch.utils.flop_counter, marked in the JSON), so are matplotlib, rich and tqdm.
 set -u
@@ -44,7 +44,7 @@ for step in ${STEPS:-table graphs sweep sweep_graphs}; do
         --time-budget "${TABLE_MINUTES:-4.5}" $COMMON --out "$OUT/table" 2>&1 ;;
     # shellcheck disable=SC2086
     graphs) $PY tools/benchmark.py --models $GRAPH_MODELS --bench both --batch-size "${BATCH:-256}" --max-time 3 \
-        --no-flops --compile reduce-overhead --time-budget "${TABLE_MINUTES:-4.5}" $COMMON \
+        --no-flops --compile reduce-overhead --time-budget "${GRAPH_MINUTES:-${TABLE_MINUTES:-4.5}}" $COMMON \
         --out "$OUT/table_graphs" 2>&1 ;;
     # shellcheck disable=SC2086
     sweep) $PY tools/benchmark.py --models none --sweep $SWEEP_SIZES --sweep-models ${SWEEP_MODELS:-plain} \
