@@ -4,8 +4,9 @@
 
 Measures the GPU's copy bandwidth and exp2 rate, then times per shape, dtype and pass (forward; forward + backward)
 `triton` (one call for K directions, plus the merge; for K > 1 also with the merge and gate inside the op),
-`reference`, and `mamba_ssm` called as the official codes do (a gathered copy per direction). Each row: median ms (do_bench, L2 flushed), the floor (max(bytes / bandwidth, exps /
-exp2 rate), each tensor touched once), our share of it, mamba_ssm / triton. Writes bench_kernels.md / .json to --out.
+`reference`, and `mamba_ssm` called as the official codes do (a gathered copy per direction). Each row: median ms
+(do_bench, L2 flushed), the floor (max(bytes / bandwidth, exps / exp2 rate), each tensor touched once), our share
+of it, mamba_ssm / triton. Writes bench_kernels.md / .json to --out.
 """
 import argparse
 import json
