@@ -1,4 +1,5 @@
-"""The command-line tools' answers to plain mistakes: one line naming the argument, before any model work."""
+"""The command-line tools' answers to plain mistakes (one line naming the argument, before any model work), and the
+kernel benchmark's columns computing the same thing."""
 import importlib.util
 from pathlib import Path
 
@@ -36,3 +37,24 @@ def test_bench_projections_errors(args, message, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         tool.main(args)
     assert e.value.code == 2 and f'error: {message}' in capsys.readouterr().err
+
+
+def test_bench_kernels_merged_column_matches_k_outputs():
+    """The merged column (merge and gate in the op) against K gated outputs summed, with one gate for every
+    direction: the same output and input gradients, so the two columns time the same function."""
+    import torch
+    from vimamba.scans.base import ScanOrder
+    tool = _tool('bench_kernels')
+    x = tool.make_inputs(2, 2, 8, 12, torch.float64, device='cpu', N=4)
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in dict(x, z=x['z'][:, 0]).items()}
+    order = ScanOrder.from_index(tool.make_index('bidirectional', 2, 12, None, 'cpu'))
+    xk = dict(leaves, z=leaves['z'][:, None].expand(-1, 2, -1, -1))
+    y_k = tool.ours(xk, order, 0, 'reference')(xk)                       # (b, L, d)
+    y_m = tool.ours(leaves, order, 0, 'reference', 'sum')(leaves)        # (b, d, L)
+    torch.testing.assert_close(y_m, y_k.transpose(1, 2))
+    dy = torch.randn_like(y_m)
+    inputs = [leaves[k] for k in ('u', 'delta', 'B', 'C', 'z', 'delta_bias')]
+    g_k = torch.autograd.grad(y_k, inputs, dy.transpose(1, 2))
+    g_m = torch.autograd.grad(y_m, inputs, dy)
+    for a, b in zip(g_m, g_k):
+        torch.testing.assert_close(a, b)
