@@ -19,6 +19,7 @@ def _tool(name: str):
     (['--model', 'vim_tinyy'], "--model 'vim_tinyy' is not a registered model; nearest: vim_tiny_patch16_224"),
     (['--model', 'test_vim', '--device', 'nonsense'], "--device 'nonsense': "),
     (['--model', 'test_vim', '--iters', '0'], '--iters must be >= 1, got 0'),
+    (['--model', 'test_vim', '--compile', 'fast'], "argument --compile: invalid choice: 'fast'"),
     (['--model', 'test_vim', '--out', str(ROOT / 'README.md')], f"--out {str(ROOT / 'README.md')!r} is a file"),
 ])
 def test_profile_model_errors(args, message, capsys):

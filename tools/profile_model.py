@@ -4,6 +4,7 @@ on CUDA also the host's time per group and the unprofiled step's wall time (wall
     python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 256 --amp            # GPU inference
     python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 128 --amp --train    # + backward
     python tools/profile_model.py --model mobilemamba_t2 --out docs/profile                      # md + json
+    python tools/profile_model.py --model vim_tiny_patch16_224 --batch-size 256 --amp --compile default
 
 Each operator's self time is charged to one group; everything inside the scan op counts as `selective_scan`.
 """
@@ -46,7 +47,7 @@ def _self_time_us(event, cuda: bool) -> float:
 
 
 def profile(model_name: str, batch_size: int, img_size, device: torch.device, amp: bool, train: bool,
-            warmup: int, iters: int):
+            warmup: int, iters: int, compile_mode: str = 'none'):
     """(rows, total_us, top, host, host_top, wall_us): per group the self time in µs summed over `iters` steps, the
     15 costliest ops, per group the host's (CPU) self time, the 15 ops costliest on the host (name, µs, calls), and
     the time of `iters` unprofiled steps."""
@@ -56,8 +57,13 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
     x = torch.randn(batch_size, model.pretrained_cfg['input_size'][0], *size, device=device)
     model.train(train)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    if compile_mode != 'none':
+        model = torch.compile(model, mode=None if compile_mode == 'default' else compile_mode)
+        warmup = max(warmup, 3)  # compiled on the first call, CUDA graphs recorded on the second or third
 
     def step():
+        if compile_mode == 'reduce-overhead':
+            torch.compiler.cudagraph_mark_step_begin()
         if train:
             with autocast:
                 out = model(x)
@@ -116,6 +122,8 @@ def main(argv=None):
     p.add_argument('--device', default=None)
     p.add_argument('--amp', action='store_true', help='bf16 autocast')
     p.add_argument('--train', action='store_true', help='profile forward + backward instead of inference')
+    p.add_argument('--compile', default='none', choices=('none', 'default', 'reduce-overhead'),
+                   help='torch.compile mode of the profiled model')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=5)
     p.add_argument('--out', default=None, help='folder for profile.md and profile.json')
@@ -136,7 +144,7 @@ def main(argv=None):
         p.error(f'--out {args.out!r} is a file; give a folder')
     batch = args.batch_size or (128 if device.type == 'cuda' else 1)
     rows, total, top, host, host_top, wall_us = profile(args.model, batch, args.img_size, device, args.amp,
-                                                        args.train, args.warmup, args.iters)
+                                                        args.train, args.warmup, args.iters, args.compile)
     clock = 'device' if device.type == 'cuda' else 'CPU'
 
     def per_step(us: float) -> str:
@@ -152,6 +160,8 @@ def main(argv=None):
         ('operator (self time, wherever it ran)', f'{clock} ms per step', 'calls per step'),
         [(name, per_step(us), f'{count / args.iters:g}') for name, us, count in top])
     what = 'training step (forward + backward)' if args.train else 'inference'
+    if args.compile != 'none':
+        what += f', torch.compile mode {args.compile}'
     head = (f'{args.model}, batch {batch}, {what}, {"bf16 autocast" if args.amp else "fp32"}, on '
             f'{benchmark.environment(device).get("device", device.type)}; self {clock} time per operator '
             f'group, mean of {args.iters} steps. Unprofiled: {per_step(wall_us)} ms a step.')
