@@ -322,16 +322,15 @@ def main():
         row = dict(shape=name, batch=b, K=K, d=d, L=L, W=W, dtype=dname, pass_="fwd+bwd" if backward else "fwd")
         row["floor_ms"] = (fb_floor if backward else f_floor) * 1e3
         t0 = time.time()
-        row["triton_ms"] = time_way(ours(x, ScanOrder.from_index(index), W, "triton"), x, backward, args.rep)
+        order = ScanOrder.from_index(index)
+        row["triton_ms"] = time_way(ours(x, order, W, "triton"), x, backward, args.rep)
         row["pct_floor"] = 100 * row["floor_ms"] / row["triton_ms"]
         if K > 1:
             xm = dict(x, z=x["z"][:, 0])
-            row["merged_ms"] = time_way(ours(xm, ScanOrder.from_index(index), W, "triton", "sum"), xm, backward,
-                                        args.rep)
+            row["merged_ms"] = time_way(ours(xm, order, W, "triton", "sum"), xm, backward, args.rep)
         if not args.no_reference:
             try:
-                row["reference_ms"] = time_way(ours(x, ScanOrder.from_index(index), W, "reference"), x, backward,
-                                               max(20, args.rep // 4))
+                row["reference_ms"] = time_way(ours(x, order, W, "reference"), x, backward, max(20, args.rep // 4))
             except torch.cuda.OutOfMemoryError:
                 row["reference_ms"] = float("nan")
         del x

@@ -57,9 +57,8 @@ def profile(model_name: str, batch_size: int, img_size, device: torch.device, am
     x = torch.randn(batch_size, model.pretrained_cfg['input_size'][0], *size, device=device)
     model.train(train)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
-    if compile_mode != 'none':
-        model = torch.compile(model, mode=None if compile_mode == 'default' else compile_mode)
-        warmup = max(warmup, 3)  # compiled on the first call, CUDA graphs recorded on the second or third
+    model = benchmark.compile_model(model, compile_mode)
+    warmup = benchmark.compiled_warmup(compile_mode, warmup)
 
     def step():
         if compile_mode == 'reduce-overhead':
@@ -122,7 +121,7 @@ def main(argv=None):
     p.add_argument('--device', default=None)
     p.add_argument('--amp', action='store_true', help='bf16 autocast')
     p.add_argument('--train', action='store_true', help='profile forward + backward instead of inference')
-    p.add_argument('--compile', default='none', choices=('none', 'default', 'reduce-overhead'),
+    p.add_argument('--compile', default='none', choices=benchmark.COMPILE_MODES,
                    help='torch.compile mode of the profiled model')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--iters', type=int, default=5)

@@ -34,7 +34,8 @@ from .flops import FVCORE_HANDLES, conv_mode_flop_jit, sdpa_flop_jit  # noqa: F4
 from .registry import family_of, list_models, model_module
 
 __all__ = ['main', 'count_flops', 'flop_counter_macs', 'time_step', 'scan_backend', 'is_oom', 'free_memory',
-           'training_loss', 'Job', 'Result', 'BASELINES', 'FAMILY_REPRESENTATIVES', 'SWEEP_SIZES']
+           'training_loss', 'compile_model', 'compiled_warmup', 'COMPILE_MODES', 'Job', 'Result', 'BASELINES',
+           'FAMILY_REPRESENTATIVES', 'SWEEP_SIZES']
 
 # timm models every run puts next to ours (built from timm, no weights).
 BASELINES = ('deit_tiny_patch16_224', 'deit_small_patch16_224', 'swin_tiny_patch4_window7_224', 'resnet50',
@@ -188,6 +189,19 @@ class PeakMemory:
             if hwm is not None:
                 self.peak = max(0, hwm - (self.baseline or 0))
         return False
+
+
+COMPILE_MODES = ('none', 'default', 'reduce-overhead')
+
+
+def compile_model(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """`model` under torch.compile `mode` (one of COMPILE_MODES; 'none': the model itself)."""
+    return model if mode == 'none' else torch.compile(model, mode=None if mode == 'default' else mode)
+
+
+def compiled_warmup(mode: str, warmup: int) -> int:
+    # CUDA graphs record on the second or third call after compiling: a compiled model warms up past that.
+    return warmup if mode == 'none' else max(warmup, 3)
 
 
 def time_step(step: Callable[[], object], device: torch.device, warmup: int, iters: int,
@@ -489,11 +503,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if s.amp else contextlib.nullcontext()
 
-    def compiled(m):
-        return m if s.compile == 'none' else torch.compile(m, mode=None if s.compile == 'default' else s.compile)
-
-    # CUDA graphs record on the second or third call after compiling; every run warms up past that.
-    warmup = max(s.warmup, 3) if s.compile != 'none' else s.warmup
+    warmup = compiled_warmup(s.compile, s.warmup)
 
     x = torch.randn(batch, chans, height, width, device=device).contiguous(memory_format=memory_format)
 
@@ -504,7 +514,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
         model.to(memory_format=memory_format)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=1e-6)
-        step_model = compiled(model)
+        step_model = compile_model(model, s.compile)
 
         def train_step():
             if s.compile == 'reduce-overhead':
@@ -538,7 +548,7 @@ def _measure(job: Job, batch: int, s: Settings, r: Result) -> None:
             warmup -= 1  # on the CPU the trace was that same forward: it served as a warm-up
 
     if bench in ('infer', 'both'):
-        infer_model = compiled(model)
+        infer_model = compile_model(model, s.compile)
 
         def infer_step():
             with autocast():
@@ -964,7 +974,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--threads', type=int, default=None,
                    help="torch CPU threads (default: torch's, one per core); on a shared CPU give the free cores: "
                         "the reference scan's many small ops slow down most when threads compete")
-    p.add_argument('--compile', choices=('none', 'default', 'reduce-overhead'), default='none',
+    p.add_argument('--compile', choices=COMPILE_MODES, default='none',
                    help='torch.compile every timed model, baselines included (reduce-overhead: CUDA graphs)')
     p.add_argument('--out', default='out/benchmark', help='folder for results.md, results.json and plots (default: out/benchmark)')
     p.add_argument('--replot', default=None, metavar='JSON',
